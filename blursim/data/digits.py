@@ -1,0 +1,155 @@
+"""scikit-learn's bundled 8x8 handwritten digits, a small offline stand-in for MNIST.
+
+``sklearn.datasets.load_digits`` ships 1797 images of 8x8 pixels with values
+0..16 and no network access is needed. The BLUR paper (Sec. 4.2) meta-trains
+on MNIST and on its halves 0-4 and 5-9; ``digits``, ``digits_0_4`` and
+``digits_5_9`` mirror that setup at a size a laptop runs in seconds.
+
+The train/test split is a fixed stratified split of all 1797 images made
+*before* any class subset is taken, from ``numpy.random.default_rng(split_seed)``:
+within each digit, a permutation puts ``round(test_fraction * count)``
+images in the test split. So it never changes between runs unless
+``split_seed`` or ``test_fraction`` changes, and an image in the test split of
+``digits`` is in the test split of ``digits_0_4`` too. Rows keep the original
+order of ``load_digits``; the original indices are in ``meta["train_index"]``
+and ``meta["test_index"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from blursim.data.base import (
+    DATASETS,
+    Dataset,
+    check_choice,
+    check_classes,
+    check_float,
+    check_int,
+)
+
+__all__ = ["digits", "digits_0_4", "digits_5_9"]
+
+_SCALES = ("unit", "standard")
+
+
+def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    test: list[np.ndarray] = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = int(round(test_fraction * idx.size))
+        k = min(max(k, 1), idx.size - 1)
+        test.append(rng.permutation(idx)[:k])
+    test_idx = np.sort(np.concatenate(test))
+    train_mask = np.ones(y.size, dtype=bool)
+    train_mask[test_idx] = False
+    return np.flatnonzero(train_mask), test_idx
+
+
+def _build(
+    name: str,
+    classes: Any,
+    test_fraction: Any,
+    split_seed: Any,
+    scale: Any,
+    *,
+    fixed_classes: bool = False,
+) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    classes = check_classes(name, classes, 10)
+    test_fraction = check_float(
+        name, "test_fraction", test_fraction, minimum=0.0, maximum=1.0, exclusive=True
+    )
+    split_seed = check_int(name, "split_seed", split_seed, minimum=0)
+    scale = check_choice(name, "scale", scale, _SCALES)
+
+    bunch = load_digits()
+    x_all = np.asarray(bunch.data, dtype=np.float64)
+    y_all = np.asarray(bunch.target, dtype=np.int64)
+    train_idx, test_idx = _stratified_split(y_all, test_fraction, split_seed)
+    if classes is not None:
+        train_idx = train_idx[np.isin(y_all[train_idx], classes)]
+        test_idx = test_idx[np.isin(y_all[test_idx], classes)]
+        kept = np.asarray(classes, dtype=np.int64)
+    else:
+        kept = np.arange(10, dtype=np.int64)
+
+    x_train, x_test = x_all[train_idx], x_all[test_idx]
+    y_train = np.searchsorted(kept, y_all[train_idx]).astype(np.int64)
+    y_test = np.searchsorted(kept, y_all[test_idx]).astype(np.int64)
+    if scale == "unit":
+        x_train = x_train / 16.0
+        x_test = x_test / 16.0
+    else:
+        mean = x_train.mean(axis=0)
+        std = x_train.std(axis=0)
+        std[std == 0] = 1.0  # constant (always blank) pixels stay at 0
+        x_train = (x_train - mean) / std
+        x_test = (x_test - mean) / std
+
+    options: dict[str, Any] = {
+        "test_fraction": test_fraction,
+        "split_seed": split_seed,
+        "scale": scale,
+    }
+    if not fixed_classes:
+        options = {"classes": classes, **options}
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        n_classes=int(kept.size),
+        meta={
+            "options": options,
+            "seed": split_seed,
+            "source": "sklearn.datasets.load_digits (8x8 images, values 0..16)",
+            "classes": [int(c) for c in kept],
+            "class_names": [str(int(c)) for c in kept],
+            "image_shape": [8, 8],
+            "train_index": [int(i) for i in train_idx],
+            "test_index": [int(i) for i in test_idx],
+        },
+    )
+
+
+@DATASETS.register("digits")
+def digits(
+    *,
+    classes: list[int] | None = None,
+    test_fraction: float = 0.3,
+    split_seed: int = 0,
+    scale: str = "unit",
+) -> Dataset:
+    """scikit-learn 8x8 handwritten digits (1797 images, 64 features), offline MNIST stand-in.
+
+    ``classes``: a subset of the digits 0..9 (at least two), relabelled
+    0..m-1 in ascending digit order; ``meta["classes"]`` keeps the original
+    digits. ``test_fraction`` and ``split_seed`` fix the stratified split
+    (see the module docstring). ``scale``: ``"unit"`` divides the 0..16
+    pixel values by 16 into [0, 1]; ``"standard"`` subtracts the train mean
+    and divides by the train standard deviation per pixel (pixels that are
+    constant in train are only centred).
+    """
+    return _build("digits", classes, test_fraction, split_seed, scale)
+
+
+@DATASETS.register("digits_0_4")
+def digits_0_4(
+    *, test_fraction: float = 0.3, split_seed: int = 0, scale: str = "unit"
+) -> Dataset:
+    """Digits 0-4 of the 8x8 digits, relabelled 0..4 (cf. MNIST 0-4 in Sec. 4.2)."""
+    return _build("digits_0_4", [0, 1, 2, 3, 4], test_fraction, split_seed, scale, fixed_classes=True)
+
+
+@DATASETS.register("digits_5_9")
+def digits_5_9(
+    *, test_fraction: float = 0.3, split_seed: int = 0, scale: str = "unit"
+) -> Dataset:
+    """Digits 5-9 of the 8x8 digits, relabelled 0..4 (cf. MNIST 5-9 in Sec. 4.2)."""
+    return _build("digits_5_9", [5, 6, 7, 8, 9], test_fraction, split_seed, scale, fixed_classes=True)

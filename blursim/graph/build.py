@@ -1,0 +1,171 @@
+"""Build a networkx graph from a network spec and validate it.
+
+The graph has one node per population and one edge per projection
+(a ``MultiDiGraph``: two projections may join the same pair). Validation
+raises :class:`~blursim.errors.SpecError` with the JSON path of the offending
+field; :func:`~blursim.spec.relocate` adds the file and line.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from blursim.errors import SpecError
+from blursim.sim.activations import resolve as resolve_activation
+from blursim.sim.feedback import FEEDBACK, needs as feedback_needs
+from blursim.spec.loading import relocate
+from blursim.spec.network import NetworkSpec
+
+
+def build_graph(spec: NetworkSpec) -> nx.MultiDiGraph:
+    """The projection graph of ``spec`` (no validation beyond name lookup)."""
+    g = nx.MultiDiGraph(name=spec.name or "network", k=spec.k)
+    for i, p in enumerate(spec.populations):
+        g.add_node(
+            p.name, index=i, size=p.size, role=p.role, genome=p.genome,
+            normalization=p.normalization,
+        )
+    for i, q in enumerate(spec.projections):
+        g.add_edge(
+            q.from_, q.to, key=q.label, index=i, kind=q.connectivity.kind, bias=q.bias,
+            genome=q.genome,
+        )
+    return g
+
+
+def _check(spec: NetworkSpec) -> nx.MultiDiGraph:
+    names: dict[str, int] = {}
+    for i, p in enumerate(spec.populations):
+        if p.name in names:
+            raise SpecError(
+                f"population name {p.name!r} is used twice (first at $.populations[{names[p.name]}])",
+                path=f"$.populations[{i}].name", value=p.name,
+            )
+        names[p.name] = i
+    labels: dict[str, int] = {}
+    for i, q in enumerate(spec.projections):
+        for end, key in ((q.from_, "from"), (q.to, "to")):
+            if end not in names:
+                raise SpecError(
+                    f"projection refers to unknown population {end!r}",
+                    path=f"$.projections[{i}].{key}", choices=names,
+                )
+        if q.label in labels:
+            raise SpecError(
+                f"projection name {q.label!r} is used twice (first at $.projections[{labels[q.label]}])",
+                path=f"$.projections[{i}]" + (".name" if q.name else ""),
+                hint="Give parallel projections distinct \"name\" fields.",
+            )
+        labels[q.label] = i
+        if spec.populations[names[q.to]].role == "input":
+            raise SpecError(
+                f"input population {q.to!r} cannot receive a projection: inputs are written by data",
+                path=f"$.projections[{i}].to", value=q.to,
+            )
+    roles = [p.role for p in spec.populations]
+    if "input" not in roles:
+        raise SpecError("the network has no input population", path="$.populations",
+                        hint='Give one population "role": "input".')
+    if "output" not in roles:
+        raise SpecError("the network has no output population", path="$.populations",
+                        hint='Give one population "role": "output".')
+
+    g = build_graph(spec)
+    k = spec.k
+    for i, p in enumerate(spec.populations):
+        if p.role != "input":
+            resolve_activation(p.forward_activation, k, path=f"$.populations[{i}].forward_activation")
+            resolve_activation(p.backward_activation, k, path=f"$.populations[{i}].backward_activation")
+            if g.in_degree(p.name) == 0:
+                raise SpecError(
+                    f"{p.role} population {p.name!r} receives no projection, so its states never change",
+                    path=f"$.populations[{i}]",
+                    hint="Add a projection into it or remove it.",
+                )
+    outputs = [p.name for p in spec.populations if p.role == "output"]
+    reach_out = set(outputs)
+    for o in outputs:
+        reach_out |= nx.ancestors(g, o)
+    for i, p in enumerate(spec.populations):
+        if p.role == "hidden" and p.name not in reach_out:
+            raise SpecError(
+                f"hidden population {p.name!r} has no path to an output population, so no feedback "
+                "can reach it",
+                path=f"$.populations[{i}]", choices=outputs,
+                hint="Add a projection from it towards an output.",
+            )
+
+    rules = spec.rules
+    FEEDBACK.get(rules.feedback, path="$.rules.feedback")
+    req = feedback_needs(rules.feedback)
+    if k < req["min_k"]:
+        raise SpecError(
+            f"feedback {rules.feedback!r} writes state 1 of the outputs, so it needs k >= 2",
+            path="$.k", value=k,
+        )
+    if req["min_outputs"] > 1:
+        for i, p in enumerate(spec.populations):
+            if p.role == "output" and p.size < req["min_outputs"]:
+                raise SpecError(
+                    f"feedback {rules.feedback!r} needs output populations of at least "
+                    f"{req['min_outputs']} neurons (a softmax over one neuron is constant)",
+                    path=f"$.populations[{i}].size", value=p.size,
+                    hint='Use 2 output neurons, or "error_mse"/"target" feedback.',
+                )
+    if rules.schedule == "topological":
+        try:
+            cycle = nx.find_cycle(g)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            pops = [e[0] for e in cycle] + [cycle[0][0]]
+            raise SpecError(
+                "the projections form a cycle " + " -> ".join(pops)
+                + ", which the topological schedule cannot order",
+                path="$.rules.schedule", value="topological",
+                hint='Remove a projection on the cycle, or set "schedule": "synchronous" with a '
+                "number of \"sweeps\".",
+            )
+    return g
+
+
+def validate_network(spec: NetworkSpec) -> nx.MultiDiGraph:
+    """Validate ``spec``; return its graph. Errors carry file and line when known."""
+    try:
+        g = _check(spec)
+        from blursim.graph.compile import build_masks
+
+        build_masks(spec)  # connectivity-kind errors (sizes, grids, edges)
+        return g
+    except SpecError as e:
+        raise relocate(e, spec) from None
+
+
+def check_task_fit(spec: NetworkSpec, n_features: int, n_classes: int, task: str) -> None:
+    """Raise if the task's data do not fit the network's input and output sizes.
+
+    Input populations take consecutive slices of the feature vector in the
+    order they are listed; every output population predicts the task's
+    classes (``n_classes`` neurons, or one neuron for a two-class task).
+    """
+    inputs = [(i, p) for i, p in enumerate(spec.populations) if p.role == "input"]
+    total = sum(p.size for _, p in inputs)
+    if total != n_features:
+        names = ", ".join(f"{p.name!r} ({p.size})" for _, p in inputs)
+        err = SpecError(
+            f"task {task!r} has {n_features} input features but the input populations "
+            f"{names} hold {total} neurons",
+            path=f"$.populations[{inputs[0][0]}].size",
+            hint=f"Input sizes must add up to {n_features}.",
+        )
+        raise relocate(err, spec)
+    for i, p in enumerate(spec.populations):
+        if p.role == "output" and not (p.size == n_classes or (p.size == 1 and n_classes == 2)):
+            ok = f"{n_classes}" + (" (or 1 for this two-class task)" if n_classes == 2 else "")
+            err = SpecError(
+                f"output population {p.name!r} has {p.size} neurons but task {task!r} has "
+                f"{n_classes} classes",
+                path=f"$.populations[{i}].size", value=p.size,
+                hint=f"Use {ok} output neurons.",
+            )
+            raise relocate(err, spec)

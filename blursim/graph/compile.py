@@ -1,0 +1,205 @@
+"""Compile a validated network spec into an execution :class:`Program`.
+
+One walk over the spec produces ordered plans for populations and
+projections: topological forward order, reverse order for the backward pass,
+connectivity masks, genome-group indices. Nothing here depends on genome
+values, so one program serves every genome (DESIGN: compile once, evaluate
+many genomes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from blursim.graph.connectivity import CONNECTIVITY
+from blursim.sim.activations import resolve as resolve_activation
+from blursim.spec.network import NetworkSpec
+
+# Stream tags for numpy SeedSequence: structure of the network.
+_TAG_CONNECTIVITY = 0x636F6E6E
+
+
+@dataclass
+class PopPlan:
+    """How one population is simulated."""
+
+    name: str
+    index: int
+    size: int
+    role: str
+    group: str
+    fwd: list[Any]  # k activation functions
+    bwd: list[Any]
+    fwd_names: list[str]
+    bwd_names: list[str]
+    norm_fwd: bool
+    norm_bwd: bool
+    incoming: list[int] = field(default_factory=list)  # projection indices
+    outgoing: list[int] = field(default_factory=list)
+    in_slice: slice | None = None  # feature columns for inputs
+
+
+@dataclass
+class ProjPlan:
+    """How one projection is simulated."""
+
+    name: str
+    index: int
+    pre: int
+    post: int
+    n_pre: int
+    n_post: int
+    bias: bool
+    group: str
+    kind: str
+    mask: np.ndarray | None  # bool (n_pre, n_post); None = all-to-all
+
+    @property
+    def n_synapses(self) -> int:
+        """Stored forward synapses (mask entries plus bias row)."""
+        body = self.n_pre * self.n_post if self.mask is None else int(self.mask.sum())
+        return body + (self.n_post if self.bias else 0)
+
+    @property
+    def density(self) -> float:
+        return 1.0 if self.mask is None else float(self.mask.mean())
+
+
+@dataclass
+class Program:
+    """A compiled network: everything the simulator needs except genome and synapse values."""
+
+    spec: NetworkSpec
+    k: int
+    pops: list[PopPlan]
+    projs: list[ProjPlan]
+    forward_order: list[int]  # non-input populations
+    backward_order: list[int]  # non-input populations with outgoing projections
+    inputs: list[int]
+    outputs: list[int]
+    groups: list[str]  # genome groups used, sorted
+    spec_hash: str
+
+    @property
+    def rules(self):
+        return self.spec.rules
+
+    @property
+    def n_features(self) -> int:
+        return sum(self.pops[i].size for i in self.inputs)
+
+    def pop(self, name: str) -> PopPlan:
+        for p in self.pops:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        """A short text description (``blursim graph``)."""
+        lines = [
+            f"network {self.spec.name or '(unnamed)'}: k={self.k}, {len(self.pops)} populations, "
+            f"{len(self.projs)} projections, schedule={self.rules.schedule}"
+            + (f" ({self.rules.sweeps} sweeps)" if self.rules.schedule == "synchronous" else ""),
+            "populations:",
+        ]
+        for p in self.pops:
+            act = ",".join(sorted(set(p.fwd_names)))
+            lines.append(
+                f"  {p.name:<16} {p.role:<7} n={p.size:<6} fwd={'/'.join(p.fwd_names) if len(set(p.fwd_names)) > 1 else act}"
+                f" genome={p.group}"
+            )
+        lines.append("projections:")
+        total = 0
+        for q in self.projs:
+            total += q.n_synapses
+            lines.append(
+                f"  {q.name:<16} {self.pops[q.pre].name} -> {self.pops[q.post].name}: {q.kind}, "
+                f"density={q.density:.3f}, bias={'yes' if q.bias else 'no'}, synapses={q.n_synapses}, "
+                f"genome={q.group}"
+            )
+        lines.append(f"forward order: {' -> '.join(self.pops[i].name for i in self.forward_order)}")
+        lines.append(f"forward synapses: {total} per channel")
+        return "\n".join(lines)
+
+
+def spec_hash(spec: NetworkSpec) -> str:
+    """SHA-256 of the canonical JSON of ``spec`` (identity of a network)."""
+    text = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def build_masks(spec: NetworkSpec) -> list[np.ndarray | None]:
+    """Connectivity masks of every projection, from the network seed (deterministic)."""
+    by_name = {p.name: p for p in spec.populations}
+    seqs = np.random.SeedSequence([spec.seed, _TAG_CONNECTIVITY]).spawn(len(spec.projections))
+    masks = []
+    for i, q in enumerate(spec.projections):
+        build = CONNECTIVITY.get(q.connectivity.kind, path=f"$.projections[{i}].connectivity.kind")
+        masks.append(
+            build(q.connectivity, by_name[q.from_], by_name[q.to], seqs[i],
+                  f"$.projections[{i}].connectivity")
+        )
+    return masks
+
+
+def compile_network(spec: NetworkSpec) -> Program:
+    """Validate ``spec`` and compile it into a :class:`Program`."""
+    from blursim.graph.build import validate_network
+
+    g = validate_network(spec)
+    k = spec.k
+    masks = build_masks(spec)
+    index = {p.name: i for i, p in enumerate(spec.populations)}
+    pops: list[PopPlan] = []
+    col = 0
+    for i, p in enumerate(spec.populations):
+        fwd_names = [p.forward_activation] * k if isinstance(p.forward_activation, str) else list(p.forward_activation)
+        bwd_names = [p.backward_activation] * k if isinstance(p.backward_activation, str) else list(p.backward_activation)
+        plan = PopPlan(
+            name=p.name, index=i, size=p.size, role=p.role, group=p.genome,
+            fwd=resolve_activation(p.forward_activation, k, path=f"$.populations[{i}].forward_activation"),
+            bwd=resolve_activation(p.backward_activation, k, path=f"$.populations[{i}].backward_activation"),
+            fwd_names=fwd_names, bwd_names=bwd_names,
+            norm_fwd=p.normalization in ("forward", "both"),
+            norm_bwd=p.normalization in ("backward", "both"),
+        )
+        if p.role == "input":
+            plan.in_slice = slice(col, col + p.size)
+            col += p.size
+        pops.append(plan)
+    projs: list[ProjPlan] = []
+    for i, q in enumerate(spec.projections):
+        pre, post = index[q.from_], index[q.to]
+        m = masks[i]
+        if m is not None and m.all():
+            m = None  # a full mask is dense
+        projs.append(
+            ProjPlan(
+                name=q.label, index=i, pre=pre, post=post, n_pre=pops[pre].size,
+                n_post=pops[post].size, bias=q.bias, group=q.genome, kind=q.connectivity.kind,
+                mask=m,
+            )
+        )
+        pops[pre].outgoing.append(i)
+        pops[post].incoming.append(i)
+    if spec.rules.schedule == "topological":
+        topo = list(nx.lexicographical_topological_sort(g, key=lambda n: index[n]))
+        order = [index[n] for n in topo]
+    else:
+        order = list(range(len(pops)))
+    forward_order = [i for i in order if pops[i].role != "input"]
+    backward_order = [i for i in reversed(order) if pops[i].role != "input" and pops[i].outgoing]
+    groups = sorted({p.group for p in pops if p.role != "input"} | {q.group for q in projs})
+    return Program(
+        spec=spec, k=k, pops=pops, projs=projs, forward_order=forward_order,
+        backward_order=backward_order,
+        inputs=[i for i, p in enumerate(pops) if p.role == "input"],
+        outputs=[i for i, p in enumerate(pops) if p.role == "output"],
+        groups=groups, spec_hash=spec_hash(spec),
+    )

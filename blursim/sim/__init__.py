@@ -1,0 +1,17 @@
+"""The BLUR simulator (DESIGN §2): operators, step, unrolls, metrics."""
+
+from blursim.sim.activations import ACTIVATIONS
+from blursim.sim.feedback import FEEDBACK
+from blursim.sim.run import RunResult, query_batches, train_and_evaluate, train_batch
+from blursim.sim.simulator import Simulator, SynapseState
+
+__all__ = [
+    "ACTIVATIONS",
+    "FEEDBACK",
+    "RunResult",
+    "Simulator",
+    "SynapseState",
+    "query_batches",
+    "train_and_evaluate",
+    "train_batch",
+]

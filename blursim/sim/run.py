@@ -1,0 +1,124 @@
+"""Training unrolls and evaluation on held-out query batches.
+
+Randomness (DESIGN §2): the training batch of step ``t`` depends only on
+``(seed, t)`` and query batch ``q`` only on ``(seed, q)``; both are shared by
+every species and replica (common random numbers).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from blursim.sim.simulator import TAG_DATA, TAG_QUERY, Simulator, SynapseState
+
+
+def train_batch(x: np.ndarray, y: np.ndarray, step: int, seed: int, batch_size: int):
+    """The training batch of ``step``: ``batch_size`` rows drawn from ``(x, y)`` by ``(seed, step)``."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), TAG_DATA, int(step)]))
+    n = x.shape[0]
+    idx = rng.choice(n, size=batch_size, replace=batch_size > n)
+    return x[idx], y[idx]
+
+
+def query_batches(
+    x: np.ndarray, y: np.ndarray, seed: int, n_batches: int | None, batch_size: int | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Held-out evaluation batches: the whole split (``n_batches=None``) or seeded batches."""
+    if n_batches is None:
+        return [(x, y)]
+    out = []
+    for q in range(n_batches):
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), TAG_QUERY, q]))
+        bs = batch_size or min(128, x.shape[0])
+        idx = rng.choice(x.shape[0], size=bs, replace=bs > x.shape[0])
+        out.append((x[idx], y[idx]))
+    return out
+
+
+@dataclass
+class RunResult:
+    """Accuracy and cross-entropy ``(S, R, E)`` at the evaluated steps ``(E,)``."""
+
+    steps: np.ndarray
+    accuracy: np.ndarray
+    cross_entropy: np.ndarray
+    diverged: np.ndarray  # (S, R)
+    state: SynapseState
+    seconds: float
+
+    def final(self) -> dict[str, np.ndarray]:
+        return {"accuracy": self.accuracy[..., -1], "cross_entropy": self.cross_entropy[..., -1]}
+
+
+def evaluate_batches(sim: Simulator, st: SynapseState, genes, batches) -> dict[str, np.ndarray]:
+    """Mean accuracy / cross-entropy over query batches, ``(S, R)`` each."""
+    acc, ce = 0.0, 0.0
+    for xq, yq in batches:
+        m = sim.evaluate(st, genes, xq, yq)
+        acc = acc + m["accuracy"]
+        ce = ce + m["cross_entropy"]
+    return {"accuracy": acc / len(batches), "cross_entropy": ce / len(batches)}
+
+
+def train_and_evaluate(
+    sim: Simulator,
+    genomes: Any,
+    dataset: Any,
+    *,
+    steps: int,
+    batch_size: int,
+    replicas: int = 1,
+    seed: int = 0,
+    eval_steps: Sequence[int] | str = "all",
+    n_query_batches: int | None = None,
+    query_batch_size: int | None = None,
+    split: str = "test",
+    on_step: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Train ``steps`` BLUR steps from fresh synapses and evaluate on held-out data.
+
+    ``eval_steps``: ``"all"`` (0..steps), ``"end"`` (only after the last step),
+    or an explicit list of step counts (0 = before training).
+    ``split``: evaluate on ``"test"`` (held out, default) or ``"train"`` data.
+    """
+    t0 = time.perf_counter()
+    genes = sim.prepare(genomes)
+    st = sim.init_synapses(genes, replicas=replicas, seed=seed)
+    if eval_steps == "all":
+        evals = list(range(steps + 1))
+    elif eval_steps == "end":
+        evals = [steps]
+    else:
+        evals = sorted(set(int(s) for s in eval_steps))
+    xq, yq = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
+    qb = query_batches(xq, yq, seed, n_query_batches, query_batch_size)
+    accs, ces = [], []
+
+    def _eval():
+        m = evaluate_batches(sim, st, genes, qb)
+        accs.append(m["accuracy"])
+        ces.append(m["cross_entropy"])
+
+    if 0 in evals:
+        _eval()
+    for t in range(steps):
+        x, y = train_batch(dataset.x_train, dataset.y_train, t, seed, batch_size)
+        sim.train_step(st, genes, x, y)
+        if on_step is not None:
+            on_step(t + 1)
+        if t + 1 in evals:
+            _eval()
+    diverged = ~sim.is_finite(st)
+    return RunResult(
+        steps=np.asarray([e for e in evals if e <= steps]),
+        accuracy=np.stack(accs, axis=-1),
+        cross_entropy=np.stack(ces, axis=-1),
+        diverged=diverged,
+        state=st,
+        seconds=time.perf_counter() - t0,
+    )

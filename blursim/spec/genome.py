@@ -1,0 +1,114 @@
+"""The genome document: the shared meta-parameters of BLUR (paper Table 1).
+
+Field names follow the paper's symbols (DESIGN §1): ``f``, ``eta`` (neuron
+keep/update gates of eq. 5-6), ``f_tilde``, ``eta_tilde`` (synapse keep/update
+gates of eq. 7), ``nu``, ``mu`` (forward/backward neuron mixing, eq. 5-6),
+``nu_tilde``, ``mu_tilde`` (pre-/post-synaptic mixing, eq. 7, with ``nu_tilde``
+indexed ``[e, c]`` as in the paper). Optional parts default to their neutral
+values when absent (see :data:`OPTIONAL_DEFAULTS`).
+
+A genome holds one parameter set per *genome group*; every population and
+projection of a network names the group it takes its parameters from
+(``"default"`` unless the spec says otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field, model_validator
+
+from blursim.spec.base import Strict
+
+FORMAT_GENOME = "blursim.genome/1"
+
+SCALAR_FIELDS = ("f", "eta", "f_tilde", "eta_tilde")
+MATRIX_FIELDS = ("nu", "mu", "nu_tilde", "mu_tilde")
+VECTOR_FIELDS = ("norm_gain", "norm_shift")
+OPTIONAL_SCALAR_FIELDS = ("oja_alpha", "saturation", "init_scale", "rescale")
+
+#: Value used for an optional field that a genome leaves out.
+OPTIONAL_DEFAULTS = {
+    "norm_gain": 1.0,  # per state
+    "norm_shift": 0.0,  # per state
+    "oja_alpha": 0.0,
+    "saturation": 1.0,
+    "init_scale": 1.0,
+    "rescale": 1.0,
+}
+
+ALL_FIELDS = SCALAR_FIELDS + MATRIX_FIELDS + VECTOR_FIELDS + OPTIONAL_SCALAR_FIELDS
+
+
+def field_shape(name: str, k: int) -> tuple[int, ...]:
+    """Shape of one genome field for ``k`` states (no species axis)."""
+    if name in MATRIX_FIELDS:
+        return (k, k)
+    if name in VECTOR_FIELDS:
+        return (k,)
+    if name in SCALAR_FIELDS or name in OPTIONAL_SCALAR_FIELDS:
+        return ()
+    raise KeyError(name)
+
+
+class GenomeParams(Strict):
+    """One genome group's parameters."""
+
+    f: float
+    eta: float
+    f_tilde: float
+    eta_tilde: float
+    nu: list[list[float]]
+    mu: list[list[float]]
+    nu_tilde: list[list[float]]
+    mu_tilde: list[list[float]]
+    norm_gain: list[float] | None = None
+    norm_shift: list[float] | None = None
+    oja_alpha: float | None = None
+    saturation: float | None = None
+    init_scale: float | None = None
+    rescale: float | None = None
+
+    @model_validator(mode="after")
+    def _finite(self):
+        for name in ALL_FIELDS:
+            v = getattr(self, name)
+            if v is None:
+                continue
+            flat = v if isinstance(v, list) else [v]
+            if flat and isinstance(flat[0], list):
+                flat = [x for row in flat for x in row]
+            if not all(math.isfinite(x) for x in flat):
+                raise ValueError(
+                    f"genome field {name!r} contains NaN or Inf; every genome value must be finite"
+                )
+        return self
+
+
+class GenomeSpec(Strict):
+    """A genome file: ``k`` and one :class:`GenomeParams` per group."""
+
+    format: str = Field(default=FORMAT_GENOME, pattern=r"^blursim\.genome/1$")
+    k: int = Field(ge=1, le=64)
+    groups: dict[str, GenomeParams] = Field(min_length=1)
+    meta: dict = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shapes(self):
+        k = self.k
+        for gname, g in self.groups.items():
+            for name in MATRIX_FIELDS:
+                m = getattr(g, name)
+                if len(m) != k or any(len(row) != k for row in m):
+                    shape = f"{len(m)}x{len(m[0]) if m else 0}"
+                    raise ValueError(
+                        f"groups.{gname}.{name} must be a {k}x{k} matrix for k={k}, "
+                        f"got {shape}"
+                    )
+            for name in VECTOR_FIELDS:
+                v = getattr(g, name)
+                if v is not None and len(v) != k:
+                    raise ValueError(
+                        f"groups.{gname}.{name} must have length k={k}, got {len(v)}"
+                    )
+        return self

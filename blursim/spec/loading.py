@@ -1,0 +1,222 @@
+"""Reading spec documents from JSON with errors that point at the bad line.
+
+Every failure becomes a :class:`~blursim.errors.SpecError` naming the file,
+the line, the JSON path, the bad value and (where there is a closed set) the
+valid choices.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from blursim.errors import SpecError
+from blursim.spec.jsonpos import line_of
+
+M = TypeVar("M", bound=BaseModel)
+
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Annotated/Optional wrappers."""
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _model_at(model: type[BaseModel], keys: list, data: Any) -> type[BaseModel] | None:
+    """The pydantic model class that validates the object at ``keys`` (best effort)."""
+    tp: Any = model
+    node = data
+    for key in keys:
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            tp = _pick_union(tp, node)
+            if tp is None:
+                return None
+            tp = _unwrap(tp)
+            origin = typing.get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            fld = None
+            for name, info in tp.model_fields.items():
+                if key in (name, info.alias):
+                    fld = info
+                    break
+            if fld is None:
+                return None
+            tp = fld.annotation
+        elif origin in (list, tuple):
+            tp = typing.get_args(tp)[0]
+        elif origin is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return None
+        node = node[key] if isinstance(node, (dict, list)) and _has(node, key) else None
+    tp = _unwrap(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp = _pick_union(tp, node)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _has(node: Any, key: Any) -> bool:
+    if isinstance(node, dict):
+        return key in node
+    return isinstance(key, int) and 0 <= key < len(node)
+
+
+def _pick_union(tp: Any, node: Any) -> Any:
+    members = [_unwrap(a) for a in typing.get_args(tp) if a is not type(None)]
+    models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+    if isinstance(node, dict) and "kind" in node:
+        for m in models:
+            f = m.model_fields.get("kind")
+            if f is not None and f.default == node["kind"]:
+                return m
+    return models[0] if len(models) == 1 else None
+
+
+def _json_path(loc: tuple, data: Any) -> list:
+    """Drop the union-member labels pydantic inserts into ``loc``."""
+    keys: list = []
+    node = data
+    for i, elem in enumerate(loc):
+        if isinstance(node, list) and isinstance(elem, int):
+            keys.append(elem)
+            node = node[elem] if 0 <= elem < len(node) else None
+        elif isinstance(node, dict):
+            if elem in node:
+                keys.append(elem)
+                node = node[elem]
+            elif i == len(loc) - 1 or not isinstance(elem, str) or elem.isidentifier() and elem in (
+                "kind",
+            ):
+                keys.append(elem)
+                node = None
+            else:
+                continue  # a union member tag such as 'fixed_probability' or 'list[str]'
+        else:
+            if i == len(loc) - 1 and not keys:
+                keys.append(elem)
+            continue
+    return keys
+
+
+def _first_error(err: ValidationError, model: type[BaseModel], data: Any) -> SpecError:
+    errors = err.errors(include_url=False)
+    # Prefer the most specific error: the one with the longest path.
+    e = max(errors, key=lambda x: len(_json_path(x["loc"], data)))
+    keys = _json_path(e["loc"], data)
+    etype = e["type"]
+    ctx = e.get("ctx") or {}
+    msg = e["msg"]
+    choices = None
+    value = e.get("input")
+    if etype == "literal_error":
+        choices = _QUOTED.findall(str(ctx.get("expected", ""))) or None
+        msg = "invalid value"
+    elif etype in ("union_tag_invalid", "union_tag_not_found"):
+        choices = _QUOTED.findall(str(ctx.get("expected_tags", ""))) or None
+        msg = "unknown connectivity kind" if etype == "union_tag_invalid" else "missing 'kind'"
+        if etype == "union_tag_invalid":
+            keys = keys + ["kind"]
+            value = ctx.get("tag")
+    elif etype == "extra_forbidden":
+        parent = _model_at(model, keys[:-1], data)
+        msg = f"unknown field {keys[-1]!r}"
+        value = None
+        if parent is not None:
+            choices = [info.alias or name for name, info in parent.model_fields.items()]
+    elif etype == "missing":
+        msg = f"required field {keys[-1]!r} is missing"
+        value = None
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if isinstance(value, (dict, list)) and len(repr(value)) > 80:
+        value = None
+    more = len(errors) - 1
+    hint = f"({more} more problem{'s' if more > 1 else ''} in this document.)" if more else None
+    return SpecError(msg, path=keys, value=value, choices=choices, hint=hint)
+
+
+def locate(err: SpecError, source: str | None, text: str | None, keys: list | None) -> SpecError:
+    """Attach file name and line number to ``err``."""
+    where = source
+    if where and text is not None and keys is not None:
+        line = line_of(text, tuple(keys))
+        if line is not None:
+            where = f"{source}, line {line}"
+    return SpecError(
+        err.message,
+        path=err.path or None,
+        value=err.value,
+        choices=err.choices,
+        source=where,
+        hint=err.hint,
+    )
+
+
+def parse_path(path: str) -> list:
+    """``$.a[2].b`` -> ``['a', 2, 'b']``."""
+    keys: list = []
+    for m in re.finditer(r"\.([^.\[]+)|\[(\d+)\]", path):
+        keys.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+    return keys
+
+
+def read_json(path: str | Path) -> tuple[Any, str]:
+    """Read a JSON file; a missing file or a syntax error is a SpecError."""
+    p = Path(path)
+    if not p.exists():
+        raise SpecError(f"file not found: {p}", hint="Check the path; specs are JSON files.")
+    if p.is_dir():
+        raise SpecError(f"{p} is a directory, expected a JSON file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        return json.loads(text), text
+    except json.JSONDecodeError as e:
+        raise SpecError(
+            f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}", source=str(p)
+        ) from None
+
+
+def validate_document(
+    model: type[M], data: Any, *, source: str | None = None, text: str | None = None
+) -> M:
+    """Validate ``data`` against ``model``, raising a located SpecError on failure."""
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"a {model.__name__} document must be a JSON object", value=type(data).__name__,
+            source=source,
+        )
+    try:
+        obj = model.model_validate(data)
+    except ValidationError as e:
+        err = _first_error(e, model, data)
+        raise locate(err, source, text, parse_path(err.path)) from None
+    obj._source = (source, text)
+    return obj
+
+
+def load_document(model: type[M], path: str | Path) -> M:
+    data, text = read_json(path)
+    return validate_document(model, data, source=str(path), text=text)
+
+
+def source_of(obj: BaseModel) -> tuple[str | None, str | None]:
+    return getattr(obj, "_source", None) or (None, None)
+
+
+def relocate(err: SpecError, obj: BaseModel) -> SpecError:
+    """Attach the file/line of ``obj`` (a loaded document) to a semantic error."""
+    source, text = source_of(obj)
+    if source is None or err.source:
+        return err
+    return locate(err, source, text, parse_path(err.path) if err.path else [])
