@@ -109,10 +109,15 @@ class Program:
             "populations:",
         ]
         for p in self.pops:
-            act = ",".join(sorted(set(p.fwd_names)))
+            if p.role == "input":
+                lines.append(f"  {p.name:<16} {p.role:<7} n={p.size:<6} features {p.in_slice.start}..{p.in_slice.stop - 1}")
+                continue
+            fwd = "/".join(p.fwd_names) if len(set(p.fwd_names)) > 1 else p.fwd_names[0]
+            bwd = "/".join(p.bwd_names) if len(set(p.bwd_names)) > 1 else p.bwd_names[0]
+            norm = {(False, False): "", (True, False): " norm=fwd", (False, True): " norm=bwd",
+                    (True, True): " norm=both"}[(p.norm_fwd, p.norm_bwd)]
             lines.append(
-                f"  {p.name:<16} {p.role:<7} n={p.size:<6} fwd={'/'.join(p.fwd_names) if len(set(p.fwd_names)) > 1 else act}"
-                f" genome={p.group}"
+                f"  {p.name:<16} {p.role:<7} n={p.size:<6} fwd={fwd} bwd={bwd}{norm} genome={p.group}"
             )
         lines.append("projections:")
         total = 0

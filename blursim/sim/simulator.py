@@ -66,21 +66,35 @@ class SynapseState:
     def shape_SR(self) -> tuple[int, int]:
         return int(self.W[0].shape[0]), int(self.W[0].shape[1])
 
+    def get(self, q: int, which: str = "W"):
+        """Dense internal-layout array of projection ``q``: ``which`` in ``W``, ``b``, ``V``.
+
+        ``W``: ``(S, R, kw, n_pre, n_post)`` (zeros outside the mask), ``b``:
+        ``(S, R, kw, n_post)`` or None, ``V``: ``(S, R, kw, n_post, n_pre)`` or None.
+        Use this (and :meth:`set`) rather than the raw lists: storage may be
+        block-sparse.
+        """
+        return {"W": self.W, "b": self.b, "V": self.V}[which][q]
+
+    def set(self, q: int, which: str, value) -> None:
+        """Replace projection ``q``'s ``W``/``b``/``V`` with a dense internal-layout array."""
+        {"W": self.W, "b": self.b, "V": self.V}[which][q] = value
+
     def forward_synapses(self, q: int, k: int, to_numpy=np.asarray) -> np.ndarray:
         """Projection ``q``'s forward synapses in DESIGN's layout ``(S, R, n_pre + bias, n_post, k)``."""
-        W = to_numpy(self.W[q])
+        W = to_numpy(self.get(q, "W"))
         S, R, kw, n_pre, n_post = W.shape
         W = np.broadcast_to(W, (S, R, k, n_pre, n_post))
-        if self.b[q] is not None:
-            b = np.broadcast_to(to_numpy(self.b[q]), (S, R, k, n_post))
+        if self.get(q, "b") is not None:
+            b = np.broadcast_to(to_numpy(self.get(q, "b")), (S, R, k, n_post))
             W = np.concatenate([W, b[:, :, :, None, :]], axis=3)
         return np.ascontiguousarray(np.moveaxis(W, 2, -1))
 
     def backward_synapses(self, q: int, k: int, to_numpy=np.asarray) -> np.ndarray | None:
         """Projection ``q``'s backward synapses ``(S, R, n_post, n_pre, k)``; ``None`` when tied."""
-        if self.V[q] is None:
+        if self.get(q, "V") is None:
             return None
-        V = to_numpy(self.V[q])
+        V = to_numpy(self.get(q, "V"))
         S, R, kw, n_post, n_pre = V.shape
         return np.ascontiguousarray(np.moveaxis(np.broadcast_to(V, (S, R, k, n_post, n_pre)), 2, -1))
 

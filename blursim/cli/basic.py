@@ -1,0 +1,134 @@
+"""``blursim validate``, ``schema``, ``graph`` and ``list``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import networkx as nx
+
+from blursim.cli.common import atomic_write_text, parse_options
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("validate", help="validate network specs (and their fit to a task)")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("--task", help="also check the spec fits this dataset")
+    p.add_argument("--task-opt", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of a document type")
+    p.add_argument("name", help="network, genome, experiment")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("graph", help="summarise a network spec; export DOT or GraphML")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--dot", metavar="FILE", help="write Graphviz DOT")
+    p.add_argument("--graphml", metavar="FILE", help="write GraphML")
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("list", help="list registered names")
+    p.add_argument("what", nargs="?", default="all",
+                   choices=["all", "activations", "connectivity", "feedback", "datasets",
+                            "presets", "schemas", "strategies"])
+    p.set_defaults(func=cmd_list)
+
+
+def cmd_validate(args) -> int:
+    from blursim.data import load_dataset
+    from blursim.graph import check_task_fit, compile_network
+    from blursim.spec import load_network
+
+    ds = None
+    if args.task:
+        ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
+    for path in args.specs:
+        spec = load_network(path)
+        prog = compile_network(spec)
+        if ds is not None:
+            check_task_fit(spec, ds.x_train.shape[1], ds.n_classes, args.task)
+        n_syn = sum(q.n_synapses for q in prog.projs)
+        print(f"{path}: ok (k={prog.k}, {len(prog.pops)} populations, {len(prog.projs)} projections, "
+              f"{n_syn} forward synapses per channel)")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from blursim.spec import schema_json
+
+    _load_extra_schemas()
+    print(json.dumps(schema_json(args.name), indent=2))
+    return 0
+
+
+def _load_extra_schemas() -> None:
+    try:  # the experiment document registers itself when the meta package is present
+        import blursim.meta.experiment  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _dot(g, prog) -> str:
+    lines = [f'digraph "{prog.spec.name or "network"}" {{', "  rankdir=LR;"]
+    shapes = {"input": "box", "hidden": "ellipse", "output": "doubleoctagon"}
+    for p in prog.pops:
+        lines.append(f'  "{p.name}" [shape={shapes[p.role]}, label="{p.name}\\n{p.role} n={p.size}"];')
+    for q in prog.projs:
+        style = "solid" if q.mask is None else "dashed"
+        lines.append(
+            f'  "{prog.pops[q.pre].name}" -> "{prog.pops[q.post].name}" '
+            f'[label="{q.name}\\n{q.kind}", style={style}];'
+        )
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_graph(args) -> int:
+    from blursim.graph import build_graph, compile_network
+    from blursim.spec import load_network
+
+    spec = load_network(args.spec)
+    prog = compile_network(spec)
+    print(prog.summary())
+    g = build_graph(spec)
+    if args.dot:
+        atomic_write_text(args.dot, _dot(g, prog))
+        print(f"wrote {args.dot}")
+    if args.graphml:
+        import io
+
+        buf = io.BytesIO()
+        nx.write_graphml(g, buf)
+        atomic_write_text(args.graphml, buf.getvalue().decode())
+        print(f"wrote {args.graphml}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from blursim.data import DATASETS, dataset_options
+    from blursim.genome import PRESETS
+    from blursim.graph.connectivity import CONNECTIVITY
+    from blursim.sim import ACTIVATIONS, FEEDBACK
+    from blursim.spec import SCHEMAS
+
+    _load_extra_schemas()
+    regs = {"activations": ACTIVATIONS, "connectivity": CONNECTIVITY, "feedback": FEEDBACK,
+            "datasets": DATASETS, "presets": PRESETS, "schemas": SCHEMAS}
+    try:
+        from blursim.meta.strategies import STRATEGIES
+
+        regs["strategies"] = STRATEGIES
+    except ImportError:
+        pass
+    for name, reg in regs.items():
+        if args.what not in ("all", name):
+            continue
+        print(f"{name}:")
+        for item, doc in reg.describe().items():
+            extra = ""
+            if name == "datasets":
+                opts = dataset_options(item)
+                extra = "  [" + ", ".join(f"{k}={v!r}" for k, v in opts.items()) + "]" if opts else ""
+            print(f"  {item:<22} {doc}{extra}")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,80 @@
+"""Helpers shared by sub-commands: task options, genome selection, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from blursim.errors import BlursimError, SpecError
+
+
+def parse_options(pairs: list[str] | None, flag: str = "--task-opt") -> dict[str, Any]:
+    """``["seed=3", "classes=[0,1]"]`` -> ``{"seed": 3, "classes": [0, 1]}`` (values parsed as JSON)."""
+    out: dict[str, Any] = {}
+    for item in pairs or []:
+        if "=" not in item:
+            raise SpecError(f"{flag} expects KEY=VALUE", value=item, path=flag)
+        key, val = item.split("=", 1)
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def add_genome_args(p) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--genome", metavar="FILE", help="genome JSON file")
+    g.add_argument("--preset", metavar="NAME", help="genome preset: backprop or random")
+    p.add_argument("--lr", type=float, default=None,
+                   help="eta_tilde of the backprop preset (default 0.1)")
+    p.add_argument("--genome-seed", type=int, default=0, help="seed of the random preset")
+
+
+def add_backend_args(p) -> None:
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
+                   help="array backend (default: $BLURSIM_BACKEND or numpy)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="floating point precision (default float32)")
+
+
+def genome_from_args(args, program):
+    from blursim.genome import make_preset
+    from blursim.spec import load_genome
+
+    if args.genome:
+        return load_genome(args.genome)
+    kw = {}
+    if args.lr is not None:
+        kw["lr"] = args.lr
+    return make_preset(args.preset, k=program.k, groups=program.groups, seed=args.genome_seed, **kw)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def ensure_writable_dir(path: str | Path) -> Path:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise BlursimError(f"{p} exists and is not a directory; choose another output directory.")
+    p.mkdir(parents=True, exist_ok=True)
+    return p
