@@ -224,10 +224,18 @@ def _locate(name: str, kind: str, data_dir: Any, files: dict[str, str]) -> dict[
             missing.append(f"{base}[.gz]")
     if missing:
         state = "" if directory.is_dir() else " (the directory does not exist)"
+        if len(missing) == len(files):
+            what = f"none of the {label} files {listing} was found"
+        else:
+            what = f"{label} file(s) {', '.join(missing)} not found"
         raise DataError(
-            f"dataset {name!r}: {label} file(s) {', '.join(missing)} not found in directory "
-            f"{str(directory)!r}{state}, which comes from the {how}. {label} needs the four "
-            f"files {listing}, each plain or gzip-compressed with a .gz suffix. {todo}"
+            f"dataset {name!r}: {what} in directory {str(directory)!r}{state}, which comes "
+            f"from the {how}. {label} needs all four files ({listing}), each plain or "
+            f"gzip-compressed with a .gz suffix. {todo}"
+            if len(missing) < len(files)
+            else f"dataset {name!r}: {what} in directory {str(directory)!r}{state}, which "
+            f"comes from the {how} (each file may be plain or gzip-compressed with a .gz "
+            f"suffix). {todo}"
         )
     return found
 
