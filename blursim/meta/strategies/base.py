@@ -662,6 +662,7 @@ def load_state(directory: str | os.PathLike, strategy: Strategy | None = None) -
 def _atomic_write(path: Path, payload: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make checkpoints private
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()

@@ -27,8 +27,9 @@ State and resume
     ``x0`` and the run is replayed, checking that each replayed population,
     the final mean, sigma and RNG state equal the recorded ones. A mismatch
     means a pycma that computes differently from the one that wrote the
-    checkpoint, and raises :class:`CheckpointError`. Replaying 400 generations
-    of 80 candidates in 60 dimensions takes well under a second.
+    checkpoint, and raises :class:`CheckpointError`. A replay costs about what
+    the run's own ask/tell calls cost (about 1.5 s for 400 generations of 80
+    candidates in 60 dimensions), paid once per load.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class CMAES(Strategy):
             "verbose": -9,
             "verb_disp": 0,
             "verb_log": 0,
-            "signals_filename": None,
+            "signals_filename": "",  # never look for a cma_signals.in file
         }
         opts.update(self.options)
         if self.config.bounds is not None:
