@@ -23,9 +23,10 @@ EPS: float = float(np.finfo(np.float64).eps)
 RESTRICT_HINT = (
     "Restrict the analysis to fewer variables, e.g. one projection: "
     "blursim.analysis.restrict_map(update_map, w, blocks=['<projection name>']) "
-    "analyses only those synapses with all others held fixed (the Jacobian of the "
-    "restricted map is the matching principal sub-block of Q, so the symmetry "
-    "condition eq. 10 and the metric condition eq. 13 stay necessary conditions). "
+    "analyses only those synapses with all others held fixed (its Jacobian is the "
+    "principal sub-block Q[S, S], so the symmetry condition eq. 10 stays a necessary "
+    "condition; a metric search on it only covers metrics that do not couple the "
+    "selection to the other synapses). "
     "Or pass a larger memory_budget= (bytes) if the machine has the memory."
 )
 

@@ -194,7 +194,10 @@ class RestrictedMap(UpdateMap):
 
     ``Δw_S(w_S) = Δw(w_full with w_S inserted)[S]``.  Its Jacobian is the
     principal sub-block ``Q[S, S]`` of the full Jacobian, so symmetry (eq. 10)
-    and eq. 13 remain necessary conditions on it.
+    remains a necessary condition on it.  Eq. 13 on the sub-block only tests
+    metrics that are block-diagonal with respect to ``S`` (a metric coupling
+    ``S`` to the other synapses mixes in ``Q[S̄, S]``), so a negative metric
+    result for a restricted map does not rule out a metric for the full map.
     """
 
     def __init__(self, base: UpdateMap, w_full: np.ndarray, indices: np.ndarray) -> None:
