@@ -1,0 +1,126 @@
+"""Gradient-descent optimizers as small pure functions with explicit state.
+
+Every optimizer is ``update(params, grads, state, lr, **hyper) -> (params, state)``:
+``params`` and ``grads`` are lists of arrays, ``state`` is whatever the
+optimizer carries between steps (``None`` before the first step). Inputs are
+never modified; new arrays are returned.
+
+- :func:`sgd`: ``w <- w - lr g`` (no state).
+- :func:`momentum`: heavy ball, ``v <- beta v + g``, ``w <- w - lr v``
+  (``beta`` 0.9); with ``nesterov=True`` the step is ``g + beta v`` (the
+  look-ahead form used by PyTorch / Sutskever et al. 2013).
+- :func:`adam`: Kingma & Ba (2015) with bias correction:
+  ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
+  ``w <- w - lr m_hat / (sqrt(v_hat) + eps)``, ``m_hat = m / (1-b1^t)``,
+  ``v_hat = v / (1-b2^t)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from blursim.errors import SpecError
+
+Params = list[np.ndarray]
+
+
+def sgd(params: Params, grads: Params, state: Any, lr: float) -> tuple[Params, None]:
+    """Plain stochastic gradient descent."""
+    return [w - lr * g for w, g in zip(params, grads)], None
+
+
+def momentum(
+    params: Params, grads: Params, state: Params | None, lr: float, beta: float = 0.9,
+    nesterov: bool = False,
+) -> tuple[Params, Params]:
+    """Heavy-ball momentum; ``state`` is the velocity list."""
+    vel = state if state is not None else [np.zeros_like(g) for g in grads]
+    new_vel = [beta * v + g for v, g in zip(vel, grads)]
+    if nesterov:
+        steps = [g + beta * v for g, v in zip(grads, new_vel)]
+    else:
+        steps = new_vel
+    return [w - lr * s for w, s in zip(params, steps)], new_vel
+
+
+@dataclass(frozen=True)
+class AdamState:
+    """Step count and first / second moment estimates."""
+
+    t: int
+    m: Params
+    v: Params
+
+
+def adam(
+    params: Params, grads: Params, state: AdamState | None, lr: float, beta1: float = 0.9,
+    beta2: float = 0.999, eps: float = 1e-8,
+) -> tuple[Params, AdamState]:
+    """Adam with bias-corrected moments."""
+    if state is None:
+        state = AdamState(0, [np.zeros_like(g) for g in grads], [np.zeros_like(g) for g in grads])
+    t = state.t + 1
+    m = [beta1 * mi + (1 - beta1) * g for mi, g in zip(state.m, grads)]
+    v = [beta2 * vi + (1 - beta2) * g * g for vi, g in zip(state.v, grads)]
+    c1 = 1 - beta1**t
+    c2 = 1 - beta2**t
+    new = [w - lr * (mi / c1) / (np.sqrt(vi / c2) + eps) for w, mi, vi in zip(params, m, v)]
+    return new, AdamState(t, m, v)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """A named optimizer with its hyper-parameters bound (learning rate excluded)."""
+
+    name: str
+    update: Callable[..., tuple[Params, Any]]
+    hyper: dict = field(default_factory=dict)
+
+    def __call__(self, params: Params, grads: Params, state: Any, lr: float) -> tuple[Params, Any]:
+        return self.update(params, grads, state, lr, **self.hyper)
+
+    @property
+    def label(self) -> str:
+        if self.name == "momentum" and self.hyper.get("nesterov"):
+            return "nesterov"
+        return self.name
+
+
+#: optimizer name -> (update function, default hyper-parameters).
+OPTIMIZERS: dict[str, tuple[Callable[..., Any], dict]] = {
+    "sgd": (sgd, {}),
+    "momentum": (momentum, {"beta": 0.9, "nesterov": False}),
+    "nesterov": (momentum, {"beta": 0.9, "nesterov": True}),
+    "adam": (adam, {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}),
+}
+
+
+def make_optimizer(spec: str | Optimizer, **hyper: Any) -> Optimizer:
+    """An :class:`Optimizer` from a name (``sgd``, ``momentum``, ``nesterov``, ``adam``) and options."""
+    if isinstance(spec, Optimizer):
+        return spec if not hyper else Optimizer(spec.name, spec.update, {**spec.hyper, **hyper})
+    if spec not in OPTIMIZERS:
+        raise SpecError("unknown optimizer", value=spec, path="optimizer", choices=OPTIMIZERS)
+    fn, defaults = OPTIMIZERS[spec]
+    unknown = sorted(set(hyper) - set(defaults))
+    if unknown:
+        raise SpecError(f"optimizer {spec!r} has no option {unknown[0]!r}", path="optimizer",
+                        value=unknown[0], choices=defaults)
+    name = "momentum" if spec == "nesterov" else spec
+    return Optimizer(name, fn, {**defaults, **hyper})
+
+
+def check_lr(lr: float, path: str = "lr") -> float:
+    """A learning rate must be a positive finite number."""
+    try:
+        v = float(lr)
+    except (TypeError, ValueError):
+        raise SpecError("the learning rate must be a number", value=lr, path=path) from None
+    if not math.isfinite(v) or v <= 0:
+        raise SpecError("the learning rate must be positive and finite", value=lr, path=path)
+    return v
