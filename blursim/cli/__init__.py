@@ -1,5 +1,11 @@
 """The ``blursim`` command line. Each sub-command lives in its own module."""
 
-from blursim.cli.main import main
+
+def main(argv=None) -> int:
+    """Entry point of the ``blursim`` console script (imports lazily)."""
+    from blursim.cli.main import main as _main
+
+    return _main(argv)
+
 
 __all__ = ["main"]

@@ -44,6 +44,8 @@ def cmd_run(args) -> int:
     _check_positive("--batch", args.batch)
     _check_positive("--replicas", args.replicas)
     _check_positive("--eval-every", args.eval_every)
+    _check_positive("--seed", args.seed, 0)
+    _check_positive("--genome-seed", args.genome_seed, 0)
     spec = load_network(args.spec)
     prog = compile_network(spec)
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")

@@ -54,6 +54,8 @@ def random_genome(
     ``f_tilde`` ~ U(0.9, 1); ``eta_tilde`` ~ U(0.005, 0.05) (``lr`` overrides it).
     Each group gets its own draw.
     """
+    if int(seed) < 0:
+        raise GenomeError("the random genome's seed must be >= 0", value=seed, path="seed")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x6E6F6D65]))
     out = {}
     for g in groups:

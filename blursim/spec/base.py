@@ -14,3 +14,11 @@ class Strict(BaseModel):
 
     # (file name, file text) of the document this object was loaded from.
     _source: Any = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the documents are equal, wherever they were loaded from."""
+        if type(self) is not type(other):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # mutable documents are not hashable

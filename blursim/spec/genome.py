@@ -80,7 +80,8 @@ class GenomeParams(Strict):
                 flat = [x for row in flat for x in row]
             if not all(math.isfinite(x) for x in flat):
                 raise ValueError(
-                    f"genome field {name!r} contains NaN or Inf; every genome value must be finite"
+                    f"[path={name}] genome field {name!r} contains NaN or Inf; every genome value "
+                    "must be finite"
                 )
         return self
 
@@ -99,16 +100,21 @@ class GenomeSpec(Strict):
         for gname, g in self.groups.items():
             for name in MATRIX_FIELDS:
                 m = getattr(g, name)
-                if len(m) != k or any(len(row) != k for row in m):
-                    shape = f"{len(m)}x{len(m[0]) if m else 0}"
+                if len(m) != k:
                     raise ValueError(
-                        f"groups.{gname}.{name} must be a {k}x{k} matrix for k={k}, "
-                        f"got {shape}"
+                        f"[path=groups.{gname}.{name}] {name} must be a {k}x{k} matrix for k={k}, "
+                        f"but it has {len(m)} rows"
                     )
+                for r, row in enumerate(m):
+                    if len(row) != k:
+                        raise ValueError(
+                            f"[path=groups.{gname}.{name}.{r}] {name} must be a {k}x{k} matrix for "
+                            f"k={k}, but row {r} has {len(row)} entries"
+                        )
             for name in VECTOR_FIELDS:
                 v = getattr(g, name)
                 if v is not None and len(v) != k:
                     raise ValueError(
-                        f"groups.{gname}.{name} must have length k={k}, got {len(v)}"
+                        f"[path=groups.{gname}.{name}] {name} must have length k={k}, got {len(v)}"
                     )
         return self

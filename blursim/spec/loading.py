@@ -22,6 +22,7 @@ from blursim.spec.jsonpos import line_of
 M = TypeVar("M", bound=BaseModel)
 
 _QUOTED = re.compile(r"'([^']*)'")
+_PATH_MARK = re.compile(r"\[path=([^\]]+)\]\s*")
 
 
 def _unwrap(tp: Any) -> Any:
@@ -139,6 +140,11 @@ def _first_error(err: ValidationError, model: type[BaseModel], data: Any) -> Spe
         value = None
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+        m = _PATH_MARK.match(msg)
+        if m:  # a model-level validator named the field it is about
+            keys = keys + [int(x) if x.isdigit() else x for x in m.group(1).split(".")]
+            msg = msg[m.end() :]
+            value = None
     if isinstance(value, (dict, list)) and len(repr(value)) > 80:
         value = None
     more = len(errors) - 1

@@ -40,7 +40,7 @@ class FixedProbability(_Strict):
 
     kind: Literal["fixed_probability"]
     p: float = Field(ge=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0)
 
 
 class FromList(_Strict):
@@ -74,7 +74,7 @@ class BlockRandom(_Strict):
     kind: Literal["block_random"]
     block: tuple[int, int]
     p: float = Field(ge=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0)
 
     @field_validator("block")
     @classmethod
@@ -119,7 +119,7 @@ class Population(_Strict):
         if self.grid is not None:
             if self.grid[0] < 1 or self.grid[1] < 1 or self.grid[0] * self.grid[1] != self.size:
                 raise ValueError(
-                    f"grid {list(self.grid)} does not hold size {self.size} neurons "
+                    f"[path=grid] grid {list(self.grid)} does not hold size {self.size} neurons "
                     "(rows * cols must equal size)"
                 )
         return self
@@ -188,7 +188,7 @@ class NetworkSpec(_Strict):
     name: str = ""
     description: str = ""
     k: int = Field(ge=1, le=64)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     populations: list[Population] = Field(min_length=1)
     projections: list[Projection] = Field(default_factory=list)
     rules: Rules = Field(default_factory=Rules)
