@@ -1,0 +1,165 @@
+"""``blursim meta-train`` (evolve a genome) and ``blursim evaluate`` (a genome's learning curve)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from blursim.cli.common import add_backend_args, parse_options
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "meta-train", help="meta-train a genome with an evolution strategy (experiment JSON)",
+        description="Meta-train a BLUR genome as described by an experiment document "
+                    "(blursim schema experiment). Writes log.jsonl, best_genome.json, "
+                    "mean_genome.json, a checkpoint and meta_training.png into the output "
+                    "directory; a stopped run continues with --resume DIR.",
+    )
+    p.add_argument("experiment", metavar="EXPERIMENT.json", help="experiment document")
+    p.add_argument("--out", metavar="DIR",
+                   help="output directory (default: the experiment's 'output', else runs/NAME)")
+    p.add_argument("--generations", type=int, metavar="N",
+                   help="total number of generations (default: the experiment's)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR (must have been made by this experiment)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    p.add_argument("--memory-budget", type=float, metavar="MB",
+                   help="memory per population chunk (default: the experiment's execution.memory_budget_mb)")
+    p.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="evaluate population chunks on this Dask scheduler (pip install 'blursim[distributed]')")
+    p.add_argument("--dask-workers", type=int, metavar="N",
+                   help="evaluate population chunks on a local Dask cluster of N worker processes")
+    p.set_defaults(func=cmd_meta_train)
+
+    p = sub.add_parser(
+        "evaluate", help="a genome's held-out accuracy curve per step, mean and spread over replicas",
+    )
+    p.add_argument("spec", metavar="SPEC", help="network spec JSON")
+    p.add_argument("--genome", required=True, metavar="FILE",
+                   help="genome JSON (e.g. best_genome.json of a meta-training run)")
+    p.add_argument("--task", required=True, help="dataset name (blursim list datasets)")
+    p.add_argument("--task-opt", action="append", metavar="KEY=VALUE",
+                   help="dataset option, e.g. --task-opt seed=3 (repeatable)")
+    p.add_argument("--steps", type=int, default=100, metavar="T", help="training steps (default 100)")
+    p.add_argument("--replicas", type=int, default=5, metavar="R",
+                   help="independent synapse initialisations (default 5)")
+    p.add_argument("--batch", type=int, default=32, help="training batch size (default 32)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisations and batches (default 0)")
+    p.add_argument("--split", choices=["test", "train"], default="test",
+                   help="evaluate on the held-out test split (default) or the training split")
+    p.add_argument("--query-batches", type=int, metavar="N",
+                   help="evaluate on N seeded query batches instead of the whole split")
+    p.add_argument("--eval-every", type=int, default=1, metavar="N", help="evaluate every N steps")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_backend_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _positive(name: str, v: int | None, minimum: int = 1) -> None:
+    from blursim.errors import SpecError
+
+    if v is not None and v < minimum:
+        raise SpecError(f"{name} must be >= {minimum}", value=v, path=name)
+
+
+def cmd_meta_train(args) -> int:
+    from blursim.errors import BlursimError
+    from blursim.meta import meta_train, prepare_experiment
+    from blursim.meta.distributed import make_executor
+    from blursim.meta.observers import ProgressBar, summary_line
+
+    _positive("--generations", args.generations, 0)
+    _positive("--dask-workers", args.dask_workers)
+    if args.memory_budget is not None and args.memory_budget <= 0:
+        raise BlursimError(f"--memory-budget must be > 0 (got {args.memory_budget})")
+    setup = prepare_experiment(args.experiment)  # every check before any compute
+    exp = setup.experiment
+    if args.resume:
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise BlursimError("--resume DIR continues the run in DIR; --out must be omitted or the same")
+        out = Path(args.resume)
+    elif args.out:
+        out = Path(args.out)
+    else:
+        out = Path(exp.output) if exp.output else Path("runs") / setup.name
+    total = args.generations if args.generations is not None else exp.generations
+    bar = ProgressBar(total, quiet=args.quiet)
+    executor = None
+    if args.dask_scheduler or args.dask_workers:
+        executor = make_executor(scheduler=args.dask_scheduler, local_workers=args.dask_workers)
+    try:
+        res = meta_train(setup, out=out, generations=total, resume=bool(args.resume),
+                         executor=executor, observers=[bar], memory_budget_mb=args.memory_budget)
+    except KeyboardInterrupt:
+        print(f"blursim: interrupted; continue with: blursim meta-train {args.experiment} --resume {out}",
+              file=sys.stderr)
+        return 130
+    finally:
+        if executor is not None:
+            executor.close()
+    if not args.quiet:
+        print(f"{setup.name}: {res.state.generation} generations ({res.seconds:.1f} s) -> {out}")
+        print(summary_line(res.records))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from blursim.data import load_dataset
+    from blursim.graph import check_task_fit, compile_network
+    from blursim.sim import Simulator, train_and_evaluate
+    from blursim.spec import load_genome, load_network
+
+    _positive("--steps", args.steps, 0)
+    _positive("--replicas", args.replicas)
+    _positive("--batch", args.batch)
+    _positive("--eval-every", args.eval_every)
+    _positive("--query-batches", args.query_batches)
+    spec = load_network(args.spec)
+    prog = compile_network(spec)
+    ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
+    check_task_fit(spec, ds.n_features, ds.n_classes, args.task)
+    genome = load_genome(args.genome)
+    sim = Simulator(prog, backend=args.backend, dtype=args.dtype)
+    evals = sorted(set(range(0, args.steps + 1, args.eval_every)) | {args.steps})
+    res = train_and_evaluate(
+        sim, [genome], ds, steps=args.steps, batch_size=args.batch, replicas=args.replicas,
+        seed=args.seed, eval_steps=evals, n_query_batches=args.query_batches,
+        query_batch_size=args.batch if args.query_batches else None, split=args.split,
+    )
+    acc, ce = res.accuracy[0], res.cross_entropy[0]  # (R, E)
+    ce_mean = np.where(np.isfinite(ce), ce, np.nan).mean(0)
+    if args.json:
+        out = {
+            "spec": args.spec, "genome": args.genome, "task": args.task,
+            "task_options": ds.meta.get("options", {}), "split": args.split, "seed": args.seed,
+            "batch": args.batch, "replicas": args.replicas,
+            "backend": sim.backend.name, "dtype": sim.backend.dtype_name,
+            "steps": res.steps.tolist(),
+            "accuracy_mean": acc.mean(0).tolist(), "accuracy_std": acc.std(0).tolist(),
+            "accuracy_min": acc.min(0).tolist(), "accuracy_max": acc.max(0).tolist(),
+            "accuracy": acc.tolist(),
+            "cross_entropy_mean": [None if not np.isfinite(v) else float(v) for v in ce_mean],
+            "final_accuracy_mean": float(acc[:, -1].mean()), "final_accuracy_std": float(acc[:, -1].std()),
+            "diverged_replicas": int(res.diverged[0].sum()), "seconds": res.seconds,
+        }
+        json.dump(out, sys.stdout, indent=2)
+        print()
+        return 0
+    n = len(ds.y_test) if args.split == "test" else len(ds.y_train)
+    where = f"{args.query_batches} query batches of {args.batch}" if args.query_batches else f"{n} examples"
+    print(f"# {args.genome} on {args.task} ({args.split} split, {where}); {args.spec}, "
+          f"batch={args.batch}, replicas={args.replicas}, seed={args.seed}, "
+          f"backend={sim.backend.name}/{sim.backend.dtype_name}")
+    print(f"{'step':>6}  {'mean':>7}  {'± std':>6}  {'min':>6}  {'max':>6}  {'x-entropy':>9}")
+    for e, s in enumerate(res.steps):
+        a = acc[:, e]
+        print(f"{int(s):>6}  {a.mean():7.4f}  {a.std():6.4f}  {a.min():6.4f}  {a.max():6.4f}  {ce_mean[e]:9.4f}")
+    if res.diverged.any():
+        print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
+    print(f"# final accuracy {acc[:, -1].mean():.4f} ± {acc[:, -1].std():.4f} over {args.replicas} "
+          f"replicas after {args.steps} steps ({res.seconds:.2f} s)")
+    return 0

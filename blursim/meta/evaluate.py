@@ -1,0 +1,312 @@
+"""Population evaluation: many genomes as one batched simulation (DESIGN §4).
+
+A population ``X`` (``P`` genome vectors in a :class:`~blursim.genome.GenomeLayout`)
+is evaluated on a list of tasks. For each task the population is the species
+axis ``S`` of one :class:`~blursim.sim.Simulator` batch: synapses of replica
+``r`` and every data batch depend only on the task seed (common to all
+species, DESIGN §2), the network runs ``steps`` training steps, then
+accuracy and cross-entropy are measured on query batches.
+
+When the population does not fit the memory budget it is cut into chunks of
+consecutive species, each evaluated exactly like the whole (a species' result
+never depends on which other species share its batch), so chunked, unchunked
+and distributed evaluations give identical numbers.
+
+Work is described by plain data -- an :class:`EvalJob` (networks as JSON,
+tasks by registry name and options, layout, base genome, backend, dtype) and
+a :class:`Protocol` -- and executed by :func:`evaluate_chunk`, which builds
+(once per process, cached by the job's key) an :class:`Engine`: compiled
+programs, simulators and datasets. The same function runs in this process
+or on a Dask worker (:mod:`blursim.meta.distributed`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How one task evaluation runs: ``steps`` training steps of ``batch_size``
+    from ``replicas`` fresh initialisations, then ``query_batches`` batches of
+    ``query_batch_size`` from the ``split`` (``None`` batches: the whole split)."""
+
+    steps: int
+    batch_size: int
+    query_batches: int | None
+    query_batch_size: int | None
+    replicas: int
+    split: Literal["train", "test"]
+
+    @property
+    def query_size(self) -> int:
+        return self.query_batch_size or self.batch_size
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A task as plain data: registry name, options (JSON), network index."""
+
+    label: str
+    name: str
+    options: str
+    network: int
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """Everything needed to evaluate genome vectors, as plain picklable data.
+
+    ``key`` is a digest of all fields: a process builds one :class:`Engine`
+    per key and reuses it for every chunk it is sent.
+    """
+
+    networks: tuple[str, ...]
+    train: tuple[TaskRef, ...]
+    validation: tuple[TaskRef, ...]
+    k: int
+    groups: tuple[str, ...]
+    fields: tuple[str, ...]
+    base_genome: str
+    backend: str
+    dtype: str
+    key: str = ""
+
+    def tasks(self, which: str) -> tuple[TaskRef, ...]:
+        return self.train if which == "train" else self.validation
+
+
+def make_job(setup: Any) -> EvalJob:
+    """The :class:`EvalJob` of a :class:`~blursim.meta.experiment.Setup`."""
+    dump = lambda m: json.dumps(m.model_dump(mode="json", by_alias=True), sort_keys=True)  # noqa: E731
+    refs = lambda ts: tuple(  # noqa: E731
+        TaskRef(t.label, t.name, json.dumps(t.options, sort_keys=True), t.network) for t in ts
+    )
+    ex = setup.experiment.execution
+    fields = dict(
+        networks=tuple(dump(n) for n in setup.networks),
+        train=refs(setup.train_tasks),
+        validation=refs(setup.val_tasks),
+        k=setup.layout.k,
+        groups=tuple(setup.layout.groups),
+        fields=tuple(setup.layout.fields),
+        base_genome=dump(setup.base_genome),
+        backend=ex.backend,
+        dtype=ex.dtype,
+    )
+    job = EvalJob(**fields)
+    key = hashlib.sha256(json.dumps(dataclasses.asdict(job), sort_keys=True).encode()).hexdigest()
+    return dataclasses.replace(job, key=key)
+
+
+# ---------------------------------------------------------------------- engine
+class Engine:
+    """Compiled programs, simulators, datasets and layout of an :class:`EvalJob`."""
+
+    def __init__(self, job: EvalJob, *, programs: Sequence[Any] | None = None,
+                 datasets: dict[str, Sequence[Any]] | None = None) -> None:
+        from blursim.data import load_dataset
+        from blursim.genome import GenomeLayout
+        from blursim.graph import compile_network
+        from blursim.sim import Simulator
+        from blursim.spec import GenomeSpec, load_network
+
+        self.job = job
+        if programs is None:
+            programs = [compile_network(load_network(json.loads(n))) for n in job.networks]
+        self.programs = list(programs)
+        self.sims = [Simulator(p, backend=job.backend, dtype=job.dtype) for p in self.programs]
+        self.datasets: dict[str, list[Any]] = {}
+        for which in ("train", "validation"):
+            if datasets is not None and which in datasets:
+                self.datasets[which] = list(datasets[which])
+            else:
+                self.datasets[which] = [load_dataset(t.name, json.loads(t.options)) for t in job.tasks(which)]
+        self.layout = GenomeLayout(job.k, job.groups, job.fields)
+        self.base = GenomeSpec.model_validate_json(job.base_genome)
+
+    def run_task(self, X: np.ndarray, which: str, i: int, seed: int, proto: Protocol) -> dict[str, np.ndarray]:
+        """Task ``i`` of ``which`` for the genomes ``X``: ``(P, R)`` accuracy, cross-entropy, finite."""
+        from blursim.sim import query_batches, train_batch
+        from blursim.sim.run import evaluate_batches
+
+        ref = self.job.tasks(which)[i]
+        sim = self.sims[ref.network]
+        ds = self.datasets[which][i]
+        genes = sim.prepare(self.layout.matrix_to_batch(X, self.base))
+        st = sim.init_synapses(genes, replicas=proto.replicas, seed=seed)
+        for t in range(proto.steps):
+            x, y = train_batch(ds.x_train, ds.y_train, t, seed, proto.batch_size)
+            sim.train_step(st, genes, x, y)
+        xq, yq = (ds.x_train, ds.y_train) if proto.split == "train" else (ds.x_test, ds.y_test)
+        qb = query_batches(xq, yq, seed, proto.query_batches, proto.query_size)
+        m = evaluate_batches(sim, st, genes, qb)
+        finite = sim.is_finite(st) & np.isfinite(m["cross_entropy"])
+        return {"accuracy": np.asarray(m["accuracy"], dtype=np.float64),
+                "cross_entropy": np.asarray(m["cross_entropy"], dtype=np.float64),
+                "finite": np.asarray(finite, dtype=bool)}
+
+
+_ENGINES: OrderedDict[str, Engine] = OrderedDict()
+_MAX_ENGINES = 4
+
+
+def get_engine(job: EvalJob) -> Engine:
+    """This process's :class:`Engine` for ``job`` (built on first use, then cached)."""
+    eng = _ENGINES.get(job.key)
+    if eng is None:
+        eng = Engine(job)
+        install_engine(eng)
+    else:
+        _ENGINES.move_to_end(job.key)
+    return eng
+
+
+def install_engine(engine: Engine) -> None:
+    """Cache ``engine`` for its job (lets the local process reuse what it already built)."""
+    _ENGINES[engine.job.key] = engine
+    _ENGINES.move_to_end(engine.job.key)
+    while len(_ENGINES) > _MAX_ENGINES:
+        _ENGINES.popitem(last=False)
+
+
+def evaluate_chunk(job: EvalJob, X: np.ndarray, which: str, seeds: Sequence[int],
+                   proto: Protocol) -> dict[str, np.ndarray]:
+    """Evaluate the genome vectors ``X`` (``(P, dim)``) on every task of ``which``.
+
+    Returns ``accuracy``, ``cross_entropy`` (float64) and ``finite`` (bool),
+    each ``(P, n_tasks, R)``. Runs wherever it is called: in this process or
+    on a Dask worker.
+    """
+    eng = get_engine(job)
+    X = np.asarray(X, dtype=np.float64)
+    per = [eng.run_task(X, which, i, int(s), proto) for i, s in enumerate(seeds)]
+    return {key: np.stack([p[key] for p in per], axis=1) for key in ("accuracy", "cross_entropy", "finite")}
+
+
+# ------------------------------------------------------------------ memory
+def bytes_per_species(program: Any, proto: Protocol, itemsize: int) -> int:
+    """A generous estimate of the memory one species needs during a task evaluation.
+
+    Synapses (``W``, bias, ``V`` when untied) plus the Hebbian product and
+    update temporaries (x4), and neuron states of every population for the
+    larger of the training and query batches, with the temporaries of the
+    forward/backward passes (x8); all times the replicas.
+    """
+    k = program.k
+    rules = program.rules
+    kw = 1 if rules.shared_channels else k
+    syn = 0
+    for q in program.projs:
+        w = kw * (q.n_pre + (1 if q.bias else 0)) * q.n_post
+        syn += w * (1 if rules.tied else 2)
+        syn += k * q.n_pre * q.n_post * 2  # Hebbian products, full k channels
+    B = max(proto.batch_size, proto.query_size if proto.query_batches is not None else 0)
+    states = sum(k * B * p.size for p in program.pops if p.role != "input")
+    return int((4 * syn + 8 * states) * proto.replicas * itemsize)
+
+
+def full_split_rows(datasets: Sequence[Any], proto: Protocol) -> int:
+    """Rows of the largest query batch when ``query_batches`` is ``None`` (the whole split)."""
+    if proto.query_batches is not None:
+        return 0
+    return max((ds.n_train if proto.split == "train" else ds.n_test) for ds in datasets)
+
+
+# ---------------------------------------------------------------- results
+@dataclass
+class EvalResult:
+    """Per-genome, per-task, per-replica metrics: arrays ``(P, n_tasks, R)``."""
+
+    accuracy: np.ndarray
+    cross_entropy: np.ndarray
+    finite: np.ndarray
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """``(P,)``: some replica on some task produced NaN or Inf."""
+        return ~self.finite.all(axis=(1, 2))
+
+    def task_accuracy(self) -> np.ndarray:
+        """``(P, n_tasks)`` mean accuracy over replicas (query batches already averaged)."""
+        return self.accuracy.mean(axis=2)
+
+    def task_cross_entropy(self) -> np.ndarray:
+        return self.cross_entropy.mean(axis=2)
+
+    def fitness(self, metric: str) -> np.ndarray:
+        """``(P,)`` fitness (maximised): mean accuracy or minus mean cross-entropy over
+        tasks and replicas; ``NaN`` for a diverged genome (the strategies rank it last)."""
+        if metric == "accuracy":
+            f = self.accuracy.mean(axis=(1, 2))
+        else:
+            with np.errstate(all="ignore"):
+                f = -self.cross_entropy.mean(axis=(1, 2))
+        return np.where(self.diverged, np.nan, f)
+
+
+# ---------------------------------------------------------------- executors
+class LocalExecutor:
+    """Evaluates chunks one after another in this process."""
+
+    n_workers = 1
+
+    def map(self, job: EvalJob, chunks: list[np.ndarray], which: str, seeds: Sequence[int],
+            proto: Protocol) -> list[dict[str, np.ndarray]]:
+        return [evaluate_chunk(job, c, which, seeds, proto) for c in chunks]
+
+    def close(self) -> None:
+        pass
+
+
+class PopulationEvaluator:
+    """Evaluates populations for one job, in chunks that fit ``memory_budget`` bytes,
+    on an executor (:class:`LocalExecutor` or :class:`~blursim.meta.distributed.DaskExecutor`)."""
+
+    def __init__(self, job: EvalJob, programs: Sequence[Any], datasets: dict[str, Sequence[Any]],
+                 *, memory_budget: float, executor: Any = None) -> None:
+        self.job = job
+        self.programs = list(programs)
+        self.datasets = datasets
+        self.memory_budget = float(memory_budget)
+        self.executor = executor if executor is not None else LocalExecutor()
+        self.itemsize = np.dtype(job.dtype).itemsize
+
+    def chunk_size(self, which: str, proto: Protocol) -> int:
+        """Largest number of species per chunk within the memory budget (at least 1)."""
+        need = 1
+        rows = full_split_rows(self.datasets[which], proto)
+        p = proto
+        if rows:
+            p = Protocol(proto.steps, proto.batch_size, 1, max(rows, proto.batch_size), proto.replicas,
+                         proto.split)
+        for ref in self.job.tasks(which):
+            need = max(need, bytes_per_species(self.programs[ref.network], p, self.itemsize))
+        return max(1, int(self.memory_budget // need))
+
+    def split(self, P: int, which: str, proto: Protocol) -> list[np.ndarray]:
+        """Species index chunks: within the budget, and at least one per worker."""
+        n = math.ceil(P / self.chunk_size(which, proto))
+        n = min(P, max(n, getattr(self.executor, "n_workers", 1)))
+        return [idx for idx in np.array_split(np.arange(P), n) if idx.size]
+
+    def evaluate(self, X: np.ndarray, which: str, seeds: Sequence[int], proto: Protocol) -> EvalResult:
+        X = np.asarray(X, dtype=np.float64)
+        if not self.job.tasks(which):
+            P = X.shape[0]
+            empty = np.zeros((P, 0, proto.replicas))
+            return EvalResult(empty, empty, empty.astype(bool))
+        parts = self.executor.map(self.job, [X[idx] for idx in self.split(X.shape[0], which, proto)],
+                                  which, list(seeds), proto)
+        cat = {key: np.concatenate([p[key] for p in parts], axis=0)
+               for key in ("accuracy", "cross_entropy", "finite")}
+        return EvalResult(**cat)

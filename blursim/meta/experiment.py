@@ -1,0 +1,578 @@
+"""The experiment document: what to meta-learn, on which tasks, with which strategy.
+
+An experiment (``"format": "blursim.experiment/1"``, JSON Schema via
+``blursim schema experiment``) names
+
+- the network (a path relative to the experiment file, or an inline network
+  object), optionally overridden per task;
+- training tasks (fitness) and validation tasks (held-out generalisation),
+  each a dataset from the registry with its options;
+- the inner loop: unroll steps ``T``, batch size, query batches, replicas, and
+  an optional curriculum over ``T`` (paper App. C.4);
+- which genome fields are evolved, their initial values (a preset, a genome
+  file, or a seeded random genome) and bounds;
+- the strategy (``blursim list strategies``) with its options;
+- the fitness metric, the number of generations, the root seed, the output
+  directory and how to execute (backend, dtype, memory budget, Dask).
+
+:func:`load_experiment` reads and validates the document (syntax and types,
+with file/line/JSON path in every error); :func:`prepare_experiment` does every
+semantic check (tasks exist and fit the network, fields exist, bounds contain
+the initial values, strategy options are valid) and builds the
+:class:`Setup` -- all before any simulation runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from blursim.errors import SpecError
+from blursim.spec import SCHEMAS
+from blursim.spec.base import Strict
+from blursim.spec.genome import ALL_FIELDS, GenomeSpec, field_shape
+from blursim.spec.loading import load_document, locate, parse_path, relocate, source_of, validate_document
+from blursim.spec.network import NetworkSpec
+
+FORMAT_EXPERIMENT = "blursim.experiment/1"
+
+#: Genome fields evolved when an experiment does not list ``genome.fields``:
+#: the eight core meta-parameters of eq. (5)-(7).
+CORE_FIELDS = ("f", "eta", "f_tilde", "eta_tilde", "nu", "mu", "nu_tilde", "mu_tilde")
+
+
+# ------------------------------------------------------------------------ parts
+class TaskSpec(Strict):
+    """A task: a registered dataset (``blursim list datasets``) and its options.
+
+    ``label`` names the task in logs (default: ``name``); labels must be
+    unique within the training tasks and within the validation tasks.
+    ``network`` optionally replaces the experiment's network for this task (a
+    path or an inline network with the same ``k`` and genome groups), e.g. to
+    validate a genome on a larger input or another number of classes.
+    """
+
+    name: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(default=None, min_length=1)
+    network: str | NetworkSpec | None = None
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class InnerLoop(Strict):
+    """One fitness evaluation: ``steps`` BLUR training steps from fresh synapses,
+    then accuracy / cross-entropy on ``query_batches`` batches.
+
+    ``steps`` is the unroll length ``T`` (the curriculum's start when a
+    curriculum is given). ``query_batch_size`` defaults to ``batch_size``.
+    Every species sees the same ``replicas`` synapse initialisations and the
+    same batches (common random numbers).
+    """
+
+    steps: int = Field(ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    query_batches: int = Field(default=20, ge=1)
+    query_batch_size: int | None = Field(default=None, ge=1)
+    replicas: int = Field(default=1, ge=1)
+
+
+class Curriculum(Strict):
+    """Unroll length at generation ``g`` (0-based):
+    ``min(max_steps, inner.steps + increment * (g // every))`` (paper App. C.4:
+    start at 10, +5 every N steps)."""
+
+    increment: int = Field(ge=0)
+    every: int = Field(ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+
+
+class InitPreset(Strict):
+    """Initial genome from a preset (``blursim list presets``) with its options."""
+
+    kind: Literal["preset"]
+    name: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class InitFile(Strict):
+    """Initial genome from a genome file (path relative to the experiment file)."""
+
+    kind: Literal["file"]
+    path: str = Field(min_length=1)
+
+
+class InitRandom(Strict):
+    """A random initial genome (the ``random`` preset) drawn from ``seed``."""
+
+    kind: Literal["random"]
+    seed: int = Field(default=0, ge=0)
+    scale: float = Field(default=0.5, gt=0.0)
+
+
+GenomeInit = Annotated[Union[InitPreset, InitFile, InitRandom], Field(discriminator="kind")]
+
+FieldValue = Union[float, list[float], list[list[float]]]
+
+
+class GenomeSearch(Strict):
+    """Which genome entries are evolved, where they start and where they may go.
+
+    ``fields`` (default: the eight core fields) are evolved in every genome
+    group listed in ``groups`` (default: all groups of the network); every other
+    entry keeps its initial value. ``set`` overrides initial values in every
+    group (e.g. ``{"oja_alpha": 0.1}``). ``bounds`` maps an evolved field to
+    ``[low, high]`` (``null`` for an open end), applied to each of its entries.
+    """
+
+    init: GenomeInit
+    set: dict[str, FieldValue] = Field(default_factory=dict)
+    fields: list[str] = Field(default_factory=lambda: list(CORE_FIELDS), min_length=1)
+    groups: list[str] | None = Field(default=None, min_length=1)
+    bounds: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
+
+
+class StrategySpec(Strict):
+    """The evolution strategy (``blursim list strategies``): initial step size,
+    population size and strategy options (defaults listed by each strategy)."""
+
+    name: str = Field(default="cma_es", min_length=1)
+    sigma0: float = Field(gt=0.0)
+    popsize: int = Field(ge=2)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class FitnessSpec(Strict):
+    """Fitness (maximised): mean ``accuracy`` or minus mean ``cross_entropy``
+    over training tasks, replicas and query batches (DESIGN §4)."""
+
+    metric: Literal["accuracy", "cross_entropy"] = "accuracy"
+
+
+class ValidationSpec(Strict):
+    """How the best and mean genomes are validated after each generation.
+
+    Every ``every`` generations, on the held-out (test) split of every
+    validation task, after ``steps`` training steps (default: the current
+    unroll length), over ``replicas`` initialisations (default:
+    ``inner.replicas``); ``query_batches`` seeded batches, or (null) the whole
+    held-out split.
+    """
+
+    every: int = Field(default=1, ge=1)
+    steps: int | None = Field(default=None, ge=1)
+    replicas: int | None = Field(default=None, ge=1)
+    query_batches: int | None = Field(default=None, ge=1)
+    query_batch_size: int | None = Field(default=None, ge=1)
+
+
+class DaskSpec(Strict):
+    """A Dask distributed cluster: an existing ``scheduler`` address, or
+    ``local_workers`` processes started on this machine."""
+
+    scheduler: str | None = None
+    local_workers: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.scheduler is None) == (self.local_workers is None):
+            raise ValueError("give exactly one of 'scheduler' and 'local_workers'")
+        return self
+
+
+class ExecutionSpec(Strict):
+    """Where and how to compute. ``backend`` and ``dtype`` change results; the
+    memory budget, checkpoint interval and Dask settings never do."""
+
+    backend: Literal["numpy", "cupy"] = "numpy"
+    dtype: Literal["float32", "float64"] = "float32"
+    memory_budget_mb: float = Field(default=1024.0, gt=0.0)
+    checkpoint_every: int = Field(default=1, ge=1)
+    dask: DaskSpec | None = None
+
+
+class ExperimentSpec(Strict):
+    """A meta-learning experiment (paper Sec. 3.3, 4.1, 4.4)."""
+
+    format: Literal["blursim.experiment/1"] = FORMAT_EXPERIMENT
+    name: str = ""
+    description: str = ""
+    network: str | NetworkSpec
+    training_tasks: list[TaskSpec] = Field(min_length=1)
+    validation_tasks: list[TaskSpec] = Field(default_factory=list)
+    inner: InnerLoop
+    curriculum: Curriculum | None = None
+    genome: GenomeSearch
+    strategy: StrategySpec
+    fitness: FitnessSpec = Field(default_factory=FitnessSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    generations: int = Field(ge=1)
+    seed: int = Field(default=0, ge=0)
+    output: str | None = None
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+
+    @field_validator("network")
+    @classmethod
+    def _path_not_empty(cls, v):
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("network must be a path to a network spec or an inline network object")
+        return v
+
+
+SCHEMAS.register("experiment", ExperimentSpec, doc="A meta-learning experiment: tasks, genome search, strategy.")
+
+
+def load_experiment(src: str | Path | dict | ExperimentSpec) -> ExperimentSpec:
+    """An :class:`ExperimentSpec` from a path, a dict or an existing spec (types checked)."""
+    if isinstance(src, ExperimentSpec):
+        return src
+    if isinstance(src, dict):
+        return validate_document(ExperimentSpec, src)
+    return load_document(ExperimentSpec, src)
+
+
+# ------------------------------------------------------------------------ setup
+@dataclass
+class Task:
+    """A task of an experiment, resolved: its dataset and network index."""
+
+    label: str
+    name: str
+    options: dict[str, Any]
+    network: int  # index into Setup.networks
+    dataset: Any  # blursim.data.Dataset
+    path: str  # JSON path in the experiment
+
+
+@dataclass
+class Setup:
+    """An experiment with everything resolved and checked; nothing simulated yet.
+
+    ``networks[0]`` is the experiment's network; task overrides follow.
+    ``x0`` (and ``lower``/``upper``, ``None`` when unbounded) are flat vectors
+    in ``layout`` order. ``spec_hash`` identifies everything that determines
+    the run's results (see :func:`hashed_document`).
+    """
+
+    experiment: ExperimentSpec
+    source: str | None
+    base_dir: Path
+    networks: list[NetworkSpec]
+    programs: list[Any]  # blursim.graph.Program
+    train_tasks: list[Task]
+    val_tasks: list[Task]
+    layout: Any  # GenomeLayout
+    base_genome: GenomeSpec
+    x0: np.ndarray
+    lower: np.ndarray | None
+    upper: np.ndarray | None
+    strategy: Any  # blursim.meta.strategies.Strategy
+    hashed: dict[str, Any]
+    spec_hash: str
+
+    def unroll(self, generation: int) -> int:
+        """Unroll length ``T`` of 0-based generation ``generation`` (curriculum applied)."""
+        inner, cur = self.experiment.inner, self.experiment.curriculum
+        if cur is None:
+            return inner.steps
+        t = inner.steps + cur.increment * (generation // cur.every)
+        return min(t, cur.max_steps) if cur.max_steps is not None else t
+
+    @property
+    def name(self) -> str:
+        if self.experiment.name:
+            return self.experiment.name
+        return Path(self.source).stem if self.source else "experiment"
+
+
+def _fail(exp: ExperimentSpec, message: str, path: Any, **kw: Any) -> SpecError:
+    """A SpecError at ``path`` of the experiment, with its file and line."""
+    return relocate(SpecError(message, path=path, **kw), exp)
+
+
+def _reroot(err: SpecError, exp: ExperimentSpec, prefix: str) -> SpecError:
+    """Re-root an error raised by a sub-document (inline network, option dict) at ``prefix``."""
+    path = err.path or ""
+    if path.startswith("$"):
+        path = path[1:]
+    elif path and not path.startswith("["):
+        path = "." + path
+    keys = parse_path(prefix + path)
+    source, text = source_of(exp)
+    moved = SpecError(err.message, path=keys, value=err.value, choices=err.choices, hint=err.hint)
+    return locate(moved, source, text, keys) if source else moved
+
+
+def _load_network(exp: ExperimentSpec, value: str | NetworkSpec, base: Path, path: str) -> NetworkSpec:
+    if isinstance(value, NetworkSpec):
+        return value
+    p = Path(value)
+    if not p.is_absolute():
+        p = base / p
+    if not p.exists():
+        raise _fail(exp, f"network spec file not found: {p}", f"{path}", value=value,
+                    hint="Network paths are relative to the experiment file.")
+    return load_document(NetworkSpec, p)
+
+
+def _compile(exp: ExperimentSpec, spec: NetworkSpec, path: str):
+    from blursim.graph import compile_network
+
+    try:
+        return compile_network(spec)
+    except SpecError as e:
+        if source_of(spec)[0] is None and not e.source:  # inline: point into the experiment
+            raise _reroot(e, exp, path) from None
+        raise
+
+
+def _resolve_tasks(exp, entries, what, base, networks, programs, net_index):
+    from blursim.data import load_dataset
+    from blursim.graph import check_task_fit
+
+    out: list[Task] = []
+    seen: dict[str, int] = {}
+    for i, t in enumerate(entries):
+        path = f"$.{what}[{i}]"
+        if t.key in seen:
+            raise _fail(
+                exp, f"two {what.replace('_', ' ')} are both labelled {t.key!r}", f"{path}.label"
+                if t.label else f"{path}.name",
+                hint=f"Give each a distinct \"label\" (the first is {what}[{seen[t.key]}]).",
+            )
+        seen[t.key] = i
+        ni = 0
+        if t.network is not None:
+            spec = _load_network(exp, t.network, base, f"{path}.network")
+            key = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True)
+            if key not in net_index:
+                net_index[key] = len(networks)
+                networks.append(spec)
+                programs.append(_compile(exp, spec, f"{path}.network"))
+            ni = net_index[key]
+        try:
+            ds = load_dataset(t.name, t.options, path=path)
+        except SpecError as e:
+            raise relocate(e, exp) from None
+        try:
+            check_task_fit(networks[ni], ds.n_features, ds.n_classes, t.key)
+        except SpecError as e:
+            where = f" (see {e.source})" if e.source else ""
+            raise _fail(
+                exp, f"task {t.key!r} does not fit the network: {e.message}{where}", f"{path}.name",
+                value=t.name, hint=e.hint,
+            ) from None
+        out.append(Task(t.key, t.name, dict(ds.meta.get("options", t.options)), ni, ds, path))
+    return out
+
+
+def _initial_genome(exp: ExperimentSpec, base: Path, k: int, groups: list[str]) -> GenomeSpec:
+    from blursim.genome import PRESETS, stack_genomes
+    from blursim.spec import load_genome
+
+    init = exp.genome.init
+    if isinstance(init, InitRandom):
+        from blursim.genome import random_genome
+
+        g = random_genome(k=k, seed=init.seed, groups=groups, scale=init.scale)
+    elif isinstance(init, InitPreset):
+        try:
+            fn = PRESETS.get(init.name, path="$.genome.init.name")
+        except SpecError as e:
+            raise relocate(e, exp) from None
+        try:
+            g = fn(k=k, groups=groups, **init.options)
+        except SpecError as e:
+            raise _fail(exp, f"genome preset {init.name!r}: {e.message}", "$.genome.init",
+                        value=e.value, hint=e.hint) from None
+        except TypeError as e:
+            raise _fail(exp, f"bad options for genome preset {init.name!r}: {e}", "$.genome.init.options") from None
+    else:
+        p = Path(init.path)
+        if not p.is_absolute():
+            p = base / p
+        if not p.exists():
+            raise _fail(exp, f"genome file not found: {p}", "$.genome.init.path", value=init.path,
+                        hint="Genome paths are relative to the experiment file.")
+        g = load_genome(p)
+    try:
+        stack_genomes(g, k=k, groups=groups, source="$.genome.init")
+    except SpecError as e:
+        raise relocate(SpecError(e.message, path=e.path, value=e.value, choices=e.choices, hint=e.hint), exp) from None
+    if exp.genome.set:
+        data = g.model_dump(mode="json")
+        for name, value in exp.genome.set.items():
+            path = f"$.genome.set.{name}"
+            if name not in ALL_FIELDS:
+                raise _fail(exp, f"unknown genome field {name!r}", path, choices=ALL_FIELDS)
+            shape = field_shape(name, k)
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.shape != shape:
+                raise _fail(exp, f"genome field {name!r} has shape {list(shape)} for k={k}", path,
+                            value=value)
+            for gname in data["groups"]:
+                data["groups"][gname][name] = value
+        try:
+            g = GenomeSpec.model_validate(data)
+        except Exception as e:  # noqa: BLE001 - pydantic error on the edited genome
+            raise _fail(exp, f"the edited genome is invalid: {e}", "$.genome.set") from None
+    return g
+
+
+def _bounds(exp, layout, x0):
+    gs = exp.genome
+    if not gs.bounds:
+        return None, None
+    lower = np.full(layout.size, -np.inf)
+    upper = np.full(layout.size, np.inf)
+    labels = layout.labels()
+    for name, (lo, hi) in gs.bounds.items():
+        path = f"$.genome.bounds.{name}"
+        if name not in gs.fields:
+            raise _fail(exp, f"bounds given for {name!r}, which is not an evolved field", path,
+                        choices=gs.fields, hint="Add it to genome.fields or remove its bounds.")
+        lo_v = -np.inf if lo is None else float(lo)
+        hi_v = np.inf if hi is None else float(hi)
+        if not lo_v < hi_v or math.isnan(lo_v) or math.isnan(hi_v):
+            raise _fail(exp, f"bounds of {name!r} must be [low, high] with low < high", path,
+                        value=[lo, hi])
+        for j, lab in enumerate(labels):
+            if lab.split(".", 1)[1].split("[", 1)[0] == name:
+                lower[j], upper[j] = lo_v, hi_v
+    outside = (x0 < lower) | (x0 > upper)
+    if outside.any():
+        j = int(np.argmax(outside))
+        name = labels[j].split(".", 1)[1].split("[", 1)[0]
+        raise _fail(
+            exp, f"the initial value of {labels[j]} ({x0[j]:.6g}) lies outside its bounds "
+            f"[{lower[j]:g}, {upper[j]:g}]", f"$.genome.bounds.{name}",
+            hint="Widen the bounds, or change the initial genome (genome.init / genome.set).",
+        )
+    return lower, upper
+
+
+def hashed_document(
+    exp: ExperimentSpec, networks: list[NetworkSpec], tasks: dict[str, list[Task]], base_genome: GenomeSpec
+) -> dict[str, Any]:
+    """The part of an experiment that determines its results, fully resolved.
+
+    The network and genome files are inlined (so editing a referenced file
+    changes the hash); cosmetic and execution-only fields (``name``,
+    ``description``, ``generations``, ``output``, memory budget, checkpoint
+    interval, Dask) are left out, so a run can be resumed with more
+    generations or on a cluster.
+    """
+    doc = exp.model_dump(mode="json", by_alias=True)
+    for key in ("name", "description", "generations", "output"):
+        doc.pop(key, None)
+    doc["execution"] = {"backend": exp.execution.backend, "dtype": exp.execution.dtype}
+    dump = lambda n: n.model_dump(mode="json", by_alias=True)  # noqa: E731
+    doc["network"] = dump(networks[0])
+    for what, resolved in tasks.items():
+        for t, task in zip(doc[what], resolved, strict=True):
+            t["network"] = None if task.network == 0 else dump(networks[task.network])
+            t["options"] = task.options  # every option, defaults included
+    doc["genome"]["init"] = {"genome": base_genome.model_dump(mode="json", by_alias=True)}
+    doc["genome"]["set"] = {}
+    return doc
+
+
+def _hash(doc: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def prepare_experiment(src: str | Path | dict | ExperimentSpec) -> Setup:
+    """Load (if needed) and check an experiment; build its :class:`Setup`.
+
+    Every check that can fail on user input happens here, before any
+    simulation: network compiles, tasks exist and fit their network, genome
+    fields and groups exist, bounds contain the initial values, the strategy
+    and its options are valid.
+    """
+    from blursim.genome import GenomeLayout
+    from blursim.meta.seeds import strategy_seed
+    from blursim.meta.strategies import STRATEGIES
+
+    exp = load_experiment(src)
+    source = source_of(exp)[0]
+    base = Path(source).resolve().parent if source else Path.cwd()
+
+    net0 = _load_network(exp, exp.network, base, "$.network")
+    networks = [net0]
+    programs = [_compile(exp, net0, "$.network")]
+    net_index = {json.dumps(net0.model_dump(mode="json", by_alias=True), sort_keys=True): 0}
+    k = programs[0].k
+    train = _resolve_tasks(exp, exp.training_tasks, "training_tasks", base, networks, programs, net_index)
+    val = _resolve_tasks(exp, exp.validation_tasks, "validation_tasks", base, networks, programs, net_index)
+    for ni, prog in enumerate(programs[1:], start=1):
+        if prog.k != k:
+            users = [t.path for t in train + val if t.network == ni]
+            raise _fail(exp, f"this task's network has k={prog.k} states but the experiment's network "
+                        f"has k={k}; one genome cannot drive both", f"{users[0]}.network", value=prog.k)
+
+    # genome: fields, groups, initial values, bounds
+    gs = exp.genome
+    for i, f in enumerate(gs.fields):
+        if f not in ALL_FIELDS:
+            raise _fail(exp, f"unknown genome field {f!r}", f"$.genome.fields[{i}]", choices=ALL_FIELDS)
+        if gs.fields.index(f) != i:
+            raise _fail(exp, f"genome field {f!r} is listed twice", f"$.genome.fields[{i}]")
+    all_groups = sorted({g for p in programs for g in p.groups})
+    groups = list(gs.groups) if gs.groups is not None else list(programs[0].groups)
+    for i, g in enumerate(groups):
+        if g not in all_groups:
+            raise _fail(exp, f"genome group {g!r} is not used by the network", f"$.genome.groups[{i}]",
+                        choices=all_groups)
+    base_genome = _initial_genome(exp, base, k, all_groups)
+    layout = GenomeLayout(k, tuple(groups), tuple(gs.fields))
+    x0 = layout.to_vector(base_genome)
+    lower, upper = _bounds(exp, layout, x0)
+
+    # strategy and its options
+    try:
+        cls = STRATEGIES.get(exp.strategy.name, path="$.strategy.name")
+    except SpecError as e:
+        raise relocate(e, exp) from None
+    try:
+        strategy = cls(
+            dim=layout.size, x0=x0, sigma0=exp.strategy.sigma0, popsize=exp.strategy.popsize,
+            seed=strategy_seed(exp.seed), bounds=None if lower is None else (lower, upper),
+            options=exp.strategy.options,
+        )
+    except SpecError as e:
+        if e.path and e.path.startswith("$"):
+            raise relocate(e, exp) from None
+        raise _reroot(e, exp, "$.strategy") from None
+
+    hashed = hashed_document(
+        exp, networks, {"training_tasks": train, "validation_tasks": val}, base_genome
+    )
+    return Setup(
+        experiment=exp, source=source, base_dir=base, networks=networks, programs=programs,
+        train_tasks=train, val_tasks=val, layout=layout, base_genome=base_genome, x0=x0,
+        lower=lower, upper=upper, strategy=strategy, hashed=hashed, spec_hash=_hash(hashed),
+    )
+
+
+def differing_sections(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Top-level keys (one level deeper for dicts) in which two hashed documents differ."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if va == vb:
+            continue
+        if isinstance(va, dict) and isinstance(vb, dict):
+            sub = [f"{key}.{s}" for s in sorted(set(va) | set(vb)) if va.get(s) != vb.get(s)]
+            out.extend(sub or [key])
+        else:
+            out.append(key)
+    return out

@@ -1,0 +1,174 @@
+"""Opt-in observers of a meta-training run: the run directory and a progress bar.
+
+:class:`RunDirectory` writes, after every generation (each file atomically):
+
+==========================  =================================================
+``experiment.json``         the experiment as given and its resolved, hashed
+                            form (written once, when the run is created)
+``log.jsonl``               one JSON record per generation (record 0: the
+                            initial genome); timing only under ``"time"``
+``best_genome.json``        the generation's best candidate (a genome
+                            document: ``blursim run --genome``)
+``mean_genome.json``        the strategy's current mean genome
+``checkpoint.json`` + NPZ   resumable state (:mod:`blursim.meta.io`), every
+                            ``execution.checkpoint_every`` generations and at
+                            the end (also when interrupted)
+``meta_training.png``       curves of fitness and accuracies (at most every
+                            ``plot_interval`` seconds, and at the end)
+==========================  =================================================
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from blursim.meta import io as mio
+from blursim.spec import dump_json as dump_spec
+
+
+class RunDirectory:
+    """Writes a run's files into ``path`` (see the module docstring)."""
+
+    def __init__(self, path: str | Path, *, plot: bool = True, plot_interval: float = 30.0) -> None:
+        self.path = Path(path)
+        self.plot = plot
+        self.plot_interval = plot_interval
+        self._last_plot = 0.0
+        self._checkpointed = -1
+
+    # ------------------------------------------------------------ create/resume
+    def create(self, setup: Any) -> None:
+        """Start a fresh run here; refuses a directory that already holds one."""
+        if self.path.exists() and not self.path.is_dir():
+            raise mio.RunDirError(f"{self.path} exists and is not a directory; choose another output directory")
+        if (self.path / mio.CHECKPOINT_JSON).exists() or (self.path / mio.LOG).exists():
+            raise mio.RunDirError(
+                f"{self.path} already holds a meta-training run; continue it with --resume "
+                f"{self.path}, or choose another output directory (--out)"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "experiment": setup.experiment.model_dump(mode="json", by_alias=True),
+            "source": setup.source,
+            "spec_hash": setup.spec_hash,
+            "hashed": setup.hashed,
+        }
+        mio.atomic_write_text(self.path / mio.EXPERIMENT, mio.dump_json(doc))
+
+    def load(self, setup: Any) -> Any:
+        """The :class:`~blursim.meta.trainer.TrainerState` checkpointed here."""
+        from blursim.meta.trainer import TrainerState
+
+        gen, sstate, records = mio.read_checkpoint(self.path, setup)
+        self._checkpointed = gen
+        for tmp in self.path.glob(".*.tmp"):  # left by a killed writer; never read
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                pass
+        return TrainerState(gen, sstate, records)
+
+    # ---------------------------------------------------------------- observer
+    def on_generation(self, trainer: Any, gen: Any) -> None:
+        state, rec = gen.state, gen.record
+        mio.atomic_write_text(self.path / mio.LOG, mio.log_text(state.records))
+        if gen.best_x is not None:
+            g = trainer.genome(gen.best_x, kind="best", generation=rec["generation"],
+                               fitness=rec["best"]["fitness"],
+                               validation_mean=rec["best"]["validation_mean"])
+            mio.atomic_write_text(self.path / "best_genome.json", dump_spec(g))
+        g = trainer.genome(gen.mean_x, kind="mean", generation=rec["generation"],
+                           fitness=rec["mean"]["fitness"], validation_mean=rec["mean"]["validation_mean"])
+        mio.atomic_write_text(self.path / "mean_genome.json", dump_spec(g))
+        if state.generation % trainer.exp.execution.checkpoint_every == 0:
+            self._checkpoint(trainer, state)
+        if self.plot and time.monotonic() - self._last_plot >= self.plot_interval:
+            self._plot(state.records)
+
+    def on_end(self, trainer: Any, state: Any, completed: bool) -> None:
+        self._checkpoint(trainer, state)
+        if self.plot:
+            self._plot(state.records)
+
+    def _checkpoint(self, trainer: Any, state: Any) -> None:
+        if self._checkpointed == state.generation:
+            return
+        mio.write_checkpoint(self.path, trainer, state)
+        self._checkpointed = state.generation
+
+    def _plot(self, records: list[dict]) -> None:
+        from blursim.meta.plot import plot_records
+
+        mio.atomic_write_bytes(self.path / "meta_training.png", plot_records(records))
+        self._last_plot = time.monotonic()
+
+
+class ProgressBar:
+    """A tqdm bar over generations on stderr; silent when ``quiet`` or stderr is not a TTY."""
+
+    def __init__(self, total: int, *, quiet: bool = False, stream: Any = None) -> None:
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.disable = quiet or not getattr(self.stream, "isatty", lambda: False)()
+        self.bar = None
+
+    def on_start(self, trainer: Any, state: Any) -> None:
+        from tqdm import tqdm
+
+        done = 0 if state is None else state.generation
+        self.bar = tqdm(total=self.total, initial=done, desc=trainer.setup.name, unit="gen",
+                        file=self.stream, disable=self.disable, dynamic_ncols=True)
+
+    def on_generation(self, trainer: Any, gen: Any) -> None:
+        rec = gen.record
+        if self.bar is None:
+            return
+        post = {}
+        if rec["fitness"] is not None and rec["fitness"]["best"] is not None:
+            post["best"] = f"{rec['fitness']['best']:.3f}"
+            post["mean"] = f"{rec['fitness']['mean']:.3f}"
+        if rec["mean"]["validation_mean"] is not None:
+            post["val"] = f"{rec['mean']['validation_mean']:.3f}"
+        post["T"] = rec["unroll"]
+        if rec["diverged"]:
+            post["div"] = rec["diverged"]
+        self.bar.set_postfix(post, refresh=False)
+        if rec["generation"] > 0:
+            self.bar.update(1)
+
+    def on_end(self, trainer: Any, state: Any, completed: bool) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def strip_time(records: list[dict]) -> list[dict]:
+    """Records without their ``time`` field (what is equal between identical runs)."""
+    return [{k: v for k, v in r.items() if k != "time"} for r in records]
+
+
+def summary_line(records: list[dict]) -> str:
+    """One line: accuracies of the initial genome vs the latest (validated) record."""
+    first = records[0]
+    validated = [r for r in records if (r.get("mean") or {}).get("validation_mean") is not None]
+    last = validated[-1] if validated and validated[-1]["generation"] > 0 else records[-1]
+
+    def acc(r: dict, who: str) -> str:
+        g = r.get(who) or {}
+        parts = []
+        if g.get("train_mean") is not None:
+            parts.append(f"train {g['train_mean']:.4f}")
+        if g.get("validation_mean") is not None:
+            parts.append(f"validation {g['validation_mean']:.4f}")
+        return ", ".join(parts) or "n/a"
+
+    out = (f"generation 0 (initial genome): {acc(first, 'mean')}; generation {last['generation']}: "
+           f"mean genome {acc(last, 'mean')}")
+    if last.get("best"):
+        out += f"; best genome {acc(last, 'best')}"
+    return out
+
+
+__all__ = ["ProgressBar", "RunDirectory", "strip_time", "summary_line"]

@@ -1,0 +1,365 @@
+"""Meta-training: the generation loop of an evolution strategy over BLUR genomes.
+
+One generation ``g`` (0-based; the log calls it ``g + 1``, "generations done"):
+
+1. ``X = ask()`` -- ``popsize`` genome vectors;
+2. fitness of ``X`` on the training tasks as one batched simulation
+   (:mod:`blursim.meta.evaluate`): ``T = unroll(g)`` training steps from fresh
+   synapses with the generation's task seeds (:mod:`blursim.meta.seeds`),
+   then accuracy / cross-entropy on query batches drawn from each task's
+   *training* split (the paper's "training accuracy" fitness, Sec. 4.4;
+   nothing is tuned on held-out data). Fitness = mean accuracy (or minus mean
+   cross-entropy) over tasks, replicas and query batches; a genome whose
+   simulation produced NaN or Inf gets NaN, which the strategies rank last;
+3. ``tell(X, fitness)``;
+4. the generation's best candidate and the strategy's new mean genome are
+   measured: per-task training accuracy (same protocol and seeds as the
+   fitness) and, every ``validation.every`` generations, held-out accuracy on
+   the validation tasks (their test split, fixed seeds);
+5. one log record goes to every observer (files, progress bar, ...).
+
+Generation 0 of the log is the initial genome (the strategy's starting mean),
+measured the same way, so every run's log starts with its baseline.
+
+Nothing is written unless an observer writes it (:class:`~blursim.meta.observers.RunDirectory`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blursim import __version__
+from blursim.meta.evaluate import Engine, PopulationEvaluator, Protocol, install_engine, make_job
+from blursim.meta.experiment import ExperimentSpec, Setup, prepare_experiment
+from blursim.meta.seeds import train_seeds, validation_seeds
+from blursim.spec.genome import GenomeSpec
+
+
+def num(x: Any) -> float | None:
+    """A JSON-safe float: ``None`` for NaN/Inf."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+@dataclass
+class TrainerState:
+    """Where a meta-training run stands: everything a checkpoint holds.
+
+    ``generation``: generations completed; ``strategy_state``: the strategy's
+    explicit state; ``records``: the log so far (record 0 = initial genome).
+    """
+
+    generation: int
+    strategy_state: Any
+    records: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Generation:
+    """What observers receive after each generation (and for the initial record)."""
+
+    record: dict
+    best_x: np.ndarray | None
+    mean_x: np.ndarray
+    state: TrainerState
+
+
+class MetaTrainer:
+    """Runs an experiment's generations; see the module docstring.
+
+    Parameters
+    ----------
+    setup:
+        A prepared experiment (:func:`~blursim.meta.experiment.prepare_experiment`).
+    executor:
+        Where population chunks run: ``None`` (this process) or a
+        :class:`~blursim.meta.distributed.DaskExecutor`.
+    memory_budget_mb:
+        Overrides ``execution.memory_budget_mb`` (chunking never changes results).
+    """
+
+    def __init__(self, setup: Setup, *, executor: Any = None, memory_budget_mb: float | None = None) -> None:
+        self.setup = setup
+        self.exp: ExperimentSpec = setup.experiment
+        self.strategy = setup.strategy
+        self.job = make_job(setup)
+        datasets = {"train": [t.dataset for t in setup.train_tasks],
+                    "validation": [t.dataset for t in setup.val_tasks]}
+        install_engine(Engine(self.job, programs=setup.programs, datasets=datasets))
+        budget = memory_budget_mb if memory_budget_mb is not None else self.exp.execution.memory_budget_mb
+        self.evaluator = PopulationEvaluator(
+            self.job, setup.programs, datasets, memory_budget=budget * 2**20, executor=executor,
+        )
+        self.train_labels = [t.label for t in setup.train_tasks]
+        self.val_labels = [t.label for t in setup.val_tasks]
+        self.val_seeds = validation_seeds(self.exp.seed, len(setup.val_tasks))
+
+    # ---------------------------------------------------------------- protocols
+    def train_protocol(self, generation: int) -> Protocol:
+        inner = self.exp.inner
+        return Protocol(self.setup.unroll(generation), inner.batch_size, inner.query_batches,
+                        inner.query_batch_size, inner.replicas, "train")
+
+    def validation_protocol(self, generation: int) -> Protocol:
+        v, inner = self.exp.validation, self.exp.inner
+        return Protocol(v.steps or self.setup.unroll(generation), inner.batch_size, v.query_batches,
+                        v.query_batch_size, v.replicas or inner.replicas, "test")
+
+    def validation_due(self, done: int) -> bool:
+        """Whether the record after ``done`` completed generations is validated."""
+        return bool(self.val_labels) and done % self.exp.validation.every == 0
+
+    # ------------------------------------------------------------------ genomes
+    def genome(self, x: np.ndarray, **meta: Any) -> GenomeSpec:
+        """The genome document of vector ``x`` (non-evolved entries from the initial genome)."""
+        g = self.setup.layout.from_vector(np.asarray(x, dtype=np.float64), self.setup.base_genome)
+        info = {"experiment": self.setup.name, "spec_hash": self.setup.spec_hash, "seed": self.exp.seed,
+                "blursim_version": __version__, **meta}
+        return GenomeSpec(k=g.k, groups=g.groups, meta=info)
+
+    # ---------------------------------------------------------------- the loop
+    def start(self) -> Generation:
+        """The initial state, with record 0 (the starting genome measured)."""
+        t0 = time.perf_counter()
+        sstate = self.strategy.init()
+        mean_x = self.strategy.mean(sstate)
+        seeds = train_seeds(self.exp.seed, 0, len(self.train_labels))
+        proto = self.train_protocol(0)
+        res = self.evaluator.evaluate(mean_x[None], "train", seeds, proto)
+        val = self._validate([mean_x], 0)
+        metric = self.exp.fitness.metric
+        record = {
+            "generation": 0,
+            "unroll": proto.steps,
+            "evaluations": 0,
+            "fitness": None,
+            "diverged": 0,
+            "step_size": num(self.strategy.step_size(sstate)),
+            "best": None,
+            "mean": self._summary(res.fitness(metric)[0], res.task_accuracy()[0],
+                                  bool(res.diverged[0]), None if val is None else val[0]),
+            "seeds": {"train": seeds},
+            "time": self._time(t0, evaluation=0.0),
+        }
+        state = TrainerState(0, sstate, [record])
+        return Generation(record, None, mean_x, state)
+
+    def step(self, state: TrainerState) -> Generation:
+        """Run one generation from ``state``; returns the new state and its record."""
+        t0 = time.perf_counter()
+        g = state.generation
+        metric = self.exp.fitness.metric
+        seeds = train_seeds(self.exp.seed, g, len(self.train_labels))
+        proto = self.train_protocol(g)
+        X, sstate = self.strategy.ask(state.strategy_state)
+        t_eval = time.perf_counter()
+        res = self.evaluator.evaluate(X, "train", seeds, proto)
+        eval_s = time.perf_counter() - t_eval
+        fit = res.fitness(metric)
+        sstate = self.strategy.tell(sstate, X, fit)
+        mean_x = self.strategy.mean(sstate)
+
+        ok = np.isfinite(fit)
+        best_x, best = None, None
+        if ok.any():
+            ib = int(np.argmax(np.where(ok, fit, -np.inf)))
+            best_x = np.array(X[ib])
+        mres = self.evaluator.evaluate(mean_x[None], "train", seeds, proto)
+        genomes = ([best_x] if best_x is not None else []) + [mean_x]
+        val = self._validate(genomes, g + 1)
+        if best_x is not None:
+            best = self._summary(fit[ib], res.task_accuracy()[ib], False,
+                                 None if val is None else val[0])
+            best["index"] = ib
+        mval = None if val is None else val[-1]
+        fin = fit[ok]
+        record = {
+            "generation": g + 1,
+            "unroll": proto.steps,
+            "evaluations": (g + 1) * self.strategy.popsize,
+            "fitness": {
+                "best": num(fin.max()) if fin.size else None,
+                "mean": num(fin.mean()) if fin.size else None,
+                "median": num(np.median(fin)) if fin.size else None,
+                "worst": num(fin.min()) if fin.size else None,
+                "best_ever": num(self.strategy.best(sstate)[1]),
+            },
+            "diverged": int((~ok).sum()),
+            "step_size": num(self.strategy.step_size(sstate)),
+            "best": best,
+            "mean": self._summary(mres.fitness(metric)[0], mres.task_accuracy()[0],
+                                  bool(mres.diverged[0]), mval),
+            "seeds": {"train": seeds},
+            "time": self._time(t0, evaluation=eval_s),
+        }
+        new = TrainerState(g + 1, sstate, state.records + [record])
+        return Generation(record, best_x, mean_x, new)
+
+    def run(self, state: TrainerState | None, generations: int,
+            observers: Sequence[Any] = ()) -> TrainerState:
+        """Run until ``generations`` generations are done (from ``state``, or a fresh start).
+
+        Observers get ``on_start(trainer, state)`` (``state`` None for a fresh
+        run), ``on_generation(trainer, generation)`` for record 0 of a fresh run
+        and after every generation, and ``on_end(trainer, state, completed)``
+        -- also when the run is interrupted (``completed`` False).
+        """
+        for o in observers:
+            _call(o, "on_start", self, state)
+        completed = False
+        try:
+            if state is None:
+                gen = self.start()
+                state = gen.state
+                for o in observers:
+                    _call(o, "on_generation", self, gen)
+            while state.generation < generations:
+                gen = self.step(state)
+                state = gen.state
+                for o in observers:
+                    _call(o, "on_generation", self, gen)
+            completed = True
+        finally:
+            if state is not None:
+                for o in observers:
+                    _call(o, "on_end", self, state, completed)
+        return state
+
+    # ------------------------------------------------------------------ helpers
+    def _validate(self, genomes: list[np.ndarray], done: int) -> list[tuple] | None:
+        if not self.validation_due(done):
+            return None
+        res = self.evaluator.evaluate(np.stack(genomes), "validation", self.val_seeds,
+                                      self.validation_protocol(max(done - 1, 0)))
+        acc = res.task_accuracy()
+        return [(acc[i], bool(res.diverged[i])) for i in range(len(genomes))]
+
+    def _summary(self, fitness: float, train_acc: np.ndarray, diverged: bool,
+                 val: tuple | None) -> dict:
+        out = {
+            "fitness": num(fitness),
+            "diverged": diverged,
+            "train": {lab: num(a) for lab, a in zip(self.train_labels, train_acc, strict=True)},
+            "train_mean": num(np.mean(train_acc)),
+            "validation": None,
+            "validation_mean": None,
+        }
+        if val is not None:
+            acc, vdiv = val
+            out["validation"] = {lab: num(a) for lab, a in zip(self.val_labels, acc, strict=True)}
+            out["validation_mean"] = num(np.mean(acc))
+            out["validation_diverged"] = vdiv
+        return out
+
+    @staticmethod
+    def _time(t0: float, evaluation: float) -> dict:
+        return {
+            "seconds": time.perf_counter() - t0,
+            "evaluation_seconds": evaluation,
+            "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+
+def _call(obs: Any, name: str, *args: Any) -> None:
+    fn = getattr(obs, name, None)
+    if fn is not None:
+        fn(*args)
+
+
+# ------------------------------------------------------------------- one call
+@dataclass
+class MetaResult:
+    """The outcome of :func:`meta_train`."""
+
+    setup: Setup
+    state: TrainerState
+    records: list[dict]
+    best_genome: GenomeSpec | None
+    mean_genome: GenomeSpec
+    out: Path | None
+    seconds: float
+    completed: bool = True
+
+
+def meta_train(
+    experiment: str | Path | dict | ExperimentSpec | Setup,
+    *,
+    out: str | Path | None = None,
+    generations: int | None = None,
+    resume: bool = False,
+    executor: Any = None,
+    observers: Sequence[Any] = (),
+    memory_budget_mb: float | None = None,
+    plot: bool = True,
+) -> MetaResult:
+    """Meta-train the genome of ``experiment`` for ``generations`` (default: the
+    experiment's) generations in total.
+
+    ``out``: directory for the run's files (log, genomes, checkpoint, plot;
+    see :class:`~blursim.meta.observers.RunDirectory`); ``None`` writes
+    nothing. ``resume``: continue the run in ``out`` (refused when ``out`` was
+    made by a different experiment). ``executor``: ``None`` uses the
+    experiment's ``execution.dask`` setting (a local evaluation when absent).
+    """
+    from blursim.errors import BlursimError
+    from blursim.meta.distributed import make_executor
+    from blursim.meta.observers import RunDirectory
+
+    t0 = time.perf_counter()
+    setup = experiment if isinstance(experiment, Setup) else prepare_experiment(experiment)
+    total = generations if generations is not None else setup.experiment.generations
+    if total < 0:
+        raise BlursimError(f"generations must be >= 0 (got {total})")
+    if resume and out is None:
+        raise BlursimError("resume needs the run's output directory")
+    rundir = RunDirectory(out, plot=plot) if out is not None else None
+    state = None
+    if rundir is not None:
+        if resume:
+            state = rundir.load(setup)  # every check before any compute
+        else:
+            rundir.create(setup)
+    own = executor is None
+    if own:
+        executor = make_executor(setup.experiment.execution.dask)
+    try:
+        trainer = MetaTrainer(setup, executor=executor, memory_budget_mb=memory_budget_mb)
+        obs = ([rundir] if rundir is not None else []) + list(observers)
+        keep = _Keep()
+        state = trainer.run(state, total, obs + [keep])
+    finally:
+        if own and executor is not None:
+            executor.close()
+    last = state.records[-1]
+    best = None
+    if keep.best_x is not None:
+        best = trainer.genome(keep.best_x, kind="best", generation=keep.generation)
+    elif rundir is not None and (rundir.path / "best_genome.json").exists():
+        from blursim.spec import load_genome
+
+        best = load_genome(rundir.path / "best_genome.json")
+    mean_x = keep.mean_x if keep.mean_x is not None else trainer.strategy.mean(state.strategy_state)
+    mean = trainer.genome(mean_x, kind="mean", generation=last["generation"])
+    return MetaResult(setup, state, state.records, best, mean,
+                      None if rundir is None else rundir.path, time.perf_counter() - t0)
+
+
+class _Keep:
+    """Observer that remembers the latest best and mean vectors."""
+
+    best_x = None
+    mean_x = None
+    generation = 0
+
+    def on_generation(self, trainer: MetaTrainer, gen: Generation) -> None:
+        if gen.best_x is not None:
+            self.best_x, self.generation = gen.best_x, gen.record["generation"]
+        self.mean_x = gen.mean_x

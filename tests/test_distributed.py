@@ -1,0 +1,64 @@
+"""Population chunks on a Dask cluster (two local worker processes) equal local evaluation."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed", reason="the 'distributed' extra (Dask) is not installed")
+
+from test_meta_train import files_of, tiny_experiment  # noqa: E402
+
+from blursim.meta import MetaTrainer, meta_train, prepare_experiment  # noqa: E402
+from blursim.meta.distributed import DaskExecutor  # noqa: E402
+from blursim.meta.evaluate import Protocol  # noqa: E402
+from blursim.meta.seeds import train_seeds  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def executor():
+    ex = DaskExecutor(local_workers=2)
+    try:
+        yield ex
+    finally:
+        ex.close()
+
+
+def test_dask_chunks_equal_local_evaluation(executor):
+    setup = prepare_experiment(tiny_experiment())
+    X = setup.x0 + 0.3 * np.random.default_rng(0).standard_normal((7, setup.layout.size))
+    proto = Protocol(4, 16, 2, None, 2, "train")
+    seeds = train_seeds(7, 0, 2)
+    local = MetaTrainer(setup).evaluator.evaluate(X, "train", seeds, proto)
+    remote_ev = MetaTrainer(setup, executor=executor).evaluator
+    assert executor.n_workers == 2
+    assert len(remote_ev.split(7, "train", proto)) == 2  # one chunk per worker at least
+    remote = remote_ev.evaluate(X, "train", seeds, proto)
+    for key in ("accuracy", "cross_entropy", "finite"):
+        assert np.array_equal(getattr(local, key), getattr(remote, key)), key
+    # both workers took part, each built its engine once and reused it
+    calls = executor.client.run(lambda: sorted(__import__("blursim.meta.evaluate").meta.evaluate._ENGINES))
+    assert len(calls) == 2 and all(keys == [remote_ev.job.key] for keys in calls.values())
+
+
+def test_meta_train_on_dask_equals_local(executor, tmp_path):
+    exp = tiny_experiment(generations=3)
+    meta_train(exp, out=tmp_path / "local")
+    meta_train(exp, out=tmp_path / "dask", executor=executor)
+    assert files_of(tmp_path / "local") == files_of(tmp_path / "dask")
+
+
+def test_missing_dask_is_a_clear_error(monkeypatch):
+    import builtins
+
+    from blursim.errors import BlursimError
+    from blursim.meta import distributed
+
+    real = builtins.__import__
+
+    def no_dask(name, *a, **kw):
+        if name == "distributed" or name.startswith("distributed."):
+            raise ImportError("No module named 'distributed'")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    with pytest.raises(BlursimError, match=r"pip install 'blursim\[distributed\]'"):
+        distributed.make_executor(local_workers=2)
