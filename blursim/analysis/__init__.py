@@ -12,14 +12,25 @@ BLUR step), independent of the simulator (``DESIGN.md`` §5):
   prediction ``π ε² vᵀ(Q − Qᵀ)u``;
 * :mod:`blursim.analysis.plots` — Fig. 2 heatmap and circulation plot
   (matplotlib imported lazily).
+
+and, for BLUR itself:
+
+* :class:`BlurUpdateMap` — one full-batch BLUR step ``Δw(w)`` of a genome on
+  a network, on a chosen set of synapses, evaluated as one batched simulation
+  along the species axis (complex128 for exact complex-step Jacobians);
+* :func:`base_state` — a seeded random or ``"trained:N"`` base point;
+* :func:`analyze` — the whole report (Jacobian with FD cross-check, eq. 10,
+  eq. 13 when ``n`` is small, circulation, plots and ``report.json``).
 """
 
 from ._common import DEFAULT_MEMORY_BUDGET, AnalysisError, MemoryBudgetError
 from .asymmetry import AsymmetryEntry, AsymmetryReport, asymmetry_noise_floor, asymmetry_report
+from .blur_map import BlurUpdateMap, SynapseRef, base_state, parse_state
 from .circulation import CirculationResult, circulation_test, random_planes, stokes_prediction
 from .jacobian import JacobianResult, jacobian, jacobian_complex, jacobian_fd
 from .maps import FunctionMap, RestrictedMap, UpdateMap, as_update_map, evaluate_batch, restrict_map
 from .metric import MetricSearchResult, eq13_residual, eq13_system, metric_search, sym_from_vector
+from .report import AnalysisReport, analyze, estimate_evaluations, fd_complex_agreement, time_per_evaluation
 
 
 def plot_asymmetry_heatmap(*args, **kwargs):
@@ -37,6 +48,15 @@ def plot_circulation(*args, **kwargs):
 
 
 __all__ = [
+    "BlurUpdateMap",
+    "SynapseRef",
+    "base_state",
+    "parse_state",
+    "AnalysisReport",
+    "analyze",
+    "estimate_evaluations",
+    "fd_complex_agreement",
+    "time_per_evaluation",
     "DEFAULT_MEMORY_BUDGET",
     "AnalysisError",
     "MemoryBudgetError",

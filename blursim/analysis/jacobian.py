@@ -17,14 +17,17 @@ numerical error to be below ``e^-4``).  Two methods:
     one batched call.  The error of ``D(h_k)`` is estimated elementwise
     (Richardson-style) by comparing with the next smaller step,
 
-        E_k[i, j] = max(|D(h_k) − D(h_{k+1})|[i, j],  ε·(|Δw_i(w+h_j e_j)| + |Δw_i(w−h_j e_j)|) / (2 h_j))
+        E_k[i, j] = max(s·|D(h_k) − D(h_{k+1})|[i, j],  ε·(|Δw_i(w+h_j e_j)| + |Δw_i(w−h_j e_j)|) / (2 h_j))
 
-    (ε = float64 unit roundoff).  While truncation ``O(h²)`` dominates,
-    ``D(h_{k+1})`` is ``(h_k/h_{k+1})² = 100×`` more accurate so the first term
-    is the truncation error of ``D(h_k)``; once rounding ``O(ε/h)`` dominates,
-    the first term is inflated by the rounding of the smaller step, so the
-    estimate errs on the large side.  The second term is the rounding floor of
-    the difference quotient itself.  The step with the smallest
+    (ε = float64 unit roundoff, safety factor ``s = FD_SAFETY = 2``).  While
+    truncation ``O(h²)`` dominates, ``D(h_{k+1})`` is ``(h_k/h_{k+1})² = 100×``
+    more accurate so the difference is the truncation error of ``D(h_k)``
+    times ``1 − (h_{k+1}/h_k)²`` (slightly below it: hence ``s``, which also
+    covers partial cancellation between the truncation of ``D(h_k)`` and the
+    rounding of ``D(h_{k+1})`` near the optimal step); once rounding
+    ``O(ε/h)`` dominates, the first term is inflated by the rounding of the
+    smaller step, so the estimate errs on the large side.  The second term is
+    the rounding floor of the difference quotient itself.  The step with the smallest
     ``‖E_k‖_F`` is chosen (the last step only serves as reference).
 
 ``"complex"`` — complex-step differentiation
@@ -53,6 +56,8 @@ from .maps import UpdateMap, as_update_map, evaluate_batch
 DEFAULT_FD_STEPS: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 COMPLEX_STEP: float = 1e-30
 COMPLEX_ERROR_FACTOR: float = 64.0
+#: Safety factor on the step-difference error estimate of the FD ladder (module doc).
+FD_SAFETY: float = 2.0
 
 METHODS = ("auto", "fd", "complex")
 
@@ -207,7 +212,7 @@ def jacobian_fd(
         del F
         if prev is not None:
             D_prev, R_prev = prev
-            E_prev = np.maximum(np.abs(D_prev - D), R_prev)
+            E_prev = np.maximum(FD_SAFETY * np.abs(D_prev - D), R_prev)
             err = float(np.linalg.norm(E_prev))
             ladder.append({"step": float(steps_arr[k - 1]), "error_fro": err})
             if best is None or err < best[0]:

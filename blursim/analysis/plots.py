@@ -118,7 +118,7 @@ def plot_asymmetry_heatmap(
 
     k = len(panels)
     fig = _new_figure((5.2 * k + 0.8, 4.8))
-    axes = fig.subplots(1, k, squeeze=False)[0]
+    axes = fig.subplots(1, k, squeeze=False, gridspec_kw={"wspace": 0.35})[0]
     im = None
     for ax, L, (_, blk, ttl) in zip(axes, logs, panels):
         im = ax.imshow(L, cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")

@@ -19,6 +19,7 @@ from blursim.errors import BlursimError
 COMMANDS = [
     "blursim.cli.basic",  # validate, schema, graph, list
     "blursim.cli.run",  # run
+    "blursim.cli.analyze",  # analyze
     "blursim.cli.meta",  # meta-train, evaluate
     "blursim.cli.baseline",  # baseline (SGD / momentum / Adam)
 ]

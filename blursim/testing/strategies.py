@@ -1,4 +1,4 @@
-"""Hypothesis strategies for BLUR network specs, genomes and data.
+"""Hypothesis strategies for BLUR network specs, genomes, data and synapse states.
 
 Requires ``hypothesis`` (``pip install blursim[test]``).
 
@@ -170,3 +170,51 @@ def perturbed_genomes(draw, base, scale: float = 0.1, fields: tuple[str, ...] | 
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = layout.to_vector(base) + rng.normal(0.0, scale, layout.size)
     return layout.from_vector(x, base)
+
+
+@st.composite
+def backprop_network_specs(
+    draw, feedback: str = "error_softmax", reduction: str = "sum", *, n_features: int = 3,
+    n_classes: int = 3, **kw
+) -> dict:
+    """A random acyclic network under the rules of DESIGN §3, on which the backprop genome is SGD.
+
+    Hidden populations draw a ``(σ, σ')`` pair from :data:`BACKPROP_HIDDEN`;
+    outputs are ``(identity, one)``; other keywords go to :func:`network_specs`.
+    """
+    kw.setdefault("hidden_activation", tuple(tuple(v) for v in BACKPROP_HIDDEN.values()))
+    spec = draw(network_specs(
+        n_features=n_features, n_classes=n_classes, output_activation=["identity", "one"],
+        backward_activation="identity", rules=backprop_rules(feedback, reduction), **kw,
+    ))
+    for p in spec["populations"]:
+        if isinstance(p.get("forward_activation"), tuple):
+            p["forward_activation"] = list(p["forward_activation"])
+    return spec
+
+
+@st.composite
+def synapse_states(draw, spec, genome=None, *, replicas: int = 1, scale: tuple[float, float] = (0.5, 2.0)):
+    """A float64 ``SynapseState`` (``S = 1``) for the network ``spec`` (dict, path, spec or Program).
+
+    The simulator's seeded init with a drawn seed, every synapse multiplied by
+    a factor drawn from ``scale`` (so masked entries stay 0); ``genome``
+    (default: the ``random`` preset) only supplies ``init_scale``.
+    """
+    from blursim.analysis.blur_map import _load_program
+    from blursim.genome import random_genome
+    from blursim.sim import Simulator
+
+    prog = _load_program(spec)
+    if genome is None:
+        genome = random_genome(k=prog.k, groups=prog.groups)
+    sim = Simulator(prog, backend="numpy", dtype="float64")
+    genes = sim.prepare([genome])
+    state = sim.init_synapses(genes, replicas=replicas, seed=draw(st.integers(0, 2**31 - 1)))
+    factor = draw(st.floats(*scale))
+    for i in range(len(prog.projs)):
+        for which in ("W", "b", "V"):
+            a = state.get(i, which)
+            if a is not None:
+                state.set(i, which, np.asarray(a) * factor)
+    return state
