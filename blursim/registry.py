@@ -8,7 +8,7 @@ the sorted list of valid names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from blursim.errors import SpecError

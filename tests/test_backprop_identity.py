@@ -96,8 +96,6 @@ def test_backprop_identity_detects_a_wrong_rule():
     }
     err, _ = blur_vs_sgd(spec, "error_softmax", "sum", seed=3)
     assert err <= 1e-10
-    import blursim.testing.strategies as S  # noqa: F401
-
     prog = compile_network(load_network(spec))
     sim = Simulator(prog, dtype="float64")
     g = backprop_genome(lr=LR)

@@ -42,7 +42,6 @@ from blursim.analysis import (  # noqa: E402
     circulation_test,
     estimate_evaluations,
     fd_complex_agreement,
-    jacobian_complex,
     jacobian_fd,
     metric_search,
     plot_asymmetry_heatmap,

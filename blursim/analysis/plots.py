@@ -10,11 +10,12 @@ place with ``os.replace``.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from blursim.io import atomic_path
 
 from ._common import AnalysisError, as_square_matrix
 
@@ -34,17 +35,8 @@ def _save_atomic(fig: Any, path: str | os.PathLike, dpi: int) -> str:
     if not os.path.isdir(directory):
         raise AnalysisError(f"cannot write {path!r}: directory {directory!r} does not exist.")
     ext = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + ext, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=ext, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path, suffix="." + ext) as tmp:
+        fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight")
     return path
 
 

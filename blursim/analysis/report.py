@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from blursim.io import atomic_write_json
 
 from ._common import AnalysisError, MemoryBudgetError, json_float
 from .asymmetry import DEFAULT_NOISE_FACTOR, AsymmetryReport, asymmetry_report
@@ -196,18 +197,7 @@ def time_per_evaluation(bmap: BlurUpdateMap, probe: int = 128) -> float:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_json(path, obj)
 
 
 def analyze(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from blursim.errors import BlursimError, SpecError
+from blursim.io import atomic_write_text  # noqa: F401  (re-exported for commands)
 
 
 def parse_options(pairs: list[str] | None, flag: str = "--task-opt") -> dict[str, Any]:
@@ -51,25 +50,6 @@ def genome_from_args(args, program):
     if args.lr is not None:
         kw["lr"] = args.lr
     return make_preset(args.preset, k=program.k, groups=program.groups, seed=args.genome_seed, **kw)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def ensure_writable_dir(path: str | Path) -> Path:

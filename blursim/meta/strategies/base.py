@@ -36,7 +36,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from blursim.errors import BlursimError, SpecError
+from blursim.io import atomic_write_bytes, fsync_dir
 from blursim.registry import Registry
 
 FORMAT = "blursim.strategy_state"
@@ -659,34 +659,8 @@ def load_state(directory: str | os.PathLike, strategy: Strategy | None = None) -
         raise CheckpointError(f"{jpath}: {e}") from None
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make checkpoints private
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+_atomic_write = atomic_write_bytes
+_fsync_dir = fsync_dir
 
 
 # --------------------------------------------------------------------------
