@@ -22,6 +22,7 @@ COMMANDS = [
     "blursim.cli.analyze",  # analyze
     "blursim.cli.meta",  # meta-train, evaluate
     "blursim.cli.baseline",  # baseline (SGD / momentum / Adam)
+    "blursim.cli.bench",  # bench
 ]
 
 

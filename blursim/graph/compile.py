@@ -18,6 +18,7 @@ import networkx as nx
 import numpy as np
 
 from blursim.graph.connectivity import CONNECTIVITY
+from blursim.graph.tiling import BlockPlan, tile_mask
 from blursim.sim.activations import resolve as resolve_activation
 from blursim.spec.network import NetworkSpec
 
@@ -59,6 +60,20 @@ class ProjPlan:
     group: str
     kind: str
     mask: np.ndarray | None  # bool (n_pre, n_post); None = all-to-all
+    _tiles: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def block_plan(self, transposed: bool = False, **pin) -> BlockPlan | None:
+        """Block tiling of the mask (``transposed``: of ``mask.T``, for backward synapses).
+
+        ``None`` for all-to-all projections. ``pin`` (``bd``, ``mode``, ``run``)
+        fixes choices of :func:`blursim.graph.tiling.tile_mask`. Cached.
+        """
+        if self.mask is None:
+            return None
+        key = (transposed, tuple(sorted(pin.items())))
+        if key not in self._tiles:
+            self._tiles[key] = tile_mask(self.mask.T if transposed else self.mask, **pin)
+        return self._tiles[key]
 
     @property
     def n_synapses(self) -> int:

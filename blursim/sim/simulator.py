@@ -2,24 +2,44 @@
 
 Arrays carry a species axis ``S`` (genomes side by side, e.g. an ES
 population) and a replica axis ``R`` (independent synapse initialisations
-sharing a genome). Internal layouts are channel-major (see
-:mod:`blursim.sim.operators`); :meth:`SynapseState.forward_synapses` returns
+sharing a genome). Internal layouts are channel-major: neuron states
+``(S, R, k, B, n)``, synapses ``(S, R, kw, ...)`` in the storage layout of
+their operator (:mod:`blursim.sim.operators`: dense ``(n_pre, n_post)`` or
+block tiles). :meth:`SynapseState.get` and :meth:`SynapseState.set` convert
+to and from the dense layout; :meth:`SynapseState.forward_synapses` returns
 DESIGN's layout ``(S, R, n_pre + bias, n_post, k)``.
 
-The step, in the order of DESIGN §2:
+The step, in the order of DESIGN §2 (one method each below):
 
 1. reset neuron states (``rules.reset_neurons``);
 2. write the input batch into state 0 of the input populations;
 3. forward pass, eq. (5): ``a_j <- sigma_fwd(N(f a_j + eta z_j))`` with
-   ``z_j^c = sum_q sum_i W_q[i, j, c] (nu a_i)^c``;
+   ``z_j^c = sum_q sum_i W_q[i, j, c] (nu a_i)^c``            (:meth:`Simulator._forward`);
 4. feedback into the outputs (Sec. 3.3, :mod:`blursim.sim.feedback`);
-5. backward pass, eq. (6), by ``rules.backward_update``;
+5. backward pass, eq. (6), by ``rules.backward_update``      (:meth:`Simulator._backward`);
 6. synapse update, eq. (7) with the optional Oja term of eq. (8) / App. B,
-   synapse normalisation (App. C.6) and saturation (Sec. 3.4).
+   synapse normalisation (App. C.6) and saturation (Sec. 3.4) (:meth:`Simulator._update`).
+
+How it is made fast without changing what it computes (docs/benchmarks.md):
+
+- every scalar of the genome is folded into the ``alpha``/``beta`` of a
+  matrix product or into a ``k x k`` mixing matrix, never applied as a pass
+  over a large array: ``eta z`` is ``alpha = eta``, ``f~ W + eta~ H`` is one
+  ``gemm`` with ``beta = f~``, ``f a + eta y`` one ``gemm`` into ``a``;
+- input populations hold only state 0 (the data), shared by every species,
+  so their mixed states ``(nu x)^c = nu[c, 0] x`` are never materialised;
+- species are cut into chunks that run in worker threads, each with
+  preallocated buffers that stay in cache; BLAS runs single-threaded
+  meanwhile (one species: BLAS threads instead);
+- activations run in place (for real dtypes; complex128 uses the registered
+  functions, which are complex-step safe).
 """
 
 from __future__ import annotations
 
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +49,7 @@ import numpy as np
 from blursim.backend import Backend, get_backend
 from blursim.genome.arrays import GenomeBatch, stack_genomes
 from blursim.graph.compile import Program
+from blursim.sim import activations as _act
 from blursim.sim.feedback import FEEDBACK
 from blursim.sim.operators import make_operator
 
@@ -38,14 +59,32 @@ TAG_DATA = 0x64617461
 TAG_QUERY = 0x71727279
 
 
+# --------------------------------------------------------------------- storage
+class _Layout:
+    """How a simulator stores each projection's synapses (converts to/from dense)."""
+
+    def __init__(self, wops, vops, backend) -> None:
+        self.wops, self.vops, self.backend = wops, vops, backend
+        self.key = tuple((type(o).__name__, getattr(o, "tail", None)) for o in wops) + tuple(
+            None if o is None else (type(o).__name__, o.tail) for o in vops)
+
+    def op(self, q: int, which: str):
+        return self.wops[q] if which == "W" else self.vops[q] if which == "V" else None
+
+
 @dataclass
 class SynapseState:
     """Synapses (and persistent neuron states) of ``S x R`` networks.
 
-    ``W[q]``: ``(S, R, kw, n_pre, n_post)``; ``b[q]``: ``(S, R, kw, n_post)`` or
-    ``None``; ``V[q]``: ``(S, R, kw, n_post, n_pre)`` or ``None`` when tied.
-    ``a``: neuron states ``(S, R, k, B, n)`` kept between steps when
+    ``W[q]``: forward synapses ``(S, R, kw, ...)`` in projection ``q``'s storage
+    layout (dense ``(n_pre, n_post)`` for all-to-all and masked dense
+    projections, tiles for block-sparse ones); ``b[q]``: ``(S, R, kw, n_post)``
+    or ``None``; ``V[q]``: backward synapses or ``None`` when tied. Read and
+    write them through :meth:`get` / :meth:`set`, which always speak the dense
+    layout. ``a``: neuron states ``(S, R, k, B, n)`` kept between steps when
     ``reset_neurons`` is off. ``steps``: training steps taken.
+
+    A training step updates the arrays in place.
     """
 
     W: list[Any]
@@ -54,78 +93,245 @@ class SynapseState:
     a: list[Any] | None = None
     steps: int = 0
     meta: dict = field(default_factory=dict)
+    layout: Any = field(default=None, repr=False, compare=False)
 
     def copy(self) -> "SynapseState":
         c = lambda x: None if x is None else x.copy()  # noqa: E731
         return SynapseState(
             [c(w) for w in self.W], [c(x) for x in self.b], [c(v) for v in self.V],
-            None if self.a is None else [c(x) for x in self.a], self.steps, dict(self.meta),
+            None if self.a is None else [c(x) for x in self.a], self.steps, dict(self.meta), self.layout,
         )
 
     @property
     def shape_SR(self) -> tuple[int, int]:
         return int(self.W[0].shape[0]), int(self.W[0].shape[1])
 
+    def _op(self, q: int, which: str):
+        return None if self.layout is None else self.layout.op(q, which)
+
     def get(self, q: int, which: str = "W"):
-        """Dense internal-layout array of projection ``q``: ``which`` in ``W``, ``b``, ``V``.
+        """A dense copy of projection ``q``'s ``W``, ``b`` or ``V`` (internal layout).
 
         ``W``: ``(S, R, kw, n_pre, n_post)`` (zeros outside the mask), ``b``:
         ``(S, R, kw, n_post)`` or None, ``V``: ``(S, R, kw, n_post, n_pre)`` or None.
-        Use this (and :meth:`set`) rather than the raw lists: storage may be
-        block-sparse.
+        The result is a new array (block-sparse storage is gathered); write
+        changes back with :meth:`set`.
         """
-        return {"W": self.W, "b": self.b, "V": self.V}[which][q]
+        arr = {"W": self.W, "b": self.b, "V": self.V}[which][q]
+        if arr is None:
+            return None
+        op = self._op(q, which)
+        return arr.copy() if op is None else op.to_dense(arr)
 
     def set(self, q: int, which: str, value) -> None:
-        """Replace projection ``q``'s ``W``/``b``/``V`` with a dense internal-layout array."""
-        {"W": self.W, "b": self.b, "V": self.V}[which][q] = value
+        """Replace projection ``q``'s ``W``/``b``/``V`` with a dense internal-layout array.
+
+        The value is cast to the stored dtype (a complex value into real
+        synapses is an error: use ``Simulator(..., dtype="complex128")``) and
+        entries outside the mask are dropped.
+        """
+        lists = {"W": self.W, "b": self.b, "V": self.V}
+        old = lists[which][q]
+        if value is None:
+            lists[which][q] = None
+            return
+        op = self._op(q, which)
+        xp = op.xp if op is not None else (self.layout.backend.xp if self.layout is not None else np)
+        v = xp.asarray(value)
+        dt = old.dtype if old is not None else v.dtype
+        if np.dtype(v.dtype).kind == "c" and np.dtype(dt).kind != "c":
+            raise TypeError(
+                f"cannot store complex synapses in {np.dtype(dt).name} storage; "
+                "create the simulator with dtype='complex128'")
+        v = v.astype(dt, copy=True)
+        lists[which][q] = v if op is None else op.from_dense(v)
 
     def forward_synapses(self, q: int, k: int, to_numpy=np.asarray) -> np.ndarray:
         """Projection ``q``'s forward synapses in DESIGN's layout ``(S, R, n_pre + bias, n_post, k)``."""
         W = to_numpy(self.get(q, "W"))
         S, R, kw, n_pre, n_post = W.shape
         W = np.broadcast_to(W, (S, R, k, n_pre, n_post))
-        if self.get(q, "b") is not None:
+        if self.b[q] is not None:
             b = np.broadcast_to(to_numpy(self.get(q, "b")), (S, R, k, n_post))
             W = np.concatenate([W, b[:, :, :, None, :]], axis=3)
-        return np.ascontiguousarray(np.moveaxis(W, 2, -1))
+        return np.array(np.moveaxis(W, 2, -1), order="C", copy=True)
 
     def backward_synapses(self, q: int, k: int, to_numpy=np.asarray) -> np.ndarray | None:
         """Projection ``q``'s backward synapses ``(S, R, n_post, n_pre, k)``; ``None`` when tied."""
-        if self.get(q, "V") is None:
+        if self.V[q] is None:
             return None
         V = to_numpy(self.get(q, "V"))
         S, R, kw, n_post, n_pre = V.shape
-        return np.ascontiguousarray(np.moveaxis(np.broadcast_to(V, (S, R, k, n_post, n_pre)), 2, -1))
+        return np.array(np.moveaxis(np.broadcast_to(V, (S, R, k, n_post, n_pre)), 2, -1), order="C", copy=True)
 
 
+# ---------------------------------------------------------------------- genomes
 class _Gene:
-    """One genome group on the device, pre-shaped for broadcasting against ``(S, R, k, B, n)``."""
+    """One genome group: the genome arrays on the host, ``(S, ...)`` float64."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], backend: Backend) -> None:
-        A = lambda x: backend.asarray(np.ascontiguousarray(x))  # noqa: E731
-        S = arrays["f"].shape[0]
-        col = lambda x: A(np.asarray(x).reshape(S, 1, 1, 1, 1))  # noqa: E731
-        k = arrays["nu"].shape[-1]
-        self.f = col(arrays["f"])
-        self.eta = col(arrays["eta"])
-        self.f_tilde = col(arrays["f_tilde"])
-        self.eta_tilde = col(arrays["eta_tilde"])
-        # (S, 1, k, k) matrices acting on the state axis by matmul.
-        self.nu = A(arrays["nu"][:, None])
-        self.mu = A(arrays["mu"][:, None])
-        self.nu_tilde_t = A(np.swapaxes(arrays["nu_tilde"], 1, 2)[:, None])
-        self.mu_tilde = A(arrays["mu_tilde"][:, None])
-        # The bias unit's states are all 1: (nu 1)^c = row sums, (nu_tilde^T 1)^c = column sums.
-        self.nu_bias = A(arrays["nu"].sum(axis=2).reshape(S, 1, k, 1, 1))
-        self.nu_tilde_bias = A(arrays["nu_tilde"].sum(axis=1).reshape(S, 1, k, 1))
-        self.gain = A(arrays["norm_gain"].reshape(S, 1, k, 1, 1))
-        self.shift = A(arrays["norm_shift"].reshape(S, 1, k, 1, 1))
-        self.oja = A((np.abs(arrays["oja_alpha"]) * np.sign(arrays["eta_tilde"])).reshape(S, 1, 1, 1, 1))
-        self.saturation = col(np.maximum(np.abs(arrays["saturation"]), 1e-12))
-        self.init_scale = arrays["init_scale"].astype(np.float64)  # host, (S,)
-        self.rescale = col(arrays["rescale"])
-        self.S = S
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.host = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+        self.S = int(self.host["f"].shape[0])
+        self.init_scale = self.host["init_scale"]
+
+
+class _Genes(dict):
+    """``{group: _Gene}`` plus per-chunk coefficient caches (what :meth:`Simulator.prepare` returns)."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.coef_cache: dict = {}
+
+
+class _Coefs:
+    """Genome-derived factors for species ``s0:s1`` as gemm scales and small device arrays.
+
+    Names follow the paper: ``f, eta`` (neurons), ``f_tilde, eta_tilde``
+    (synapses), ``nu, mu`` (forward/backward mixing), ``nu_tilde, mu_tilde``
+    (pre/postsynaptic mixing). Everything is computed once per chunk and
+    batch size and cached.
+    """
+
+    def __init__(self, sim: "Simulator", genes: dict, s0: int, s1: int, B: int) -> None:
+        self.sim, self.b_ = sim, sim.backend
+        self.h = {g: {k: v[s0:s1] for k, v in genes[g].host.items()} for g in genes}
+        self.c = s1 - s0
+        self.k = sim.k
+        self.B = B
+        self._cache: dict = {}
+
+    def _get(self, key, make):
+        v = self._cache.get(key)
+        if v is None:
+            v = make()
+            self._cache[key] = v
+        return v
+
+    # scales, host shape (c, 1, 1) or (c, 1, k): one value per (species, channel) slice
+    def scalar(self, g: str, name: str):
+        return self._get(("s", g, name), lambda: self.b_.scale(self.h[g][name].reshape(-1, 1, 1)))
+
+    def scale(self, key, host):
+        return self._get(("x",) + key, lambda: self.b_.scale(host()))
+
+    def mat(self, g: str, name: str):
+        """``(c, 1, k, k)`` device matrix acting on the state axis."""
+        def make():
+            h = self.h[g]
+            m = {
+                "nu": lambda: h["nu"], "mu": lambda: h["mu"],
+                "nu_tilde_t": lambda: np.swapaxes(h["nu_tilde"], 1, 2),
+                "mu_tilde": lambda: h["mu_tilde"],
+                # rows scaled by the input's coefficient, for shared-channel Hebbians of input projections
+                "mu_tilde_in": lambda: h["nu_tilde"][:, 0, :, None] * h["mu_tilde"],
+                "nu_tilde_t_in": lambda: h["mu_tilde"][:, :, 0, None] * np.swapaxes(h["nu_tilde"], 1, 2),
+            }[name]()
+            return self.b_.asarray(np.ascontiguousarray(m[:, None]))
+        return self._get(("m", g, name), make)
+
+    def dev(self, key, host):
+        """A small device array computed on the host by ``host()``."""
+        return self._get(("d",) + key, lambda: self.b_.asarray(np.ascontiguousarray(host())))
+
+
+# --------------------------------------------------------------- fast kernels
+_ZEROS: dict = {}
+
+
+def _zeros(x, xp):
+    """A read-only array of zeros shaped like ``x`` (NumPy's ``fmax`` runs twice as fast against an
+    array as against a broadcast scalar); the scalar 0 elsewhere."""
+    if xp is not np:
+        return 0
+    key = (x.shape, x.dtype)
+    z = _ZEROS.get(key)
+    if z is None:
+        if len(_ZEROS) > 64:
+            _ZEROS.clear()
+        z = np.zeros(x.shape, x.dtype)
+        z.flags.writeable = False
+        _ZEROS[key] = z
+    return z
+
+
+def _inplace_kernels() -> dict:
+    """In-place versions of registered activations, for real dtypes (same operations, same results)."""
+    A = _act.ACTIVATIONS
+
+    def tanh_d(x, xp):
+        xp.tanh(x, out=x)
+        xp.multiply(x, x, out=x)
+        xp.subtract(1, x, out=x)
+
+    def sigmoid(x, xp):
+        x *= 0.5
+        xp.tanh(x, out=x)
+        x += 1
+        x *= 0.5
+
+    def relu(x, xp):
+        xp.fmax(x, _zeros(x, xp), out=x)  # NaN -> 0, as where(x > 0, x, 0)
+
+    def relu_tanh(x, xp):
+        relu(x, xp)
+        xp.tanh(x, out=x)
+
+    table = {
+        "identity": lambda x, xp: None,
+        "tanh": lambda x, xp: xp.tanh(x, out=x),
+        "tanh_derivative": tanh_d,
+        "sigmoid": sigmoid,
+        "relu": relu,
+        "relu_tanh": relu_tanh,
+        "relu_derivative": lambda x, xp: xp.greater(x, _zeros(x, xp), out=x),
+        "one": lambda x, xp: x.fill(1),
+        "zero": lambda x, xp: x.fill(0),
+        "sin": lambda x, xp: xp.sin(x, out=x),
+    }
+    return {A.get(n): f for n, f in table.items() if n in A}
+
+
+_INPLACE = _inplace_kernels()
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    with _POOLS_LOCK:
+        p = _POOLS.get(n)
+        if p is None:
+            p = _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="blursim")
+        return p
+
+
+class _Workspace:
+    """Per-thread reusable buffers, keyed by name and shape."""
+
+    def __init__(self, xp, dtype) -> None:
+        self.xp, self.dtype = xp, dtype
+        self.bufs: dict = {}
+
+    def get(self, name, shape, zero: bool = False):
+        key = (name, shape)
+        buf = self.bufs.get(key)
+        if buf is None:
+            if len(self.bufs) > 512:
+                self.bufs.clear()
+            buf = self.bufs[key] = self.xp.empty(shape, dtype=self.dtype)
+        if zero:
+            buf.fill(0)
+        return buf
+
+
+@dataclass
+class _Chunk:
+    """Species ``s0:s1`` and replicas ``r0:r1`` of one step, with their state."""
+
+    s0: int
+    s1: int
+    r0: int
+    r1: int
 
 
 class Simulator:
@@ -141,9 +347,18 @@ class Simulator:
     dtype:
         ``"float32"`` (default), ``"float64"``, or ``"complex128"`` (complex-step
         derivatives in :mod:`blursim.analysis`).
+    sparse:
+        How masked projections are stored and run: ``"auto"`` (block tiles
+        where the tiling's cost model predicts a speed-up, else masked dense),
+        ``"blocks"`` (always block tiles) or ``"masked"`` (always masked dense).
+        Results agree to rounding; only speed and memory differ.
+    threads:
+        Worker threads for independent species (NumPy backend; default: the
+        backend's, i.e. ``BLURSIM_THREADS`` or the usable CPUs).
     """
 
-    def __init__(self, program: Program, backend: Backend | str | None = None, dtype: str | None = None):
+    def __init__(self, program: Program, backend: Backend | str | None = None, dtype: str | None = None,
+                 *, sparse: str = "auto", threads: int | None = None):
         self.program = program
         if isinstance(backend, Backend) and dtype is not None and dtype != backend.dtype_name:
             backend = type(backend)(dtype)
@@ -152,12 +367,22 @@ class Simulator:
         self.k = program.k
         self.rules = program.rules
         self.kw = 1 if self.rules.shared_channels else self.k
-        self.ops = [make_operator(q, self.backend) for q in program.projs]
+        self.sparse = sparse
+        tied = self.rules.tied
+        self.ops = [make_operator(q, self.backend, sparse=sparse, tied=tied) for q in program.projs]
+        self.vops = [None if tied else make_operator(q, self.backend, transposed=True, sparse=sparse)
+                     for q in program.projs]
+        self.layout = _Layout(self.ops, self.vops, self.backend)
         self.feedback = FEEDBACK.get(self.rules.feedback)
+        self.workers = self.backend.workers if threads is None else max(1, int(threads))
+        self._real = np.dtype(self.backend.dtype).kind != "c"
+        self._tls = threading.local()
+        # inputs feeding each projection (pre population is an input)
+        self._is_input = [p.role == "input" for p in program.pops]
 
     # ------------------------------------------------------------------ genomes
     def prepare(self, genomes) -> dict[str, _Gene]:
-        """Genome documents or a :class:`GenomeBatch` -> per-group device arrays."""
+        """Genome documents or a :class:`GenomeBatch` -> per-group arrays for the simulator."""
         if not isinstance(genomes, GenomeBatch):
             genomes = stack_genomes(genomes, k=self.k, groups=self.program.groups)
         elif genomes.k != self.k:
@@ -166,7 +391,19 @@ class Simulator:
             missing = [g for g in self.program.groups if g not in genomes.arrays]
             if missing:
                 stack_genomes([genomes.species(0)], k=self.k, groups=self.program.groups)
-        return {g: _Gene(genomes.arrays[g], self.backend) for g in self.program.groups}
+        return _Genes({g: _Gene(genomes.arrays[g]) for g in self.program.groups})
+
+    def _coefs(self, genes, s0: int, s1: int, B: int) -> _Coefs:
+        cache = getattr(genes, "coef_cache", None)
+        if cache is None:
+            return _Coefs(self, genes, s0, s1, B)
+        key = (id(self), s0, s1, B)
+        c = cache.get(key)
+        if c is None:
+            if len(cache) > 256:
+                cache.clear()
+            c = cache[key] = _Coefs(self, genes, s0, s1, B)
+        return c
 
     # ----------------------------------------------------------------- synapses
     def init_synapses(self, genes: dict[str, _Gene], replicas: int = 1, seed: int = 0) -> SynapseState:
@@ -195,20 +432,26 @@ class Simulator:
             per_replica.append(draws)
         Ws, bs, Vs = [], [], []
         for qi, q in enumerate(self.program.projs):
-            scale = genes[q.group].init_scale.reshape(S, 1, *([1] * 3))
-            W = np.stack([d[qi][0] for d in per_replica])[None] * scale
-            Ws.append(self.backend.asarray(W))
+            scale = genes[q.group].init_scale
+            W = self.ops[qi].from_dense(np.stack([d[qi][0] for d in per_replica]), np)
+            Ws.append(self._scaled(W, scale))
             if q.bias:
-                b = np.stack([d[qi][1] for d in per_replica])[None] * scale[..., 0]
-                bs.append(self.backend.asarray(b))
+                bs.append(self._scaled(np.stack([d[qi][1] for d in per_replica]), scale))
             else:
                 bs.append(None)
             if not self.rules.tied:
-                V = np.stack([d[qi][2] for d in per_replica])[None] * scale
-                Vs.append(self.backend.asarray(V))
+                V = self.vops[qi].from_dense(np.stack([d[qi][2] for d in per_replica]), np)
+                Vs.append(self._scaled(V, scale))
             else:
                 Vs.append(None)
-        return SynapseState(Ws, bs, Vs)
+        return SynapseState(Ws, bs, Vs, layout=self.layout)
+
+    def _scaled(self, X: np.ndarray, scale: np.ndarray):
+        """``scale[s] * X`` for every species, computed in float64 then stored in the backend dtype."""
+        out = self.xp.empty((len(scale),) + X.shape, dtype=self.backend.dtype)
+        for s, f in enumerate(scale):
+            out[s] = self.backend.asarray(X * f)
+        return out
 
     @staticmethod
     def _draw(rng, shape, init, fan):
@@ -219,255 +462,47 @@ class Simulator:
             return rng.uniform(-1.0, 1.0, shape) * s
         return np.zeros(shape)
 
-    # ------------------------------------------------------------ small kernels
-    def _mix(self, M, a):
-        """``(M a)^c = sum_d M[c, d] a^d`` on the state axis: ``M (S,1,k,k)``, ``a (S|1,R|1,k,B,n)``."""
-        sh = a.shape
-        out = self.xp.matmul(M, a.reshape(sh[0], sh[1], sh[2], sh[3] * sh[4]))
-        return out.reshape(out.shape[:3] + (sh[3], sh[4]))
-
-    def _normalize(self, x, gene: _Gene):
-        """N of Sec. 3.4: per neuron and state over the batch, then gain/shift from the genome."""
-        xp = self.xp
-        m = xp.mean(x, axis=-2, keepdims=True)
-        d = x - m
-        var = xp.mean(d * d, axis=-2, keepdims=True)
-        return gene.gain * d / xp.sqrt(var + self.rules.norm_eps) + gene.shift
-
-    def _activate(self, fns, x):
-        if all(fn is fns[0] for fn in fns):
-            return fns[0](x, self.xp)
-        return self.xp.stack([fn(x[:, :, c], self.xp) for c, fn in enumerate(fns)], axis=2)
-
-    def _effective(self, st: SynapseState, genes):
-        """Synapses used for activations (App. C.6 normalisation in ``activations`` mode)."""
-        mode = self.rules.synapse_normalization
-        if mode == "none":
-            return st.W, st.b, st.V
-        W_eff, b_eff, V_eff = [], [], []
-        for qi, q in enumerate(self.program.projs):
-            g = genes[q.group]
-            W, b, V = st.W[qi], st.b[qi], st.V[qi]
-            n2 = (W * W).sum(axis=-2)
-            if b is not None:
-                n2 = n2 + b * b
-            inv = g.rescale[..., 0] / self.xp.sqrt(n2 + self.rules.synapse_norm_eps)
-            W_eff.append(W * inv[..., None, :])
-            b_eff.append(None if b is None else b * inv)
-            if V is not None:
-                nv = (V * V).sum(axis=-2)
-                V_eff.append(V * (g.rescale[..., 0] / self.xp.sqrt(nv + self.rules.synapse_norm_eps))[..., None, :])
-            else:
-                V_eff.append(None)
-        if mode == "stored":
-            st.W, st.b, st.V = W_eff, b_eff, V_eff
-        return W_eff, b_eff, V_eff
-
-    # -------------------------------------------------------------------- passes
-    def _input_states(self, x):
-        """Input populations' states ``(1, 1, k, B, n)``: state 0 <- data, others 0."""
-        xp = self.xp
-        x = self.backend.asarray(x)
-        B = x.shape[0]
-        out = {}
-        for i in self.program.inputs:
-            p = self.program.pops[i]
-            a = xp.zeros((1, 1, self.k, B, p.size), dtype=self.backend.dtype)
-            a[0, 0, 0] = x[:, p.in_slice]
-            out[i] = a
-        return out
-
-    def _forward(self, a, genes, W, b, S, R, B):
-        """Eq. (5) over all non-input populations (topological or synchronous sweeps)."""
-        prog = self.program
-        sync = self.rules.schedule == "synchronous"
-        for _ in range(self.rules.sweeps if sync else 1):
-            new = {}
-            for j in prog.forward_order:
-                p = prog.pops[j]
-                z = None
-                for qi in p.incoming:
-                    q = prog.projs[qi]
-                    g = genes[q.group]
-                    zq = self.ops[qi].forward(self._mix(g.nu, a[q.pre]), W[qi])
-                    if q.bias:
-                        zq = zq + g.nu_bias * b[qi][:, :, :, None, :]
-                    z = zq if z is None else z + zq
-                gp = genes[p.group]
-                pre = gp.f * a[j] + gp.eta * z
-                if p.norm_fwd:
-                    pre = self._normalize(pre, gp)
-                out = self._activate(p.fwd, pre)
-                if out.shape != (S, R, self.k, B, p.size):
-                    out = self.xp.broadcast_to(out, (S, R, self.k, B, p.size)).copy()
-                if sync:
-                    new[j] = out
+    def _adopt(self, st: SynapseState) -> None:
+        """Bring a state made elsewhere (dense arrays, another layout or dtype) into this simulator's."""
+        if st.layout is self.layout:
+            return
+        dt = np.dtype(self.backend.dtype)
+        same = st.layout is not None and st.layout.key == self.layout.key
+        for q in range(len(self.program.projs)):
+            for which, lst in (("W", st.W), ("b", st.b), ("V", st.V)):
+                if lst[q] is None:
+                    continue
+                if np.dtype(lst[q].dtype).kind == "c" and dt.kind != "c":
+                    raise TypeError("complex synapses need a simulator with dtype='complex128'")
+                if same or which == "b":
+                    lst[q] = self.backend.asarray(lst[q])
                 else:
-                    a[j] = out
-            a.update(new)
-
-    def _backward(self, a, genes, W, V, S, R, B):
-        """Eq. (6) over non-input populations with outgoing projections, reverse order."""
-        prog = self.program
-        mode = self.rules.backward_update
-        sync = self.rules.schedule == "synchronous"
-        for _ in range(self.rules.sweeps if sync else 1):
-            new = {}
-            for i in prog.backward_order:
-                p = prog.pops[i]
-                y = None
-                for qi in p.outgoing:
-                    q = prog.projs[qi]
-                    g = genes[q.group]
-                    m = self._mix(g.mu, a[q.post])
-                    yq = self.ops[qi].backward(m, W=W[qi], V=V[qi])
-                    y = yq if y is None else y + yq
-                gp = genes[p.group]
-                if mode == "additive":
-                    pre = gp.f * a[i] + gp.eta * y
-                    if p.norm_bwd:
-                        pre = self._normalize(pre, gp)
-                elif mode == "multiplicative":
-                    pre = gp.f * (a[i] * y)
-                else:  # multiplicative_second_state
-                    t = a[i] * y
-                    t[:, :, 0] = a[i][:, :, 0]
-                    pre = gp.f * t
-                out = self._activate(p.bwd, pre)
-                if out.shape != (S, R, self.k, B, p.size):
-                    out = self.xp.broadcast_to(out, (S, R, self.k, B, p.size)).copy()
-                if sync:
-                    new[i] = out
-                else:
-                    a[i] = out
-            a.update(new)
-
-    def _update(self, st: SynapseState, a, genes, B):
-        """Eq. (7) (+ Oja, eq. 8 / App. B; saturation, Sec. 3.4) for every projection."""
-        xp = self.xp
-        rules = self.rules
-        mean = rules.batch_reduction == "mean"
-        for qi, q in enumerate(self.program.projs):
-            g = genes[q.group]
-            op = self.ops[qi]
-            W, b = st.W[qi], st.b[qi]
-            P = self._mix(g.nu_tilde_t, a[q.pre])
-            Q = self._mix(g.mu_tilde, a[q.post])
-            H = op.hebbian(P, Q)  # (S, R, k, n_pre, n_post)
-            Qsum = Q.sum(axis=-2)  # (S, R, k, n_post)
-            Hb = g.nu_tilde_bias * Qsum if q.bias else None
-            if mean:
-                H = H / B
-                if Hb is not None:
-                    Hb = Hb / B
-            if rules.oja != "none":
-                H, Hb = self._oja(H, Hb, W, b, Q, g, mean, B, q.bias, backward=False)
-            if self.kw == 1:
-                H = H.mean(axis=2, keepdims=True)
-                if Hb is not None:
-                    Hb = Hb.mean(axis=2, keepdims=True)
-            W = g.f_tilde * W + g.eta_tilde * H
-            if Hb is not None:
-                b = g.f_tilde[..., 0] * b + g.eta_tilde[..., 0] * Hb
-            if rules.saturation:
-                s = g.saturation
-                W = s * xp.tanh(W / s)
-                if b is not None:
-                    b = s[..., 0] * xp.tanh(b / s[..., 0])
-            st.W[qi], st.b[qi] = W, b
-            V = st.V[qi]
-            if V is not None:
-                Pv = self._mix(g.nu_tilde_t, a[q.post])
-                Qv = self._mix(g.mu_tilde, a[q.pre])
-                HV = op.hebbian_backward(Pv, Qv)  # (S, R, k, n_post, n_pre)
-                if mean:
-                    HV = HV / B
-                if rules.oja != "none":
-                    HV, _ = self._oja(HV, None, V, None, Qv, g, mean, B, False, backward=True)
-                if self.kw == 1:
-                    HV = HV.mean(axis=2, keepdims=True)
-                V = g.f_tilde * V + g.eta_tilde * HV
-                if rules.saturation:
-                    V = g.saturation * xp.tanh(V / g.saturation)
-                st.V[qi] = V
-
-    def _oja(self, H, Hb, W, b, Q, g, mean, B, has_bias, backward):
-        """Add the Oja-like term ``O`` (multiplied by sign(eta_tilde), so eta_tilde*O shrinks |W|)."""
-        if self.rules.oja == "weights":
-            n2 = (W * W).sum(axis=-2)  # over presynaptic rows, (S, R, kw, n_post)
-            if b is not None:
-                n2 = n2 + b * b
-        else:  # activity: rho_b (Q_b[j, c])^2
-            n2 = (Q * Q).sum(axis=-2)
-            if mean:
-                n2 = n2 / B
-        H = H - g.oja * W * n2[..., None, :]
-        if Hb is not None:
-            Hb = Hb - g.oja[..., 0] * b * n2
-        return H, Hb
+                    lst[q] = self.layout.op(q, which).from_dense(self.backend.asarray(SynapseState.get(st, q, which)))
+        st.layout = self.layout
 
     # --------------------------------------------------------------- public API
-    def _states(self, st: SynapseState | None, S, R, B):
-        xp = self.xp
-        a = {}
-        keep = st is not None and not self.rules.reset_neurons and st.a is not None
-        for p in self.program.pops:
-            if p.role == "input":
-                continue
-            if keep and st.a[p.index] is not None and st.a[p.index].shape[3] == B:
-                a[p.index] = st.a[p.index]
-            else:
-                a[p.index] = xp.zeros((S, R, self.k, B, p.size), dtype=self.backend.dtype)
-        return a
-
-    def _targets(self, y, n_out):
-        """Coded targets (B, n) for ``target``/``error_mse`` and one-hot (B, n)."""
-        y = np.asarray(y, dtype=np.int64)
-        B = y.shape[0]
-        low = -1.0 if self.rules.target_coding == "pm1" else 0.0
-        if n_out == 1:
-            coded = np.where(y == 1, 1.0, low)[:, None]
-            onehot = (y == 1).astype(np.float64)[:, None]
-        else:
-            onehot = np.zeros((B, n_out))
-            onehot[np.arange(B), y] = 1.0
-            coded = np.where(onehot > 0, 1.0, low)
-        return self.backend.asarray(coded), self.backend.asarray(onehot)
-
-    def _errstate(self):
-        return np.errstate(all="ignore") if self.xp is np else nullcontext()
-
     def train_step(self, st: SynapseState, genes: dict[str, _Gene], x, y) -> SynapseState:
         """One BLUR training step on batch ``(x, y)`` (DESIGN §2); updates ``st`` in place."""
+        self._adopt(st)
         S, R = st.shape_SR
         B = int(np.shape(x)[0])
-        with self._errstate():
-            W, b, V = self._effective(st, genes)
-            a = self._states(st, S, R, B)
-            a.update(self._input_states(x))
-            self._forward(a, genes, W, b, S, R, B)
-            for o in self.program.outputs:
-                coded, onehot = self._targets(y, self.program.pops[o].size)
-                self.feedback(a[o], coded, onehot, self.xp)
-            self._backward(a, genes, W, V, S, R, B)
-            self._update(st, a, genes, B)
-        if not self.rules.reset_neurons:
-            st.a = [a.get(i) for i in range(len(self.program.pops))]
+        inputs = self._input_states(x)
+        targets = {o: self._targets(y, self.program.pops[o].size) for o in self.program.outputs}
+        keep = None if self.rules.reset_neurons else self._ensure_persistent(st, S, R, B)
+        self._run(S, R, B, lambda ch: self._train_chunk(st, genes, ch, inputs, targets, B, keep))
         st.steps += 1
         return st
 
     def forward(self, st: SynapseState, genes: dict[str, _Gene], x) -> list[Any]:
         """Forward pass only (neurons reset); state 0 of every output, ``(S, R, B, n_out)`` each."""
+        self._adopt(st)
         S, R = st.shape_SR
         B = int(np.shape(x)[0])
-        with self._errstate():
-            W, b, V = (st.W, st.b, st.V)
-            if self.rules.synapse_normalization == "activations":
-                W, b, V = self._effective(st, genes)
-            a = self._states(None, S, R, B)
-            a.update(self._input_states(x))
-            self._forward(a, genes, W, b, S, R, B)
-        return [a[o][:, :, 0] for o in self.program.outputs]
+        inputs = self._input_states(x)
+        outs = {o: self.xp.empty((S, R, B, self.program.pops[o].size), dtype=self.backend.dtype)
+                for o in self.program.outputs}
+        self._run(S, R, B, lambda ch: self._forward_chunk(st, genes, ch, inputs, B, outs))
+        return [outs[o] for o in self.program.outputs]
 
     def evaluate(self, st: SynapseState, genes, x, y) -> dict[str, np.ndarray]:
         """Accuracy and cross-entropy of state-0 predictions, averaged over outputs: ``(S, R)`` each."""
@@ -486,3 +521,532 @@ class Simulator:
                 if a is not None:
                     ok = ok & xp.isfinite(a).reshape(a.shape[0], a.shape[1], -1).all(axis=-1)
         return self.backend.to_numpy(ok)
+
+    def flops(self, B: int, train: bool = True) -> dict[str, float]:
+        """Minimal FLOPs of one step of one genome and replica (the benchmark's count).
+
+        Forward ``2 B n_src n_dst k`` per projection (stored slots for tiles),
+        backward only into populations the backward pass updates, Hebbian
+        products for ``W`` and untied ``V``. Elementwise work is not counted.
+        """
+        k, prog = self.k, self.program
+        fwd = sum(2.0 * B * op.stored * k for op in self.ops)
+        out = {"forward": fwd}
+        if train:
+            upd = set(prog.backward_order)
+            bwd = 0.0
+            for qi, q in enumerate(prog.projs):
+                if q.pre in upd:
+                    op = self.ops[qi] if self.vops[qi] is None else self.vops[qi]
+                    bwd += 2.0 * B * op.stored * k
+            heb = sum(2.0 * B * op.stored * k for op in self.ops)
+            heb += sum(2.0 * B * op.stored * k for op in self.vops if op is not None)
+            out.update(backward=bwd, hebbian=heb)
+        out["total"] = sum(out.values())
+        return out
+
+    def synapse_bytes(self, st: SynapseState) -> int:
+        """Bytes held by the stored synapses of ``st``."""
+        return int(sum(a.nbytes for lst in (st.W, st.b, st.V) for a in lst if a is not None))
+
+    # ------------------------------------------------------------------ driving
+    def _chunks(self, S: int, R: int, B: int) -> list[_Chunk]:
+        w = self.workers
+        if w <= 1 or S * R == 1:
+            return [_Chunk(0, S, 0, R)]
+        per = self._genome_bytes(B)
+        target = 10 << 20  # a few MB per chunk: states, mixes and synapses stay in cache (paper-es: 2 genomes)
+        if S >= 2:
+            cs = max(1, min(math.ceil(S / w), int(target // max(per * R, 1))))
+            return [_Chunk(s, min(S, s + cs), 0, R) for s in range(0, S, cs)]
+        cs = max(1, min(math.ceil(R / w), int(target // max(per, 1))))
+        return [_Chunk(0, S, r, min(R, r + cs)) for r in range(0, R, cs)]
+
+    def _genome_bytes(self, B: int) -> int:
+        it = np.dtype(self.backend.dtype).itemsize
+        syn = sum(op.stored for op in self.ops) + sum(op.stored for op in self.vops if op is not None)
+        neurons = sum(p.size for p in self.program.pops)
+        return int(it * (self.kw * syn + 4 * self.k * B * neurons))
+
+    def _run(self, S: int, R: int, B: int, fn) -> None:
+        chunks = self._chunks(S, R, B)
+        if len(chunks) == 1:
+            if self.workers > 1:  # one chunk: its large products are split across threads instead
+                with self.backend.parallel_gemm(_pool(self.workers), self.workers):
+                    fn(chunks[0])
+            else:
+                fn(chunks[0])
+            return
+        n = min(self.workers, len(chunks))
+        with self.backend.blas_threads(1):
+            for f in [_pool(n).submit(fn, ch) for ch in chunks]:
+                f.result()
+
+    def _ws(self) -> _Workspace:
+        ws = getattr(self._tls, "ws", None)
+        if ws is None:
+            ws = self._tls.ws = _Workspace(self.xp, self.backend.dtype)
+        return ws
+
+    def _errstate(self):
+        return np.errstate(all="ignore") if self.xp is np else nullcontext()
+
+    def _input_states(self, x) -> dict[int, dict]:
+        """Per input population: the data ``(1, 1, 1, B, n)`` (state 0; other states are 0)."""
+        xp = self.xp
+        x = self.backend.asarray(x)
+        out = {}
+        for i in self.program.inputs:
+            p = self.program.pops[i]
+            xi = xp.ascontiguousarray(x[:, p.in_slice])
+            out[i] = {"x": xi[None, None, None], "tiled": None}
+        return out
+
+    def _tiled(self, inp: dict):
+        """Input data repeated over the ``k`` channels along the batch: ``(1, 1, 1, k B, n)``."""
+        if inp["tiled"] is None:
+            x = inp["x"]
+            inp["tiled"] = self.xp.ascontiguousarray(
+                self.xp.broadcast_to(x, (1, 1, self.k) + x.shape[-2:]).reshape((1, 1, 1, -1, x.shape[-1])))
+        return inp["tiled"]
+
+    def _targets(self, y, n_out):
+        """Coded targets (B, n) for ``target``/``error_mse`` and one-hot (B, n)."""
+        y = np.asarray(y, dtype=np.int64)
+        B = y.shape[0]
+        low = -1.0 if self.rules.target_coding == "pm1" else 0.0
+        if n_out == 1:
+            coded = np.where(y == 1, 1.0, low)[:, None]
+            onehot = (y == 1).astype(np.float64)[:, None]
+        else:
+            onehot = np.zeros((B, n_out))
+            onehot[np.arange(B), y] = 1.0
+            coded = np.where(onehot > 0, 1.0, low)
+        return self.backend.asarray(coded), self.backend.asarray(onehot)
+
+    def _ensure_persistent(self, st: SynapseState, S: int, R: int, B: int) -> set[int]:
+        """Arrays for neuron states kept between steps (reset_neurons off); returns the populations
+        whose kept state is valid (the others start from zero, as after a reset)."""
+        prog = self.program
+        if st.a is None:
+            st.a = [None] * len(prog.pops)
+        valid = set()
+        for p in prog.pops:
+            if p.role == "input":
+                continue
+            shape = (S, R, self.k, B, p.size)
+            cur = st.a[p.index]
+            if cur is None or tuple(cur.shape) != shape:
+                st.a[p.index] = self.xp.zeros(shape, dtype=self.backend.dtype)
+            else:
+                valid.add(p.index)
+        return valid
+
+    # -------------------------------------------------------------- one chunk
+    def _views(self, st: SynapseState, ch: _Chunk, effective: bool, genes, cf: _Coefs):
+        sl = (slice(ch.s0, ch.s1), slice(ch.r0, ch.r1))
+        W = [w[sl] for w in st.W]
+        b = [None if x is None else x[sl] for x in st.b]
+        V = [None if v is None else v[sl] for v in st.V]
+        mode = self.rules.synapse_normalization
+        if mode == "none" or not effective:
+            return W, b, V, W, b, V
+        We, be, Ve = self._normalized(W, b, V, cf, copy=(mode == "activations"))
+        if mode == "stored":
+            return W, b, V, W, b, V  # normalised in place
+        return W, b, V, We, be, Ve
+
+    def _normalized(self, W, b, V, cf: _Coefs, copy: bool):
+        """App. C.6: ``W' = rescale * W / sqrt(sum_i W^2 (+ b^2) + eps)`` per postsynaptic neuron and channel."""
+        xp, eps = self.xp, self.rules.synapse_norm_eps
+        We, be, Ve = [], [], []
+        for qi, q in enumerate(self.program.projs):
+            resc = cf.scalar(q.group, "rescale").b(4)
+            n2 = self.ops[qi].colsq(W[qi])
+            if b[qi] is not None:
+                n2 = n2 + b[qi] * b[qi]
+            inv = resc / xp.sqrt(n2 + eps)
+            w = W[qi].copy() if copy else W[qi]
+            self.ops[qi].scale_dst(w, inv)
+            We.append(w)
+            if b[qi] is None:
+                be.append(None)
+            else:
+                bb = b[qi].copy() if copy else b[qi]
+                bb *= inv
+                be.append(bb)
+            if V[qi] is None:
+                Ve.append(None)
+            else:
+                nv = self.vops[qi].colsq(V[qi])
+                v = V[qi].copy() if copy else V[qi]
+                self.vops[qi].scale_dst(v, resc / xp.sqrt(nv + eps))
+                Ve.append(v)
+        return We, be, Ve
+
+    def _train_chunk(self, st, genes, ch: _Chunk, inputs, targets, B: int, keep: set[int] | None) -> None:
+        with self._errstate():
+            cf = self._coefs(genes, ch.s0, ch.s1, B)
+            W, b, V, We, be, Ve = self._views(st, ch, True, genes, cf)
+            run = _StepState(self, cf, ch, inputs, B)
+            for p in keep or ():
+                buf = run.ws.get(("a0", p), run.shape(p))
+                buf[...] = st.a[p][ch.s0:ch.s1, ch.r0:ch.r1]
+                run.a[p] = buf
+            self._forward(run, We, be)
+            for o in self.program.outputs:
+                coded, onehot = targets[o]
+                self.feedback(run.state(o), coded, onehot, self.xp)
+            self._backward(run, We, Ve)
+            self._update(run, W, b, V)
+            if keep is not None:
+                for p in self.program.pops:
+                    if p.role != "input":
+                        st.a[p.index][ch.s0:ch.s1, ch.r0:ch.r1] = run.state(p.index)
+
+    def _forward_chunk(self, st, genes, ch: _Chunk, inputs, B: int, outs) -> None:
+        with self._errstate():
+            cf = self._coefs(genes, ch.s0, ch.s1, B)
+            _, _, _, We, be, _ = self._views(st, ch, self.rules.synapse_normalization == "activations",
+                                             genes, cf)
+            run = _StepState(self, cf, ch, inputs, B)
+            self._forward(run, We, be)
+            for o in self.program.outputs:
+                outs[o][ch.s0:ch.s1, ch.r0:ch.r1] = run.state(o)[:, :, 0]
+
+    # -------------------------------------------------------------------- passes
+    def _forward(self, run: "_StepState", W, b) -> None:
+        """Eq. (5) over all non-input populations (topological or synchronous sweeps)."""
+        prog, xp, cf = self.program, self.xp, run.cf
+        sync = self.rules.schedule == "synchronous"
+        for sweep in range(self.rules.sweeps if sync else 1):
+            new = {}
+            for j in prog.forward_order:
+                p = prog.pops[j]
+                z = run.ws.get(("z", j, sweep % 2 if sync else 0), run.shape(j))
+                eta = cf.scalar(p.group, "eta")
+                beta = 0
+                for qi in p.incoming:  # eta z_j, eta folded into each product's alpha
+                    q = prog.projs[qi]
+                    X, alpha = self._fwd_operand(run, q, eta)
+                    if X is None:  # presynaptic states are all zero
+                        continue
+                    self.ops[qi].apply(X, W[qi], z, alpha, beta)
+                    beta = 1
+                bias = self._bias_total(run, j, b, eta)
+                if bias is not None:
+                    if beta:
+                        z += bias
+                    else:
+                        z[...] = bias
+                    beta = 1
+                if j in run.a:  # + f a_j (zero after a reset: skipped)
+                    fa = run.a[j] * cf.scalar(p.group, "f").b(5)
+                    if beta:
+                        z += fa
+                    else:
+                        z[...] = fa
+                    beta = 1
+                if beta == 0:
+                    z.fill(0)
+                if p.norm_fwd:
+                    self._normalize(z, cf, p.group)
+                self._activate(p.fwd, z)
+                if sync:
+                    new[j] = z
+                else:
+                    run.set(j, z)
+            for j, z in new.items():
+                run.set(j, z)
+
+    def _fwd_operand(self, run, q, eta):
+        """Presynaptic operand of eq. (5) and its gemm ``alpha``: ``(nu a_i)`` with ``eta`` folded in."""
+        cf = run.cf
+        if self._is_input[q.pre]:  # (nu a)^c = nu[c, 0] x: scale the product, not x
+            g, pg = q.group, self.program.pops[q.post].group
+            alpha = cf.scale(("fin", q.index, pg),
+                             lambda: (cf.h[pg]["eta"][:, None] * cf.h[g]["nu"][:, :, 0])[:, None, :])
+            return run.inputs[q.pre]["x"], alpha
+        if q.pre not in run.a:
+            return None, None
+        return run.mix(q.pre, q.group, "nu"), eta
+
+    def _bias_total(self, run, j, b, eta):
+        """``eta sum_q (nu 1)^c b_q`` for population ``j``: ``(c, R, k, 1, n)`` or ``None``."""
+        cf, total = run.cf, None
+        pg = self.program.pops[j].group
+        for qi in self.program.pops[j].incoming:
+            q = self.program.projs[qi]
+            if not q.bias:
+                continue
+            coef = cf.dev(("fbias", qi, pg), lambda q=q: (
+                cf.h[pg]["eta"][:, None] * cf.h[q.group]["nu"].sum(axis=2)).reshape(cf.c, 1, self.k, 1, 1))
+            t = coef * b[qi][:, :, :, None, :]
+            total = t if total is None else total + t
+        return total
+
+    def _backward(self, run: "_StepState", W, V) -> None:
+        """Eq. (6) over non-input populations with outgoing projections, reverse order."""
+        prog, xp, cf = self.program, self.xp, run.cf
+        mode = self.rules.backward_update
+        sync = self.rules.schedule == "synchronous"
+        for sweep in range(self.rules.sweeps if sync else 1):
+            new = {}
+            for i in prog.backward_order:
+                p = prog.pops[i]
+                f = cf.scalar(p.group, "f")
+                old = run.state(i)
+                C = run.ws.get(("b", i, sweep % 2), run.shape(i)) if sync else old
+                if mode == "additive":
+                    beta = f
+                    if sync:
+                        xp.multiply(old, f.b(5), out=C)
+                        beta = 1
+                    self._backward_products(run, i, W, V, C, cf.scalar(p.group, "eta"), beta)
+                    if p.norm_bwd:
+                        self._normalize(C, cf, p.group)
+                else:
+                    Y = run.ws.get(("y", i), run.shape(i))
+                    self._backward_products(run, i, W, V, Y, f, 0)
+                    if mode == "multiplicative":  # f * (a ⊙ y), f folded into y
+                        xp.multiply(old, Y, out=C)
+                    else:  # multiplicative_second_state: a^0 kept, a^c ⊙ y^c for c >= 1, then x f
+                        xp.multiply(old[:, :, 1:], Y[:, :, 1:], out=C[:, :, 1:])
+                        xp.multiply(old[:, :, 0], f.b(4), out=C[:, :, 0])
+                self._activate(p.bwd, C)
+                if sync:
+                    new[i] = C
+                else:
+                    run.set(i, C)
+            for i, C in new.items():
+                run.set(i, C)
+
+    def _backward_products(self, run, i, W, V, C, alpha, beta) -> None:
+        """``C <- beta C + alpha sum_q (V_q or W_q^T)(mu a_post)``."""
+        prog = self.program
+        for qi in prog.pops[i].outgoing:
+            q = prog.projs[qi]
+            if q.post not in run.a:
+                continue
+            m = run.mix(q.post, q.group, "mu")
+            if V[qi] is None:
+                self.ops[qi].apply_t(m, W[qi], C, alpha, beta)
+            else:
+                self.vops[qi].apply(m, V[qi], C, alpha, beta)
+            beta = 1
+        if beta == 0:
+            C.fill(0)
+
+    def _update(self, run: "_StepState", W, b, V) -> None:
+        """Eq. (7) (+ Oja, eq. 8 / App. B; saturation, Sec. 3.4) for every projection.
+
+        ``W <- f~ W + eta~ (H + O)`` is computed as ``W <- D W + eta~ H`` with
+        ``D = f~ - eta~ sign(eta~) |alpha| n2`` (``D = f~`` without Oja), one
+        gemm with ``beta = D`` when ``D`` is a scalar per species.
+        """
+        prog, xp, cf, k = self.program, self.xp, run.cf, self.k
+        rules = self.rules
+        mean = rules.batch_reduction == "mean"
+        B = run.B
+        shared = self.kw == 1 and k > 1
+        for qi, q in enumerate(prog.projs):
+            g, i, j = q.group, q.pre, q.post
+            op, vop = self.ops[qi], self.vops[qi]
+            inp = self._is_input[i]
+            h = cf.h[g]
+            # eta~ (x 1/B for the mean reduction, x 1/k for the channel mean of shared channels): (c,)
+            base = cf._get(("base", g), lambda: h["eta_tilde"] * (1.0 / B if mean else 1.0) / (k if shared else 1))
+            # ---- forward synapses W: P from the presynaptic side, Q from the postsynaptic side
+            if inp:
+                if shared:
+                    P = self._tiled(run.inputs[i])
+                    Q = run.flat(run.mix(j, g, "mu_tilde_in"))
+                    alpha = cf.scale(("hw", qi, B), lambda: base.reshape(-1, 1, 1))
+                else:
+                    P = run.inputs[i]["x"]
+                    Q = run.mix(j, g, "mu_tilde")
+                    alpha = cf.scale(("hw", qi, B), lambda: (base[:, None] * h["nu_tilde"][:, 0, :])[:, None, :])
+            else:
+                P = run.mix(i, g, "nu_tilde_t")
+                Q = run.mix(j, g, "mu_tilde")
+                if shared:
+                    P, Q = run.flat(P), run.flat(Q)
+                alpha = cf.scale(("hw", qi, B), lambda: base.reshape(-1, 1, 1))
+            D = self._keep(run, q, op, W[qi], b[qi], lambda: self._q_sq(run, j, g))
+            op.hebbian_update(P, Q, W[qi], alpha, cf.scalar(g, "f_tilde") if D is None else 1)
+            if q.bias:
+                self._update_bias(run, q, b[qi], D, base)
+            if rules.saturation:
+                self._saturate(W[qi], cf, g)
+                if b[qi] is not None:
+                    self._saturate(b[qi], cf, g)
+            # ---- backward synapses V (untied): P from the postsynaptic side, Q from the presynaptic side
+            if vop is None:
+                continue
+            if inp:
+                if shared:
+                    Pv = run.flat(run.mix(j, g, "nu_tilde_t_in"))
+                    Qv = self._tiled(run.inputs[i])
+                    alpha = cf.scale(("hv", qi, B), lambda: base.reshape(-1, 1, 1))
+                else:
+                    Pv = run.mix(j, g, "nu_tilde_t")
+                    Qv = run.inputs[i]["x"]
+                    alpha = cf.scale(("hv", qi, B), lambda: (base[:, None] * h["mu_tilde"][:, :, 0])[:, None, :])
+            else:
+                Pv = run.mix(j, g, "nu_tilde_t")
+                Qv = run.mix(i, g, "mu_tilde")
+                if shared:
+                    Pv, Qv = run.flat(Pv), run.flat(Qv)
+                alpha = cf.scale(("hv", qi, B), lambda: base.reshape(-1, 1, 1))
+            Dv = self._keep(run, q, vop, V[qi], None, lambda: self._q_sq(run, i, g))
+            vop.hebbian_update(Pv, Qv, V[qi], alpha, cf.scalar(g, "f_tilde") if Dv is None else 1)
+            if rules.saturation:
+                self._saturate(V[qi], cf, g)
+
+    def _q_sq(self, run, p: int, g: str):
+        """``rho_b (Q_b)^2`` with ``Q = mu~ a_p`` (Oja activity mode): ``(c, R|1, k, n)``."""
+        xp, cf = self.xp, run.cf
+        if self._is_input[p]:  # Q^c = mu~[c, 0] x
+            x = run.inputs[p]["x"][0, 0, 0]
+            xsq = (x * x).sum(axis=0)
+            m0 = cf.dev(("mu0sq", g), lambda: (cf.h[g]["mu_tilde"][:, :, 0] ** 2).reshape(cf.c, 1, self.k, 1))
+            n2 = m0 * xsq
+        else:
+            Q = run.mix(p, g, "mu_tilde")
+            n2 = (Q * Q).sum(axis=-2)
+        return n2
+
+    def _keep(self, run, q, op, E, bq, q_sq):
+        """Keep factor ``D`` of eq. (8) as ``(c, R, kw, n_dst)``, applied to ``E`` (and ``bq``); ``None`` without Oja."""
+        rules, cf, xp = self.rules, run.cf, self.xp
+        if rules.oja == "none":
+            return None
+        if rules.oja == "weights":
+            n2 = op.colsq(E)
+            if bq is not None:
+                n2 = n2 + bq * bq
+        else:
+            n2 = q_sq()
+            if rules.batch_reduction == "mean":
+                n2 = n2 / run.B
+            if self.kw == 1:
+                n2 = n2.mean(axis=2, keepdims=True)
+        g = q.group
+        ft = cf.dev(("ft4", g), lambda: cf.h[g]["f_tilde"].reshape(-1, 1, 1, 1))
+        oc = cf.dev(("oja4", g), lambda: (np.abs(cf.h[g]["oja_alpha"]) * np.abs(cf.h[g]["eta_tilde"])).reshape(-1, 1, 1, 1))
+        D = ft - oc * n2
+        op.scale_dst(E, D)
+        return D
+
+    def _update_bias(self, run, q, bq, D, base) -> None:
+        """``b <- D b + eta~ rho_b (nu~^T 1)^c Q_b`` (the bias unit's Hebbian term).
+
+        ``rho_b Q_b = mu~ (rho_b a_b)``: one small matrix product on the batch
+        sums, with ``eta~ (nu~^T 1)^c`` (and the channel mean of shared
+        channels) folded into the matrix.
+        """
+        cf, k = run.cf, self.k
+        g = q.group
+
+        def matrix():
+            h = cf.h[g]
+            scale = base * (k if self.kw == 1 and k > 1 else 1)  # base already holds 1/k for shared channels
+            M = (scale[:, None] * h["nu_tilde"].sum(axis=1))[:, :, None] * h["mu_tilde"]  # (c, k, k)
+            if self.kw == 1 and k > 1:
+                M = M.mean(axis=1, keepdims=True)  # (c, 1, k): channel mean
+            return M[:, None]
+
+        Hb = self.xp.matmul(cf.dev(("hbm", q.index), matrix), run.asum(q.post))  # (c, R, kw, n)
+        bq *= cf.scalar(g, "f_tilde").b(4) if D is None else D
+        bq += Hb
+
+    def _saturate(self, E, cf, g) -> None:
+        """``E <- s tanh(E / s)`` in place (Sec. 3.4)."""
+        s = cf.scale(("sat", g), lambda: np.maximum(np.abs(cf.h[g]["saturation"]), 1e-12).reshape(-1, 1, 1))
+        E /= s.b(E.ndim)
+        self.xp.tanh(E, out=E)
+        E *= s.b(E.ndim)
+
+    # ------------------------------------------------------------ small kernels
+    def _normalize(self, x, cf: _Coefs, g: str) -> None:
+        """N of Sec. 3.4 in place: per neuron and state over the batch, then gain/shift from the genome."""
+        xp = self.xp
+        gain = cf.dev(("gain", g), lambda: cf.h[g]["norm_gain"].reshape(cf.c, 1, self.k, 1, 1))
+        shift = cf.dev(("shift", g), lambda: cf.h[g]["norm_shift"].reshape(cf.c, 1, self.k, 1, 1))
+        x -= xp.mean(x, axis=-2, keepdims=True)
+        var = xp.mean(x * x, axis=-2, keepdims=True)
+        x *= gain / xp.sqrt(var + self.rules.norm_eps)
+        x += shift
+
+    def _activate(self, fns, x) -> None:
+        """Apply the per-state activations to ``x (c, R, k, B, n)`` in place."""
+        xp = self.xp
+        if all(fn is fns[0] for fn in fns):
+            fast = _INPLACE.get(fns[0]) if self._real else None
+            if fast is not None:
+                fast(x, xp)
+            else:
+                x[...] = fns[0](x, xp)
+            return
+        for c, fn in enumerate(fns):
+            xc = x[:, :, c]
+            fast = _INPLACE.get(fn) if self._real else None
+            if fast is not None:
+                fast(xc, xp)
+            else:
+                xc[...] = fn(xc, xp)
+
+
+class _StepState:
+    """Neuron states of one chunk during one step, with cached mixed states.
+
+    ``a[p]``: the state of population ``p`` (absent while it is known to be
+    zero, e.g. right after a reset). ``mix(p, g, name)`` returns ``M a_p``
+    for the genome group's ``k x k`` matrix ``name`` and caches it until
+    ``a_p`` changes.
+    """
+
+    def __init__(self, sim: Simulator, cf: _Coefs, ch: _Chunk, inputs, B: int) -> None:
+        self.sim, self.cf, self.ch, self.inputs, self.B = sim, cf, ch, inputs, B
+        self.ws = sim._ws()
+        self.c, self.R = ch.s1 - ch.s0, ch.r1 - ch.r0
+        self.a: dict[int, Any] = {}
+        self._mix: dict = {}
+        self._asum: dict = {}
+
+    def shape(self, p: int) -> tuple:
+        return (self.c, self.R, self.sim.k, self.B, self.sim.program.pops[p].size)
+
+    def state(self, p: int):
+        if p not in self.a:
+            self.a[p] = self.ws.get(("zero", p), self.shape(p), zero=True)
+        return self.a[p]
+
+    def set(self, p: int, value) -> None:
+        self.a[p] = value
+        for key in [k for k in self._mix if k[0] == p]:
+            del self._mix[key]
+        self._asum.pop(p, None)
+
+    def mix(self, p: int, g: str, name: str):
+        key = (p, g, name)
+        out = self._mix.get(key)
+        if out is None:
+            a = self.state(p)
+            sh = a.shape
+            out = self.ws.get(("mix", p, g, name), sh)
+            self.sim.backend.matmul_into(self.cf.mat(g, name), a.reshape(sh[:3] + (sh[3] * sh[4],)),
+                                         out.reshape(sh[:3] + (sh[3] * sh[4],)))
+            self._mix[key] = out
+        return out
+
+    def flat(self, X):
+        """``(c, R, k, B, n)`` -> ``(c, R, 1, k B, n)``: all channels as one batch (shared-channel Hebbians)."""
+        s = X.shape
+        return X.reshape(s[0], s[1], 1, s[2] * s[3], s[4])
+
+    def asum(self, p: int):
+        s = self._asum.get(p)
+        if s is None:
+            s = self._asum[p] = self.state(p).sum(axis=-2)
+        return s

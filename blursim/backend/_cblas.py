@@ -1,0 +1,286 @@
+"""Direct calls into the BLAS library that NumPy itself uses (``?gemm`` with ``alpha``/``beta``).
+
+``numpy.matmul`` has no ``beta``: ``W <- f W + H`` costs a product into a
+temporary and two more passes over ``W``. BLAS ``gemm`` does it in one go,
+and ``ctypes`` releases the GIL during the call, so worker threads run
+products in parallel. We look the ``cblas_?gemm`` symbols up in the OpenBLAS
+that NumPy wheels bundle (``numpy.libs``); if they are not there (NumPy built
+against another BLAS) or the self-test fails, :func:`load` returns ``None``
+and the backend falls back to ``numpy.matmul``. ``BLURSIM_CBLAS=0`` disables
+this module.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+
+import numpy as np
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+# (symbol prefix, symbol suffix, integer type): OpenBLAS builds whose integer
+# width is certain from the symbol names.
+_VARIANTS = (
+    ("scipy_", "64_", ctypes.c_int64),  # scipy-openblas64 (NumPy >= 2 wheels)
+    ("", "64_", ctypes.c_int64),
+    ("scipy_", "", ctypes.c_int32),  # scipy-openblas32
+)
+
+
+class CBlas:
+    """``gemm`` for float32/float64/complex128 and OpenBLAS thread control."""
+
+    def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str, int_t, path: str) -> None:
+        self.path = path
+        P = ctypes.c_void_p
+        E = ctypes.c_int
+        self.gemm = {}
+        for dt, letter, scal in ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double),
+                                 (np.complex128, "z", ctypes.c_void_p)):
+            fn = getattr(lib, f"{prefix}cblas_{letter}gemm{suffix}")
+            fn.argtypes = [E, E, E, int_t, int_t, int_t, scal, P, int_t, P, int_t, scal, P, int_t]
+            fn.restype = None
+            self.gemm[np.dtype(dt)] = fn
+        self._set = self._get = None
+        for name in (f"{prefix}openblas_set_num_threads{suffix}", "openblas_set_num_threads"):
+            if hasattr(lib, name):
+                self._set = getattr(lib, name)
+                self._set.argtypes = [ctypes.c_int]
+                self._set.restype = None
+                break
+        for name in (f"{prefix}openblas_get_num_threads{suffix}", "openblas_get_num_threads"):
+            if hasattr(lib, name):
+                self._get = getattr(lib, name)
+                self._get.restype = ctypes.c_int
+                break
+
+    def get_threads(self) -> int | None:
+        return int(self._get()) if self._get is not None else None
+
+    def set_threads(self, n: int) -> None:
+        if self._set is not None:
+            self._set(int(n))
+
+
+def _candidates() -> list[str]:
+    base = os.path.dirname(np.__file__)
+    pats = [os.path.join(base + ".libs", "*openblas*"), os.path.join(base, ".dylibs", "*openblas*"),
+            os.path.join(base, "..", "numpy.libs", "*openblas*")]
+    out: list[str] = []
+    for p in pats:
+        out.extend(sorted(glob.glob(p)))
+    return out
+
+
+def _self_test(cb: CBlas) -> bool:
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64, np.complex128):
+        A = rng.standard_normal((3, 5)).astype(dt)
+        B = rng.standard_normal((5, 4)).astype(dt)
+        C = rng.standard_normal((3, 4)).astype(dt)
+        want = 0.5 * (A @ B) + 2.0 * C
+        call_gemm(cb, A, B, C, 0.5, 2.0)
+        if not np.allclose(C, want, rtol=1e-4, atol=1e-4):
+            return False
+    return True
+
+
+_LOADED: list = []
+
+
+def load() -> CBlas | None:
+    """The BLAS binding, or ``None`` when unavailable (cached)."""
+    if _LOADED:
+        return _LOADED[0]
+    cb = None
+    if os.environ.get("BLURSIM_CBLAS", "1") != "0":
+        for path in _candidates():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix, suffix, int_t in _VARIANTS:
+                if hasattr(lib, f"{prefix}cblas_sgemm{suffix}"):
+                    try:
+                        cand = CBlas(lib, prefix, suffix, int_t, path)
+                        if _self_test(cand):
+                            cb = cand
+                    except (AttributeError, OSError):
+                        cand = None
+                    break
+            if cb is not None:
+                break
+    _LOADED.append(cb)
+    return cb
+
+
+def _layout(strides, rows: int, cols: int, it: int):
+    """``(trans, ld)`` of a 2-D operand with these strides, or ``None`` if BLAS cannot read it."""
+    s0, s1 = strides
+    if s0 < 0 or s1 < 0 or s0 % it or s1 % it:
+        return None
+    if cols == 1 or s1 == it:
+        ld = s0 // it if rows > 1 else cols
+        if ld >= max(1, cols):
+            return NO_TRANS, ld
+    if rows == 1 or s0 == it:
+        ld = s1 // it if cols > 1 else rows
+        if ld >= max(1, rows):
+            return TRANS, ld
+    return None
+
+
+def _offsets(lead, strides) -> list[int]:
+    """Byte offsets of every leading index (row-major order over ``lead``)."""
+    offs = [0]
+    for n, s in zip(lead, strides):
+        offs = [o + i * s for o in offs for i in range(n)]
+    return offs
+
+
+def _lead_strides(X, lead):
+    """Strides of ``X``'s leading axes broadcast against ``lead`` (0 where broadcast), or ``None``."""
+    nd = len(lead)
+    xl = X.shape[:-2]
+    pad = nd - len(xl)
+    if pad < 0:
+        return None
+    out = []
+    for i, n in enumerate(lead):
+        j = i - pad
+        if j < 0 or xl[j] == 1:
+            out.append(0)
+        elif xl[j] == n:
+            out.append(X.strides[j])
+        else:
+            return None
+    return out
+
+
+class _Plan:
+    """Everything about one gemm call that depends only on shapes and strides (cached)."""
+
+    __slots__ = ("fn", "swap", "ta", "tb", "lda", "ldb", "ldc", "M", "N", "K", "lead", "offs", "rows")
+
+
+_PLANS: dict = {}
+
+
+def _plan(cb: CBlas, A, B, C):
+    key = (C.dtype, A.dtype, B.dtype, A.shape, A.strides, B.shape, B.strides, C.shape, C.strides)
+    p = _PLANS.get(key)
+    if p is None:
+        p = _make_plan(cb, A, B, C)
+        if len(_PLANS) > 4096:
+            _PLANS.clear()
+        _PLANS[key] = p
+    return p
+
+
+def _make_plan(cb: CBlas, A, B, C, swap: bool = False):
+    dt = C.dtype
+    fn = cb.gemm.get(dt)
+    if fn is None or A.dtype != dt or B.dtype != dt:
+        return False
+    M, N = C.shape[-2:]
+    K = A.shape[-1]
+    it = dt.itemsize
+    lc = _layout(C.strides[-2:], M, N, it)
+    if lc is None:
+        return False
+    if lc[0] == TRANS:  # C column-major: compute C^T = B^T A^T
+        if swap:
+            return False
+        return _make_plan(cb, B.swapaxes(-1, -2), A.swapaxes(-1, -2), C.swapaxes(-1, -2), True)
+    la = _layout(A.strides[-2:], M, K, it)
+    lb = _layout(B.strides[-2:], K, N, it)
+    if la is None or lb is None:
+        return False
+    lead = C.shape[:-2]
+    sa, sb = _lead_strides(A, lead), _lead_strides(B, lead)
+    if sa is None or sb is None:
+        return False
+    p = _Plan()
+    p.fn, p.swap = fn, swap
+    (p.ta, p.lda), (p.tb, p.ldb), p.ldc = la, lb, lc[1]
+    p.M, p.N, p.K, p.lead = M, N, K, lead
+    p.offs = list(zip(_offsets(lead, sa), _offsets(lead, sb), _offsets(lead, C.strides[:-2])))
+    p.rows = (A.strides[-2], C.strides[-2])
+    return p
+
+
+def _scalars(s, lead, n: int, complex_: bool, keep: list) -> list:
+    """One BLAS scalar argument per slice (a pointer for complex dtypes)."""
+    if not hasattr(s, "host"):
+        vals = [s] * n
+    elif s.const is not None:
+        vals = [s.const] * n
+    else:
+        key = ("list", lead)
+        vals = s._cache.get(key)
+        if vals is None:
+            vals = s._cache[key] = [float(v) if not isinstance(v, complex) else v
+                                    for v in np.broadcast_to(s.host, lead).reshape(-1).tolist()]
+    if complex_:
+        return [_complex_ptr(v, keep) for v in vals]
+    return vals
+
+
+def _complex_ptr(v, keep: list):
+    buf = (ctypes.c_double * 2)(complex(v).real, complex(v).imag)
+    keep.append(buf)
+    return ctypes.addressof(buf)
+
+
+#: Below this many FLOPs a gemm is not worth splitting across threads.
+PARALLEL_MIN_FLOPS = 4e6
+
+
+def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int = 1) -> bool:
+    """Batched gemm on NumPy arrays through BLAS; ``False`` if the layout is not supported.
+
+    ``C`` must not overlap ``A`` or ``B``. Leading axes of ``A``/``B`` of
+    length 1 (or missing) broadcast against those of ``C``. With a thread
+    ``pool`` and ``workers > 1``, the slices (or, for a single slice, its
+    rows) are split across threads, each calling single-threaded BLAS.
+    """
+    p = _plan(cb, A, B, C)
+    if p is False:
+        return False
+    if p.swap:
+        A, B = B, A
+    pa, pb, pc = A.ctypes.data, B.ctypes.data, C.ctypes.data
+    n = len(p.offs)
+    keep: list = []
+    cplx = C.dtype.kind == "c"
+    al = _scalars(alpha, p.lead, n, cplx, keep)
+    be = _scalars(beta, p.lead, n, cplx, keep)
+    fn, ta, tb, N, K, lda, ldb, ldc = p.fn, p.ta, p.tb, p.N, p.K, p.lda, p.ldb, p.ldc
+    M = p.M
+    if pool is None or workers <= 1 or 2.0 * M * N * K * n < PARALLEL_MIN_FLOPS:
+        for i, (oa, ob, oc) in enumerate(p.offs):
+            fn(ROW_MAJOR, ta, tb, M, N, K, al[i], pa + oa, lda, pb + ob, ldb, be[i], pc + oc, ldc)
+        return True
+    jobs = [(M, pa + oa, pb + ob, pc + oc, al[i], be[i]) for i, (oa, ob, oc) in enumerate(p.offs)]
+    if n < workers and M >= 2 * workers:  # split rows of A and C
+        ra, rc = p.rows
+        split = []
+        for m, a, b, c, x, y in jobs:
+            step = -(-m // workers)
+            for r0 in range(0, m, step):
+                split.append((min(step, m - r0), a + r0 * ra, b, c + r0 * rc, x, y))
+        jobs = split
+    groups = [jobs[w::workers] for w in range(workers) if jobs[w::workers]]
+
+    def run(group):
+        for m, a, b, c, x, y in group:
+            fn(ROW_MAJOR, ta, tb, m, N, K, x, a, lda, b, ldb, y, c, ldc)
+
+    futs = [pool.submit(run, g) for g in groups[1:]]
+    run(groups[0])
+    for f in futs:
+        f.result()
+    return True
+

@@ -1,0 +1,425 @@
+"""``blursim bench`` (also ``python tools/bench.py``): how fast one BLUR step is, honestly.
+
+One run measures, on the chosen backend:
+
+- ``roofline``: the machine's float32 matrix-product rate (square GEMM, best
+  of several sizes and repeats), measured in this run;
+- ``paper-es``: populations (196, 512, 10), k = 2, batch 128, the paper's
+  default rules (additive backward update, untied multi-channel synapses,
+  relu∘tanh hidden, tanh output), float32, R = 1, for S species: the full
+  training step and the forward-only step, as genome-steps/s, GFLOP/s
+  counted with the *minimal* FLOPs (:meth:`Simulator.flops`) and % of the
+  roofline;
+- ``fitness``: the Sec. 4.4 evaluation of a population of 80 (15 training
+  steps, then 20 query batches of 128), in genome-evaluations/s;
+- ``local-sparse``: 28x28 -> 28x28 (local2d, radius 2) -> 10, run with
+  block tiles and, in the same run, as masked dense; the speed ratio and the
+  block density;
+- peak memory of every row (NumPy: ``tracemalloc`` peak of one step from
+  fresh synapses; CuPy: memory-pool bytes).
+
+Times are the median of repeated steps (the best is reported too); every
+row is measured ``--rounds`` times interleaved with the others and the best
+round is kept, so that a busy shared machine disturbs the result less.
+Prints a table and writes it as JSON (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from typing import Any
+
+import numpy as np
+
+PAPER_ES = {
+    "name": "paper-es",
+    "description": "Sec. 4.4 workload: 196 -> 512 -> 10, paper default rules",
+    "k": 2,
+    "seed": 0,
+    "populations": [
+        {"name": "in", "size": 196, "role": "input"},
+        {"name": "hidden", "size": 512, "role": "hidden", "forward_activation": "relu_tanh",
+         "backward_activation": "relu_tanh"},
+        {"name": "out", "size": 10, "role": "output", "forward_activation": "tanh",
+         "backward_activation": "tanh"},
+    ],
+    "projections": [{"from": "in", "to": "hidden"}, {"from": "hidden", "to": "out"}],
+    "rules": {"backward_update": "additive", "tied": False, "shared_channels": False, "feedback": "target"},
+}
+
+
+def local_sparse_spec(radius: float = 2.0) -> dict:
+    """28x28 -> 28x28 (local2d receptive fields) -> 10, paper default rules."""
+    return {
+        "name": "local-sparse",
+        "k": 2,
+        "seed": 0,
+        "populations": [
+            {"name": "in", "size": 784, "role": "input", "grid": [28, 28]},
+            {"name": "hidden", "size": 784, "role": "hidden", "grid": [28, 28],
+             "forward_activation": "relu_tanh", "backward_activation": "relu_tanh"},
+            {"name": "out", "size": 10, "role": "output", "forward_activation": "tanh",
+             "backward_activation": "tanh"},
+        ],
+        "projections": [
+            {"from": "in", "to": "hidden", "connectivity": {"kind": "local2d", "radius": radius}},
+            {"from": "hidden", "to": "out"},
+        ],
+        "rules": {"backward_update": "additive", "tied": False, "shared_channels": False, "feedback": "target"},
+    }
+
+
+# ----------------------------------------------------------------- machine
+def machine_info(backend) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        ncpu = os.cpu_count()
+    info = {"cpu": cpu, "cpus": ncpu, "python": platform.python_version(), "numpy": np.__version__,
+            "platform": platform.platform(), "backend": backend.name}
+    describe = getattr(backend, "describe", None)
+    if describe is not None:
+        info.update(describe())
+    return info
+
+
+def roofline(backend, seconds: float = 1.0) -> float:
+    """Best float32 square-GEMM rate (GFLOP/s) on ``backend``."""
+    xp = backend.xp
+    sizes = (2048, 3072) if backend.on_host else (4096, 8192)
+    best = 0.0
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        a = backend.asarray(rng.standard_normal((n, n)), dtype=np.float32)
+        b = backend.asarray(rng.standard_normal((n, n)), dtype=np.float32)
+        c = xp.matmul(a, b)
+        backend.synchronize()
+        t_end = time.perf_counter() + seconds / len(sizes)
+        reps = 0
+        while reps < 3 or time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            xp.matmul(a, b, out=c)
+            backend.synchronize()
+            dt = time.perf_counter() - t0
+            best = max(best, 2.0 * n**3 / dt / 1e9)
+            reps += 1
+        del a, b, c
+    return best
+
+
+# ------------------------------------------------------------------ timing
+def _time(fn, backend, min_time: float, min_reps: int = 5, max_reps: int = 200, reset=None,
+          reset_every: int = 16) -> list[float]:
+    fn()
+    backend.synchronize()
+    ts: list[float] = []
+    t_end = time.perf_counter() + min_time
+    while (len(ts) < min_reps or time.perf_counter() < t_end) and len(ts) < max_reps:
+        if reset is not None and len(ts) % reset_every == reset_every - 1:
+            reset()
+        t0 = time.perf_counter()
+        fn()
+        backend.synchronize()
+        ts.append(time.perf_counter() - t0)
+    return ts
+
+
+class _Peak:
+    """Peak bytes allocated while the body runs (tracemalloc on the host, the memory pool on a GPU)."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.peak = 0
+
+    def __enter__(self):
+        if self.backend.on_host:
+            tracemalloc.start()
+            tracemalloc.reset_peak()
+        else:
+            pool = self.backend.xp.get_default_memory_pool()
+            pool.free_all_blocks()
+            self._base = pool.total_bytes()
+        return self
+
+    def __exit__(self, *exc):
+        if self.backend.on_host:
+            self.peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        else:
+            self.peak = self.backend.xp.get_default_memory_pool().total_bytes() - self._base
+        return False
+
+
+class Workload:
+    """A network, a population of genomes and a batch, ready to time."""
+
+    def __init__(self, spec: dict, S: int, backend, *, sparse: str = "auto", B: int = 128, seed: int = 0):
+        from blursim.genome import make_preset
+        from blursim.genome.arrays import stack_genomes
+        from blursim.graph import compile_network
+        from blursim.sim import Simulator
+        from blursim.spec import load_network
+
+        self.backend = backend
+        self.prog = compile_network(load_network(spec))
+        self.sim = Simulator(self.prog, backend=backend, sparse=sparse)
+        gs = [make_preset("random", k=self.prog.k, groups=self.prog.groups, seed=seed + s, lr=0.01)
+              for s in range(S)]
+        self.genomes = stack_genomes(gs, k=self.prog.k, groups=self.prog.groups)
+        self.S, self.B = S, B
+        rng = np.random.default_rng(seed)
+        nf = self.prog.n_features
+        n_out = self.prog.pops[self.prog.outputs[0]].size
+        self.x = rng.standard_normal((B, nf))
+        self.y = rng.integers(0, n_out, B)
+        self.xd = backend.asarray(self.x)
+
+    def fresh(self):
+        genes = self.sim.prepare(self.genomes)
+        return genes, self.sim.init_synapses(genes, replicas=1, seed=0)
+
+    def memory(self, train: bool) -> int:
+        """Bytes of the synapses plus the peak of what one step allocates (buffers included)."""
+        genes, st = self.fresh()
+        with _Peak(self.backend) as pk:
+            if train:
+                self.sim.train_step(st, genes, self.xd, self.y)
+            else:
+                self.sim.forward(st, genes, self.xd)
+            self.backend.synchronize()
+        return pk.peak + self.sim.synapse_bytes(st)
+
+    def step_fn(self, train: bool):
+        """``(step, reset)``: one timed step, and an untimed restart from the initial synapses."""
+        genes, st = self.fresh()
+        st0 = st.copy()
+        sim, xd, y = self.sim, self.xd, self.y
+        if train:
+            def fn():
+                sim.train_step(st, genes, xd, y)
+        else:
+            def fn():
+                sim.forward(st, genes, xd)
+
+        def reset():  # keep values in the range of a real run however long we time
+            for dst, src in zip(st.W + st.b + st.V, st0.W + st0.b + st0.V):
+                if dst is not None:
+                    dst[...] = src
+        return fn, reset
+
+
+def _row(name, S, sample, flops_per_genome, roof, peak, extra=None) -> dict:
+    ts, adj = sample
+    med, best = statistics.median(ts), min(ts)
+    r = {"row": name, "S": S, "median_s": med, "best_s": best, "reps": len(ts),
+         "genome_steps_per_s": S / med, "peak_bytes": peak, "adjacent_roofline": adj}
+    if flops_per_genome is not None:
+        r["gflops"] = S * flops_per_genome / med / 1e9
+        r["gflops_best"] = S * flops_per_genome / best / 1e9
+        r["pct_roofline"] = 100.0 * r["gflops"] / adj if adj else None
+        r["pct_best_roofline"] = 100.0 * r["gflops"] / roof if roof else None
+    if extra:
+        r.update(extra)
+    return r
+
+
+def _fitness(backend, S: int, steps: int = 15, queries: int = 20, B: int = 128):
+    from blursim.data.base import Dataset
+    from blursim.sim import train_and_evaluate
+
+    w = Workload(PAPER_ES, S, backend)
+    rng = np.random.default_rng(1)
+    ds = Dataset(name="synthetic-196", x_train=rng.standard_normal((4096, 196)),
+                 y_train=rng.integers(0, 10, 4096), x_test=rng.standard_normal((2048, 196)),
+                 y_test=rng.integers(0, 10, 2048), n_classes=10, meta={"source": "bench"})
+
+    def fn():
+        train_and_evaluate(w.sim, w.genomes, ds, steps=steps, batch_size=B, eval_steps="end",
+                           n_query_batches=queries, query_batch_size=B)
+
+    with _Peak(backend) as pk:
+        fn()
+    return fn, pk.peak, w  # peak of one whole evaluation, fresh synapses included
+
+
+def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: int = 2,
+                  min_time: float = 1.0, quick: bool = False, log=print) -> dict:
+    """Measure every row; returns ``{"machine": ..., "roofline_gflops": ..., "rows": [...]}``.
+
+    Each timed row is bracketed by two short roofline measurements; its
+    ``pct_roofline`` is relative to their mean (the machine as it was during
+    that row: on a shared machine other work slows both alike), and
+    ``pct_best_roofline`` to the best roofline of the whole run.
+    """
+    from blursim.backend import get_backend
+
+    backend = get_backend(backend_name, "float32")
+    info = machine_info(backend)
+    if quick:
+        min_time, rounds = 0.3, 1
+    log(f"# blursim bench on {info.get('cpu')} ({info.get('cpus')} CPUs), backend {backend.name}")
+    roofs = [roofline(backend, 1.0 if not quick else 0.3)]
+    log(f"# roofline (float32 GEMM): {roofs[0]:.1f} GFLOP/s")
+
+    wl: dict[tuple, Workload] = {}
+    for S in species:
+        wl[("paper-es", S)] = Workload(PAPER_ES, S, backend)
+    S_loc = 8
+    wl[("local-sparse", "blocks")] = Workload(local_sparse_spec(), S_loc, backend, sparse="blocks")
+    wl[("local-sparse", "masked")] = Workload(local_sparse_spec(), S_loc, backend, sparse="masked")
+
+    best: dict[str, tuple] = {}  # key -> (times, adjacent roofline)
+    peaks: dict[str, int] = {}
+    short = 0.25 if not quick else 0.1
+
+    def measure(key, fn, reset, t, **kw):
+        r0 = roofline(backend, short)
+        ts = _time(fn, backend, t, reset=reset, **kw)
+        r1 = roofline(backend, short)
+        roofs.extend([r0, r1])
+        if key not in best or statistics.median(ts) < statistics.median(best[key][0]):
+            best[key] = (ts, 0.5 * (r0 + r1))
+        return ts
+
+    fit = None
+    for rnd in range(rounds):
+        for S in species:
+            w = wl[("paper-es", S)]
+            for train in (True, False):
+                key = f"paper-es {'train' if train else 'forward'} S={S}"
+                if key not in peaks:
+                    peaks[key] = w.memory(train)
+                ts = measure(key, *w.step_fn(train), min_time)
+                log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
+        for _ in range(3):  # blocks and masked dense back to back, three times: the ratio is what matters
+            for mode in ("blocks", "masked"):
+                w = wl[("local-sparse", mode)]
+                key = f"local-sparse train {mode} S={S_loc}"
+                if key not in peaks:
+                    peaks[key] = w.memory(True)
+                ts = measure(key, *w.step_fn(True), min_time / 3)
+                log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
+        if fit is None:
+            fit = _fitness(backend, 80)
+        fn, pk, _ = fit
+        key = "fitness S=80"
+        peaks[key] = pk
+        ts = measure(key, fn, None, min_time, min_reps=2 if not quick else 1, max_reps=10)
+        log(f"#   round {rnd + 1}: {key}: {statistics.median(ts):.3f} s/evaluation")
+    roof = max(roofs)
+
+    rows = []
+    for S in species:
+        w = wl[("paper-es", S)]
+        for train in (True, False):
+            key = f"paper-es {'train' if train else 'forward'} S={S}"
+            fl = w.sim.flops(w.B, train=train)["total"]
+            rows.append(_row(key, S, best[key], fl, roof, peaks[key], {"flops_per_genome_step": fl}))
+    loc = {}
+    for mode in ("blocks", "masked"):
+        w = wl[("local-sparse", mode)]
+        key = f"local-sparse train {mode} S={S_loc}"
+        fl = w.sim.flops(w.B, train=True)["total"]
+        op = w.sim.ops[0]
+        extra = {"flops_per_genome_step": fl, "stored_slots": op.stored,
+                 "synapse_bytes": w.sim.synapse_bytes(w.fresh()[1])}
+        if mode == "blocks":
+            extra.update(block_density=op.plan.density, tiling=op.plan.describe(),
+                         mask_density=float(w.prog.projs[0].mask.mean()))
+        rows.append(_row(key, S_loc, best[key], fl, roof, peaks[key], extra))
+        loc[mode] = rows[-1]
+    ratio = loc["masked"]["median_s"] / loc["blocks"]["median_s"]
+    dens = loc["blocks"]["block_density"]
+    fkey = "fitness S=80"
+    fts, froof = best[fkey]
+    med = statistics.median(fts)
+    rows.append({"row": fkey, "S": 80, "median_s": med, "best_s": min(fts), "reps": len(fts),
+                 "genome_evaluations_per_s": 80 / med, "peak_bytes": peaks[fkey], "adjacent_roofline": froof,
+                 "evaluation": "15 training steps + 20 query batches of 128"})
+    return {
+        "machine": info, "roofline_gflops": roof, "roofline_samples": roofs, "rows": rows,
+        "local_sparse": {"speed_ratio": ratio, "block_density": dens, "target_ratio": 0.5 / dens,
+                         "met": ratio >= 0.5 / dens},
+        "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def format_table(res: dict) -> str:
+    m = res["machine"]
+    lines = [
+        f"machine: {m.get('cpu')}, {m.get('cpus')} CPUs, numpy {m.get('numpy')}"
+        + (f", BLAS {m['blas']} {m.get('blas_version', '')}" if m.get("blas") else "")
+        + f", backend {m.get('backend')}"
+        + (f", device {m['device']} (CuPy {m.get('cupy')})" if m.get("device") else ""),
+        f"roofline (float32 GEMM, this run): best {res['roofline_gflops']:.1f} GFLOP/s; "
+        "'% roof' is against the roofline measured right before and after each row",
+        "",
+        f"{'row':<32} {'S':>3} {'ms/step':>9} {'genome-steps/s':>14} {'GFLOP/s':>8} {'roof':>6} "
+        f"{'% roof':>7} {'% best':>7} {'peak MiB':>9}",
+    ]
+    for r in res["rows"]:
+        if "genome_evaluations_per_s" in r:
+            lines.append(f"{r['row']:<32} {r['S']:>3} {1e3 * r['median_s']:>9.1f} "
+                         f"{r['genome_evaluations_per_s']:>9.2f} ev/s {'':>8} {r['adjacent_roofline']:>6.0f} "
+                         f"{'':>7} {'':>7} {r['peak_bytes'] / 2**20:>9.1f}")
+            continue
+        lines.append(
+            f"{r['row']:<32} {r['S']:>3} {1e3 * r['median_s']:>9.2f} {r['genome_steps_per_s']:>14.1f} "
+            f"{r.get('gflops', 0):>8.1f} {r['adjacent_roofline']:>6.0f} {r.get('pct_roofline', 0):>6.1f}% "
+            f"{r.get('pct_best_roofline', 0):>6.1f}% {r['peak_bytes'] / 2**20:>9.1f}")
+    ls = res["local_sparse"]
+    lines.append("")
+    lines.append(f"local-sparse: block density {ls['block_density']:.3f}, blocks vs masked dense speed ratio "
+                 f"{ls['speed_ratio']:.2f}x (target >= {ls['target_ratio']:.2f}x: "
+                 f"{'met' if ls['met'] else 'NOT met'})")
+    return "\n".join(lines)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmark BLUR steps against the machine's GEMM roofline")
+    _arguments(p)
+    p.set_defaults(func=cmd_bench)
+
+
+def _arguments(p) -> None:
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
+                   help="array backend (default: $BLURSIM_BACKEND or numpy)")
+    p.add_argument("--species", default="1,8,80", help="species counts of the paper-es rows (default 1,8,80)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best is kept (default 2)")
+    p.add_argument("--min-time", type=float, default=1.0, help="seconds of repeats per row and round")
+    p.add_argument("--quick", action="store_true", help="short run (smoke test; numbers are rough)")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
+
+
+def cmd_bench(args) -> int:
+    species = tuple(int(s) for s in str(args.species).split(",") if s)
+    res = run_benchmark(args.backend, species=species, rounds=args.rounds, min_time=args.min_time,
+                        quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True))
+    if args.json:
+        from blursim.cli.common import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
+    print(format_table(res))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    _arguments(p)
+    return cmd_bench(p.parse_args(argv))

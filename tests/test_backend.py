@@ -1,0 +1,199 @@
+"""Backends: choosing one, the gemm primitive, threads, and parity between backends.
+
+The NumPy backend with ``fast=False`` runs the generic code paths that the
+CuPy backend runs (no direct BLAS calls, no worker threads, copies instead of
+``out=`` views); it stands in for a GPU here. Tests marked ``gpu`` compare
+CuPy against NumPy and skip cleanly without CuPy or a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blursim.backend import BACKENDS, NumpyBackend, get_backend
+from blursim.errors import BackendError, SpecError
+from blursim.genome import random_genome
+from blursim.graph import compile_network
+from blursim.sim import Simulator
+from blursim.spec import load_network
+
+SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.json"))
+
+
+# -------------------------------------------------------------- selection
+
+
+def test_backend_by_argument_and_environment(monkeypatch):
+    monkeypatch.delenv("BLURSIM_BACKEND", raising=False)
+    assert get_backend(None).name == "numpy"
+    monkeypatch.setenv("BLURSIM_BACKEND", "numpy")
+    monkeypatch.setenv("BLURSIM_DTYPE", "float64")
+    b = get_backend(None)
+    assert b.name == "numpy" and b.dtype == np.float64
+    assert get_backend(b) is b
+    with pytest.raises(SpecError) as e:
+        get_backend("jax")
+    assert "cupy" in str(e.value) and "numpy" in str(e.value)
+    assert set(BACKENDS) == {"numpy", "cupy"}
+
+
+def _gpu_available() -> bool:
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")
+def test_cupy_missing_is_a_clear_error(monkeypatch):
+    with pytest.raises(BackendError) as e:
+        get_backend("cupy")
+    assert "pip install 'blursim[gpu]'" in str(e.value) and "--backend numpy" in str(e.value)
+    monkeypatch.setenv("BLURSIM_BACKEND", "cupy")
+    prog = compile_network(load_network(SPECS[0]))
+    with pytest.raises(BackendError):
+        Simulator(prog)
+
+
+def test_cli_reports_missing_cupy(capsys):
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed")
+    from blursim.cli.main import main
+
+    spec = next(p for p in SPECS if p.name == "mlp_2d.json")
+    rc = main(["run", str(spec), "--task", "xor", "--preset", "random", "--steps", "1", "--backend", "cupy"])
+    assert rc == 2
+    assert "CuPy is not installed" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- gemm
+
+
+@st.composite
+def gemm_cases(draw):
+    dt = draw(st.sampled_from([np.float32, np.float64, np.complex128]))
+    lead = tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=3)))
+    M, K, N = (draw(st.integers(1, 6)) for _ in range(3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+
+    def operand(r, c):
+        bl = tuple(n if draw(st.booleans()) else 1 for n in lead)
+        if draw(st.booleans()):  # transposed storage
+            return (rng.standard_normal(bl + (c, r)).astype(dt)).swapaxes(-1, -2)
+        if draw(st.booleans()):  # padded rows (leading dimension > columns)
+            return rng.standard_normal(bl + (r, c + 2)).astype(dt)[..., :c]
+        return rng.standard_normal(bl + (r, c)).astype(dt)
+
+    A, B = operand(M, K), operand(K, N)
+    C = rng.standard_normal(lead + (M, N)).astype(dt)
+    if draw(st.booleans()):
+        C = np.ascontiguousarray(C.swapaxes(-1, -2)).swapaxes(-1, -2)
+
+    def coef():
+        kind = draw(st.sampled_from(["one", "zero", "number", "scale"]))
+        if kind == "scale":
+            return rng.uniform(-2, 2, lead[:1] + (1,) * max(0, len(lead) - 1)) if lead else rng.uniform(-2, 2, ())
+        return {"one": 1.0, "zero": 0.0, "number": float(rng.uniform(-2, 2))}[kind]
+
+    return A, B, C, coef(), coef()
+
+
+@settings(max_examples=200, deadline=None)
+@given(gemm_cases(), st.booleans())
+def test_gemm_matches_matmul(case, fast):
+    A, B, C, alpha, beta = case
+    be = NumpyBackend({np.float32: "float32", np.float64: "float64", np.complex128: "complex128"}[C.dtype.type],
+                      fast=fast)
+    a = be.scale(np.asarray(alpha)) if isinstance(alpha, np.ndarray) else alpha
+    b = be.scale(np.asarray(beta)) if isinstance(beta, np.ndarray) else beta
+    al = np.asarray(alpha).reshape(np.shape(alpha) + (1, 1)) if isinstance(alpha, np.ndarray) else alpha
+    bl = np.asarray(beta).reshape(np.shape(beta) + (1, 1)) if isinstance(beta, np.ndarray) else beta
+    want = np.broadcast_to(al * np.matmul(A, B) + (bl * C if not (np.isscalar(beta) and beta == 0) else 0),
+                           C.shape)
+    got = C.copy() if C.flags.c_contiguous else np.ascontiguousarray(C.swapaxes(-1, -2)).swapaxes(-1, -2)
+    be.gemm(A, B, got, a, b)
+    tol = 1e-4 if C.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_gemm_beta_zero_ignores_garbage():
+    be = NumpyBackend("float64")
+    A, B = np.ones((2, 3, 4)), np.ones((2, 4, 5))
+    C = np.full((2, 3, 5), np.nan)
+    be.gemm(A, B, C, 2.0, 0.0)
+    assert (C == 8.0).all()
+
+
+def test_blas_threads_restored():
+    be = NumpyBackend("float32")
+    cb = be._cblas
+    if cb is None or cb.get_threads() is None:
+        pytest.skip("no direct BLAS thread control")
+    before = cb.get_threads()
+    with be.blas_threads(1):
+        assert cb.get_threads() == 1
+        with be.blas_threads(1):
+            assert cb.get_threads() == 1
+    assert cb.get_threads() == before
+
+
+# ------------------------------------------------------------- simulator
+
+
+def _trajectory(sim, genome, data, S=3, R=2, steps=3):
+    genes = sim.prepare([genome] * S)
+    st_ = sim.init_synapses(genes, replicas=R, seed=4)
+    rng = np.random.default_rng(0)
+    nf = sim.program.n_features
+    n_out = sim.program.pops[sim.program.outputs[0]].size
+    for _ in range(steps):
+        x = rng.normal(size=(5, nf))
+        sim.train_step(st_, genes, x, rng.integers(0, max(2, n_out), 5))
+    outs = sim.forward(st_, genes, rng.normal(size=(4, nf)))
+    syn = [st_.get(q, w) for q in range(len(sim.program.projs)) for w in "WbV"]
+    return [sim.backend.to_numpy(a) for a in syn + list(outs) if a is not None]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_generic_paths_and_threads_match_fast_numpy(spec):
+    """Every example spec: generic (GPU-like) code paths and worker threads give the fast path's numbers."""
+    prog = compile_network(load_network(spec))
+    genome = random_genome(k=prog.k, groups=prog.groups, seed=1, scale=0.3)
+    want = _trajectory(Simulator(prog, dtype="float64", threads=1), genome, None)
+    for sim in (Simulator(prog, backend=NumpyBackend("float64", fast=False)),
+                Simulator(prog, dtype="float64", threads=2),
+                Simulator(prog, dtype="float64", threads=3, sparse="masked")):
+        for a, b in zip(want, _trajectory(sim, genome, None)):
+            np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_close_to_float64():
+    spec = next(p for p in SPECS if p.name == "sparse_digits.json")
+    prog = compile_network(load_network(spec))
+    genome = random_genome(k=prog.k, groups=prog.groups, seed=1, scale=0.3)
+    a64 = _trajectory(Simulator(prog, dtype="float64"), genome, None)
+    a32 = _trajectory(Simulator(prog, dtype="float32"), genome, None)
+    for a, b in zip(a64, a32):
+        np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_cupy_matches_numpy(spec):
+    prog = compile_network(load_network(spec))
+    genome = random_genome(k=prog.k, groups=prog.groups, seed=1, scale=0.3)
+    want = _trajectory(Simulator(prog, dtype="float64"), genome, None)
+    got = _trajectory(Simulator(prog, backend="cupy", dtype="float64"), genome, None)
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-11)
