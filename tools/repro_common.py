@@ -1,0 +1,323 @@
+"""Shared helpers of the reproduction scripts ``tools/repro_*.py``.
+
+Every script records, next to its numbers, the exact command line, the seeds,
+the wall time and the machine (CPU model, cores, library versions, git
+commit), and writes its files atomically: JSON through
+:func:`blursim.cli.common.atomic_write_text`, PNG through a temporary file in
+the same directory and :func:`os.replace`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ROOT / "docs" / "figures"
+RESULTS = ROOT / "docs" / "results"
+SPECS = ROOT / "specs"
+
+
+# --------------------------------------------------------------------- machine
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> dict[str, Any]:
+    def _git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", "blursim")
+    return {"commit": commit, "blursim_modified": bool(status) if status is not None else None}
+
+
+def machine() -> dict[str, Any]:
+    import blursim
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count()
+    return {
+        "cpu": cpu_model(),
+        "cores": cores,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blursim": getattr(blursim, "__version__", "unknown"),
+        "platform": platform.platform(),
+        **git_commit(),
+    }
+
+
+def command_line() -> str:
+    """The command that ran this script, relative to the repository root when possible."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script_s = str(script.relative_to(ROOT))
+    except ValueError:
+        script_s = str(script)
+    return " ".join(["python", shlex.quote(script_s)] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+# ---------------------------------------------------------------------- output
+def finite(obj: Any) -> Any:
+    """JSON-ready copy: numpy scalars/arrays to Python, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return finite(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    from blursim.cli.common import atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, json.dumps(finite(data), indent=1, sort_keys=False) + "\n")
+    return path
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Save a matplotlib figure atomically (temporary file + os.replace)."""
+    import matplotlib.pyplot as plt
+
+    from blursim.io import atomic_path
+
+    path = Path(path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return path
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# -------------------------------------------------------------------- running
+def add_common_args(p, name: str) -> None:
+    p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds); not a result")
+    p.add_argument("--fig-dir", default=str(FIGURES), help="figure directory (default docs/figures)")
+    p.add_argument("--out", default=str(RESULTS / f"{name}.json"),
+                   help=f"numbers (default docs/results/{name}.json)")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"], help="array backend (default numpy)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def progress(total: int, desc: str, quiet: bool = False, unit: str = "it"):
+    """A tqdm bar on stderr, silent when ``quiet`` or stderr is not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                disable=quiet or not sys.stderr.isatty())
+
+
+def estimate(what: str, seconds: float) -> None:
+    """Print the time estimate first (stdout, flushed)."""
+    m, s = divmod(int(round(seconds)), 60)
+    print(f"[estimate] {what}: about {m} min {s:02d} s on this machine", flush=True)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def envelope(name: str, args: Any, timer: Timer, seeds: Any, scale: dict[str, Any],
+             results: dict[str, Any], figures: list[str]) -> dict[str, Any]:
+    """The common header of every docs/results/<name>.json."""
+    def rel(p: str | Path) -> str:
+        p = Path(p).resolve()
+        try:
+            return str(p.relative_to(ROOT))
+        except ValueError:
+            return str(p)
+
+    return {
+        "format": "blursim.repro/1",
+        "name": name,
+        "command": command_line(),
+        "quick": bool(getattr(args, "quick", False)),
+        "seeds": seeds,
+        "scale": scale,
+        "started": timer.started,
+        "wall_seconds": round(timer.seconds, 1),
+        "machine": machine(),
+        "figures": [rel(f) for f in figures],
+        "results": results,
+    }
+
+
+def experiment_dict(path: str | Path, **overrides: Any) -> dict[str, Any]:
+    """An experiment document as a dict, its relative network paths made absolute.
+
+    ``overrides`` replace top-level sections (dicts are merged one level deep).
+    """
+    path = Path(path).resolve()
+    doc = json.loads(path.read_text())
+    base = path.parent
+
+    def absolute(v: Any) -> Any:
+        return str((base / v).resolve()) if isinstance(v, str) else v
+
+    doc["network"] = absolute(doc["network"])
+    for key in ("training_tasks", "validation_tasks"):
+        for t in doc.get(key, []):
+            if "network" in t:
+                t["network"] = absolute(t["network"])
+    init = doc.get("genome", {}).get("init", {})
+    if init.get("kind") == "file":
+        init["path"] = absolute(init["path"])
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(doc.get(k), dict):
+            doc[k] = {**doc[k], **v}
+        else:
+            doc[k] = v
+    return doc
+
+
+def load_spec(path: str | Path):
+    from blursim.spec import load_network
+
+    return load_network(Path(path))
+
+
+def evaluate_genome(network, genome, task: str, *, steps: int, replicas: int, seed: int,
+                    batch_size: int, backend: str = "numpy", options: dict | None = None,
+                    eval_steps: Any = "all", split: str = "test") -> dict[str, Any]:
+    """Held-out accuracy of ``genome`` (or a list of genomes) trained from fresh synapses on ``task``.
+
+    Returns ``{"steps", "mean" (S, E), "std" (S, E), "diverged" (S,)}`` over
+    ``replicas`` initialisations, with the dataset drawn from ``seed`` too.
+    """
+    from blursim.data import load_dataset
+    from blursim.graph import compile_network
+    from blursim.sim import Simulator, train_and_evaluate
+    from blursim.spec import NetworkSpec
+
+    spec = network if isinstance(network, NetworkSpec) else load_spec(network)
+    genomes = genome if isinstance(genome, list) else [genome]
+    prog = compile_network(spec)
+    sim = Simulator(prog, backend=backend, dtype="float32")
+    data = load_dataset(task, dict(options or {}))
+    res = train_and_evaluate(sim, genomes, data, steps=steps, batch_size=batch_size, replicas=replicas,
+                             seed=seed, eval_steps=eval_steps, split=split)
+    acc = np.nan_to_num(res.accuracy, nan=0.0)  # (S, R, E); the simulator's own accuracy
+    return {
+        "steps": res.steps,
+        "mean": acc.mean(axis=1),
+        "std": acc.std(axis=1),
+        "diverged": res.diverged.sum(axis=1),
+    }
+
+
+# ---------------------------------------------------------------- meta-training
+def run_meta(doc: dict[str, Any], *, generations: int, quiet: bool = False, out: str | Path | None = None):
+    """:func:`blursim.meta.meta_train` with a progress bar (silent when not a terminal)."""
+    from blursim.meta import meta_train
+    from blursim.meta.observers import ProgressBar
+
+    bar = ProgressBar(generations, quiet=quiet or not sys.stderr.isatty())
+    return meta_train(doc, out=out, generations=generations, observers=[bar], plot=False)
+
+
+def seconds_per_generation(doc: dict[str, Any]) -> float:
+    """Measure one generation of ``doc`` (no files written): the basis of the printed estimate."""
+    from blursim.meta import meta_train
+
+    r = meta_train({**doc, "validation": {**doc.get("validation", {}), "every": 10**6}},
+                   out=None, generations=1, plot=False)
+    return float(r.records[-1]["time"]["seconds"])
+
+
+def unroll_factor(doc: dict[str, Any], generations: int) -> float:
+    """Mean unroll over ``generations`` relative to the first (curriculum), for the estimate."""
+    inner, cur = doc["inner"], doc.get("curriculum")
+    t0 = inner["steps"]
+    if not cur or generations <= 0:
+        return 1.0
+    ts = [min(cur.get("max_steps") or 10**9, t0 + cur["increment"] * (g // cur["every"]))
+          for g in range(generations)]
+    return float(np.mean(ts)) / t0
+
+
+def curve(records: list[dict]) -> dict[str, list]:
+    """The meta-training curve of a run's log records, column-wise."""
+    def g(rec, *path):
+        for p in path:
+            if rec is None:
+                return None
+            rec = rec.get(p)
+        return rec
+
+    cols = {
+        "generation": [r["generation"] for r in records],
+        "unroll": [r["unroll"] for r in records],
+        "fitness_best": [g(r, "fitness", "best") for r in records],
+        "fitness_mean": [g(r, "fitness", "mean") for r in records],
+        "fitness_median": [g(r, "fitness", "median") for r in records],
+        "mean_genome_train": [g(r, "mean", "train_mean") for r in records],
+        "mean_genome_validation": [g(r, "mean", "validation_mean") for r in records],
+        "best_genome_validation": [g(r, "best", "validation_mean") for r in records],
+        "diverged": [r.get("diverged") for r in records],
+    }
+    return finite(cols)
+
+
+def genome_json(genome) -> str:
+    from blursim.spec import dump_json
+
+    return dump_json(genome)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Atomic text write (blursim.cli.common.atomic_write_text), world-readable."""
+    from blursim.cli.common import atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, text)
+    os.chmod(path, 0o644)
+    return path
