@@ -177,6 +177,22 @@ def test_generic_paths_and_threads_match_fast_numpy(spec):
             np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("S", [1, 5])
+def test_results_do_not_depend_on_threads(S):
+    """Bit-identical float32 results for 1, 2 and 3 worker threads (a Dask worker equals the local run)."""
+    spec = {"k": 2, "populations": [
+        {"name": "in", "size": 30, "role": "input"},
+        {"name": "h", "size": 40, "role": "hidden", "forward_activation": "relu_tanh", "backward_activation": "relu_tanh"},
+        {"name": "out", "size": 3, "role": "output"}],
+        "projections": [{"from": "in", "to": "h"}, {"from": "h", "to": "out"}]}
+    prog = compile_network(load_network(spec))
+    genome = random_genome(k=2, seed=3)
+    runs = [_trajectory(Simulator(prog, dtype="float32", threads=t), genome, None, S=S, R=1) for t in (1, 2, 3)]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_float32_close_to_float64():
     spec = next(p for p in SPECS if p.name == "sparse_digits.json")
     prog = compile_network(load_network(spec))

@@ -162,7 +162,7 @@ def _lead_strides(X, lead):
 class _Plan:
     """Everything about one gemm call that depends only on shapes and strides (cached)."""
 
-    __slots__ = ("fn", "swap", "ta", "tb", "lda", "ldb", "ldc", "M", "N", "K", "lead", "offs", "rows")
+    __slots__ = ("fn", "swap", "ta", "tb", "lda", "ldb", "ldc", "M", "N", "K", "lead", "offs")
 
 
 _PLANS: dict = {}
@@ -207,7 +207,6 @@ def _make_plan(cb: CBlas, A, B, C, swap: bool = False):
     (p.ta, p.lda), (p.tb, p.ldb), p.ldc = la, lb, lc[1]
     p.M, p.N, p.K, p.lead = M, N, K, lead
     p.offs = list(zip(_offsets(lead, sa), _offsets(lead, sb), _offsets(lead, C.strides[:-2])))
-    p.rows = (A.strides[-2], C.strides[-2])
     return p
 
 
@@ -243,8 +242,8 @@ def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int =
 
     ``C`` must not overlap ``A`` or ``B``. Leading axes of ``A``/``B`` of
     length 1 (or missing) broadcast against those of ``C``. With a thread
-    ``pool`` and ``workers > 1``, the slices (or, for a single slice, its
-    rows) are split across threads, each calling single-threaded BLAS.
+    ``pool`` and ``workers > 1``, the slices are split across threads, each
+    calling single-threaded BLAS.
     """
     p = _plan(cb, A, B, C)
     if p is False:
@@ -263,16 +262,14 @@ def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int =
         for i, (oa, ob, oc) in enumerate(p.offs):
             fn(ROW_MAJOR, ta, tb, M, N, K, al[i], pa + oa, lda, pb + ob, ldb, be[i], pc + oc, ldc)
         return True
+    # Whole slices only (never split a product's rows): each slice is the same BLAS call as in the
+    # serial path, so results do not depend on the number of threads.
     jobs = [(M, pa + oa, pb + ob, pc + oc, al[i], be[i]) for i, (oa, ob, oc) in enumerate(p.offs)]
-    if n < workers and M >= 2 * workers:  # split rows of A and C
-        ra, rc = p.rows
-        split = []
-        for m, a, b, c, x, y in jobs:
-            step = -(-m // workers)
-            for r0 in range(0, m, step):
-                split.append((min(step, m - r0), a + r0 * ra, b, c + r0 * rc, x, y))
-        jobs = split
     groups = [jobs[w::workers] for w in range(workers) if jobs[w::workers]]
+    if len(groups) < 2:
+        for m, a, b, c, x, y in jobs:
+            fn(ROW_MAJOR, ta, tb, m, N, K, x, a, lda, b, ldb, y, c, ldc)
+        return True
 
     def run(group):
         for m, a, b, c, x, y in group:

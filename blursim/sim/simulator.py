@@ -569,13 +569,16 @@ class Simulator:
         return int(it * (self.kw * syn + 4 * self.k * B * neurons))
 
     def _run(self, S: int, R: int, B: int, fn) -> None:
+        """Run ``fn`` on every chunk of species. BLAS is single-threaded throughout, so that every
+        product is the same BLAS call whatever the number of threads (bit-identical results)."""
         chunks = self._chunks(S, R, B)
         if len(chunks) == 1:
-            if self.workers > 1:  # one chunk: its large products are split across threads instead
+            if self.workers > 1:  # one chunk: the slices of its large products go to the threads
                 with self.backend.parallel_gemm(_pool(self.workers), self.workers):
                     fn(chunks[0])
             else:
-                fn(chunks[0])
+                with self.backend.blas_threads(1):
+                    fn(chunks[0])
             return
         n = min(self.workers, len(chunks))
         with self.backend.blas_threads(1):
