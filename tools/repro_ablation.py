@@ -14,7 +14,7 @@ backpropagation"). CMA-ES, population ``--popsize``, unroll 10, fitness = accura
 on the training split. Reported: the digits test accuracy after 10 steps of the
 initial and of the final CMA-ES mean genome (``--replicas`` initialisations).
 
-    python tools/repro_ablation.py                   # 16 runs x 100 generations, population 24 (about 5 min on 2 cores)
+    python tools/repro_ablation.py                   # 24 runs x 100 generations, population 24 (a few minutes on 2 cores)
     python tools/repro_ablation.py --generations 300 --popsize 32
     python tools/repro_ablation.py --quick
 
@@ -32,7 +32,7 @@ import numpy as np
 import repro_common as rc
 
 NAME = "repro_ablation"
-UPDATES = ["multiplicative_second_state", "additive"]
+UPDATES = ["multiplicative_second_state", "multiplicative", "additive"]
 
 
 def network(width: int, update: str, tied: bool, shared: bool) -> dict:

@@ -412,7 +412,7 @@ def cmd_bench(args) -> int:
     res = run_benchmark(args.backend, species=species, rounds=args.rounds, min_time=args.min_time,
                         quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True))
     if args.json:
-        from blursim.cli.common import atomic_write_text
+        from blursim.io import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
     print(format_table(res))
