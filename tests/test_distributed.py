@@ -34,9 +34,12 @@ def test_dask_chunks_equal_local_evaluation(executor):
     remote = remote_ev.evaluate(X, "train", seeds, proto)
     for key in ("accuracy", "cross_entropy", "finite"):
         assert np.array_equal(getattr(local, key), getattr(remote, key)), key
-    # both workers took part, each built its engine once and reused it
+    # a worker builds its engine (the compiled network) once and reuses it for every chunk it
+    # is sent; which worker gets which chunk is the scheduler's choice, so a worker may get none
     calls = executor.client.run(lambda: sorted(__import__("blursim.meta.evaluate").meta.evaluate._ENGINES))
-    assert len(calls) == 2 and all(keys == [remote_ev.job.key] for keys in calls.values())
+    assert len(calls) == 2
+    assert all(keys in ([], [remote_ev.job.key]) for keys in calls.values())
+    assert any(keys == [remote_ev.job.key] for keys in calls.values())
 
 
 def test_meta_train_on_dask_equals_local(executor, tmp_path):
