@@ -125,7 +125,8 @@ def _first_error(err: ValidationError, model: type[BaseModel], data: Any) -> Spe
         msg = "invalid value"
     elif etype in ("union_tag_invalid", "union_tag_not_found"):
         choices = _QUOTED.findall(str(ctx.get("expected_tags", ""))) or None
-        msg = "unknown connectivity kind" if etype == "union_tag_invalid" else "missing 'kind'"
+        what = "connectivity kind" if keys and keys[-1] == "connectivity" else "kind"
+        msg = f"unknown {what}" if etype == "union_tag_invalid" else "missing 'kind'"
         if etype == "union_tag_invalid":
             keys = keys + ["kind"]
             value = ctx.get("tag")
