@@ -18,3 +18,24 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
+
+
+def chain_spec(n_in, n_h, n_out, k, rules, conn1=None, conn2=None, bias=True, **hidden):
+    """in -> h -> out, with optional connectivities."""
+    h = {"name": "h", "size": n_h, "role": "hidden", "forward_activation": "tanh",
+         "backward_activation": "tanh"}
+    h.update(hidden)
+    return {
+        "k": k,
+        "populations": [
+            {"name": "in", "size": n_in, "role": "input"},
+            h,
+            {"name": "out", "size": n_out, "role": "output", "forward_activation": "tanh",
+             "backward_activation": "identity"},
+        ],
+        "projections": [
+            {"from": "in", "to": "h", "bias": bias, "connectivity": conn1 or {"kind": "all_to_all"}},
+            {"from": "h", "to": "out", "bias": bias, "connectivity": conn2 or {"kind": "all_to_all"}},
+        ],
+        "rules": rules,
+    }

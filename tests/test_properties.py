@@ -19,6 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import chain_spec
+
 from blursim.genome import backprop_genome, random_genome, stack_genomes
 from blursim.graph import compile_network
 from blursim.sim import Simulator
@@ -41,25 +43,6 @@ def simulator(spec_dict, dtype="float64"):
     return prog, Simulator(prog, backend="numpy", dtype=dtype)
 
 
-def chain_spec(n_in, n_h, n_out, k, rules, conn1=None, conn2=None, bias=True, **hidden):
-    """in -> h -> out, with optional connectivities."""
-    h = {"name": "h", "size": n_h, "role": "hidden", "forward_activation": "tanh",
-         "backward_activation": "tanh"}
-    h.update(hidden)
-    return {
-        "k": k,
-        "populations": [
-            {"name": "in", "size": n_in, "role": "input"},
-            h,
-            {"name": "out", "size": n_out, "role": "output", "forward_activation": "tanh",
-             "backward_activation": "identity"},
-        ],
-        "projections": [
-            {"from": "in", "to": "h", "bias": bias, "connectivity": conn1 or {"kind": "all_to_all"}},
-            {"from": "h", "to": "out", "bias": bias, "connectivity": conn2 or {"kind": "all_to_all"}},
-        ],
-        "rules": rules,
-    }
 
 
 def fix_lists(spec):

@@ -15,6 +15,8 @@ import math
 import numpy as np
 import pytest
 
+from conftest import chain_spec
+
 from blursim.errors import SpecError
 from blursim.genome import PRESETS, random_genome
 from blursim.graph import compile_network
@@ -42,24 +44,6 @@ def all_synapses(sim, state):
     return out
 
 
-def chain_spec(n_in, n_h, n_out, k, rules, conn1=None, conn2=None, **hidden):
-    h = {"name": "h", "size": n_h, "role": "hidden", "forward_activation": "tanh",
-         "backward_activation": "tanh"}
-    h.update(hidden)
-    return {
-        "k": k,
-        "populations": [
-            {"name": "in", "size": n_in, "role": "input"},
-            h,
-            {"name": "out", "size": n_out, "role": "output", "forward_activation": "tanh",
-             "backward_activation": "identity"},
-        ],
-        "projections": [
-            {"from": "in", "to": "h", "connectivity": conn1 or {"kind": "all_to_all"}},
-            {"from": "h", "to": "out", "connectivity": conn2 or {"kind": "all_to_all"}},
-        ],
-        "rules": rules,
-    }
 
 
 # ---------------------------------------------------------- every entry runs
