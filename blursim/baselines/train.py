@@ -21,7 +21,7 @@ from blursim.baselines.network import FeedForwardNet
 from blursim.baselines.optimizers import Optimizer, check_lr, make_optimizer
 from blursim.errors import SpecError
 from blursim.graph.compile import Program, compile_network
-from blursim.sim.run import query_batches, train_batch
+from blursim.sim.run import eval_step_list, query_batches, train_batch
 
 #: Default learning rates of a sweep: 1e-4 .. 1, one per decade (four orders of magnitude, Fig. 6).
 DEFAULT_LRS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -60,17 +60,6 @@ def _as_program(program: Any) -> Program:
     from blursim.spec import load_network
 
     return compile_network(load_network(program))
-
-
-def _eval_list(eval_steps: Sequence[int] | str, steps: int) -> list[int]:
-    if eval_steps == "all":
-        return list(range(steps + 1))
-    if eval_steps == "end":
-        return [steps]
-    if isinstance(eval_steps, str):
-        raise SpecError("eval_steps must be 'all', 'end' or a list of step counts",
-                        value=eval_steps, path="eval_steps")
-    return sorted({int(s) for s in eval_steps if 0 <= int(s) <= steps})
 
 
 def train_baseline(
@@ -113,7 +102,7 @@ def train_baseline(
     check_task_fit(prog.spec, dataset.x_train.shape[1], dataset.n_classes, dataset.name)
     net = FeedForwardNet(prog, dtype=dtype)
     params = net.initial_weights(replicas=replicas, seed=seed)
-    evals = _eval_list(eval_steps, steps)
+    evals = eval_step_list(eval_steps, steps)
     xq, yq = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
     qb = query_batches(xq, yq, seed, n_query_batches, query_batch_size)
     accs, ces, losses = [], [], []

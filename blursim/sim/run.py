@@ -40,6 +40,20 @@ def query_batches(
     return out
 
 
+def eval_step_list(eval_steps: Sequence[int] | str, steps: int) -> list[int]:
+    """``"all"`` -> 0..steps, ``"end"`` -> [steps], or the given step counts within 0..steps."""
+    from blursim.errors import SpecError
+
+    if eval_steps == "all":
+        return list(range(steps + 1))
+    if eval_steps == "end":
+        return [steps]
+    if isinstance(eval_steps, str):
+        raise SpecError("eval_steps must be 'all', 'end' or a list of step counts",
+                        value=eval_steps, path="eval_steps")
+    return sorted({int(s) for s in eval_steps if 0 <= int(s) <= steps})
+
+
 @dataclass
 class RunResult:
     """Accuracy and cross-entropy ``(S, R, E)`` at the evaluated steps ``(E,)``."""
@@ -89,12 +103,7 @@ def train_and_evaluate(
     t0 = time.perf_counter()
     genes = sim.prepare(genomes)
     st = sim.init_synapses(genes, replicas=replicas, seed=seed)
-    if eval_steps == "all":
-        evals = list(range(steps + 1))
-    elif eval_steps == "end":
-        evals = [steps]
-    else:
-        evals = sorted(set(int(s) for s in eval_steps))
+    evals = eval_step_list(eval_steps, steps)
     xq, yq = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
     qb = query_batches(xq, yq, seed, n_query_batches, query_batch_size)
     accs, ces = [], []
@@ -115,7 +124,7 @@ def train_and_evaluate(
             _eval()
     diverged = ~sim.is_finite(st)
     return RunResult(
-        steps=np.asarray([e for e in evals if e <= steps]),
+        steps=np.asarray(evals),
         accuracy=np.stack(accs, axis=-1),
         cross_entropy=np.stack(ces, axis=-1),
         diverged=diverged,
