@@ -54,23 +54,8 @@ def network(width: int, update: str, tied: bool, shared: bool) -> dict:
 def experiment(cfg: dict, args) -> dict:
     init = ({"kind": "random", "seed": args.seed} if cfg["init"] == "random"
             else {"kind": "preset", "name": "backprop", "options": {"lr": 0.1}})
-    return {
-        "format": "blursim.experiment/1",
-        "name": "repro_ablation",
-        "network": network(args.width, cfg["backward_update"], cfg["tied"], cfg["shared"]),
-        "training_tasks": [{"name": "digits"}],
-        "validation_tasks": [{"name": "digits", "label": "digits_test"}],
-        "inner": {"steps": 10, "batch_size": 32, "query_batches": 4, "query_batch_size": 128, "replicas": 1},
-        "genome": {"init": init,
-                   "fields": ["f", "eta", "f_tilde", "eta_tilde", "nu", "mu", "nu_tilde", "mu_tilde"],
-                   "bounds": {"f_tilde": [0, 1.2], "eta_tilde": [-1, 1]}},
-        "strategy": {"name": "cma_es", "sigma0": 0.1, "popsize": args.popsize},
-        "fitness": {"metric": "accuracy"},
-        "validation": {"every": 10, "replicas": 2},
-        "generations": args.generations,
-        "seed": args.seed,
-        "execution": {"backend": args.backend, "dtype": "float32"},
-    }
+    network_doc = network(args.width, cfg["backward_update"], cfg["tied"], cfg["shared"])
+    return rc.digits_experiment("repro_ablation", network_doc, init, args)
 
 
 def parse_args(argv=None):

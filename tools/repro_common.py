@@ -321,3 +321,25 @@ def write_text(path: str | Path, text: str) -> Path:
     atomic_write_text(path, text)
     os.chmod(path, 0o644)
     return path
+
+
+def digits_experiment(name: str, network: dict, init: dict, args) -> dict:
+    """A small CMA-ES experiment on the digits (training-split fitness, unroll 10), as used by
+    the depth and ablation scripts; ``args`` supplies popsize, generations, seed and backend."""
+    return {
+        "format": "blursim.experiment/1",
+        "name": name,
+        "network": network,
+        "training_tasks": [{"name": "digits"}],
+        "validation_tasks": [{"name": "digits", "label": "digits_test"}],
+        "inner": {"steps": 10, "batch_size": 32, "query_batches": 4, "query_batch_size": 128, "replicas": 1},
+        "genome": {"init": init,
+                   "fields": ["f", "eta", "f_tilde", "eta_tilde", "nu", "mu", "nu_tilde", "mu_tilde"],
+                   "bounds": {"f_tilde": [0, 1.2], "eta_tilde": [-1, 1]}},
+        "strategy": {"name": "cma_es", "sigma0": 0.1, "popsize": args.popsize},
+        "fitness": {"metric": "accuracy"},
+        "validation": {"every": 10, "replicas": 2},
+        "generations": args.generations,
+        "seed": args.seed,
+        "execution": {"backend": args.backend, "dtype": "float32"},
+    }

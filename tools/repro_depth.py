@@ -48,23 +48,8 @@ def chain(depth: int, width: int) -> dict:
 
 
 def experiment(depth: int, args) -> dict:
-    return {
-        "format": "blursim.experiment/1",
-        "name": f"repro_depth_{depth}",
-        "network": chain(depth, args.width),
-        "training_tasks": [{"name": "digits"}],
-        "validation_tasks": [{"name": "digits", "label": "digits_test"}],
-        "inner": {"steps": 10, "batch_size": 32, "query_batches": 4, "query_batch_size": 128, "replicas": 1},
-        "genome": {"init": {"kind": "random", "seed": args.seed},
-                   "fields": ["f", "eta", "f_tilde", "eta_tilde", "nu", "mu", "nu_tilde", "mu_tilde"],
-                   "bounds": {"f_tilde": [0, 1.2], "eta_tilde": [-1, 1]}},
-        "strategy": {"name": "cma_es", "sigma0": 0.1, "popsize": args.popsize},
-        "fitness": {"metric": "accuracy"},
-        "validation": {"every": 10, "replicas": 2},
-        "generations": args.generations,
-        "seed": args.seed,
-        "execution": {"backend": args.backend, "dtype": "float32"},
-    }
+    return rc.digits_experiment(f"repro_depth_{depth}", chain(depth, args.width),
+                                {"kind": "random", "seed": args.seed}, args)
 
 
 def parse_args(argv=None):
