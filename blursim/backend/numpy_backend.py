@@ -79,16 +79,18 @@ class NumpyBackend(Backend):
     @contextmanager
     def parallel_gemm(self, pool, n: int):
         """In the body, this thread's gemms split their slices across ``n`` threads of ``pool``
-        (BLAS single-threaded meanwhile). Used when one chunk of species is all there is."""
-        if self._cblas is None or n <= 1:
+        (BLAS single-threaded meanwhile). Used when one chunk of species is all there is.
+        ``n <= 1``: this thread's gemms run serially in the body (restored afterwards)."""
+        if self._cblas is None:
             yield
             return
+        old = getattr(self._tls, "par", None)
         with self.blas_threads(1):
-            self._tls.par = (pool, n)
+            self._tls.par = (pool, n) if n > 1 else None
             try:
                 yield
             finally:
-                self._tls.par = None
+                self._tls.par = old
 
     @contextmanager
     def blas_threads(self, n: int | None):

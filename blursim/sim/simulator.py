@@ -409,7 +409,6 @@ class Simulator:
     def init_synapses(self, genes: dict[str, _Gene], replicas: int = 1, seed: int = 0) -> SynapseState:
         """Fresh synapses. Replica ``r`` depends only on ``seed`` and ``r`` (common to all species)."""
         init = self.rules.synapse_init
-        S = next(iter(genes.values())).S
         per_replica = []
         for r in range(replicas):
             rng = np.random.default_rng(np.random.SeedSequence([int(seed), TAG_INIT, r]))
@@ -573,9 +572,14 @@ class Simulator:
         product is the same BLAS call whatever the number of threads (bit-identical results)."""
         chunks = self._chunks(S, R, B)
         if len(chunks) == 1:
-            if self.workers > 1:  # one chunk: the slices of its large products go to the threads
-                with self.backend.parallel_gemm(_pool(self.workers), self.workers):
-                    fn(chunks[0])
+            if self.workers > 1:  # one chunk: the slices of its large products go to the threads,
+                pool = _pool(self.workers)  # and so do independent synapse updates (_run_jobs)
+                self._tls.pool = (pool, self.workers)
+                try:
+                    with self.backend.parallel_gemm(pool, self.workers):
+                        fn(chunks[0])
+                finally:
+                    self._tls.pool = None
             else:
                 with self.backend.blas_threads(1):
                     fn(chunks[0])
@@ -720,7 +724,7 @@ class Simulator:
     # -------------------------------------------------------------------- passes
     def _forward(self, run: "_StepState", W, b) -> None:
         """Eq. (5) over all non-input populations (topological or synchronous sweeps)."""
-        prog, xp, cf = self.program, self.xp, run.cf
+        prog, cf = self.program, run.cf
         sync = self.rules.schedule == "synchronous"
         for sweep in range(self.rules.sweeps if sync else 1):
             new = {}
@@ -846,69 +850,123 @@ class Simulator:
         ``W <- f~ W + eta~ (H + O)`` is computed as ``W <- D W + eta~ H`` with
         ``D = f~ - eta~ sign(eta~) |alpha| n2`` (``D = f~`` without Oja), one
         gemm with ``beta = D`` when ``D`` is a scalar per species.
+
+        The updates of each projection's ``W`` (with ``b``) and ``V`` only read
+        neuron states, so they are independent jobs (:meth:`_run_jobs`); each
+        prepares its own operands (mixed states are cached per thread).
         """
-        prog, xp, cf, k = self.program, self.xp, run.cf, self.k
-        rules = self.rules
-        mean = rules.batch_reduction == "mean"
-        B = run.B
+        if self.kw == 1 and self.k > 1:
+            for i in self.program.inputs:  # shared cache, filled before any job runs
+                self._tiled(run.inputs[i])
+        jobs = []
+        for qi, q in enumerate(self.program.projs):
+            jobs.append((self.ops[qi].stored, lambda qi=qi: self._update_w(run, qi, W[qi], b[qi])))
+            if self.vops[qi] is not None:
+                jobs.append((self.vops[qi].stored, lambda qi=qi: self._update_v(run, qi, V[qi])))
+        self._run_jobs(jobs)
+
+    def _hebbian_base(self, cf, g: str, B: int):
+        """``eta~`` per species, x 1/B for the mean reduction, x 1/k for the channel mean of shared channels."""
+        k, mean = self.k, self.rules.batch_reduction == "mean"
         shared = self.kw == 1 and k > 1
-        for qi, q in enumerate(prog.projs):
-            g, i, j = q.group, q.pre, q.post
-            op, vop = self.ops[qi], self.vops[qi]
-            inp = self._is_input[i]
-            h = cf.h[g]
-            # eta~ (x 1/B for the mean reduction, x 1/k for the channel mean of shared channels): (c,)
-            base = cf._get(("base", g), lambda: h["eta_tilde"] * (1.0 / B if mean else 1.0) / (k if shared else 1))
-            # ---- forward synapses W: P from the presynaptic side, Q from the postsynaptic side
-            if inp:
-                if shared:
-                    P = self._tiled(run.inputs[i])
-                    Q = run.flat(run.mix(j, g, "mu_tilde_in"))
-                    alpha = cf.scale(("hw", qi, B), lambda: base.reshape(-1, 1, 1))
-                else:
-                    P = run.inputs[i]["x"]
-                    Q = run.mix(j, g, "mu_tilde")
-                    alpha = cf.scale(("hw", qi, B), lambda: (base[:, None] * h["nu_tilde"][:, 0, :])[:, None, :])
-            else:
-                P = run.mix(i, g, "nu_tilde_t")
-                Q = run.mix(j, g, "mu_tilde")
-                if shared:
-                    P, Q = run.flat(P), run.flat(Q)
+        return cf._get(("base", g), lambda: cf.h[g]["eta_tilde"] * (1.0 / B if mean else 1.0) / (k if shared else 1))
+
+    def _update_w(self, run, qi: int, E, bq) -> None:
+        """Forward synapses ``W`` (and bias) of projection ``qi``: P from the presynaptic side, Q from the postsynaptic."""
+        q, cf, B = self.program.projs[qi], run.cf, run.B
+        g, i, j = q.group, q.pre, q.post
+        h = cf.h[g]
+        shared = self.kw == 1 and self.k > 1
+        base = self._hebbian_base(cf, g, B)
+        if self._is_input[i]:
+            if shared:
+                P = run.inputs[i]["tiled"]
+                Q = run.flat(run.mix(j, g, "mu_tilde_in"))
                 alpha = cf.scale(("hw", qi, B), lambda: base.reshape(-1, 1, 1))
-            D = self._keep(run, q, op, W[qi], b[qi], lambda: self._q_sq(run, j, g))
-            op.hebbian_update(P, Q, W[qi], alpha, cf.scalar(g, "f_tilde") if D is None else 1)
-            if q.bias:
-                self._update_bias(run, q, b[qi], D, base)
-            if rules.saturation:
-                self._saturate(W[qi], cf, g)
-                if b[qi] is not None:
-                    self._saturate(b[qi], cf, g)
-            # ---- backward synapses V (untied): P from the postsynaptic side, Q from the presynaptic side
-            if vop is None:
-                continue
-            if inp:
-                if shared:
-                    Pv = run.flat(run.mix(j, g, "nu_tilde_t_in"))
-                    Qv = self._tiled(run.inputs[i])
-                    alpha = cf.scale(("hv", qi, B), lambda: base.reshape(-1, 1, 1))
-                else:
-                    Pv = run.mix(j, g, "nu_tilde_t")
-                    Qv = run.inputs[i]["x"]
-                    alpha = cf.scale(("hv", qi, B), lambda: (base[:, None] * h["mu_tilde"][:, :, 0])[:, None, :])
             else:
-                Pv = run.mix(j, g, "nu_tilde_t")
-                Qv = run.mix(i, g, "mu_tilde")
-                if shared:
-                    Pv, Qv = run.flat(Pv), run.flat(Qv)
+                P = run.inputs[i]["x"]
+                Q = run.mix(j, g, "mu_tilde")
+                alpha = cf.scale(("hw", qi, B), lambda: (base[:, None] * h["nu_tilde"][:, 0, :])[:, None, :])
+        else:
+            P = run.mix(i, g, "nu_tilde_t")
+            Q = run.mix(j, g, "mu_tilde")
+            if shared:
+                P, Q = run.flat(P), run.flat(Q)
+            alpha = cf.scale(("hw", qi, B), lambda: base.reshape(-1, 1, 1))
+        n2 = self._q_sq(run, j, g) if self.rules.oja == "activity" else None
+        self._update_one(run, q, self.ops[qi], E, bq, P, Q, alpha, n2,
+                         run.asum(j) if bq is not None else None, base)
+
+    def _update_v(self, run, qi: int, E) -> None:
+        """Backward synapses ``V`` (untied) of projection ``qi``: P from the postsynaptic side, Q from the presynaptic."""
+        q, cf, B = self.program.projs[qi], run.cf, run.B
+        g, i, j = q.group, q.pre, q.post
+        h = cf.h[g]
+        shared = self.kw == 1 and self.k > 1
+        base = self._hebbian_base(cf, g, B)
+        if self._is_input[i]:
+            if shared:
+                P = run.flat(run.mix(j, g, "nu_tilde_t_in"))
+                Q = run.inputs[i]["tiled"]
                 alpha = cf.scale(("hv", qi, B), lambda: base.reshape(-1, 1, 1))
-            Dv = self._keep(run, q, vop, V[qi], None, lambda: self._q_sq(run, i, g))
-            vop.hebbian_update(Pv, Qv, V[qi], alpha, cf.scalar(g, "f_tilde") if Dv is None else 1)
-            if rules.saturation:
-                self._saturate(V[qi], cf, g)
+            else:
+                P = run.mix(j, g, "nu_tilde_t")
+                Q = run.inputs[i]["x"]
+                alpha = cf.scale(("hv", qi, B), lambda: (base[:, None] * h["mu_tilde"][:, :, 0])[:, None, :])
+        else:
+            P = run.mix(j, g, "nu_tilde_t")
+            Q = run.mix(i, g, "mu_tilde")
+            if shared:
+                P, Q = run.flat(P), run.flat(Q)
+            alpha = cf.scale(("hv", qi, B), lambda: base.reshape(-1, 1, 1))
+        n2 = self._q_sq(run, i, g) if self.rules.oja == "activity" else None
+        self._update_one(run, q, self.vops[qi], E, None, P, Q, alpha, n2, None, None)
+
+    def _update_one(self, run, q, op, E, bq, P, Q, alpha, n2, bsum, base) -> None:
+        """One projection's ``W`` (with its bias ``bq``) or ``V``: keep gate, Hebbian, saturation."""
+        cf, g = run.cf, q.group
+        D = self._keep(run, q, op, E, bq, n2)
+        op.hebbian_update(P, Q, E, alpha, cf.scalar(g, "f_tilde") if D is None else 1)
+        if bq is not None:
+            self._update_bias(run, q, bq, D, base, bsum)
+        if self.rules.saturation:
+            self._saturate(E, cf, g)
+            if bq is not None:
+                self._saturate(bq, cf, g)
+
+    def _run_jobs(self, jobs) -> None:
+        """Run independent ``(cost, fn)`` jobs: in order, or, when this step is the only chunk and
+        worker threads are free (:meth:`_run`), split across them by cost (longest first). Each job
+        makes the same BLAS calls either way, so results do not depend on the split."""
+        par = getattr(self._tls, "pool", None)
+        if par is None or len(jobs) < 2:
+            for _, fn in jobs:
+                fn()
+            return
+        pool, n = par
+        groups: list[list] = [[] for _ in range(min(n, len(jobs)))]
+        load = [0.0] * len(groups)
+        for cost, fn in sorted(jobs, key=lambda j: -j[0]):
+            w = load.index(min(load))
+            groups[w].append(fn)
+            load[w] += cost
+
+        def work(group):
+            with self._errstate():
+                for fn in group:
+                    fn()
+
+        futs = [pool.submit(work, grp) for grp in groups[1:]]
+        try:
+            with self.backend.parallel_gemm(None, 1):
+                work(groups[0])
+        finally:
+            for f in futs:
+                f.result()
 
     def _q_sq(self, run, p: int, g: str):
         """``rho_b (Q_b)^2`` with ``Q = mu~ a_p`` (Oja activity mode): ``(c, R|1, k, n)``."""
-        xp, cf = self.xp, run.cf
+        cf = run.cf
         if self._is_input[p]:  # Q^c = mu~[c, 0] x
             x = run.inputs[p]["x"][0, 0, 0]
             xsq = (x * x).sum(axis=0)
@@ -920,8 +978,10 @@ class Simulator:
         return n2
 
     def _keep(self, run, q, op, E, bq, q_sq):
-        """Keep factor ``D`` of eq. (8) as ``(c, R, kw, n_dst)``, applied to ``E`` (and ``bq``); ``None`` without Oja."""
-        rules, cf, xp = self.rules, run.cf, self.xp
+        """Keep factor ``D`` of eq. (8) as ``(c, R, kw, n_dst)``, applied to ``E`` (and ``bq``); ``None`` without Oja.
+
+        ``q_sq``: :meth:`_q_sq` of the postsynaptic side (activity mode), computed beforehand."""
+        rules, cf = self.rules, run.cf
         if rules.oja == "none":
             return None
         if rules.oja == "weights":
@@ -929,7 +989,7 @@ class Simulator:
             if bq is not None:
                 n2 = n2 + bq * bq
         else:
-            n2 = q_sq()
+            n2 = q_sq
             if rules.batch_reduction == "mean":
                 n2 = n2 / run.B
             if self.kw == 1:
@@ -941,7 +1001,7 @@ class Simulator:
         op.scale_dst(E, D)
         return D
 
-    def _update_bias(self, run, q, bq, D, base) -> None:
+    def _update_bias(self, run, q, bq, D, base, bsum) -> None:
         """``b <- D b + eta~ rho_b (nu~^T 1)^c Q_b`` (the bias unit's Hebbian term).
 
         ``rho_b Q_b = mu~ (rho_b a_b)``: one small matrix product on the batch
@@ -959,7 +1019,7 @@ class Simulator:
                 M = M.mean(axis=1, keepdims=True)  # (c, 1, k): channel mean
             return M[:, None]
 
-        Hb = self.xp.matmul(cf.dev(("hbm", q.index), matrix), run.asum(q.post))  # (c, R, kw, n)
+        Hb = self.xp.matmul(cf.dev(("hbm", q.index), matrix), bsum)  # bsum = run.asum(q.post); (c, R, kw, n)
         bq *= cf.scalar(g, "f_tilde").b(4) if D is None else D
         bq += Hb
 
@@ -1006,7 +1066,10 @@ class _StepState:
     ``a[p]``: the state of population ``p`` (absent while it is known to be
     zero, e.g. right after a reset). ``mix(p, g, name)`` returns ``M a_p``
     for the genome group's ``k x k`` matrix ``name`` and caches it until
-    ``a_p`` changes.
+    ``a_p`` changes. Mixes and batch sums are computed and cached per
+    thread (in that thread's workspace), so that the independent synapse
+    updates of :meth:`Simulator._update` may run side by side; states only
+    change between those phases, in the thread that drives the step.
     """
 
     def __init__(self, sim: Simulator, cf: _Coefs, ch: _Chunk, inputs, B: int) -> None:
@@ -1027,17 +1090,17 @@ class _StepState:
 
     def set(self, p: int, value) -> None:
         self.a[p] = value
-        for key in [k for k in self._mix if k[0] == p]:
-            del self._mix[key]
-        self._asum.pop(p, None)
+        for cache in (self._mix, self._asum):
+            for key in [k for k in cache if k[0] == p]:
+                del cache[key]
 
     def mix(self, p: int, g: str, name: str):
-        key = (p, g, name)
+        key = (p, g, name, threading.get_ident())
         out = self._mix.get(key)
         if out is None:
             a = self.state(p)
             sh = a.shape
-            out = self.ws.get(("mix", p, g, name), sh)
+            out = self.sim._ws().get(("mix", p, g, name), sh)
             self.sim.backend.matmul_into(self.cf.mat(g, name), a.reshape(sh[:3] + (sh[3] * sh[4],)),
                                          out.reshape(sh[:3] + (sh[3] * sh[4],)))
             self._mix[key] = out
@@ -1049,7 +1112,9 @@ class _StepState:
         return X.reshape(s[0], s[1], 1, s[2] * s[3], s[4])
 
     def asum(self, p: int):
-        s = self._asum.get(p)
+        """``sum_b a_p``: ``(c, R, k, n)``."""
+        key = (p, threading.get_ident())
+        s = self._asum.get(key)
         if s is None:
-            s = self._asum[p] = self.state(p).sum(axis=-2)
+            s = self._asum[key] = self.state(p).sum(axis=-2)
         return s
