@@ -10,6 +10,11 @@ One run measures, on the chosen backend:
   training step and the forward-only step, as genome-steps/s, GFLOP/s
   counted with the *minimal* FLOPs (:meth:`Simulator.flops`) and % of the
   roofline;
+- ``paper-es products only``: the same training step's matrix products
+  alone, scheduled as the simulator schedules them (same operators, species
+  chunks, threads and update jobs) on fixed states: the ceiling this BLAS
+  sets at these shapes, so that the table separates what the products cost
+  from what everything else in the step costs;
 - ``fitness``: the Sec. 4.4 evaluation of a population of 80 (15 training
   steps, then 20 query batches of 128), in genome-evaluations/s;
 - ``local-sparse``: 28x28 -> 28x28 (local2d, radius 2) -> 10, run with
@@ -224,6 +229,49 @@ class Workload:
         return fn, reset
 
 
+def products_only(w: Workload):
+    """``(fn, None)``: only the matrix products of one training step of ``w``, scheduled as the simulator
+    schedules them (the same operators, species chunks and threads, update jobs), on fixed random
+    states. What the step would cost if everything but its products were free: a ceiling."""
+    sim, prog, be = w.sim, w.prog, w.backend
+    _, st = w.fresh()
+    S, B, k = w.S, w.B, sim.k
+    rng = np.random.default_rng(2)
+    a = {}
+    for p in prog.pops:
+        shape = (1, 1, 1, B, p.size) if p.role == "input" else (S, 1, k, B, p.size)
+        a[p.index] = be.asarray(0.1 * rng.standard_normal(shape))
+    z = {j: be.xp.empty_like(v) for j, v in a.items() if prog.pops[j].role != "input"}
+    upd = set(prog.backward_order)
+
+    def chunk(ch):
+        sl = slice(ch.s0, ch.s1)
+        A = {j: v if prog.pops[j].role == "input" else v[sl] for j, v in a.items()}
+        Z = {j: v[sl] for j, v in z.items()}
+        W = [x[sl] for x in st.W]
+        V = [None if x is None else x[sl] for x in st.V]
+        for qi, q in enumerate(prog.projs):  # forward
+            sim.ops[qi].apply(A[q.pre], W[qi], Z[q.post], 0.5, 0.0)
+        for qi, q in enumerate(prog.projs):  # backward, into populations the backward pass updates
+            if q.pre in upd:
+                if V[qi] is None:
+                    sim.ops[qi].apply_t(A[q.post], W[qi], Z[q.pre], 0.5, 1.0)
+                else:
+                    sim.vops[qi].apply(A[q.post], V[qi], Z[q.pre], 0.5, 1.0)
+        jobs = []
+        for qi, q in enumerate(prog.projs):  # Hebbian products, as independent jobs like the step's
+            jobs.append((sim.ops[qi].stored, lambda qi=qi, q=q: sim.ops[qi].hebbian_update(
+                A[q.pre], A[q.post], W[qi], 1e-3, 0.999)))
+            if V[qi] is not None:
+                jobs.append((sim.vops[qi].stored, lambda qi=qi, q=q: sim.vops[qi].hebbian_update(
+                    A[q.post], A[q.pre], V[qi], 1e-3, 0.999)))
+        sim._run_jobs(jobs)
+
+    def fn():
+        sim._run(S, 1, B, chunk)
+    return fn, None
+
+
 def _row(name, S, sample, flops_per_genome, roof, peak, extra=None) -> dict:
     ts, adj = sample
     med, best = statistics.median(ts), min(ts)
@@ -307,6 +355,9 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
                     peaks[key] = w.memory(train)
                 ts = measure(key, *w.step_fn(train), min_time)
                 log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
+            key = f"paper-es products only S={S}"
+            ts = measure(key, *products_only(w), min_time / 2)
+            log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
         for _ in range(3):  # blocks and masked dense back to back, three times: the ratio is what matters
             for mode in ("blocks", "masked"):
                 w = wl[("local-sparse", mode)]
@@ -331,6 +382,11 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
             key = f"paper-es {'train' if train else 'forward'} S={S}"
             fl = w.sim.flops(w.B, train=train)["total"]
             rows.append(_row(key, S, best[key], fl, roof, peaks[key], {"flops_per_genome_step": fl}))
+        key = f"paper-es products only S={S}"
+        fl = w.sim.flops(w.B, train=True)["total"]
+        rows.append(_row(key, S, best[key], fl, roof, None, {
+            "flops_per_genome_step": fl,
+            "note": "only the training step's matrix products, same operators and threads: a ceiling"}))
     loc = {}
     for mode in ("blocks", "masked"):
         w = wl[("local-sparse", mode)]
@@ -382,7 +438,8 @@ def format_table(res: dict) -> str:
         lines.append(
             f"{r['row']:<32} {r['S']:>3} {1e3 * r['median_s']:>9.2f} {r['genome_steps_per_s']:>14.1f} "
             f"{r.get('gflops', 0):>8.1f} {r['adjacent_roofline']:>6.0f} {r.get('pct_roofline', 0):>6.1f}% "
-            f"{r.get('pct_best_roofline', 0):>6.1f}% {r['peak_bytes'] / 2**20:>9.1f}")
+            f"{r.get('pct_best_roofline', 0):>6.1f}% "
+            + (f"{r['peak_bytes'] / 2**20:>9.1f}" if r.get("peak_bytes") is not None else f"{'':>9}"))
     ls = res["local_sparse"]
     lines.append("")
     lines.append(f"local-sparse: block density {ls['block_density']:.3f}, blocks vs masked dense speed ratio "
