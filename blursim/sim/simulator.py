@@ -377,6 +377,7 @@ class Simulator:
         self.workers = self.backend.workers if threads is None else max(1, int(threads))
         self._real = np.dtype(self.backend.dtype).kind != "c"
         self._tls = threading.local()
+        self._target_tables: dict[int, tuple] = {}
         # inputs feeding each projection (pre population is an input)
         self._is_input = [p.role == "input" for p in program.pops]
 
@@ -618,18 +619,17 @@ class Simulator:
         return inp["tiled"]
 
     def _targets(self, y, n_out):
-        """Coded targets (B, n) for ``target``/``error_mse`` and one-hot (B, n)."""
+        """Coded targets (B, n) for ``target``/``error_mse`` and one-hot (B, n): rows of two small tables."""
+        tables = self._target_tables
+        t = tables.get(n_out)
+        if t is None:
+            low = -1.0 if self.rules.target_coding == "pm1" else 0.0
+            onehot = np.eye(max(n_out, 2))[:, -n_out:] if n_out == 1 else np.eye(n_out)
+            t = tables[n_out] = (self.backend.asarray(np.where(onehot > 0, 1.0, low)), self.backend.asarray(onehot))
         y = np.asarray(y, dtype=np.int64)
-        B = y.shape[0]
-        low = -1.0 if self.rules.target_coding == "pm1" else 0.0
-        if n_out == 1:
-            coded = np.where(y == 1, 1.0, low)[:, None]
-            onehot = (y == 1).astype(np.float64)[:, None]
-        else:
-            onehot = np.zeros((B, n_out))
-            onehot[np.arange(B), y] = 1.0
-            coded = np.where(onehot > 0, 1.0, low)
-        return self.backend.asarray(coded), self.backend.asarray(onehot)
+        idx = (y == 1).astype(np.int64) if n_out == 1 else y  # one output neuron: label 1 vs the rest
+        idx = self.backend.index(idx)
+        return t[0][idx], t[1][idx]
 
     def _ensure_persistent(self, st: SynapseState, S: int, R: int, B: int) -> set[int]:
         """Arrays for neuron states kept between steps (reset_neurons off); returns the populations
