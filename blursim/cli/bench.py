@@ -260,10 +260,10 @@ def products_only(w: Workload):
                     sim.vops[qi].apply(A[q.post], V[qi], Z[q.pre], 0.5, 1.0)
         jobs = []
         for qi, q in enumerate(prog.projs):  # Hebbian products, as independent jobs like the step's
-            jobs.append((sim.ops[qi].stored, lambda qi=qi, q=q: sim.ops[qi].hebbian_update(
+            jobs.append((sim.ops[qi].stored, set(), lambda qi=qi, q=q: sim.ops[qi].hebbian_update(
                 A[q.pre], A[q.post], W[qi], 1e-3, 0.999)))
             if V[qi] is not None:
-                jobs.append((sim.vops[qi].stored, lambda qi=qi, q=q: sim.vops[qi].hebbian_update(
+                jobs.append((sim.vops[qi].stored, set(), lambda qi=qi, q=q: sim.vops[qi].hebbian_update(
                     A[q.post], A[q.pre], V[qi], 1e-3, 0.999)))
         sim._run_jobs(jobs)
 

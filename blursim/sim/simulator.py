@@ -860,9 +860,14 @@ class Simulator:
                 self._tiled(run.inputs[i])
         jobs = []
         for qi, q in enumerate(self.program.projs):
-            jobs.append((self.ops[qi].stored, lambda qi=qi: self._update_w(run, qi, W[qi], b[qi])))
+            g, i, j = q.group, q.pre, q.post
+            inp = self._is_input[i]
+            # the mixed states each job reads (jobs sharing them are best run by one thread)
+            needs = {(j, g, "mu_tilde")} | (set() if inp else {(i, g, "nu_tilde_t")})
+            jobs.append((self.ops[qi].stored, needs, lambda qi=qi: self._update_w(run, qi, W[qi], b[qi])))
             if self.vops[qi] is not None:
-                jobs.append((self.vops[qi].stored, lambda qi=qi: self._update_v(run, qi, V[qi])))
+                needs = {(j, g, "nu_tilde_t")} | (set() if inp else {(i, g, "mu_tilde")})
+                jobs.append((self.vops[qi].stored, needs, lambda qi=qi: self._update_v(run, qi, V[qi])))
         self._run_jobs(jobs)
 
     def _hebbian_base(self, cf, g: str, B: int):
@@ -935,21 +940,29 @@ class Simulator:
                 self._saturate(bq, cf, g)
 
     def _run_jobs(self, jobs) -> None:
-        """Run independent ``(cost, fn)`` jobs: in order, or, when this step is the only chunk and
-        worker threads are free (:meth:`_run`), split across them by cost (longest first). Each job
-        makes the same BLAS calls either way, so results do not depend on the split."""
+        """Run independent ``(cost, needs, fn)`` jobs: in order, or, when this step is the only chunk
+        and worker threads are free (:meth:`_run`), split across them. Each job makes the same BLAS
+        calls either way, so results do not depend on the split.
+
+        The split is greedy, longest job first, onto the least loaded thread -- or, among threads
+        loaded within half the job's cost of the least, onto the one that already reads most of
+        the mixed states in ``needs`` (so that a mix is computed by one thread, not two)."""
         par = getattr(self._tls, "pool", None)
         if par is None or len(jobs) < 2:
-            for _, fn in jobs:
+            for _, _, fn in jobs:
                 fn()
             return
         pool, n = par
         groups: list[list] = [[] for _ in range(min(n, len(jobs)))]
         load = [0.0] * len(groups)
-        for cost, fn in sorted(jobs, key=lambda j: -j[0]):
-            w = load.index(min(load))
+        reads: list[set] = [set() for _ in groups]
+        for cost, needs, fn in sorted(jobs, key=lambda j: -j[0]):
+            low = min(load)
+            near = [w for w in range(len(groups)) if load[w] <= low + 0.5 * cost]
+            w = max(near, key=lambda w: (len(reads[w] & needs), -load[w], -w))
             groups[w].append(fn)
             load[w] += cost
+            reads[w] |= needs
 
         def work(group):
             with self._errstate():
