@@ -97,35 +97,67 @@ def machine_info(backend) -> dict[str, Any]:
     except AttributeError:  # pragma: no cover
         ncpu = os.cpu_count()
     info = {"cpu": cpu, "cpus": ncpu, "python": platform.python_version(), "numpy": np.__version__,
-            "platform": platform.platform(), "backend": backend.name}
+            "platform": platform.platform(), "backend": backend.name, "commit": _commit()}
     describe = getattr(backend, "describe", None)
     if describe is not None:
         info.update(describe())
     return info
 
 
-def roofline(backend, seconds: float = 1.0) -> float:
-    """Best float32 square-GEMM rate (GFLOP/s) on ``backend``."""
-    xp = backend.xp
-    sizes = (2048, 3072) if backend.on_host else (4096, 8192)
-    best = 0.0
-    rng = np.random.default_rng(0)
-    for n in sizes:
-        a = backend.asarray(rng.standard_normal((n, n)), dtype=np.float32)
-        b = backend.asarray(rng.standard_normal((n, n)), dtype=np.float32)
-        c = xp.matmul(a, b)
-        backend.synchronize()
-        t_end = time.perf_counter() + seconds / len(sizes)
-        reps = 0
-        while reps < 3 or time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            xp.matmul(a, b, out=c)
-            backend.synchronize()
-            dt = time.perf_counter() - t0
-            best = max(best, 2.0 * n**3 / dt / 1e9)
-            reps += 1
-        del a, b, c
-    return best
+def _commit() -> str | None:
+    """The blursim checkout's git commit (``None`` outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=os.path.dirname(os.path.abspath(__file__)))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+class Roofline:
+    """Best float32 square-GEMM rate (GFLOP/s) on a backend, in ``seconds`` of repeats per call.
+
+    ``sizes``: the matrix orders tried (default 2048 and 3072 on the host, 4096 and 8192 on a
+    GPU). The operands are made once and kept, so that repeated short measurements (before and
+    after every benchmark row) cost their GEMMs, not the setup.
+    """
+
+    def __init__(self, backend, sizes: tuple[int, ...] | None = None) -> None:
+        self.backend = backend
+        self.sizes = tuple(sizes) if sizes else ((2048, 3072) if backend.on_host else (4096, 8192))
+        self._ops: dict[int, tuple] = {}
+
+    def _operands(self, n: int):
+        ops = self._ops.get(n)
+        if ops is None:
+            rng = np.random.default_rng(n)
+            a = self.backend.asarray(rng.standard_normal((n, n), dtype=np.float32), dtype=np.float32)
+            b = self.backend.asarray(rng.standard_normal((n, n), dtype=np.float32), dtype=np.float32)
+            ops = self._ops[n] = (a, b, self.backend.xp.matmul(a, b))
+        return ops
+
+    def __call__(self, seconds: float = 1.0, sizes: tuple[int, ...] | None = None) -> float:
+        xp, best = self.backend.xp, 0.0
+        sizes = tuple(sizes) if sizes else self.sizes
+        for n in sizes:
+            a, b, c = self._operands(n)
+            self.backend.synchronize()
+            t_end = time.perf_counter() + seconds / len(sizes)
+            reps = 0
+            while reps < 2 or time.perf_counter() < t_end:
+                t0 = time.perf_counter()
+                xp.matmul(a, b, out=c)
+                self.backend.synchronize()
+                best = max(best, 2.0 * n**3 / (time.perf_counter() - t0) / 1e9)
+                reps += 1
+        return best
+
+
+def roofline(backend, seconds: float = 1.0, sizes: tuple[int, ...] | None = None) -> float:
+    """Best float32 square-GEMM rate (GFLOP/s) on ``backend`` (see :class:`Roofline`)."""
+    return Roofline(backend, sizes)(seconds)
 
 
 # ------------------------------------------------------------------ timing
@@ -307,7 +339,7 @@ def _fitness(backend, S: int, steps: int = 15, queries: int = 20, B: int = 128):
 
 
 def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: int = 2,
-                  min_time: float = 1.0, quick: bool = False, log=print) -> dict:
+                  min_time: float = 1.0, quick: bool = False, log=print, fitness_species: int = 80) -> dict:
     """Measure every row; returns ``{"machine": ..., "roofline_gflops": ..., "rows": [...]}``.
 
     Each timed row is bracketed by two short roofline measurements; its
@@ -322,7 +354,9 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     if quick:
         min_time, rounds = 0.3, 1
     log(f"# blursim bench on {info.get('cpu')} ({info.get('cpus')} CPUs), backend {backend.name}")
-    roofs = [roofline(backend, 1.0 if not quick else 0.3)]
+    roof_gemm = Roofline(backend, (1024,) if quick else None)
+    adjacent = (roof_gemm.sizes[0],)  # the smaller size only, before and after every row
+    roofs = [roof_gemm(1.0 if not quick else 0.3)]
     log(f"# roofline (float32 GEMM): {roofs[0]:.1f} GFLOP/s")
 
     wl: dict[tuple, Workload] = {}
@@ -337,9 +371,9 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     short = 0.25 if not quick else 0.1
 
     def measure(key, fn, reset, t, **kw):
-        r0 = roofline(backend, short)
+        r0 = roof_gemm(short, adjacent)
         ts = _time(fn, backend, t, reset=reset, **kw)
-        r1 = roofline(backend, short)
+        r1 = roof_gemm(short, adjacent)
         roofs.extend([r0, r1])
         if key not in best or statistics.median(ts) < statistics.median(best[key][0]):
             best[key] = (ts, 0.5 * (r0 + r1))
@@ -367,9 +401,9 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
                 ts = measure(key, *w.step_fn(True), min_time / 3)
                 log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
         if fit is None:
-            fit = _fitness(backend, 80)
+            fit = _fitness(backend, fitness_species)
         fn, pk, _ = fit
-        key = "fitness S=80"
+        key = f"fitness S={fitness_species}"
         peaks[key] = pk
         ts = measure(key, fn, None, min_time, min_reps=2 if not quick else 1, max_reps=10)
         log(f"#   round {rnd + 1}: {key}: {statistics.median(ts):.3f} s/evaluation")
@@ -402,11 +436,11 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
         loc[mode] = rows[-1]
     ratio = loc["masked"]["median_s"] / loc["blocks"]["median_s"]
     dens = loc["blocks"]["block_density"]
-    fkey = "fitness S=80"
+    fkey = f"fitness S={fitness_species}"
     fts, froof = best[fkey]
     med = statistics.median(fts)
-    rows.append({"row": fkey, "S": 80, "median_s": med, "best_s": min(fts), "reps": len(fts),
-                 "genome_evaluations_per_s": 80 / med, "peak_bytes": peaks[fkey], "adjacent_roofline": froof,
+    rows.append({"row": fkey, "S": fitness_species, "median_s": med, "best_s": min(fts), "reps": len(fts),
+                 "genome_evaluations_per_s": fitness_species / med, "peak_bytes": peaks[fkey], "adjacent_roofline": froof,
                  "evaluation": "15 training steps + 20 query batches of 128"})
     return {
         "machine": info, "roofline_gflops": roof, "roofline_samples": roofs, "rows": rows,
@@ -422,7 +456,8 @@ def format_table(res: dict) -> str:
         f"machine: {m.get('cpu')}, {m.get('cpus')} CPUs, numpy {m.get('numpy')}"
         + (f", BLAS {m['blas']} {m.get('blas_version', '')}" if m.get("blas") else "")
         + f", backend {m.get('backend')}"
-        + (f", device {m['device']} (CuPy {m.get('cupy')})" if m.get("device") else ""),
+        + (f", device {m['device']} (CuPy {m.get('cupy')})" if m.get("device") else "")
+        + (f", commit {m['commit']}" if m.get("commit") else ""),
         f"roofline (float32 GEMM, this run): best {res['roofline_gflops']:.1f} GFLOP/s; "
         "'% roof' is against the roofline measured right before and after each row",
         "",
@@ -454,20 +489,41 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return n
+
+
+def _species(text: str) -> tuple[int, ...]:
+    """``"1,8,80"`` -> ``(1, 8, 80)``."""
+    parts = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected species counts such as 1,8,80")
+    return tuple(_positive(t) for t in parts)
+
+
 def _arguments(p) -> None:
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
                    help="array backend (default: $BLURSIM_BACKEND or numpy)")
-    p.add_argument("--species", default="1,8,80", help="species counts of the paper-es rows (default 1,8,80)")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best is kept (default 2)")
+    p.add_argument("--species", type=_species, default=(1, 8, 80), metavar="S1,S2,...",
+                   help="species counts of the paper-es rows (default 1,8,80)")
+    p.add_argument("--fitness-species", type=_positive, default=80, metavar="N",
+                   help="population of the fitness-evaluation row (default 80, as in Sec. 4.4)")
+    p.add_argument("--rounds", type=_positive, default=2, help="interleaved rounds; the best is kept (default 2)")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of repeats per row and round")
     p.add_argument("--quick", action="store_true", help="short run (smoke test; numbers are rough)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
 
 
 def cmd_bench(args) -> int:
-    species = tuple(int(s) for s in str(args.species).split(",") if s)
-    res = run_benchmark(args.backend, species=species, rounds=args.rounds, min_time=args.min_time,
-                        quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True))
+    res = run_benchmark(args.backend, species=args.species, rounds=args.rounds, min_time=args.min_time,
+                        quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True),
+                        fitness_species=args.fitness_species)
     if args.json:
         from blursim.io import atomic_write_text
 

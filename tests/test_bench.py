@@ -1,0 +1,108 @@
+"""The benchmark (``blursim bench`` / ``tools/bench.py``): what it counts and what it writes.
+
+Speeds are never asserted (they depend on the machine); the FLOP counts are
+checked against counts made by hand from the network, and a quick run must
+produce every row, a table and a complete JSON document.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from blursim.backend import get_backend
+from blursim.cli import bench
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return get_backend("numpy", "float32")
+
+
+def test_paper_es_minimal_flops_match_a_hand_count(backend):
+    """Sec. 4.4 network 196 -> 512 -> 10, k = 2, batch 128: forward both projections, backward only
+    into the hidden layer (the input is not updated), Hebbian products of W and of untied V."""
+    w = bench.Workload(bench.PAPER_ES, 1, backend)
+    B, k = 128, 2
+    fwd = 2 * B * k * (196 * 512 + 512 * 10)
+    bwd = 2 * B * k * (512 * 10)
+    heb = 2 * fwd
+    got = w.sim.flops(B, train=True)
+    assert got["forward"] == fwd == 54_001_664
+    assert got["backward"] == bwd
+    assert got["hebbian"] == heb
+    assert got["total"] == fwd + bwd + heb == 164_626_432
+    assert w.sim.flops(B, train=False)["total"] == fwd
+
+
+def test_local_sparse_counts_only_stored_tiles(backend):
+    """Block tiles cost what they store: the local2d projection's count is its stored slots, fewer
+    than the dense count, and at least its mask's synapses."""
+    blocks = bench.Workload(bench.local_sparse_spec(), 1, backend, sparse="blocks")
+    masked = bench.Workload(bench.local_sparse_spec(), 1, backend, sparse="masked")
+    op = blocks.sim.ops[0]
+    mask = blocks.prog.projs[0].mask
+    assert int(mask.sum()) <= op.stored < 784 * 784
+    assert op.stored == pytest.approx(op.plan.density * 784 * 784)
+    B, k = 128, 2
+    assert blocks.sim.flops(B, train=False)["forward"] == 2 * B * k * (op.stored + 784 * 10)
+    assert masked.sim.flops(B, train=False)["forward"] == 2 * B * k * (784 * 784 + 784 * 10)
+
+
+def test_products_only_runs_the_steps_products(backend):
+    """The ceiling row runs (and changes the synapses through its Hebbian products) for one and for
+    several species, with worker threads."""
+    for S in (1, 3):
+        w = bench.Workload(bench.PAPER_ES, S, backend)
+        fn, reset = bench.products_only(w)
+        assert reset is None
+        fn()
+
+
+def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--quick", "--species", "1,2", "--fitness-species", "2", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    rows = {r["row"]: r for r in res["rows"]}
+    want = {f"paper-es {kind} S={S}" for S in (1, 2) for kind in ("train", "forward", "products only")}
+    want |= {"local-sparse train blocks S=8", "local-sparse train masked S=8", "fitness S=2"}
+    assert set(rows) == want
+    for name, r in rows.items():
+        assert r["median_s"] > 0 and r["best_s"] <= r["median_s"] and r["adjacent_roofline"] > 0
+        if "genome_steps_per_s" in r:
+            assert r["genome_steps_per_s"] == pytest.approx(r["S"] / r["median_s"])
+            assert r["gflops"] == pytest.approx(r["S"] * r["flops_per_genome_step"] / r["median_s"] / 1e9)
+            assert r["pct_roofline"] == pytest.approx(100 * r["gflops"] / r["adjacent_roofline"])
+    assert rows["fitness S=2"]["genome_evaluations_per_s"] == pytest.approx(2 / rows["fitness S=2"]["median_s"])
+    assert rows["paper-es products only S=1"]["peak_bytes"] is None
+    assert rows["paper-es train S=1"]["peak_bytes"] > 0
+    ls = res["local_sparse"]
+    assert ls["speed_ratio"] == pytest.approx(rows["local-sparse train masked S=8"]["median_s"]
+                                             / rows["local-sparse train blocks S=8"]["median_s"])
+    assert ls["target_ratio"] == pytest.approx(0.5 / ls["block_density"])
+    assert ls["met"] == (ls["speed_ratio"] >= ls["target_ratio"])
+    assert res["roofline_gflops"] == max(res["roofline_samples"])
+    assert res["machine"]["backend"] == "numpy" and res["machine"]["cpus"] >= 1
+    table = capsys.readouterr().out
+    for name in want:
+        assert name in table
+    assert "block density" in table
+
+
+@pytest.mark.parametrize("argv", [["--species", "1,x"], ["--species", "0"], ["--rounds", "0"],
+                                  ["--fitness-species", "-3"]])
+def test_bad_arguments_are_usage_errors(argv, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv + ["--json", str(tmp_path / "never.json")])
+    assert e.value.code == 2
+    assert not (tmp_path / "never.json").exists()
+
+
+def test_roofline_is_a_positive_rate_and_keeps_its_operands(backend):
+    roof = bench.Roofline(backend, (128, 256))
+    r = roof(0.02)
+    assert np.isfinite(r) and r > 0
+    a = roof._operands(128)[0]
+    roof(0.01, (128,))
+    assert roof._operands(128)[0] is a
