@@ -78,8 +78,7 @@ def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys):
     assert rows["paper-es products only S=1"]["peak_bytes"] is None
     assert rows["paper-es train S=1"]["peak_bytes"] > 0
     ls = res["local_sparse"]
-    assert ls["speed_ratio"] == pytest.approx(rows["local-sparse train masked S=8"]["median_s"]
-                                             / rows["local-sparse train blocks S=8"]["median_s"])
+    assert len(ls["pair_ratios"]) == 3 and ls["speed_ratio"] == pytest.approx(np.median(ls["pair_ratios"]))
     assert ls["target_ratio"] == pytest.approx(0.5 / ls["block_density"])
     assert ls["met"] == (ls["speed_ratio"] >= ls["target_ratio"])
     assert res["roofline_gflops"] == max(res["roofline_samples"])

@@ -380,6 +380,7 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
         return ts
 
     fit = None
+    pair_ratios: list[float] = []  # masked / blocks time of each back-to-back pair
     for rnd in range(rounds):
         for S in species:
             w = wl[("paper-es", S)]
@@ -392,14 +393,17 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
             key = f"paper-es products only S={S}"
             ts = measure(key, *products_only(w), min_time / 2)
             log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
-        for _ in range(3):  # blocks and masked dense back to back, three times: the ratio is what matters
-            for mode in ("blocks", "masked"):
+        for i in range(3):  # blocks and masked dense back to back, three pairs, alternating which goes first
+            pair = {}
+            for mode in ("blocks", "masked") if i % 2 == 0 else ("masked", "blocks"):
                 w = wl[("local-sparse", mode)]
                 key = f"local-sparse train {mode} S={S_loc}"
                 if key not in peaks:
                     peaks[key] = w.memory(True)
                 ts = measure(key, *w.step_fn(True), min_time / 3)
-                log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
+                pair[mode] = statistics.median(ts)
+                log(f"#   round {rnd + 1}: {key}: {1e3 * pair[mode]:.2f} ms/step")
+            pair_ratios.append(pair["masked"] / pair["blocks"])
         if fit is None:
             fit = _fitness(backend, fitness_species)
         fn, pk, _ = fit
@@ -434,7 +438,9 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
                          mask_density=float(w.prog.projs[0].mask.mean()))
         rows.append(_row(key, S_loc, best[key], fl, roof, peaks[key], extra))
         loc[mode] = rows[-1]
-    ratio = loc["masked"]["median_s"] / loc["blocks"]["median_s"]
+    # the ratio of each back-to-back pair (both measured within about a second, so that the machine's
+    # drift cancels), summarised by the median; not the ratio of two rows' best rounds
+    ratio = statistics.median(pair_ratios)
     dens = loc["blocks"]["block_density"]
     fkey = f"fitness S={fitness_species}"
     fts, froof = best[fkey]
@@ -444,8 +450,8 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
                  "evaluation": "15 training steps + 20 query batches of 128"})
     return {
         "machine": info, "roofline_gflops": roof, "roofline_samples": roofs, "rows": rows,
-        "local_sparse": {"speed_ratio": ratio, "block_density": dens, "target_ratio": 0.5 / dens,
-                         "met": ratio >= 0.5 / dens},
+        "local_sparse": {"speed_ratio": ratio, "pair_ratios": pair_ratios, "block_density": dens,
+                         "target_ratio": 0.5 / dens, "met": ratio >= 0.5 / dens},
         "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
@@ -477,9 +483,10 @@ def format_table(res: dict) -> str:
             + (f"{r['peak_bytes'] / 2**20:>9.1f}" if r.get("peak_bytes") is not None else f"{'':>9}"))
     ls = res["local_sparse"]
     lines.append("")
+    pr = ls.get("pair_ratios") or [ls["speed_ratio"]]
     lines.append(f"local-sparse: block density {ls['block_density']:.3f}, blocks vs masked dense speed ratio "
-                 f"{ls['speed_ratio']:.2f}x (target >= {ls['target_ratio']:.2f}x: "
-                 f"{'met' if ls['met'] else 'NOT met'})")
+                 f"{ls['speed_ratio']:.2f}x (median of {len(pr)} back-to-back pairs, {min(pr):.2f}-{max(pr):.2f}x; "
+                 f"target >= {ls['target_ratio']:.2f}x: {'met' if ls['met'] else 'NOT met'})")
     return "\n".join(lines)
 
 
