@@ -864,10 +864,10 @@ class Simulator:
             inp = self._is_input[i]
             # the mixed states each job reads (jobs sharing them are best run by one thread)
             needs = {(j, g, "mu_tilde")} | (set() if inp else {(i, g, "nu_tilde_t")})
-            jobs.append((self.ops[qi].stored, needs, lambda qi=qi: self._update_w(run, qi, W[qi], b[qi])))
+            jobs.append((self.ops[qi].stored, needs, lambda qi=qi: self._update_syn(run, qi, "W", W[qi], b[qi])))
             if self.vops[qi] is not None:
                 needs = {(j, g, "nu_tilde_t")} | (set() if inp else {(i, g, "mu_tilde")})
-                jobs.append((self.vops[qi].stored, needs, lambda qi=qi: self._update_v(run, qi, V[qi])))
+                jobs.append((self.vops[qi].stored, needs, lambda qi=qi: self._update_syn(run, qi, "V", V[qi], None)))
         self._run_jobs(jobs)
 
     def _hebbian_base(self, cf, g: str, B: int):
@@ -876,56 +876,37 @@ class Simulator:
         shared = self.kw == 1 and k > 1
         return cf._get(("base", g), lambda: cf.h[g]["eta_tilde"] * (1.0 / B if mean else 1.0) / (k if shared else 1))
 
-    def _update_w(self, run, qi: int, E, bq) -> None:
-        """Forward synapses ``W`` (and bias) of projection ``qi``: P from the presynaptic side, Q from the postsynaptic."""
+    def _update_syn(self, run, qi: int, which: str, E, bq) -> None:
+        """Projection ``qi``'s forward synapses (``which = "W"``, pre -> post, with its bias ``bq``)
+        or untied backward synapses (``"V"``, post -> pre): eq. (7) with ``P = nu~^T a_src`` from the
+        synapses' source side and ``Q = mu~ a_dst`` from their destination side."""
         q, cf, B = self.program.projs[qi], run.cf, run.B
-        g, i, j = q.group, q.pre, q.post
+        g = q.group
+        src, dst = (q.pre, q.post) if which == "W" else (q.post, q.pre)
         h = cf.h[g]
         shared = self.kw == 1 and self.k > 1
         base = self._hebbian_base(cf, g, B)
-        if self._is_input[i]:
+        key = ("h" + which, qi, B)
+        if self._is_input[q.pre]:  # input states: x in state 0, zeros elsewhere (only a pre can be an input)
+            x = run.inputs[q.pre]
             if shared:
-                P = run.inputs[i]["tiled"]
-                Q = run.flat(run.mix(j, g, "mu_tilde_in"))
-                alpha = cf.scale(("hw", qi, B), lambda: base.reshape(-1, 1, 1))
-            else:
-                P = run.inputs[i]["x"]
-                Q = run.mix(j, g, "mu_tilde")
-                alpha = cf.scale(("hw", qi, B), lambda: (base[:, None] * h["nu_tilde"][:, 0, :])[:, None, :])
+                mixed = run.flat(run.mix(q.post, g, "mu_tilde_in" if which == "W" else "nu_tilde_t_in"))
+                P, Q = (x["tiled"], mixed) if which == "W" else (mixed, x["tiled"])
+                alpha = cf.scale(key, lambda: base.reshape(-1, 1, 1))
+            elif which == "W":  # (nu~^T x)^c = nu~[0, c] x
+                P, Q = x["x"], run.mix(q.post, g, "mu_tilde")
+                alpha = cf.scale(key, lambda: (base[:, None] * h["nu_tilde"][:, 0, :])[:, None, :])
+            else:  # (mu~ x)^c = mu~[c, 0] x
+                P, Q = run.mix(q.post, g, "nu_tilde_t"), x["x"]
+                alpha = cf.scale(key, lambda: (base[:, None] * h["mu_tilde"][:, :, 0])[:, None, :])
         else:
-            P = run.mix(i, g, "nu_tilde_t")
-            Q = run.mix(j, g, "mu_tilde")
+            P, Q = run.mix(src, g, "nu_tilde_t"), run.mix(dst, g, "mu_tilde")
             if shared:
                 P, Q = run.flat(P), run.flat(Q)
-            alpha = cf.scale(("hw", qi, B), lambda: base.reshape(-1, 1, 1))
-        n2 = self._q_sq(run, j, g) if self.rules.oja == "activity" else None
-        self._update_one(run, q, self.ops[qi], E, bq, P, Q, alpha, n2,
-                         run.asum(j) if bq is not None else None, base)
-
-    def _update_v(self, run, qi: int, E) -> None:
-        """Backward synapses ``V`` (untied) of projection ``qi``: P from the postsynaptic side, Q from the presynaptic."""
-        q, cf, B = self.program.projs[qi], run.cf, run.B
-        g, i, j = q.group, q.pre, q.post
-        h = cf.h[g]
-        shared = self.kw == 1 and self.k > 1
-        base = self._hebbian_base(cf, g, B)
-        if self._is_input[i]:
-            if shared:
-                P = run.flat(run.mix(j, g, "nu_tilde_t_in"))
-                Q = run.inputs[i]["tiled"]
-                alpha = cf.scale(("hv", qi, B), lambda: base.reshape(-1, 1, 1))
-            else:
-                P = run.mix(j, g, "nu_tilde_t")
-                Q = run.inputs[i]["x"]
-                alpha = cf.scale(("hv", qi, B), lambda: (base[:, None] * h["mu_tilde"][:, :, 0])[:, None, :])
-        else:
-            P = run.mix(j, g, "nu_tilde_t")
-            Q = run.mix(i, g, "mu_tilde")
-            if shared:
-                P, Q = run.flat(P), run.flat(Q)
-            alpha = cf.scale(("hv", qi, B), lambda: base.reshape(-1, 1, 1))
-        n2 = self._q_sq(run, i, g) if self.rules.oja == "activity" else None
-        self._update_one(run, q, self.vops[qi], E, None, P, Q, alpha, n2, None, None)
+            alpha = cf.scale(key, lambda: base.reshape(-1, 1, 1))
+        n2 = self._q_sq(run, dst, g) if self.rules.oja == "activity" else None
+        op = self.ops[qi] if which == "W" else self.vops[qi]
+        self._update_one(run, q, op, E, bq, P, Q, alpha, n2, run.asum(q.post) if bq is not None else None, base)
 
     def _update_one(self, run, q, op, E, bq, P, Q, alpha, n2, bsum, base) -> None:
         """One projection's ``W`` (with its bias ``bq``) or ``V``: keep gate, Hebbian, saturation."""
