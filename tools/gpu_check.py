@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """GPU check: CuPy against NumPy on every example spec, then the benchmark on the GPU.
 
-    python tools/gpu_check.py [--json gpu_check.json] [--skip-bench]
+    python tools/gpu_check.py [--json gpu_check.json] [--skip-bench] [--quick]
 
 1. Parity. For every spec in ``specs/`` plus the benchmark's ``paper-es``
    and ``local-sparse`` networks (the latter with block tiles and masked
@@ -90,6 +90,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", default=None, help="write results as JSON")
     ap.add_argument("--skip-bench", action="store_true", help="parity only")
+    ap.add_argument("--quick", action="store_true",
+                    help="a short benchmark (S = 1, 2; fitness of 2 genomes; rough numbers): checks the flow")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from blursim.backend import get_backend
@@ -108,10 +110,15 @@ def main(argv=None) -> int:
     if not args.skip_bench:
         from blursim.cli.bench import format_table, run_benchmark
 
-        bench = run_benchmark("cupy", rounds=1, min_time=1.0, log=log)
+        if args.quick:
+            bench = run_benchmark("cupy", species=(1, 2), quick=True, fitness_species=2, log=log)
+        else:
+            bench = run_benchmark("cupy", rounds=1, min_time=1.0, log=log)
     out = {"device": be.describe(), "parity": rows, "bench": bench, "seconds": time.perf_counter() - t0}
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        from blursim.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(out, indent=2) + "\n")
     print("\nCuPy vs NumPy parity (max relative difference over synapses and outputs)")
     print(f"{'spec':<26} {'float64':>10} {'float32':>10}  result")
     by = {}

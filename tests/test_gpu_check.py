@@ -1,0 +1,98 @@
+"""``tools/gpu_check.py`` stays runnable on a machine without a GPU.
+
+CI has no GPU, so the script's whole flow (backend selection, parity on every
+example spec, the benchmark, the table and the JSON) runs here against a
+stand-in ``cupy`` module that serves NumPy arrays. This checks the script and
+the generic (GPU) code paths of the simulator, not CuPy itself; the real run
+needs a GPU (docs/benchmarks.md, "GPU check").
+"""
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fake_cupy() -> types.ModuleType:
+    m = types.ModuleType("cupy")
+    m.__version__ = "0.0-numpy-stand-in"
+
+    class _Pool:
+        def free_all_blocks(self):
+            pass
+
+        def total_bytes(self):
+            return 0
+
+    pool = _Pool()
+
+    class _Device:
+        def __init__(self, i=0):
+            self.id = i
+
+        def use(self):
+            pass
+
+    class _Stream:
+        def synchronize(self):
+            pass
+
+    runtime = types.SimpleNamespace(
+        getDeviceCount=lambda: 1,
+        getDeviceProperties=lambda i: {"name": b"NumPy stand-in"},
+        runtimeGetVersion=lambda: 0,
+    )
+    m.cuda = types.SimpleNamespace(runtime=runtime, Device=_Device, get_current_stream=lambda: _Stream())
+    m.asnumpy = np.asarray
+    m.get_default_memory_pool = lambda: pool
+    m.__getattr__ = lambda name: getattr(np, name)  # everything else: NumPy
+    return m
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_check_runs_end_to_end_on_a_stand_in(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
+    out = tmp_path / "gpu.json"
+    rc = _load_script().main(["--quick", "--json", str(out)])
+    doc = json.loads(out.read_text())
+    specs = {p.stem for p in (ROOT / "specs").glob("*.json")}
+    checked = {r["spec"] for r in doc["parity"]}
+    assert specs | {"paper-es", "local-sparse (blocks)", "local-sparse (masked)"} == checked
+    assert {r["dtype"] for r in doc["parity"]} == {"float64", "float32"}
+    assert rc == 0 and all(r["ok"] for r in doc["parity"])
+    # generic code paths against the fast NumPy path: rounding-level differences, within tolerance
+    assert max(r["max_rel_err"] for r in doc["parity"] if r["dtype"] == "float64") <= 1e-9
+    assert doc["device"]["device"] == "NumPy stand-in"
+    assert doc["bench"]["machine"]["backend"] == "cupy"
+    assert any(r["row"] == "paper-es products only S=2" for r in doc["bench"]["rows"])
+    text = capsys.readouterr().out
+    assert "CuPy vs NumPy parity" in text and "paper-es train S=1" in text and "gpu_check finished" in text
+
+
+def test_gpu_check_without_cupy_says_so(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
+    out = tmp_path / "gpu.json"
+    assert _load_script().main(["--json", str(out)]) == 2
+    assert "pip install 'blursim[gpu]'" in capsys.readouterr().out
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("count", [0])
+def test_gpu_check_without_a_gpu_says_so(monkeypatch, count, capsys):
+    fake = _fake_cupy()
+    fake.cuda.runtime.getDeviceCount = lambda: count
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    assert _load_script().main(["--skip-bench"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().out
