@@ -75,6 +75,24 @@ def _mul(X, s, ndim: int) -> None:
     X *= (c if c is not None else s.b(ndim))
 
 
+def _combine(xp, O, T, alpha, beta) -> None:
+    """``O <- alpha * T + beta * O`` in place (``beta = 0``: overwrite); ``T`` may broadcast against ``O``."""
+    a, b = _const(alpha), _const(beta)
+    if b == 0:
+        if a is None:
+            xp.multiply(T, alpha.b(O.ndim), out=O)
+        else:
+            O[...] = T if a == 1 else T * a
+        return
+    _mul(O, beta, O.ndim)
+    if a == 1:
+        O += T
+    elif a is not None:
+        O += T * a
+    else:
+        O += T * alpha.b(O.ndim)
+
+
 class Backend:
     """Base class: an array module ``xp``, a dtype, host transfers and the simulator's primitives."""
 
@@ -140,21 +158,7 @@ class Backend:
             self.matmul_into(A, B, C)
             _mul(C, alpha, C.ndim)
             return
-        T = self.xp.matmul(A, B)
-        a = _const(alpha)
-        if b == 0:
-            if a is None:
-                self.xp.multiply(T, alpha.b(C.ndim), out=C)
-            else:
-                C[...] = T if a == 1 else T * a
-            return
-        _mul(C, beta, C.ndim)
-        if a == 1:
-            C += T
-        elif a is not None:
-            C += T * a
-        else:
-            C += T * alpha.b(C.ndim)
+        _combine(self.xp, C, self.xp.matmul(A, B), alpha, beta)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dtype={self.dtype_name})"

@@ -35,30 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from blursim.backend.base import _const, _mul
+from blursim.backend.base import _combine, _const, _mul
 from blursim.graph.tiling import BlockPlan
 
 
 def _bshape(a, b) -> tuple:
     return tuple(np.broadcast_shapes(a, b))
-
-
-def _combine(xp, O, T, alpha, beta) -> None:
-    """``O <- alpha * T + beta * O`` in place; ``T`` may broadcast against ``O``."""
-    a, b = _const(alpha), _const(beta)
-    if b == 0:
-        if a is None:
-            xp.multiply(T, alpha.b(O.ndim), out=O)
-        else:
-            O[...] = T if a == 1 else T * a
-        return
-    _mul(O, beta, O.ndim)
-    if a == 1:
-        O += T
-    elif a is not None:
-        O += T * a
-    else:
-        O += T * alpha.b(O.ndim)
 
 
 class DenseOperator:
