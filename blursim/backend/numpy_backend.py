@@ -24,17 +24,10 @@ import numpy as np
 
 from blursim.backend import _cblas
 from blursim.backend.base import Backend
+from blursim.machine import usable_cpus
 
 _BLAS_LOCK = threading.Lock()
 _BLAS_USERS = [0, None]  # active limiters, saved thread count
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class NumpyBackend(Backend):
@@ -55,7 +48,7 @@ class NumpyBackend(Backend):
         self._cblas = _cblas.load() if self.fast else None
         if threads is None:
             env = os.environ.get("BLURSIM_THREADS")
-            threads = int(env) if env else cpu_count()
+            threads = int(env) if env else usable_cpus()
         self.workers = max(1, int(threads)) if self.fast else 1
         self._tls = threading.local()
 

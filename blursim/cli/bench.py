@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -83,37 +82,16 @@ def local_sparse_spec(radius: float = 2.0) -> dict:
 
 # ----------------------------------------------------------------- machine
 def machine_info(backend) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        ncpu = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        ncpu = os.cpu_count()
-    info = {"cpu": cpu, "cpus": ncpu, "python": platform.python_version(), "numpy": np.__version__,
-            "platform": platform.platform(), "backend": backend.name, "commit": _commit()}
+    from blursim.machine import cpu_model, git_commit, usable_cpus
+
+    commit = git_commit()["commit"]
+    info = {"cpu": cpu_model(), "cpus": usable_cpus(), "python": platform.python_version(),
+            "numpy": np.__version__, "platform": platform.platform(), "backend": backend.name,
+            "commit": commit[:7] if commit else None}
     describe = getattr(backend, "describe", None)
     if describe is not None:
         info.update(describe())
     return info
-
-
-def _commit() -> str | None:
-    """The blursim checkout's git commit (``None`` outside a git checkout)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=os.path.dirname(os.path.abspath(__file__)))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 class Roofline:
