@@ -52,6 +52,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_ready(obj: Any) -> Any:
+    """A copy of ``obj`` that strict JSON accepts: NumPy scalars and arrays become Python numbers and
+    lists, NaN and infinities ``None``, paths strings, dict keys strings."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_ready(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
     """Write ``obj`` as strict JSON (no NaN/Infinity) to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")

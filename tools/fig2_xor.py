@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -52,22 +51,8 @@ from blursim.data import load_dataset  # noqa: E402
 from blursim.genome import backprop_genome, random_genome  # noqa: E402
 from blursim.graph import compile_network  # noqa: E402
 from blursim.sim import train_batch  # noqa: E402
+from blursim.io import atomic_write_json, json_ready  # noqa: E402
 from blursim.spec import load_genome, load_network  # noqa: E402
-
-
-def finite(obj):
-    """JSON-ready copy: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    return obj
 
 
 def parse_args(argv=None):
@@ -224,9 +209,7 @@ def main(argv=None) -> int:
     numbers["seconds"] = time.perf_counter() - t_start
     numbers["estimated_seconds"] = est
     numbers["command"] = "python tools/fig2_xor.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    tmp = out / ".fig2_xor.json.tmp"
-    tmp.write_text(json.dumps(finite(numbers), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, out / "fig2_xor.json")
+    atomic_write_json(out / "fig2_xor.json", json_ready(numbers))
     print(f"wrote {out / 'fig2_xor.png'} and {out / 'fig2_xor.json'} ({numbers['seconds']:.0f} s)")
     return 0
 

@@ -2,24 +2,24 @@
 
 Every script records, next to its numbers, the exact command line, the seeds,
 the wall time and the machine (CPU model, cores, library versions, git
-commit), and writes its files atomically: JSON through
-:func:`blursim.cli.common.atomic_write_text`, PNG through a temporary file in
-the same directory and :func:`os.replace`.
+commit; :mod:`blursim.machine`), and writes its files atomically
+(:mod:`blursim.io`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from blursim.io import atomic_write_text, json_ready
+from blursim.machine import cpu_model, git_commit, usable_cpus
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "docs" / "figures"
@@ -28,39 +28,12 @@ SPECS = ROOT / "specs"
 
 
 # --------------------------------------------------------------------- machine
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit() -> dict[str, Any]:
-    def _git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", "blursim")
-    return {"commit": commit, "blursim_modified": bool(status) if status is not None else None}
-
-
 def machine() -> dict[str, Any]:
     import blursim
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count()
     return {
         "cpu": cpu_model(),
-        "cores": cores,
+        "cores": usable_cpus(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blursim": getattr(blursim, "__version__", "unknown"),
@@ -80,30 +53,9 @@ def command_line() -> str:
 
 
 # ---------------------------------------------------------------------- output
-def finite(obj: Any) -> Any:
-    """JSON-ready copy: numpy scalars/arrays to Python, NaN/inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return finite(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    from blursim.cli.common import atomic_write_text
-
     path = Path(path)
-    atomic_write_text(path, json.dumps(finite(data), indent=1, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(json_ready(data), indent=1, sort_keys=False) + "\n")
     return path
 
 
@@ -304,7 +256,7 @@ def curve(records: list[dict]) -> dict[str, list]:
         "best_genome_validation": [g(r, "best", "validation_mean") for r in records],
         "diverged": [r.get("diverged") for r in records],
     }
-    return finite(cols)
+    return json_ready(cols)
 
 
 def genome_json(genome) -> str:
@@ -314,12 +266,9 @@ def genome_json(genome) -> str:
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """Atomic text write (blursim.cli.common.atomic_write_text), world-readable."""
-    from blursim.cli.common import atomic_write_text
-
+    """Atomic text write, world-readable (:func:`blursim.io.atomic_write_text`)."""
     path = Path(path)
     atomic_write_text(path, text)
-    os.chmod(path, 0o644)
     return path
 
 
