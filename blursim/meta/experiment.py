@@ -38,7 +38,7 @@ from blursim.errors import SpecError
 from blursim.spec import SCHEMAS
 from blursim.spec.base import Strict
 from blursim.spec.genome import ALL_FIELDS, GenomeSpec, field_shape
-from blursim.spec.loading import load_document, locate, parse_path, relocate, source_of, validate_document
+from blursim.spec.loading import load_document, load_model, locate, parse_path, relocate, source_of
 from blursim.spec.network import NetworkSpec
 
 FORMAT_EXPERIMENT = "blursim.experiment/1"
@@ -233,11 +233,7 @@ SCHEMAS.register("experiment", ExperimentSpec, doc="A meta-learning experiment: 
 
 def load_experiment(src: str | Path | dict | ExperimentSpec) -> ExperimentSpec:
     """An :class:`ExperimentSpec` from a path, a dict or an existing spec (types checked)."""
-    if isinstance(src, ExperimentSpec):
-        return src
-    if isinstance(src, dict):
-        return validate_document(ExperimentSpec, src)
-    return load_document(ExperimentSpec, src)
+    return load_model(ExperimentSpec, src)
 
 
 # ------------------------------------------------------------------------ setup

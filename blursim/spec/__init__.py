@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from blursim.registry import Registry
 from blursim.spec.genome import FORMAT_GENOME, GenomeParams, GenomeSpec
-from blursim.spec.loading import load_document, relocate, validate_document
+from blursim.spec.loading import load_model, relocate
 from blursim.spec.network import (
     FORMAT_NETWORK,
     AllToAll,
@@ -49,20 +49,12 @@ def schema_json(name: str) -> dict[str, Any]:
 
 def load_network(src: str | Path | dict | NetworkSpec) -> NetworkSpec:
     """A :class:`NetworkSpec` from a path, a dict, or an existing spec."""
-    if isinstance(src, NetworkSpec):
-        return src
-    if isinstance(src, dict):
-        return validate_document(NetworkSpec, src)
-    return load_document(NetworkSpec, src)
+    return load_model(NetworkSpec, src)
 
 
 def load_genome(src: str | Path | dict | GenomeSpec) -> GenomeSpec:
     """A :class:`GenomeSpec` from a path, a dict, or an existing genome."""
-    if isinstance(src, GenomeSpec):
-        return src
-    if isinstance(src, dict):
-        return validate_document(GenomeSpec, src)
-    return load_document(GenomeSpec, src)
+    return load_model(GenomeSpec, src)
 
 
 def dump_json(model: BaseModel) -> str:

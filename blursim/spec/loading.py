@@ -217,6 +217,15 @@ def load_document(model: type[M], path: str | Path) -> M:
     return validate_document(model, data, source=str(path), text=text)
 
 
+def load_model(model: type[M], src: Any) -> M:
+    """A ``model`` document from an existing instance (returned as is), a dict, or a JSON file path."""
+    if isinstance(src, model):
+        return src
+    if isinstance(src, dict):
+        return validate_document(model, src)
+    return load_document(model, src)
+
+
 def source_of(obj: BaseModel) -> tuple[str | None, str | None]:
     return getattr(obj, "_source", None) or (None, None)
 
