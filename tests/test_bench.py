@@ -49,14 +49,28 @@ def test_local_sparse_counts_only_stored_tiles(backend):
     assert masked.sim.flops(B, train=False)["forward"] == 2 * B * k * (784 * 784 + 784 * 10)
 
 
-def test_products_only_runs_the_steps_products(backend):
-    """The ceiling row runs (and changes the synapses through its Hebbian products) for one and for
-    several species, with worker threads."""
+def test_products_only_runs_the_steps_products(backend, monkeypatch):
+    """The ceiling row makes the same matrix products as a training step (the same gemm shapes, as
+    many times), for one genome and for several, with worker threads."""
     for S in (1, 3):
         w = bench.Workload(bench.PAPER_ES, S, backend)
+        calls: list = []
+        gemm = type(backend).gemm
+
+        def record(self, A, B, C, alpha=1.0, beta=0.0):
+            calls.append((A.shape[-2:], B.shape[-2:], C.shape))
+            return gemm(self, A, B, C, alpha, beta)
+
+        monkeypatch.setattr(type(backend), "gemm", record)
         fn, reset = bench.products_only(w)
-        assert reset is None
         fn()
+        products = sorted(calls)
+        calls.clear()
+        step, _ = w.step_fn(True)
+        step()
+        monkeypatch.undo()
+        assert reset is None
+        assert products == sorted(calls) and len(products) >= 7  # 7 products per chunk of species
 
 
 def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys):
