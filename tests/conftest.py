@@ -39,3 +39,14 @@ def chain_spec(n_in, n_h, n_out, k, rules, conn1=None, conn2=None, bias=True, **
         ],
         "rules": rules,
     }
+
+
+def all_synapses(sim, state):
+    """Every forward and backward synapse, DESIGN layout, as one list of arrays."""
+    out = []
+    for q in range(len(sim.program.projs)):
+        out.append(state.forward_synapses(q, sim.k))
+        v = state.backward_synapses(q, sim.k)
+        if v is not None:
+            out.append(v)
+    return out

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import chain_spec
+from conftest import all_synapses, chain_spec
 
 from blursim.genome import backprop_genome, random_genome, stack_genomes
 from blursim.graph import compile_network
@@ -52,17 +52,6 @@ def fix_lists(spec):
             if isinstance(p.get(key), tuple):
                 p[key] = list(p[key])
     return spec
-
-
-def all_synapses(sim, state):
-    """Every forward and backward synapse, DESIGN layout, as one list of arrays."""
-    out = []
-    for q in range(len(sim.program.projs)):
-        out.append(state.forward_synapses(q, sim.k))
-        v = state.backward_synapses(q, sim.k)
-        if v is not None:
-            out.append(v)
-    return out
 
 
 # ---------------------------------------------- an independent one-step reference

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import chain_spec
+from conftest import all_synapses, chain_spec
 
 from blursim.errors import SpecError
 from blursim.genome import PRESETS, random_genome
@@ -32,16 +32,6 @@ GENERAL = {"tied": False, "shared_channels": False, "feedback": "target",
 def simulator(spec_dict, dtype="float64"):
     prog = compile_network(load_network(copy.deepcopy(spec_dict)))
     return prog, Simulator(prog, backend="numpy", dtype=dtype)
-
-
-def all_synapses(sim, state):
-    out = []
-    for q in range(len(sim.program.projs)):
-        out.append(state.forward_synapses(q, sim.k))
-        v = state.backward_synapses(q, sim.k)
-        if v is not None:
-            out.append(v)
-    return out
 
 
 
