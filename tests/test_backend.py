@@ -22,6 +22,7 @@ from blursim.genome import random_genome
 from blursim.graph import compile_network
 from blursim.sim import Simulator
 from blursim.spec import load_network
+from blursim.testing import trajectory
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.json"))
 
@@ -150,30 +151,16 @@ def test_blas_threads_restored():
 # ------------------------------------------------------------- simulator
 
 
-def _trajectory(sim, genome, data, S=3, R=2, steps=3):
-    genes = sim.prepare([genome] * S)
-    st_ = sim.init_synapses(genes, replicas=R, seed=4)
-    rng = np.random.default_rng(0)
-    nf = sim.program.n_features
-    n_out = sim.program.pops[sim.program.outputs[0]].size
-    for _ in range(steps):
-        x = rng.normal(size=(5, nf))
-        sim.train_step(st_, genes, x, rng.integers(0, max(2, n_out), 5))
-    outs = sim.forward(st_, genes, rng.normal(size=(4, nf)))
-    syn = [st_.get(q, w) for q in range(len(sim.program.projs)) for w in "WbV"]
-    return [sim.backend.to_numpy(a) for a in syn + list(outs) if a is not None]
-
-
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
 def test_generic_paths_and_threads_match_fast_numpy(spec):
     """Every example spec: generic (GPU-like) code paths and worker threads give the fast path's numbers."""
     prog = compile_network(load_network(spec))
     genome = random_genome(k=prog.k, groups=prog.groups, seed=1, scale=0.3)
-    want = _trajectory(Simulator(prog, dtype="float64", threads=1), genome, None)
+    want = trajectory(Simulator(prog, dtype="float64", threads=1), genome)
     for sim in (Simulator(prog, backend=NumpyBackend("float64", fast=False)),
                 Simulator(prog, dtype="float64", threads=2),
                 Simulator(prog, dtype="float64", threads=3, sparse="masked")):
-        for a, b in zip(want, _trajectory(sim, genome, None)):
+        for a, b in zip(want, trajectory(sim, genome)):
             np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
 
 
@@ -187,7 +174,7 @@ def test_results_do_not_depend_on_threads(S):
         "projections": [{"from": "in", "to": "h"}, {"from": "h", "to": "out"}]}
     prog = compile_network(load_network(spec))
     genome = random_genome(k=2, seed=3)
-    runs = [_trajectory(Simulator(prog, dtype="float32", threads=t), genome, None, S=S, R=1) for t in (1, 2, 3)]
+    runs = [trajectory(Simulator(prog, dtype="float32", threads=t), genome, S=S, R=1) for t in (1, 2, 3)]
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)
@@ -217,7 +204,7 @@ def test_one_genome_parallel_updates_are_bit_identical(rules):
         "rules": rules}
     prog = compile_network(load_network(spec))
     genome = random_genome(k=2, seed=5, scale=0.3)
-    runs = [_trajectory(Simulator(prog, dtype="float32", threads=t), genome, None, S=1, R=1, steps=4)
+    runs = [trajectory(Simulator(prog, dtype="float32", threads=t), genome, S=1, R=1, steps=4)
             for t in (1, 2)]
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
@@ -227,8 +214,8 @@ def test_float32_close_to_float64():
     spec = next(p for p in SPECS if p.name == "sparse_digits.json")
     prog = compile_network(load_network(spec))
     genome = random_genome(k=prog.k, groups=prog.groups, seed=1, scale=0.3)
-    a64 = _trajectory(Simulator(prog, dtype="float64"), genome, None)
-    a32 = _trajectory(Simulator(prog, dtype="float32"), genome, None)
+    a64 = trajectory(Simulator(prog, dtype="float64"), genome)
+    a32 = trajectory(Simulator(prog, dtype="float32"), genome)
     for a, b in zip(a64, a32):
         np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-4)
 
@@ -239,7 +226,7 @@ def test_float32_close_to_float64():
 def test_cupy_matches_numpy(spec):
     prog = compile_network(load_network(spec))
     genome = random_genome(k=prog.k, groups=prog.groups, seed=1, scale=0.3)
-    want = _trajectory(Simulator(prog, dtype="float64"), genome, None)
-    got = _trajectory(Simulator(prog, backend="cupy", dtype="float64"), genome, None)
+    want = trajectory(Simulator(prog, dtype="float64"), genome)
+    got = trajectory(Simulator(prog, backend="cupy", dtype="float64"), genome)
     for a, b in zip(want, got):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-11)

@@ -42,18 +42,11 @@ def _cases():
     return cases
 
 
-def _trajectory(sim, genome, S=3, R=2, steps=3):
-    genes = sim.prepare([genome] * S)
-    st = sim.init_synapses(genes, replicas=R, seed=4)
-    rng = np.random.default_rng(0)
-    nf = sim.program.n_features
-    n_out = sim.program.pops[sim.program.outputs[0]].size
-    for _ in range(steps):
-        x = rng.normal(size=(8, nf))
-        sim.train_step(st, genes, x, rng.integers(0, max(2, n_out), 8))
-    outs = sim.forward(st, genes, rng.normal(size=(6, nf)))
-    arrs = [st.get(q, w) for q in range(len(sim.program.projs)) for w in "WbV"] + list(outs)
-    return [sim.backend.to_numpy(a).astype(np.float64) for a in arrs if a is not None]
+def _trajectory(sim, genome):
+    """Every synapse and output of a short run (:func:`blursim.testing.trajectory`), as float64."""
+    from blursim.testing import trajectory
+
+    return [a.astype(np.float64) for a in trajectory(sim, genome, batch=8, query=6)]
 
 
 def parity(log) -> list[dict]:

@@ -9,7 +9,9 @@ tests use the same strategies.  The assertion helpers need only NumPy:
   update Jacobian is / is not symmetric (paper Sec. 3.5, eq. 10);
 * :func:`assert_tied_stay_tied` — ``V = Wᵀ`` or equal channels are preserved;
 * :func:`assert_invariant` — a predicate on the synapses holds over n steps
-  (e.g. :func:`masked_entries_are_zero`).
+  (e.g. :func:`masked_entries_are_zero`);
+* :func:`trajectory` — every synapse and output of a short seeded run, to
+  compare two simulators (backends, dtypes, threads, sparse storage).
 """
 
 from blursim.testing.assertions import (
@@ -21,6 +23,7 @@ from blursim.testing.assertions import (
     gradient_report,
     masked_entries_are_zero,
 )
+from blursim.testing.runs import trajectory
 
 __all__ = [
     "assert_gradient_like",
@@ -30,4 +33,5 @@ __all__ = [
     "forward_synapses",
     "gradient_report",
     "masked_entries_are_zero",
+    "trajectory",
 ]
