@@ -148,6 +148,58 @@ def test_blas_threads_restored():
     assert cb.get_threads() == before
 
 
+def test_batched_gemm_equals_single_calls(monkeypatch):
+    """Slices on BLAS's threads (``?gemm_batch``) give the bits of one-thread ``?gemm`` calls: transposed
+    and broadcast operands, per-slice alpha. Small products (where OpenBLAS's batch would take its
+    crashing small-matrix path) run serially, and so does a call while another thread limits BLAS too."""
+    from blursim.backend import _cblas
+    from blursim.backend.base import Scale
+
+    be = NumpyBackend("float32")
+    cb = be._cblas
+    if cb is None or not cb.batch:
+        pytest.skip("this BLAS has no ?gemm_batch")
+    calls = []
+    batch = _cblas._batch
+
+    def counted(*a):
+        calls.append(batch(*a))
+        return calls[-1]
+
+    monkeypatch.setattr(_cblas, "_batch", counted)
+    rng = np.random.default_rng(7)
+
+    def case(M, N, K, n_a, transposed):
+        A = rng.standard_normal((n_a, K, M) if transposed else (n_a, M, K)).astype(np.float32)
+        A = A.swapaxes(-1, -2) if transposed else A
+        B = rng.standard_normal((3, K, N)).astype(np.float32)
+        C = rng.standard_normal((3, M, N)).astype(np.float32)
+        return A, B, C, Scale(rng.uniform(0.5, 1.5, 3).astype(np.float32), be)
+
+    for (M, N, K), n_a, transposed in (((128, 160, 100), 3, False), ((100, 120, 128), 1, True),
+                                       ((64, 64, 64), 3, False)):
+        A, B, C, alpha = case(M, N, K, n_a, transposed)
+        want, got = C.copy(), C.copy()
+        with be.parallel_gemm(None, 1):
+            be.gemm(A, B, want, alpha, 0.75)
+        calls.clear()
+        with be.parallel_gemm(None, 2):
+            be.gemm(A, B, got, alpha, 0.75)
+        np.testing.assert_array_equal(got, want)
+        assert calls == ([True] if M * N * K >= _cblas.BATCH_MIN_MNK else [])
+
+    A, B, C, alpha = case(128, 160, 100, 3, False)
+    want, got = C.copy(), C.copy()
+    with be.parallel_gemm(None, 1):
+        be.gemm(A, B, want, alpha, 0.75)
+    calls.clear()
+    with be.blas_threads(1):  # as if another thread's run were limiting BLAS: no batch, same bits
+        with be.parallel_gemm(None, 2):
+            be.gemm(A, B, got, alpha, 0.75)
+    assert calls == [False]
+    np.testing.assert_array_equal(got, want)
+
+
 # ------------------------------------------------------------- simulator
 
 
@@ -190,24 +242,60 @@ RULE_VARIANTS = [
 ]
 
 
+@pytest.mark.parametrize("split", ["blas", "pool"])
 @pytest.mark.parametrize("rules", RULE_VARIANTS, ids=lambda r: ",".join(f"{k}={v}" for k, v in r.items()) or "default")
-def test_one_genome_parallel_updates_are_bit_identical(rules):
-    """One genome and replica (a single chunk): the synapse updates of different projections run as
-    parallel jobs and large products split across threads; float32 results equal the one-thread run."""
+def test_one_genome_parallel_updates_are_bit_identical(rules, split, monkeypatch):
+    """One genome and replica (a single chunk): the slices of large products go to BLAS's own threads
+    (``?gemm_batch``, ``split="blas"``) or, without it, to ours, which then also run the synapse
+    updates of different projections as parallel jobs; float32 results equal the one-thread run.
+    The sizes (batch 128) make the split happen, which the test checks."""
+    import blursim.sim.simulator as simmod
+    from blursim.backend import _cblas
+
+    cb = NumpyBackend("float32")._cblas
+    if cb is None:
+        pytest.skip("no direct BLAS")
+    if split == "pool":
+        monkeypatch.setattr(cb, "batch", {})
+    elif not cb.batch:
+        pytest.skip("this BLAS has no ?gemm_batch")
+    used = {"batch": 0, "submit": 0}
+    batch = _cblas._batch
+
+    def counted_batch(*a):
+        done = batch(*a)
+        used["batch"] += done
+        return done
+
+    class CountingPool:
+        def __init__(self, pool):
+            self.pool = pool
+
+        def submit(self, *a):
+            used["submit"] += 1
+            return self.pool.submit(*a)
+
+    pool = simmod._pool
+    monkeypatch.setattr(_cblas, "_batch", counted_batch)
+    monkeypatch.setattr(simmod, "_pool", lambda n: CountingPool(pool(n)))
     spec = {"k": 2, "populations": [
-        {"name": "in", "size": 30, "role": "input"},
-        {"name": "h", "size": 40, "role": "hidden", "forward_activation": "relu_tanh", "backward_activation": "relu_tanh"},
-        {"name": "h2", "size": 20, "role": "hidden"},
+        {"name": "in", "size": 120, "role": "input"},
+        {"name": "h", "size": 160, "role": "hidden", "forward_activation": "relu_tanh", "backward_activation": "relu_tanh"},
+        {"name": "h2", "size": 80, "role": "hidden"},
         {"name": "out", "size": 3, "role": "output"}],
         "projections": [{"from": "in", "to": "h"}, {"from": "h", "to": "h2", "bias": True},
                         {"from": "in", "to": "h2"}, {"from": "h2", "to": "out"}, {"from": "h", "to": "out"}],
         "rules": rules}
     prog = compile_network(load_network(spec))
     genome = random_genome(k=2, seed=5, scale=0.3)
-    runs = [trajectory(Simulator(prog, dtype="float32", threads=t), genome, S=1, R=1, steps=4)
+    runs = [trajectory(Simulator(prog, dtype="float32", threads=t), genome, S=1, R=1, steps=3, batch=128)
             for t in (1, 2)]
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+    if split == "blas":
+        assert used["batch"] > 0 and used["submit"] == 0
+    else:
+        assert used["batch"] == 0 and used["submit"] > 0
 
 
 def test_float32_close_to_float64():

@@ -8,6 +8,15 @@ that NumPy wheels bundle (``numpy.libs``); if they are not there (NumPy built
 against another BLAS) or the self-test fails, :func:`load` returns ``None``
 and the backend falls back to ``numpy.matmul``. ``BLURSIM_CBLAS=0`` disables
 this module.
+
+One genome alone (a single chunk of species) leaves the second CPU idle
+between products. Handing slices to our own Python threads costs 40-200 us
+per hand-off on a VM whose idle vCPU halts, so when the library has
+``cblas_?gemm_batch`` (OpenBLAS >= 0.3.29) the slices of a large product go to
+BLAS's own threads, which spin between calls: each matrix of a batch is
+computed by one thread through the same level-3 driver as a single-threaded
+``cblas_?gemm`` call, so the bits do not change (checked at load,
+:func:`_batch_self_test`).
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -43,6 +54,17 @@ class CBlas:
             fn.argtypes = [E, E, E, int_t, int_t, int_t, scal, P, int_t, P, int_t, scal, P, int_t]
             fn.restype = None
             self.gemm[np.dtype(dt)] = fn
+        self.int_t = int_t
+        #: ``cblas_?gemm_batch`` per real dtype, kept only if :func:`_batch_self_test` passes.
+        self.batch = {}
+        for dt, letter, scal in ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)):
+            fn = getattr(lib, f"{prefix}cblas_{letter}gemm_batch{suffix}", None)
+            if fn is not None:
+                fn.restype = None
+                self.batch[np.dtype(dt)] = (fn, scal)
+        #: Thread-count bookkeeping: ``limiters`` active :meth:`limit` bodies, the count saved by the first.
+        self.lock = threading.Lock()
+        self.limiters, self._saved = 0, None
         self._set = self._get = None
         for name in (f"{prefix}openblas_set_num_threads{suffix}", "openblas_set_num_threads"):
             if hasattr(lib, name):
@@ -62,6 +84,25 @@ class CBlas:
     def set_threads(self, n: int) -> None:
         if self._set is not None:
             self._set(int(n))
+
+    @contextmanager
+    def limit(self, n: int):
+        """BLAS limited to ``n`` threads in the body (restored afterwards; nests across threads)."""
+        if self.get_threads() is None:
+            yield
+            return
+        with self.lock:
+            if self.limiters == 0:
+                self._saved = self.get_threads()
+                self.set_threads(n)
+            self.limiters += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.limiters -= 1
+                if self.limiters == 0 and self._saved is not None:
+                    self.set_threads(self._saved)
 
 
 def _candidates() -> list[str]:
@@ -87,6 +128,29 @@ def _self_test(cb: CBlas) -> bool:
     return True
 
 
+def _batch_self_test(cb: CBlas) -> None:
+    """Keep ``cb.batch`` only if a threaded batch gives the bits of single-threaded calls."""
+    if not cb.batch or cb.get_threads() is None:
+        cb.batch = {}
+        return
+    rng = np.random.default_rng(1)
+    for dt in list(cb.batch):
+        ok = True
+        for (M, N, K), (ta, tb) in (((128, 160, 96), (False, False)), ((100, 130, 90), (True, False)),
+                                    ((96, 128, 100), (False, True))):
+            A = rng.standard_normal((3, K, M) if ta else (3, M, K)).astype(dt)
+            B = rng.standard_normal((3, N, K) if tb else (3, K, N)).astype(dt)
+            A, B = (A.swapaxes(-1, -2) if ta else A), (B.swapaxes(-1, -2) if tb else B)
+            C0 = rng.standard_normal((3, M, N)).astype(dt)
+            want, got = C0.copy(), C0.copy()
+            with cb.limit(1):
+                call_gemm(cb, A, B, want, 0.7, 0.3)
+                call_gemm(cb, A, B, got, 0.7, 0.3, BLAS_THREADS, 2)
+            ok = ok and np.array_equal(want, got)
+        if not ok:
+            del cb.batch[dt]
+
+
 _LOADED: list = []
 
 
@@ -107,6 +171,7 @@ def load() -> CBlas | None:
                         cand = CBlas(lib, prefix, suffix, int_t, path)
                         if _self_test(cand):
                             cb = cand
+                            _batch_self_test(cb)
                     except (AttributeError, OSError):
                         cand = None
                     break
@@ -162,7 +227,7 @@ def _lead_strides(X, lead):
 class _Plan:
     """Everything about one gemm call that depends only on shapes and strides (cached)."""
 
-    __slots__ = ("fn", "swap", "ta", "tb", "lda", "ldb", "ldc", "M", "N", "K", "lead", "offs")
+    __slots__ = ("fn", "dt", "swap", "ta", "tb", "lda", "ldb", "ldc", "M", "N", "K", "lead", "offs", "bconst")
 
 
 _PLANS: dict = {}
@@ -203,7 +268,7 @@ def _make_plan(cb: CBlas, A, B, C, swap: bool = False):
     if sa is None or sb is None:
         return False
     p = _Plan()
-    p.fn, p.swap = fn, swap
+    p.fn, p.dt, p.swap, p.bconst = fn, dt, swap, None
     (p.ta, p.lda), (p.tb, p.ldb), p.ldc = la, lb, lc[1]
     p.M, p.N, p.K, p.lead = M, N, K, lead
     p.offs = list(zip(_offsets(lead, sa), _offsets(lead, sb), _offsets(lead, C.strides[:-2])))
@@ -236,6 +301,14 @@ def _complex_ptr(v, keep: list):
 #: Below this many FLOPs a gemm is not worth splitting across threads.
 PARALLEL_MIN_FLOPS = 4e6
 
+#: ``pool`` argument of :func:`call_gemm`: split slices across BLAS's own threads (``?gemm_batch``).
+BLAS_THREADS = "blas"
+
+#: OpenBLAS's batch interface sends matrices with ``M N K <= 100**3`` to its small-matrix kernels,
+#: whose table lookup crashes in DYNAMIC_ARCH builds (a segfault with NumPy's OpenBLAS 0.3.31, for
+#: 64 x 64 x 64); above it every matrix takes the ordinary level-3 driver. Only those are batched.
+BATCH_MIN_MNK = 100**3 + 1
+
 
 def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int = 1) -> bool:
     """Batched gemm on NumPy arrays through BLAS; ``False`` if the layout is not supported.
@@ -258,6 +331,10 @@ def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int =
     be = _scalars(beta, p.lead, n, cplx, keep)
     fn, ta, tb, N, K, lda, ldb, ldc = p.fn, p.ta, p.tb, p.N, p.K, p.lda, p.ldb, p.ldc
     M = p.M
+    if pool is BLAS_THREADS:
+        if n > 1 and workers > 1 and M * N * K >= BATCH_MIN_MNK and _batch(cb, p, pa, pb, pc, al, be, workers):
+            return True
+        pool = None
     if pool is None or workers <= 1 or 2.0 * M * N * K * n < PARALLEL_MIN_FLOPS:
         for i, (oa, ob, oc) in enumerate(p.offs):
             fn(ROW_MAJOR, ta, tb, M, N, K, al[i], pa + oa, lda, pb + ob, ldb, be[i], pc + oc, ldc)
@@ -281,3 +358,34 @@ def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int =
         f.result()
     return True
 
+
+
+def _batch(cb: CBlas, p: _Plan, pa: int, pb: int, pc: int, al: list, be: list, workers: int) -> bool:
+    """All slices of one planned product as one ``cblas_?gemm_batch`` call on ``workers`` BLAS threads
+    (one group per slice, since ``alpha``/``beta`` may differ per slice). ``False``, with nothing
+    done, when the dtype has no batch or another thread limits BLAS's threads too (raising them
+    would change that thread's products)."""
+    bt = cb.batch.get(p.dt)
+    if bt is None:
+        return False
+    fn, scal = bt
+    n = len(p.offs)
+    if p.bconst is None:
+        I = cb.int_t
+        p.bconst = ((ctypes.c_int * n)(*[p.ta] * n), (ctypes.c_int * n)(*[p.tb] * n),
+                    (I * n)(*[p.M] * n), (I * n)(*[p.N] * n), (I * n)(*[p.K] * n),
+                    (I * n)(*[p.lda] * n), (I * n)(*[p.ldb] * n), (I * n)(*[p.ldc] * n), I(n), (I * n)(*[1] * n))
+    ta, tb, Ms, Ns, Ks, lda, ldb, ldc, groups, sizes = p.bconst
+    P = ctypes.c_void_p * n
+    As, Bs, Cs = P(*[pa + o[0] for o in p.offs]), P(*[pb + o[1] for o in p.offs]), P(*[pc + o[2] for o in p.offs])
+    alpha, beta = (scal * n)(*al), (scal * n)(*be)
+    with cb.lock:
+        if cb.limiters != 1:
+            return False
+        old = cb.get_threads()
+        cb.set_threads(workers)
+        try:
+            fn(ROW_MAJOR, ta, tb, Ms, Ns, Ks, alpha, As, lda, Bs, ldb, beta, Cs, ldc, groups, sizes)
+        finally:
+            cb.set_threads(old)
+    return True

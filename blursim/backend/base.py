@@ -134,6 +134,8 @@ class Backend:
     # ------------------------------------------------------------- parallelism
     #: Worker threads the simulator may use for independent species (1 = none).
     workers = 1
+    #: Whether :meth:`parallel_gemm` splits products on the library's own threads (not ``pool``).
+    blas_splits_gemm = False
 
     @contextmanager
     def parallel_gemm(self, pool, n: int):

@@ -7,7 +7,10 @@ Two things make it fast (see ``docs/benchmarks.md``):
   genome's scalars and the synapse keep gate into the product;
 - :attr:`NumpyBackend.workers` threads run independent species side by side
   (NumPy and BLAS release the GIL), with BLAS itself limited to one thread
-  meanwhile (:meth:`NumpyBackend.blas_threads`).
+  meanwhile (:meth:`NumpyBackend.blas_threads`); a single genome's large
+  products instead hand their slices to BLAS's own threads in one
+  ``?gemm_batch`` call (:meth:`NumpyBackend.parallel_gemm`), every slice a
+  single-threaded product, so the bits never depend on the thread count.
 
 ``NumpyBackend(dtype, fast=False)`` switches both off and runs the generic
 code paths that the CuPy backend uses; the tests use it as a stand-in for a
@@ -25,9 +28,6 @@ import numpy as np
 from blursim.backend import _cblas
 from blursim.backend.base import Backend
 from blursim.machine import usable_cpus
-
-_BLAS_LOCK = threading.Lock()
-_BLAS_USERS = [0, None]  # active limiters, saved thread count
 
 
 class NumpyBackend(Backend):
@@ -69,17 +69,26 @@ class NumpyBackend(Backend):
                 return
         super().gemm(A, B, C, alpha, beta)
 
+    @property
+    def blas_splits_gemm(self) -> bool:
+        """Whether :meth:`parallel_gemm` hands slices to BLAS's own threads (``?gemm_batch``)
+        rather than to the caller's thread pool."""
+        return self._cblas is not None and np.dtype(self.dtype) in self._cblas.batch
+
     @contextmanager
     def parallel_gemm(self, pool, n: int):
-        """In the body, this thread's gemms split their slices across ``n`` threads of ``pool``
-        (BLAS single-threaded meanwhile). Used when one chunk of species is all there is.
-        ``n <= 1``: this thread's gemms run serially in the body (restored afterwards)."""
+        """In the body, this thread's large gemms split their slices across ``n`` threads: BLAS's own
+        (:attr:`blas_splits_gemm`) or else ``pool``'s, each slice a single-threaded BLAS call, so
+        results do not depend on ``n``. ``n <= 1``: this thread's gemms run serially in the body."""
         if self._cblas is None:
             yield
             return
         old = getattr(self._tls, "par", None)
         with self.blas_threads(1):
-            self._tls.par = (pool, n) if n > 1 else None
+            if n <= 1:
+                self._tls.par = None
+            else:
+                self._tls.par = (_cblas.BLAS_THREADS if self.blas_splits_gemm else pool, n)
             try:
                 yield
             finally:
@@ -88,22 +97,11 @@ class NumpyBackend(Backend):
     @contextmanager
     def blas_threads(self, n: int | None):
         """Limit BLAS to ``n`` threads in the body (restored afterwards; nests across threads)."""
-        cb = self._cblas
-        if n is None or cb is None or cb.get_threads() is None:
+        if n is None or self._cblas is None:
             yield
             return
-        with _BLAS_LOCK:
-            if _BLAS_USERS[0] == 0:
-                _BLAS_USERS[1] = cb.get_threads()
-                cb.set_threads(n)
-            _BLAS_USERS[0] += 1
-        try:
+        with self._cblas.limit(n):
             yield
-        finally:
-            with _BLAS_LOCK:
-                _BLAS_USERS[0] -= 1
-                if _BLAS_USERS[0] == 0 and _BLAS_USERS[1] is not None:
-                    cb.set_threads(_BLAS_USERS[1])
 
     def describe(self) -> dict:
         """BLAS and threading facts for benchmark reports."""

@@ -574,8 +574,10 @@ class Simulator:
         chunks = self._chunks(S, R, B)
         if len(chunks) == 1:
             if self.workers > 1:  # one chunk: the slices of its large products go to the threads,
-                pool = _pool(self.workers)  # and so do independent synapse updates (_run_jobs)
-                self._tls.pool = (pool, self.workers)
+                pool = _pool(self.workers)  # and so do independent synapse updates (_run_jobs) --
+                # unless BLAS's own threads take the slices: then the updates run in order, as
+                # handing them to our threads costs more than it saves (docs/benchmarks.md)
+                self._tls.pool = None if self.backend.blas_splits_gemm else (pool, self.workers)
                 try:
                     with self.backend.parallel_gemm(pool, self.workers):
                         fn(chunks[0])
