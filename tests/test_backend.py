@@ -167,6 +167,8 @@ def test_batched_gemm_equals_single_calls(monkeypatch):
         return calls[-1]
 
     monkeypatch.setattr(_cblas, "_batch", counted)
+    monkeypatch.setattr(_cblas, "_judge", lambda *a: None)
+    monkeypatch.setattr(_cblas, "_PLANS", {})
     rng = np.random.default_rng(7)
 
     def case(M, N, K, n_a, transposed):
@@ -182,8 +184,10 @@ def test_batched_gemm_equals_single_calls(monkeypatch):
         want, got = C.copy(), C.copy()
         with be.parallel_gemm(None, 1):
             be.gemm(A, B, want, alpha, 0.75)
+            be.gemm(A, B, want, alpha, 0.75)
         calls.clear()
         with be.parallel_gemm(None, 2):
+            be.gemm(A, B, got, alpha, 0.75)  # the first call of a product is timed serially
             be.gemm(A, B, got, alpha, 0.75)
         np.testing.assert_array_equal(got, want)
         assert calls == ([True] if M * N * K >= _cblas.BATCH_MIN_MNK else [])
@@ -192,12 +196,57 @@ def test_batched_gemm_equals_single_calls(monkeypatch):
     want, got = C.copy(), C.copy()
     with be.parallel_gemm(None, 1):
         be.gemm(A, B, want, alpha, 0.75)
+    with be.parallel_gemm(None, 2):
+        be.gemm(A, B, C.copy(), alpha, 0.75)  # times this product serially
     calls.clear()
     with be.blas_threads(1):  # as if another thread's run were limiting BLAS: no batch, same bits
         with be.parallel_gemm(None, 2):
             be.gemm(A, B, got, alpha, 0.75)
     assert calls == [False]
     np.testing.assert_array_equal(got, want)
+
+
+def test_slow_batches_back_off(monkeypatch):
+    """Batches slower than the serial product (BLAS's threads without CPUs of their own) are switched off
+    for a while after two in a row -- the products run serially, with the same bits -- then tried again."""
+    from blursim.backend import _cblas
+
+    be = NumpyBackend("float32")
+    cb = be._cblas
+    if cb is None or not cb.batch:
+        pytest.skip("this BLAS has no ?gemm_batch")
+    clock = [100.0]
+    monkeypatch.setattr(_cblas, "_now", lambda: clock[0])
+    monkeypatch.setattr(_cblas, "_PLANS", {})
+    batch = _cblas._batch
+    log = []
+
+    def slow_batch(*a):
+        clock[0] += 1.0  # every batch "takes" a second, far more than the serial product (0 s here)
+        log.append("batch")
+        return batch(*a)
+
+    monkeypatch.setattr(_cblas, "_batch", slow_batch)
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((2, 128, 100)).astype(np.float32)
+    B = rng.standard_normal((2, 100, 160)).astype(np.float32)
+    want, got = np.zeros((2, 128, 160), np.float32), np.zeros((2, 128, 160), np.float32)
+    be.gemm(A, B, want, 1.0, 0.0)
+
+    def step():
+        with be.parallel_gemm(None, 2):
+            be.gemm(A, B, got, 1.0, 0.0)
+        np.testing.assert_array_equal(got, want)
+        log.append("call")
+
+    for _ in range(4):
+        step()
+    # serial timing, two slow batches, then off: serial
+    assert log == ["call", "batch", "call", "batch", "call", "call"]
+    clock[0] += _cblas.BATCH_BACKOFF + 0.5
+    log.clear()
+    step()
+    assert log == ["batch", "call"]
 
 
 # ------------------------------------------------------------- simulator
@@ -277,6 +326,8 @@ def test_one_genome_parallel_updates_are_bit_identical(rules, split, monkeypatch
 
     pool = simmod._pool
     monkeypatch.setattr(_cblas, "_batch", counted_batch)
+    monkeypatch.setattr(_cblas, "_judge", lambda *a: None)  # batch whatever the timing (test_slow_batches_back_off)
+    monkeypatch.setattr(_cblas, "_PLANS", {})
     monkeypatch.setattr(simmod, "_pool", lambda n: CountingPool(pool(n)))
     spec = {"k": 2, "populations": [
         {"name": "in", "size": 120, "role": "input"},

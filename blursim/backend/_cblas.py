@@ -25,6 +25,7 @@ import ctypes
 import glob
 import os
 import threading
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -143,10 +144,11 @@ def _batch_self_test(cb: CBlas) -> None:
             A, B = (A.swapaxes(-1, -2) if ta else A), (B.swapaxes(-1, -2) if tb else B)
             C0 = rng.standard_normal((3, M, N)).astype(dt)
             want, got = C0.copy(), C0.copy()
+            p = _plan(cb, A, B, got)
             with cb.limit(1):
                 call_gemm(cb, A, B, want, 0.7, 0.3)
-                call_gemm(cb, A, B, got, 0.7, 0.3, BLAS_THREADS, 2)
-            ok = ok and np.array_equal(want, got)
+                done = _batch(cb, p, A.ctypes.data, B.ctypes.data, got.ctypes.data, [0.7] * 3, [0.3] * 3, 2)
+            ok = ok and done and not p.swap and np.array_equal(want, got)
         if not ok:
             del cb.batch[dt]
 
@@ -227,7 +229,8 @@ def _lead_strides(X, lead):
 class _Plan:
     """Everything about one gemm call that depends only on shapes and strides (cached)."""
 
-    __slots__ = ("fn", "dt", "swap", "ta", "tb", "lda", "ldb", "ldc", "M", "N", "K", "lead", "offs", "bconst")
+    __slots__ = ("fn", "dt", "swap", "ta", "tb", "lda", "ldb", "ldc", "M", "N", "K", "lead", "offs", "bconst",
+                 "t_serial", "batch_off_until", "strikes")
 
 
 _PLANS: dict = {}
@@ -269,6 +272,7 @@ def _make_plan(cb: CBlas, A, B, C, swap: bool = False):
         return False
     p = _Plan()
     p.fn, p.dt, p.swap, p.bconst = fn, dt, swap, None
+    p.t_serial, p.batch_off_until, p.strikes = None, 0.0, 0  # see _judge
     (p.ta, p.lda), (p.tb, p.ldb), p.ldc = la, lb, lc[1]
     p.M, p.N, p.K, p.lead = M, N, K, lead
     p.offs = list(zip(_offsets(lead, sa), _offsets(lead, sb), _offsets(lead, C.strides[:-2])))
@@ -304,6 +308,16 @@ PARALLEL_MIN_FLOPS = 4e6
 #: ``pool`` argument of :func:`call_gemm`: split slices across BLAS's own threads (``?gemm_batch``).
 BLAS_THREADS = "blas"
 
+#: A batch waits for its slowest thread, so it is only fast while BLAS's workers have CPUs to
+#: themselves: with one other busy process on a 2-vCPU machine a one-genome step took 5-24 ms
+#: batched against 2.7-3.0 ms serial (1.5-1.6 ms batched when quiet). So each product is first
+#: timed serially, and after BATCH_STRIKES consecutive batches of it slower than that, its batches
+#: are off for BATCH_BACKOFF seconds (it runs serially), then tried again. Every schedule gives the
+#: same bits, so this only changes speed.
+BATCH_STRIKES = 2
+BATCH_BACKOFF = 1.0
+_now = time.perf_counter
+
 #: OpenBLAS's batch interface sends matrices with ``M N K <= 100**3`` to its small-matrix kernels,
 #: whose table lookup crashes in DYNAMIC_ARCH builds (a segfault with NumPy's OpenBLAS 0.3.31, for
 #: 64 x 64 x 64); above it every matrix takes the ordinary level-3 driver. Only those are batched.
@@ -332,9 +346,19 @@ def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int =
     fn, ta, tb, N, K, lda, ldb, ldc = p.fn, p.ta, p.tb, p.N, p.K, p.lda, p.ldb, p.ldc
     M = p.M
     if pool is BLAS_THREADS:
-        if n > 1 and workers > 1 and M * N * K >= BATCH_MIN_MNK and _batch(cb, p, pa, pb, pc, al, be, workers):
-            return True
         pool = None
+        if n > 1 and workers > 1 and M * N * K >= BATCH_MIN_MNK:
+            now = _now()
+            if p.t_serial is not None and now >= p.batch_off_until:
+                if _batch(cb, p, pa, pb, pc, al, be, workers):
+                    _judge(p, _now() - now)
+                    return True
+            else:  # time the serial product: what a batch must beat
+                for i, (oa, ob, oc) in enumerate(p.offs):
+                    fn(ROW_MAJOR, ta, tb, M, N, K, al[i], pa + oa, lda, pb + ob, ldb, be[i], pc + oc, ldc)
+                t = _now() - now
+                p.t_serial = t if p.t_serial is None else min(p.t_serial, t)
+                return True
     if pool is None or workers <= 1 or 2.0 * M * N * K * n < PARALLEL_MIN_FLOPS:
         for i, (oa, ob, oc) in enumerate(p.offs):
             fn(ROW_MAJOR, ta, tb, M, N, K, al[i], pa + oa, lda, pb + ob, ldb, be[i], pc + oc, ldc)
@@ -389,3 +413,16 @@ def _batch(cb: CBlas, p: _Plan, pa: int, pb: int, pc: int, al: list, be: list, w
         finally:
             cb.set_threads(old)
     return True
+
+
+def _judge(p: _Plan, t: float) -> None:
+    """Count a batch of ``p``'s product that took ``t`` s against its serial time; switch its batches
+    off for :data:`BATCH_BACKOFF` s after :data:`BATCH_STRIKES` slower ones in a row. (Per product:
+    one whose batch is slower even on a quiet machine, e.g. a small one, must not stop the others.)"""
+    if t <= p.t_serial:
+        p.strikes = 0
+        return
+    p.strikes += 1
+    if p.strikes >= BATCH_STRIKES:
+        p.strikes = 0
+        p.batch_off_until = _now() + BATCH_BACKOFF
