@@ -145,9 +145,10 @@ def _batch_self_test(cb: CBlas) -> None:
             C0 = rng.standard_normal((3, M, N)).astype(dt)
             want, got = C0.copy(), C0.copy()
             p = _plan(cb, A, B, got)
+            jobs = [(A.ctypes.data + oa, B.ctypes.data + ob, got.ctypes.data + oc, 0.7, 0.3) for oa, ob, oc in p.offs]
             with cb.limit(1):
                 call_gemm(cb, A, B, want, 0.7, 0.3)
-                done = _batch(cb, p, A.ctypes.data, B.ctypes.data, got.ctypes.data, [0.7] * 3, [0.3] * 3, 2)
+                done = _batch(cb, p, jobs, 2)
             ok = ok and done and not p.swap and np.array_equal(want, got)
         if not ok:
             del cb.batch[dt]
@@ -330,7 +331,9 @@ def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int =
     ``C`` must not overlap ``A`` or ``B``. Leading axes of ``A``/``B`` of
     length 1 (or missing) broadcast against those of ``C``. With a thread
     ``pool`` and ``workers > 1``, the slices are split across threads, each
-    calling single-threaded BLAS.
+    calling single-threaded BLAS; with ``pool=BLAS_THREADS``, across
+    ``workers`` of BLAS's own threads in one ``?gemm_batch`` call, when that
+    is faster than serial (:func:`_judge`). Never inside a slice.
     """
     p = _plan(cb, A, B, C)
     if p is False:
@@ -343,39 +346,30 @@ def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int =
     cplx = C.dtype.kind == "c"
     al = _scalars(alpha, p.lead, n, cplx, keep)
     be = _scalars(beta, p.lead, n, cplx, keep)
-    fn, ta, tb, N, K, lda, ldb, ldc = p.fn, p.ta, p.tb, p.N, p.K, p.lda, p.ldb, p.ldc
-    M = p.M
+    fn, ta, tb, M, N, K, lda, ldb, ldc = p.fn, p.ta, p.tb, p.M, p.N, p.K, p.lda, p.ldb, p.ldc
+    # One BLAS call per slice, whoever makes it: results never depend on the number of threads.
+    jobs = [(pa + oa, pb + ob, pc + oc, al[i], be[i]) for i, (oa, ob, oc) in enumerate(p.offs)]
+
+    def run(group):
+        for a, b, c, x, y in group:
+            fn(ROW_MAJOR, ta, tb, M, N, K, x, a, lda, b, ldb, y, c, ldc)
+
     if pool is BLAS_THREADS:
         pool = None
         if n > 1 and workers > 1 and M * N * K >= BATCH_MIN_MNK:
             now = _now()
-            if p.t_serial is not None and now >= p.batch_off_until:
-                if _batch(cb, p, pa, pb, pc, al, be, workers):
-                    _judge(p, _now() - now)
-                    return True
-            else:  # time the serial product: what a batch must beat
-                for i, (oa, ob, oc) in enumerate(p.offs):
-                    fn(ROW_MAJOR, ta, tb, M, N, K, al[i], pa + oa, lda, pb + ob, ldb, be[i], pc + oc, ldc)
+            if p.t_serial is None or now < p.batch_off_until:  # time the serial product: what a batch must beat
+                run(jobs)
                 t = _now() - now
                 p.t_serial = t if p.t_serial is None else min(p.t_serial, t)
                 return True
-    if pool is None or workers <= 1 or 2.0 * M * N * K * n < PARALLEL_MIN_FLOPS:
-        for i, (oa, ob, oc) in enumerate(p.offs):
-            fn(ROW_MAJOR, ta, tb, M, N, K, al[i], pa + oa, lda, pb + ob, ldb, be[i], pc + oc, ldc)
-        return True
-    # Whole slices only (never split a product's rows): each slice is the same BLAS call as in the
-    # serial path, so results do not depend on the number of threads.
-    jobs = [(M, pa + oa, pb + ob, pc + oc, al[i], be[i]) for i, (oa, ob, oc) in enumerate(p.offs)]
+            if _batch(cb, p, jobs, workers):
+                _judge(p, _now() - now)
+                return True
     groups = [jobs[w::workers] for w in range(workers) if jobs[w::workers]]
-    if len(groups) < 2:
-        for m, a, b, c, x, y in jobs:
-            fn(ROW_MAJOR, ta, tb, m, N, K, x, a, lda, b, ldb, y, c, ldc)
+    if pool is None or len(groups) < 2 or 2.0 * M * N * K * n < PARALLEL_MIN_FLOPS:
+        run(jobs)
         return True
-
-    def run(group):
-        for m, a, b, c, x, y in group:
-            fn(ROW_MAJOR, ta, tb, m, N, K, x, a, lda, b, ldb, y, c, ldc)
-
     futs = [pool.submit(run, g) for g in groups[1:]]
     run(groups[0])
     for f in futs:
@@ -383,12 +377,11 @@ def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int =
     return True
 
 
-
-def _batch(cb: CBlas, p: _Plan, pa: int, pb: int, pc: int, al: list, be: list, workers: int) -> bool:
-    """All slices of one planned product as one ``cblas_?gemm_batch`` call on ``workers`` BLAS threads
-    (one group per slice, since ``alpha``/``beta`` may differ per slice). ``False``, with nothing
-    done, when the dtype has no batch or another thread limits BLAS's threads too (raising them
-    would change that thread's products)."""
+def _batch(cb: CBlas, p: _Plan, jobs: list, workers: int) -> bool:
+    """The slices ``jobs`` (``(a, b, c, alpha, beta)`` of :func:`call_gemm`) of one planned product
+    as one ``cblas_?gemm_batch`` call on ``workers`` BLAS threads (one group per slice, since
+    ``alpha``/``beta`` may differ per slice). ``False``, with nothing done, when the dtype has no
+    batch or another thread limits BLAS's threads too (raising them would change its products)."""
     bt = cb.batch.get(p.dt)
     if bt is None:
         return False
@@ -400,9 +393,9 @@ def _batch(cb: CBlas, p: _Plan, pa: int, pb: int, pc: int, al: list, be: list, w
                     (I * n)(*[p.M] * n), (I * n)(*[p.N] * n), (I * n)(*[p.K] * n),
                     (I * n)(*[p.lda] * n), (I * n)(*[p.ldb] * n), (I * n)(*[p.ldc] * n), I(n), (I * n)(*[1] * n))
     ta, tb, Ms, Ns, Ks, lda, ldb, ldc, groups, sizes = p.bconst
+    As, Bs, Cs, al, be = zip(*jobs)
     P = ctypes.c_void_p * n
-    As, Bs, Cs = P(*[pa + o[0] for o in p.offs]), P(*[pb + o[1] for o in p.offs]), P(*[pc + o[2] for o in p.offs])
-    alpha, beta = (scal * n)(*al), (scal * n)(*be)
+    As, Bs, Cs, alpha, beta = P(*As), P(*Bs), P(*Cs), (scal * n)(*al), (scal * n)(*be)
     with cb.lock:
         if cb.limiters != 1:
             return False
