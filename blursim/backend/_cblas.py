@@ -366,10 +366,10 @@ def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int =
             if _batch(cb, p, jobs, workers):
                 _judge(p, _now() - now)
                 return True
-    groups = [jobs[w::workers] for w in range(workers) if jobs[w::workers]]
-    if pool is None or len(groups) < 2 or 2.0 * M * N * K * n < PARALLEL_MIN_FLOPS:
+    if pool is None or n < 2 or workers < 2 or 2.0 * M * N * K * n < PARALLEL_MIN_FLOPS:
         run(jobs)
         return True
+    groups = [jobs[w::workers] for w in range(min(workers, n))]
     futs = [pool.submit(run, g) for g in groups[1:]]
     run(groups[0])
     for f in futs:
