@@ -32,3 +32,12 @@ def test_readme_python_example_runs():
     accs = [float(v) for v in re.findall(r"[0-9.]+", out.stdout.split("[", 1)[1])]
     assert len(accs) == 2
     assert accs[0] >= 0.9  # the backprop genome learns xor
+
+
+def test_ci_installs_the_extras_the_readme_installs():
+    install = _setup_commands()[0]
+    readme_extras = re.search(r'pip install -e "\.\[([^\]]*)\]"', install).group(1)
+    ci = (ROOT / ".ci" / "run").read_text()
+    ci_extras = re.search(r'pip install -q -e "\.\[([^\]]*)\]"', ci).group(1)
+    assert set(readme_extras.split(",")) == set(ci_extras.split(","))
+    assert "jax" in readme_extras.split(",")  # the gradient path's tests run in CI
