@@ -41,10 +41,116 @@ def backprop_rules(feedback: str = "error_softmax", reduction: str = "sum", **ex
     return r
 
 
+#: The choices :func:`rules` draws from, the :class:`~blursim.spec.network.Rules` default first
+#: (Hypothesis shrinks towards the first choice).
+RULE_CHOICES: dict[str, tuple] = {
+    "backward_update": ("additive", "multiplicative", "multiplicative_second_state"),
+    "tied": (False, True),
+    "shared_channels": (False, True),
+    "feedback": ("target", "error_mse", "error_softmax"),
+    "target_coding": ("pm1", "onehot"),
+    "oja": ("none", "weights", "activity"),
+    "synapse_normalization": ("none", "activations", "stored"),
+    "saturation": (False, True),
+    "reset_neurons": (True, False),
+    "batch_reduction": ("sum", "mean"),
+    "schedule": ("topological", "synchronous"),
+    "norm_eps": (1e-5, 1e-2, 0.5),
+    "synapse_norm_eps": (1e-8, 1e-3, 0.5),
+}
+
+
 @st.composite
-def connectivities(draw, kinds=("all_to_all", "fixed_probability", "block_random")) -> dict:
-    """A connectivity object for a projection (no grid-based kinds)."""
-    kind = draw(st.sampled_from(list(kinds)))
+def synapse_inits(draw, **pin) -> dict:
+    """A ``synapse_init`` object; keywords pin fields (a value) or draw them (a strategy)."""
+    choices = {
+        "distribution": st.sampled_from(["normal", "uniform", "zeros"]),
+        "scale": st.sampled_from([1.0, 0.5, 2.0]),
+        "fan_in": st.sampled_from([True, False]),
+        "bias": st.sampled_from(["zeros", "same"]),
+    }
+    unknown = set(pin) - set(choices)
+    if unknown:
+        raise TypeError(f"synapse_inits: unknown field(s) {sorted(unknown)}")
+    out = {}
+    for name, default in choices.items():
+        v = pin.get(name, default)
+        out[name] = draw(v) if isinstance(v, st.SearchStrategy) else v
+    return out
+
+
+@st.composite
+def rules(draw, *, recurrent: bool = False, output_size: int | None = None,
+          max_sweeps: int = 3, **pin) -> dict:
+    """A ``rules`` object drawing every option of :class:`~blursim.spec.network.Rules`.
+
+    Each option is drawn from :data:`RULE_CHOICES` (``sweeps`` from 1 to
+    ``max_sweeps`` under the synchronous schedule, 1 otherwise;
+    ``synapse_init`` from :func:`synapse_inits`). Keywords pin an option to
+    a value, or draw it from a strategy given instead, e.g.
+    ``rules(tied=True, oja=st.sampled_from(["none", "weights"]))``.
+
+    Constraints so that a drawn spec compiles: ``recurrent=True`` (a graph
+    that may have cycles) pins the synchronous schedule; ``output_size``
+    (the smallest output population) of 1 leaves out ``error_softmax``,
+    which needs at least 2 output neurons. The spec's ``k`` must be >= 2:
+    every feedback kind writes state 1.
+    """
+    names = set(RULE_CHOICES) | {"sweeps", "synapse_init"}
+    unknown = set(pin) - names
+    if unknown:
+        raise TypeError(f"rules: unknown option(s) {sorted(unknown)}; valid: {sorted(names)}")
+    choices = {name: list(v) for name, v in RULE_CHOICES.items()}
+    if recurrent:
+        if pin.get("schedule", "synchronous") != "synchronous":
+            raise ValueError("rules(recurrent=True) needs the synchronous schedule")
+        choices["schedule"] = ["synchronous"]
+    if output_size is not None and output_size < 2:
+        if pin.get("feedback") == "error_softmax":
+            raise ValueError("error_softmax feedback needs output populations of >= 2 neurons")
+        choices["feedback"].remove("error_softmax")
+    out = {}
+    for name, options in choices.items():
+        v = pin.get(name)
+        if name not in pin:
+            v = st.sampled_from(options)
+        out[name] = draw(v) if isinstance(v, st.SearchStrategy) else v
+    if out["schedule"] == "synchronous":
+        v = pin.get("sweeps", st.integers(1, max_sweeps))
+    else:
+        v = pin.get("sweeps", 1)
+    out["sweeps"] = draw(v) if isinstance(v, st.SearchStrategy) else v
+    v = pin.get("synapse_init", synapse_inits())
+    out["synapse_init"] = draw(v) if isinstance(v, st.SearchStrategy) else v
+    return out
+
+
+#: Every connectivity kind (``local2d`` needs grids: :func:`network_specs` draws them when asked).
+ALL_CONNECTIVITY = ("all_to_all", "one_to_one", "fixed_probability", "from_list", "local2d",
+                    "block_random")
+
+
+@st.composite
+def connectivities(draw, kinds=("all_to_all", "fixed_probability", "block_random"), pre=None,
+                   post=None) -> dict:
+    """A connectivity object for a projection.
+
+    ``pre``/``post``: the two population dicts; with them, kinds that cannot
+    fit are left out (``one_to_one`` needs equal sizes, ``local2d`` grids on
+    both) and ``from_list`` draws edges in range (it needs the sizes).
+    Without them only kinds that fit any pair are drawn.
+    """
+    def fits(kind):
+        if kind == "one_to_one":
+            return pre is not None and post is not None and pre["size"] == post["size"]
+        if kind == "local2d":
+            return pre is not None and post is not None and "grid" in pre and "grid" in post
+        if kind == "from_list":
+            return pre is not None and post is not None
+        return True
+
+    usable = [k for k in kinds if fits(k)] or ["all_to_all"]
+    kind = draw(st.sampled_from(usable))
     if kind == "fixed_probability":
         return {"kind": kind, "p": draw(st.floats(0.3, 1.0)), "seed": draw(st.integers(0, 2**16))}
     if kind == "block_random":
@@ -54,7 +160,18 @@ def connectivities(draw, kinds=("all_to_all", "fixed_probability", "block_random
             "p": draw(st.floats(0.3, 1.0)),
             "seed": draw(st.integers(0, 2**16)),
         }
+    if kind == "from_list":
+        pairs = [[i, j] for i in range(pre["size"]) for j in range(post["size"])]
+        edges = draw(st.lists(st.sampled_from(pairs), min_size=1, max_size=len(pairs), unique_by=tuple))
+        return {"kind": kind, "edges": sorted(edges)}
+    if kind == "local2d":
+        return {"kind": kind, "radius": draw(st.sampled_from([1.0, 0.5, 1.5, 2.5]))}
     return {"kind": kind}
+
+
+def _grid(draw, size: int) -> list[int]:
+    rows = draw(st.sampled_from([r for r in range(1, size + 1) if size % r == 0]))
+    return [rows, size // rows]
 
 
 @st.composite
@@ -74,15 +191,29 @@ def network_specs(
     hidden_activation: Any = "tanh",
     output_activation: Any = "identity",
     backward_activation: Any = "identity",
-    rules: dict | None = None,
+    rules: dict | st.SearchStrategy | None = None,
+    recurrent_p: float = 0.0,
+    grids: bool | None = None,
 ) -> dict:
-    """A random acyclic network spec (a JSON-ready dict).
+    """A random network spec (a JSON-ready dict): acyclic, or recurrent under ``synchronous``.
 
     ``n_features`` fixes the total input size (split over the inputs);
     outputs all have ``n_classes`` neurons. ``bias=None`` draws a bias flag
     per projection. ``hidden_activation`` may be a name, a per-state list, or
     a list of choices given as a tuple (one is drawn per population).
+    ``connectivity`` lists the kinds to draw from (:data:`ALL_CONNECTIVITY`:
+    ``one_to_one`` is drawn only between populations of equal size,
+    ``local2d`` only between populations with grids). ``grids`` gives every
+    population a drawn 2-D ``grid`` (default: when ``local2d`` is listed).
+    ``rules``: a rules dict, or a strategy such as :func:`rules` (drawn
+    first). When the rules' schedule is ``synchronous``, back edges and
+    self-loops between non-input populations are added with probability
+    ``recurrent_p`` each (the graph may then have cycles).
     """
+    if isinstance(rules, st.SearchStrategy):
+        rules = draw(rules)
+    if grids is None:
+        grids = "local2d" in connectivity
     n_in = draw(st.integers(*inputs))
     n_hid = draw(st.integers(*hidden))
     n_out = draw(st.integers(*outputs))
@@ -112,6 +243,10 @@ def network_specs(
             "forward_activation": pick(output_activation),
             "backward_activation": backward_activation,
         })
+    if grids:
+        for p in pops:
+            p["grid"] = _grid(draw, p["size"])
+    by_name = {p["name"]: p for p in pops}
     names = [p["name"] for p in pops]
     order = {n: i for i, n in enumerate(names)}
     ins, hids, outs = names[:n_in], names[n_in : n_in + n_hid], names[n_in + n_hid :]
@@ -131,12 +266,17 @@ def network_specs(
             if order[a] < order[b] and b not in ins and a not in outs and (a, b) not in edges:
                 if draw(st.floats(0, 1)) < skip_p:
                     edges.add((a, b))
+    if recurrent_p > 0 and (rules or {}).get("schedule") == "synchronous":
+        for a in hids + outs:  # back edges and self-loops: cycles, fine for the synchronous schedule
+            for b in hids + outs:
+                if order[a] >= order[b] and draw(st.floats(0, 1)) < recurrent_p:
+                    edges.add((a, b))
     projs = []
     for a, b in sorted(edges, key=lambda e: (order[e[1]], order[e[0]])):
         projs.append({
             "from": a, "to": b,
             "bias": draw(st.booleans()) if bias is None else bias,
-            "connectivity": draw(connectivities(connectivity)),
+            "connectivity": draw(connectivities(connectivity, pre=by_name[a], post=by_name[b])),
         })
     spec = {"k": k, "seed": draw(st.integers(0, 2**16)), "populations": pops, "projections": projs}
     if rules is not None:
