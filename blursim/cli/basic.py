@@ -27,10 +27,13 @@ def add_parser(sub) -> None:
     p.add_argument("--graphml", metavar="FILE", help="write GraphML")
     p.set_defaults(func=cmd_graph)
 
-    p = sub.add_parser("list", help="list registered names")
+    p = sub.add_parser("list", help="list registered names (datasets, presets and strategies "
+                       "with their options and defaults)")
     p.add_argument("what", nargs="?", default="all",
                    choices=["all", "activations", "connectivity", "feedback", "datasets",
                             "presets", "schemas", "strategies"])
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="one line per option: name, default and what it does")
     p.set_defaults(func=cmd_list)
 
 
@@ -105,8 +108,9 @@ def cmd_graph(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from blursim.data import DATASETS, dataset_options
+    from blursim.data import DATASETS
     from blursim.genome import PRESETS
+    from blursim.spec.options import option_table
     from blursim.graph.connectivity import CONNECTIVITY
     from blursim.sim import ACTIVATIONS, FEEDBACK
     from blursim.spec import SCHEMAS
@@ -125,10 +129,14 @@ def cmd_list(args) -> int:
             continue
         print(f"{name}:")
         for item, doc in reg.describe().items():
+            model = reg.options(item)
+            table = option_table(model) if model is not None else []
             extra = ""
-            if name == "datasets":
-                opts = dataset_options(item)
-                extra = "  [" + ", ".join(f"{k}={v!r}" for k, v in opts.items()) + "]" if opts else ""
+            if table and not args.verbose:
+                extra = "  [" + ", ".join(f"{k}={v!r}" for k, v, _ in table) + "]"
             print(f"  {item:<22} {doc}{extra}")
+            if args.verbose:
+                for k, v, what in table:
+                    print(f"      {k + '=' + repr(v):<30} {what}")
     sys.stdout.flush()
     return 0

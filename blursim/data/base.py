@@ -1,37 +1,36 @@
 """The :class:`Dataset` container, the dataset registry and :func:`load_dataset`.
 
-A dataset is produced by a *factory*: a function registered in
-:data:`DATASETS` that takes keyword-only options (all with defaults) and
-returns a :class:`Dataset`. :func:`load_dataset` resolves a name and a dict of
-options (as found in a JSON spec), rejects options the factory does not take,
-and calls it. Factories validate option *values* themselves with the
-``check_*`` helpers below, which raise :class:`~blursim.errors.SpecError`
-whose path is the option name; :func:`load_dataset` re-roots that path at the
-spec location it was given.
+A dataset is produced by a *factory* registered in :data:`DATASETS` together
+with its *options model* (a :class:`DatasetOptions` subclass: every option's
+type, range, default and description). :func:`load_dataset` resolves a name,
+validates a dict of options (as found in a JSON document) against the model and
+calls the factory with the validated options. The same models validate the
+``options`` of an experiment's tasks (:mod:`blursim.spec.options`), so an
+option error is reported at its own JSON path either way.
 """
 
 from __future__ import annotations
 
-import inspect
-import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import AfterValidator, Field
 
 from blursim.errors import DataError, SpecError
 from blursim.registry import Registry
+from blursim.spec.options import Options, option_defaults, validate_options
 
 __all__ = [
     "Dataset",
     "DATASETS",
+    "DatasetOptions",
+    "register_dataset",
     "load_dataset",
     "dataset_options",
-    "check_int",
-    "check_float",
-    "check_choice",
+    "class_subset",
     "check_classes",
     "subset_classes",
 ]
@@ -177,37 +176,40 @@ class Dataset:
         )
 
 
-#: Registry of dataset factories: name -> ``f(**options) -> Dataset``.
+#: Registry of datasets: name -> ``build(options) -> Dataset``, each registered
+#: with its options model (``DATASETS.options(name)``).
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
 
 
-def _option_params(factory: Callable[..., Dataset]) -> dict[str, inspect.Parameter]:
-    sig = inspect.signature(factory)
-    return {
-        n: p
-        for n, p in sig.parameters.items()
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
+class DatasetOptions(Options):
+    """Base of the options model of every dataset (see :mod:`blursim.spec.options`)."""
+
+
+def register_dataset(name: str, options: type[DatasetOptions]):
+    """Decorator: register ``build(options) -> Dataset`` as dataset ``name``.
+
+    ``options`` is the dataset's options model: every option, its type, range,
+    default and a one-line description. ``build`` receives a validated instance.
+    """
+    return DATASETS.register(name, options=options)
 
 
 def dataset_options(name: str) -> dict[str, Any]:
     """Option name -> default value of the dataset ``name`` (for docs and ``blursim list``)."""
-    factory = DATASETS.get(name)
-    out: dict[str, Any] = {}
-    for n, p in _option_params(factory).items():
-        out[n] = None if p.default is inspect.Parameter.empty else p.default
-    return out
+    DATASETS.get(name)
+    return option_defaults(DATASETS.options(name))
 
 
 def load_dataset(
-    name: str, options: Mapping[str, Any] | None = None, *, path: str | None = None
+    name: str, options: Mapping[str, Any] | DatasetOptions | None = None, *, path: str | None = None
 ) -> Dataset:
     """Build the registered dataset ``name`` with ``options``.
 
-    ``path`` is the JSON path of the dataset entry in the spec (for example
-    ``"$.dataset"``); errors point at ``<path>.name`` for an unknown dataset
-    and at ``<path>.options.<option>`` for a bad option. Without ``path``
-    they point at ``name`` and ``options.<option>``.
+    ``options`` is a mapping (as in a JSON document) or an instance of the
+    dataset's options model. ``path`` is the JSON path of the dataset entry in
+    the spec (for example ``"$.dataset"``); errors point at ``<path>.name`` for
+    an unknown dataset and at ``<path>.options.<option>`` for a bad option.
+    Without ``path`` they point at ``name`` and ``options.<option>``.
     """
     base = path or ""
     name_path = f"{base}.name" if base else "name"
@@ -220,32 +222,10 @@ def load_dataset(
             choices=DATASETS.names(),
         )
     factory = DATASETS.get(name, path=name_path)
-    if options is None:
-        options = {}
-    if not isinstance(options, Mapping):
-        raise SpecError(
-            f"options of dataset {name!r} must be an object mapping option names to values",
-            path=opt_path,
-            value=options,
-            hint=f"Valid options: {', '.join(_option_params(factory)) or '(none)'}.",
-        )
-    params = _option_params(factory)
-    unknown = sorted(str(k) for k in options if not isinstance(k, str) or k not in params)
-    if unknown:
-        quoted = ", ".join(repr(k) for k in unknown)
-        plural = "options" if len(unknown) > 1 else "option"
-        raise SpecError(
-            f"dataset {name!r} has no {plural} {quoted}",
-            path=f"{opt_path}.{unknown[0]}",
-            choices=list(params),
-            hint=(
-                "Remove or rename the option; "
-                f"blursim.data.dataset_options({name!r}) lists each option with its default."
-            ),
-        )
+    opts = validate_options(DATASETS.options(name), options, what=f"dataset {name!r}", path=path)
     try:
-        return factory(**options)
-    except SpecError as exc:
+        return factory(opts)
+    except SpecError as exc:  # an option that does not fit the data found (e.g. crop > image)
         if exc.path and not exc.path.startswith("$") and not exc.path.startswith(opt_path):
             raise SpecError(
                 exc.message,
@@ -259,132 +239,38 @@ def load_dataset(
 
 
 # ---------------------------------------------------------------------------
-# option checks shared by the factories
+# option types shared by the datasets
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def check_int(
-    dataset: str,
-    option: str,
-    value: Any,
-    *,
-    minimum: int | None = None,
-    maximum: int | None = None,
-    allow_none: bool = False,
-) -> int | None:
-    """Return ``value`` as ``int`` or raise SpecError naming ``option``."""
-    if value is None and allow_none:
-        return None
-    rng = _range_text(minimum, maximum)
-    if not _is_int(value) or (minimum is not None and value < minimum) or (
-        maximum is not None and value > maximum
-    ):
-        extra = " or null" if allow_none else ""
-        raise SpecError(
-            f"dataset {dataset!r}: option {option!r} must be an integer{rng}{extra}",
-            path=option,
-            value=value,
-            hint=f"Set {option} to such an integer.",
-        )
-    return int(value)
-
-
-def check_float(
-    dataset: str,
-    option: str,
-    value: Any,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    exclusive: bool = False,
-) -> float:
-    """Return ``value`` as a finite ``float`` within bounds or raise SpecError."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v)
-        if ok and minimum is not None:
-            ok = v > minimum if exclusive else v >= minimum
-        if ok and maximum is not None:
-            ok = v < maximum if exclusive else v <= maximum
-    if not ok:
-        rng = _range_text(minimum, maximum, exclusive=exclusive)
-        raise SpecError(
-            f"dataset {dataset!r}: option {option!r} must be a finite number{rng}",
-            path=option,
-            value=value,
-            hint=f"Set {option} to such a number.",
-        )
-    return float(value)
-
-
-def check_choice(dataset: str, option: str, value: Any, choices: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``choices`` or raise SpecError listing them."""
-    if not isinstance(value, str) or value not in choices:
-        raise SpecError(
-            f"dataset {dataset!r}: option {option!r} has an unknown value",
-            path=option,
-            value=value,
-            choices=choices,
-        )
-    return value
-
-
-def check_classes(dataset: str, value: Any, n_classes: int, option: str = "classes") -> list[int] | None:
-    """Validate a class subset: ``None`` or >= 2 distinct labels in ``0..n_classes-1``.
-
-    Returns the subset sorted ascending (the order of the new labels).
-    """
+def check_classes(value: list[int] | None, n_classes: int) -> list[int] | None:
+    """``None`` or >= 2 distinct labels in ``0..n_classes-1``, returned sorted."""
     if value is None:
         return None
     what = (
-        f"dataset {dataset!r}: option {option!r} must be null (all classes) or a list "
-        f"of at least 2 distinct integer labels in 0..{n_classes - 1}"
+        f"must be null (all classes) or a list of at least 2 distinct integer labels "
+        f"in 0..{n_classes - 1}"
     )
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
-        raise SpecError(what, path=option, value=value, hint="For example [0, 1, 2, 3, 4].")
-    items = list(value)
-    bad = [c for c in items if not _is_int(c) or not 0 <= c < n_classes]
+    bad = [c for c in value if not 0 <= c < n_classes]
     if bad:
-        raise SpecError(
-            what + f"; {bad[0]!r} is not such a label",
-            path=option,
-            value=items,
-            hint="Remove the labels outside that range.",
-        )
-    ints = [int(c) for c in items]
-    if len(set(ints)) != len(ints):
-        dups = sorted({c for c in ints if ints.count(c) > 1})
-        raise SpecError(
-            what + f"; label(s) {dups} appear more than once",
-            path=option,
-            value=items,
-            hint="List each label once.",
-        )
-    if len(ints) < 2:
-        raise SpecError(
-            what + "; a classifier needs at least two classes",
-            path=option,
-            value=items,
-            hint="Add another label, or use null for all classes.",
-        )
-    return sorted(ints)
+        raise ValueError(f"{what}; {bad[0]!r} is not such a label (remove it)")
+    if len(set(value)) != len(value):
+        dups = sorted({c for c in value if value.count(c) > 1})
+        raise ValueError(f"{what}; label(s) {dups} appear more than once (list each once)")
+    if len(value) < 2:
+        raise ValueError(f"{what}; a classifier needs at least two classes (or use null)")
+    return sorted(value)
 
 
-def _range_text(
-    minimum: float | None, maximum: float | None, *, exclusive: bool = False
-) -> str:
-    lo, hi = ("(", ")") if exclusive else ("[", "]")
-    if minimum is not None and maximum is not None:
-        return f" in {lo}{minimum}, {maximum}{hi}"
-    if minimum is not None:
-        return f" {'>' if exclusive else '>='} {minimum}"
-    if maximum is not None:
-        return f" {'<' if exclusive else '<='} {maximum}"
-    return ""
+def class_subset(n_classes: int) -> Any:
+    """The type of a ``classes`` option of a dataset with ``n_classes`` labels."""
+    return Annotated[
+        list[int] | None,
+        AfterValidator(lambda v: check_classes(v, n_classes)),
+        Field(
+            description=f"a subset of at least two of the labels 0..{n_classes - 1}, relabelled "
+            "0..m-1 in ascending order; null for all classes",
+        ),
+    ]
 
 
 def subset_classes(

@@ -17,22 +17,32 @@ and ``meta["test_index"]``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from blursim.data.base import (
-    DATASETS,
-    Dataset,
-    check_choice,
-    check_classes,
-    check_float,
-    check_int,
-)
+from blursim.data.base import Dataset, DatasetOptions, class_subset, register_dataset
 
-__all__ = ["digits", "digits_0_4", "digits_5_9"]
+__all__ = ["digits", "digits_0_4", "digits_5_9", "DigitsOptions", "DigitsHalfOptions"]
 
-_SCALES = ("unit", "standard")
+
+class DigitsHalfOptions(DatasetOptions):
+    """Options of the fixed-class digits datasets (``digits_0_4``, ``digits_5_9``)."""
+
+    test_fraction: float = Field(
+        0.3, gt=0.0, lt=1.0, description="fraction of each digit's images in the test split"
+    )
+    split_seed: int = Field(0, ge=0, description="seed of the stratified train/test split")
+    scale: Literal["unit", "standard"] = Field(
+        "unit", description="unit: pixels / 16 into [0, 1]; standard: per-pixel train z-scores"
+    )
+
+
+class DigitsOptions(DigitsHalfOptions):
+    """Options of ``digits``."""
+
+    classes: class_subset(10) = None
 
 
 def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,23 +59,10 @@ def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[n
     return np.flatnonzero(train_mask), test_idx
 
 
-def _build(
-    name: str,
-    classes: Any,
-    test_fraction: Any,
-    split_seed: Any,
-    scale: Any,
-    *,
-    fixed_classes: bool = False,
-) -> Dataset:
+def _build(name: str, opts: DigitsHalfOptions, classes: list[int] | None) -> Dataset:
     from sklearn.datasets import load_digits
 
-    classes = check_classes(name, classes, 10)
-    test_fraction = check_float(
-        name, "test_fraction", test_fraction, minimum=0.0, maximum=1.0, exclusive=True
-    )
-    split_seed = check_int(name, "split_seed", split_seed, minimum=0)
-    scale = check_choice(name, "scale", scale, _SCALES)
+    test_fraction, split_seed, scale = opts.test_fraction, opts.split_seed, opts.scale
 
     bunch = load_digits()
     x_all = np.asarray(bunch.data, dtype=np.float64)
@@ -91,13 +88,6 @@ def _build(
         x_train = (x_train - mean) / std
         x_test = (x_test - mean) / std
 
-    options: dict[str, Any] = {
-        "test_fraction": test_fraction,
-        "split_seed": split_seed,
-        "scale": scale,
-    }
-    if not fixed_classes:
-        options = {"classes": classes, **options}
     return Dataset(
         name=name,
         x_train=x_train,
@@ -106,7 +96,7 @@ def _build(
         y_test=y_test,
         n_classes=int(kept.size),
         meta={
-            "options": options,
+            "options": opts.model_dump(),
             "seed": split_seed,
             "source": "sklearn.datasets.load_digits (8x8 images, values 0..16)",
             "classes": [int(c) for c in kept],
@@ -118,14 +108,8 @@ def _build(
     )
 
 
-@DATASETS.register("digits")
-def digits(
-    *,
-    classes: list[int] | None = None,
-    test_fraction: float = 0.3,
-    split_seed: int = 0,
-    scale: str = "unit",
-) -> Dataset:
+@register_dataset("digits", DigitsOptions)
+def digits(opts: DigitsOptions) -> Dataset:
     """scikit-learn 8x8 handwritten digits (1797 images, 64 features), offline MNIST stand-in.
 
     ``classes``: a subset of the digits 0..9 (at least two), relabelled
@@ -136,20 +120,16 @@ def digits(
     and divides by the train standard deviation per pixel (pixels that are
     constant in train are only centred).
     """
-    return _build("digits", classes, test_fraction, split_seed, scale)
+    return _build("digits", opts, opts.classes)
 
 
-@DATASETS.register("digits_0_4")
-def digits_0_4(
-    *, test_fraction: float = 0.3, split_seed: int = 0, scale: str = "unit"
-) -> Dataset:
+@register_dataset("digits_0_4", DigitsHalfOptions)
+def digits_0_4(opts: DigitsHalfOptions) -> Dataset:
     """Digits 0-4 of the 8x8 digits, relabelled 0..4 (cf. MNIST 0-4 in Sec. 4.2)."""
-    return _build("digits_0_4", [0, 1, 2, 3, 4], test_fraction, split_seed, scale, fixed_classes=True)
+    return _build("digits_0_4", opts, [0, 1, 2, 3, 4])
 
 
-@DATASETS.register("digits_5_9")
-def digits_5_9(
-    *, test_fraction: float = 0.3, split_seed: int = 0, scale: str = "unit"
-) -> Dataset:
+@register_dataset("digits_5_9", DigitsHalfOptions)
+def digits_5_9(opts: DigitsHalfOptions) -> Dataset:
     """Digits 5-9 of the 8x8 digits, relabelled 0..4 (cf. MNIST 5-9 in Sec. 4.2)."""
-    return _build("digits_5_9", [5, 6, 7, 8, 9], test_fraction, split_seed, scale, fixed_classes=True)
+    return _build("digits_5_9", opts, [5, 6, 7, 8, 9])

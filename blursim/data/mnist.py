@@ -54,16 +54,17 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from blursim.data.base import (
-    DATASETS,
     Dataset,
-    check_choice,
+    DatasetOptions,
     check_classes,
-    check_int,
+    class_subset,
+    register_dataset,
 )
 from blursim.data.idx import read_idx
 from blursim.errors import DataError, SpecError
@@ -303,36 +304,67 @@ def _prepare(
 # the loader
 
 
+class MnistHalfOptions(DatasetOptions):
+    """Options of every IDX dataset (the fixed-class halves take only these)."""
+
+    data_dir: str | None = Field(
+        None, description="directory holding the four IDX files (default $BLURSIM_DATA_DIR/<name>/)"
+    )
+    crop: int | None = Field(None, ge=1, description="keep the central crop x crop pixels")
+    size: int | None = Field(None, ge=1, le=256, description="resize to size x size pixels")
+    limit_train: int | None = Field(None, ge=1, description="keep the first N train examples")
+    limit_test: int | None = Field(None, ge=1, description="keep the first N test examples")
+
+
+class MnistOptions(MnistHalfOptions):
+    """Options of ``mnist``."""
+
+    classes: class_subset(10) = None
+
+
+class FashionMnistOptions(MnistOptions):
+    """Options of ``fashion_mnist``."""
+
+
+class EmnistOptions(MnistHalfOptions):
+    """Options of ``emnist``: the split decides the labels ``classes`` may name."""
+
+    split: Literal["letters", "digits", "mnist", "balanced", "bymerge", "byclass"] = Field(
+        "letters", description="EMNIST split: letters (26), digits/mnist (10), balanced/bymerge (47), byclass (62)"
+    )
+    classes: list[int] | None = Field(
+        None, description="a subset of at least two labels of the split, relabelled 0..m-1 in "
+        "ascending order; null for all classes"
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_of_the_split(cls, v: list[int] | None, info) -> list[int] | None:
+        split = info.data.get("split")
+        if split is None:  # the split itself is invalid; that error is reported
+            return v
+        try:
+            return check_classes(v, len(EMNIST_SPLITS[split]))
+        except ValueError as e:
+            raise ValueError(f"for split {split!r}, classes {e}") from None
+
+
 def _load(
-    name: str,
-    kind: str,
-    *,
-    split: str | None,
-    data_dir: Any,
-    classes: Any,
-    crop: Any,
-    size: Any,
-    limit_train: Any,
-    limit_test: Any,
-    fixed_classes: bool = False,
+    name: str, kind: str, opts: MnistHalfOptions, classes: list[int] | None
 ) -> Dataset:
+    split = getattr(opts, "split", None)
     if kind == "emnist":
-        split = check_choice(name, "split", split, list(EMNIST_SPLITS))
         class_names = EMNIST_SPLITS[split]
     else:
         class_names = _FASHION if kind == "fashion_mnist" else _DIGITS
     n_all = len(class_names)
-    classes = check_classes(name, classes, n_all)
-    crop = check_int(name, "crop", crop, minimum=1, allow_none=True)
-    size = check_int(name, "size", size, minimum=1, maximum=256, allow_none=True)
-    limit_train = check_int(name, "limit_train", limit_train, minimum=1, allow_none=True)
-    limit_test = check_int(name, "limit_test", limit_test, minimum=1, allow_none=True)
+    crop, size = opts.crop, opts.size
 
     files = _file_names(kind, split)
-    paths = _locate(name, kind, data_dir, files)
+    paths = _locate(name, kind, opts.data_dir, files)
     kept = list(range(n_all)) if classes is None else classes
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for part, limit in (("train", limit_train), ("test", limit_test)):
+    for part, limit in (("train", opts.limit_train), ("test", opts.limit_test)):
         images, labels = _read_split(name, paths[f"{part}_images"], paths[f"{part}_labels"])
         labels = labels.astype(np.int64)
         if kind == "emnist" and split == "letters":
@@ -351,7 +383,7 @@ def _load(
             keep = keep[:limit]
         h, w = images.shape[1:]
         if crop is not None and crop > min(h, w):
-            raise SpecError(
+            raise SpecError(  # depends on the files found, so checked here (path: the option)
                 f"dataset {name!r}: option 'crop' is larger than the {h}x{w} images in "
                 f"{str(paths[f'{part}_images'])!r}",
                 path="crop",
@@ -364,17 +396,6 @@ def _load(
 
     side = size if size is not None else (crop if crop is not None else None)
     shape = [side, side] if side is not None else list(images.shape[1:])
-    options: dict[str, Any] = {
-        "data_dir": None if data_dir is None else str(data_dir),
-        "crop": crop,
-        "size": size,
-        "limit_train": limit_train,
-        "limit_test": limit_test,
-    }
-    if not fixed_classes:
-        options = {"classes": classes, **options}
-    if kind == "emnist":
-        options = {"split": split, **options}
     return Dataset(
         name=name,
         x_train=arrays["train"][0],
@@ -383,7 +404,7 @@ def _load(
         y_test=arrays["test"][1],
         n_classes=len(kept),
         meta={
-            "options": options,
+            "options": opts.model_dump(),
             "seed": None,
             "source": f"{_WHERE[kind][0]} IDX files in {str(paths['train_images'].parent)!r}",
             "files": {role: str(p) for role, p in paths.items()},
@@ -394,16 +415,8 @@ def _load(
     )
 
 
-@DATASETS.register("mnist")
-def mnist(
-    *,
-    data_dir: str | None = None,
-    classes: list[int] | None = None,
-    crop: int | None = None,
-    size: int | None = None,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-) -> Dataset:
+@register_dataset("mnist", MnistOptions)
+def mnist(opts: MnistOptions) -> Dataset:
     """MNIST handwritten digits from local IDX files (Sec. 4.2; crop=20, size=10 as in the paper).
 
     Files: train-images-idx3-ubyte, train-labels-idx1-ubyte,
@@ -411,78 +424,33 @@ def mnist(
     ``data_dir``, else in ``$BLURSIM_DATA_DIR/mnist/``. Options as described
     in :mod:`blursim.data.mnist`.
     """
-    return _load(
-        "mnist", "mnist", split=None, data_dir=data_dir, classes=classes, crop=crop,
-        size=size, limit_train=limit_train, limit_test=limit_test,
-    )
+    return _load("mnist", "mnist", opts, opts.classes)
 
 
-@DATASETS.register("mnist_0_4")
-def mnist_0_4(
-    *,
-    data_dir: str | None = None,
-    crop: int | None = None,
-    size: int | None = None,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-) -> Dataset:
+@register_dataset("mnist_0_4", MnistHalfOptions)
+def mnist_0_4(opts: MnistHalfOptions) -> Dataset:
     """MNIST digits 0-4 relabelled 0..4, one of the half-size meta-training tasks of Sec. 4.2."""
-    return _load(
-        "mnist_0_4", "mnist", split=None, data_dir=data_dir, classes=[0, 1, 2, 3, 4],
-        crop=crop, size=size, limit_train=limit_train, limit_test=limit_test,
-        fixed_classes=True,
-    )
+    return _load("mnist_0_4", "mnist", opts, [0, 1, 2, 3, 4])
 
 
-@DATASETS.register("mnist_5_9")
-def mnist_5_9(
-    *,
-    data_dir: str | None = None,
-    crop: int | None = None,
-    size: int | None = None,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-) -> Dataset:
+@register_dataset("mnist_5_9", MnistHalfOptions)
+def mnist_5_9(opts: MnistHalfOptions) -> Dataset:
     """MNIST digits 5-9 relabelled 0..4, one of the half-size meta-training tasks of Sec. 4.2."""
-    return _load(
-        "mnist_5_9", "mnist", split=None, data_dir=data_dir, classes=[5, 6, 7, 8, 9],
-        crop=crop, size=size, limit_train=limit_train, limit_test=limit_test,
-        fixed_classes=True,
-    )
+    return _load("mnist_5_9", "mnist", opts, [5, 6, 7, 8, 9])
 
 
-@DATASETS.register("fashion_mnist")
-def fashion_mnist(
-    *,
-    data_dir: str | None = None,
-    classes: list[int] | None = None,
-    crop: int | None = None,
-    size: int | None = None,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-) -> Dataset:
+@register_dataset("fashion_mnist", FashionMnistOptions)
+def fashion_mnist(opts: FashionMnistOptions) -> Dataset:
     """Fashion-MNIST clothing images from local IDX files (meta-validation, Sec. 4.2).
 
     Same file names as MNIST (plain or .gz), in ``data_dir``, else in
     ``$BLURSIM_DATA_DIR/fashion_mnist/``. Options as for ``mnist``.
     """
-    return _load(
-        "fashion_mnist", "fashion_mnist", split=None, data_dir=data_dir, classes=classes,
-        crop=crop, size=size, limit_train=limit_train, limit_test=limit_test,
-    )
+    return _load("fashion_mnist", "fashion_mnist", opts, opts.classes)
 
 
-@DATASETS.register("emnist")
-def emnist(
-    *,
-    split: str = "letters",
-    data_dir: str | None = None,
-    classes: list[int] | None = None,
-    crop: int | None = None,
-    size: int | None = None,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-) -> Dataset:
+@register_dataset("emnist", EmnistOptions)
+def emnist(opts: EmnistOptions) -> Dataset:
     """EMNIST letters/digits/... from local IDX files (meta-validation, Sec. 4.2).
 
     ``split``: letters (26 classes, labels 1..26 remapped to 0..25),
@@ -492,7 +460,4 @@ def emnist(
     .gz) in ``data_dir``, else in ``$BLURSIM_DATA_DIR/emnist/``. Images are
     transposed back to upright. Other options as for ``mnist``.
     """
-    return _load(
-        "emnist", "emnist", split=split, data_dir=data_dir, classes=classes, crop=crop,
-        size=size, limit_train=limit_train, limit_test=limit_test,
-    )
+    return _load("emnist", "emnist", opts, opts.classes)

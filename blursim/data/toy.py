@@ -30,16 +30,17 @@ Conventions shared by every task
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from blursim.data.base import DATASETS, Dataset, check_float, check_int
+from blursim.data.base import Dataset, DatasetOptions, register_dataset
 from blursim.errors import DataError, SpecError
+from blursim.spec.options import validate_options
 
 __all__ = ["TOY_TASKS", "label_points"]
 
@@ -55,13 +56,26 @@ TRIANGLE_VERTICES = ((-0.9, -0.8), (0.9, -0.8), (0.0, 0.9))
 Params = dict[str, Any]
 
 
+class ToyOptions(DatasetOptions):
+    """Options of every toy task."""
+
+    seed: int = Field(0, ge=0, description="seed of the task parameters and of both splits")
+    n_train: int = Field(1024, ge=1, le=_MAX_POINTS, description="points in the train split")
+    n_test: int = Field(1024, ge=1, le=_MAX_POINTS, description="points in the test split")
+
+
+def _extra(opts: ToyOptions) -> dict[str, Any]:
+    """The task-specific options (those beyond seed, n_train and n_test)."""
+    return {k: v for k, v in opts.model_dump().items() if k not in ToyOptions.model_fields}
+
+
 @dataclass(frozen=True)
 class _RuleTask:
     """A task whose label is ``rule(points, params)`` on uniform points."""
 
     params: Callable[[np.random.Generator, dict[str, Any]], Params]
     rule: Callable[[np.ndarray, Params], np.ndarray]
-    checks: dict[str, Callable[[str, Any], Any]]
+    options: type[ToyOptions]
 
 
 _RULE_TASKS: dict[str, _RuleTask] = {}
@@ -74,14 +88,6 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.ra
         np.random.default_rng(params),
         np.random.default_rng(train),
         np.random.default_rng(test),
-    )
-
-
-def _check_common(name: str, seed: Any, n_train: Any, n_test: Any) -> tuple[int, int, int]:
-    return (
-        check_int(name, "seed", seed, minimum=0),
-        check_int(name, "n_train", n_train, minimum=1, maximum=_MAX_POINTS),
-        check_int(name, "n_test", n_test, minimum=1, maximum=_MAX_POINTS),
     )
 
 
@@ -118,34 +124,31 @@ def _finish(
     )
 
 
-def _make_rule_task(name: str, seed: Any, n_train: Any, n_test: Any, **extra: Any) -> Dataset:
-    seed, n_train, n_test = _check_common(name, seed, n_train, n_test)
+def _make_rule_task(name: str, opts: ToyOptions) -> Dataset:
     task = _RULE_TASKS[name]
-    extra = {k: task.checks[k](name, v) for k, v in extra.items()}
-    p_rng, tr_rng, te_rng = _streams(seed)
-    params = task.params(p_rng, extra)
+    p_rng, tr_rng, te_rng = _streams(opts.seed)
+    params = task.params(p_rng, _extra(opts))
     splits = []
-    for rng, n in ((tr_rng, n_train), (te_rng, n_test)):
+    for rng, n in ((tr_rng, opts.n_train), (te_rng, opts.n_test)):
         x = _uniform(rng, n)
         splits.append((x, task.rule(x, params).astype(np.int64)))
-    options = {"seed": seed, "n_train": n_train, "n_test": n_test, **extra}
-    return _finish(name, seed, options, params, 2, splits[0], splits[1])
+    return _finish(name, opts.seed, opts.model_dump(), params, 2, splits[0], splits[1])
 
 
 def _rule_task(
     name: str,
     rule: Callable[[np.ndarray, Params], np.ndarray],
     params: Callable[[np.random.Generator, dict[str, Any]], Params] | None = None,
-    **checks: Callable[[str, Any], Any],
+    options: type[ToyOptions] = ToyOptions,
 ):
-    """Decorator: register ``factory`` as a rule-based toy task ``name``."""
+    """Decorator: register ``factory`` as a rule-based toy task ``name`` with ``options``."""
 
     def _add(factory: Callable[..., Dataset]) -> Callable[..., Dataset]:
         _RULE_TASKS[name] = _RuleTask(
-            params=params or (lambda rng, opts: dict(opts)), rule=rule, checks=checks
+            params=params or (lambda rng, opts: dict(opts)), rule=rule, options=options
         )
         _ALL_TASKS.append(name)
-        return DATASETS.register(name)(factory)
+        return register_dataset(name, options)(factory)
 
     return _add
 
@@ -167,28 +170,15 @@ def label_points(name: str, points: Any, *, seed: int = 0, **options: Any) -> np
             choices=_RULE_TASKS,
             hint="two_moons and blobs5 label points by how they are generated.",
         )
-    allowed = set(task.checks) | {"n_train", "n_test"}
-    unknown = sorted(k for k in options if k not in allowed)
-    if unknown:
-        raise SpecError(
-            f"toy task {name!r} has no option(s) {', '.join(map(repr, unknown))}",
-            path=unknown[0],
-            choices=sorted(allowed | {"seed"}),
-        )
-    seed = check_int(name, "seed", seed, minimum=0)
-    factory = DATASETS.get(name)
-    defaults = {
-        k: p.default for k, p in inspect.signature(factory).parameters.items() if k in task.checks
-    }
-    extra = {k: task.checks[k](name, options.get(k, d)) for k, d in defaults.items()}
+    opts = validate_options(task.options, {"seed": seed, **options}, what=f"toy task {name!r}")
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise DataError(
             f"label_points({name!r}): points must be an (N, 2) array but have shape "
             f"{pts.shape}; pass one (x, y) pair per row."
         )
-    p_rng, _, _ = _streams(seed)
-    return task.rule(pts, task.params(p_rng, extra)).astype(np.int64)
+    p_rng, _, _ = _streams(opts.seed)
+    return task.rule(pts, task.params(p_rng, _extra(opts))).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------
@@ -300,8 +290,46 @@ def _halfplane_params(rng: np.random.Generator, _: dict[str, Any]) -> Params:
     }
 
 
-def _radius_check(name: str, value: Any) -> float:
-    return check_float(name, "radius", value, minimum=0.0, maximum=math.sqrt(2.0), exclusive=True)
+class CenteredCircleOptions(ToyOptions):
+    radius: float = Field(
+        BALANCED_RADIUS, gt=0.0, lt=math.sqrt(2.0),
+        description="radius of the disc about the origin (sqrt(2/pi): half the square)",
+    )
+
+
+class SmallCircleOptions(CenteredCircleOptions):
+    radius: float = Field(0.4, gt=0.0, lt=math.sqrt(2.0), description="radius of the disc about the origin")
+
+
+class PieOptions(ToyOptions):
+    direction_deg: float = Field(
+        0.0, ge=-360.0, le=360.0, description="centre of the wedge, degrees counter-clockwise from +x"
+    )
+    width_deg: float = Field(90.0, gt=0.0, lt=360.0, description="opening angle of the wedge, degrees")
+
+
+class CrossOptions(ToyOptions):
+    half_width: float = Field(0.3, gt=0.0, lt=1.0, description="half the width of each bar of the plus")
+
+
+class SquareOptions(ToyOptions):
+    half_side: float = Field(0.7, gt=0.0, lt=1.0, description="half the side of the centred square")
+
+
+class CheckerboardOptions(ToyOptions):
+    cells: int = Field(4, ge=2, le=64, description="cells per side of the board")
+
+
+class SpiralOptions(ToyOptions):
+    turns: float = Field(1.0, gt=0.0, lt=10.0, description="turns of each arm per unit radius")
+
+
+class MoonsOptions(ToyOptions):
+    noise: float = Field(0.1, ge=0.0, le=1.0, description="standard deviation of make_moons' noise")
+
+
+class BlobsOptions(ToyOptions):
+    cluster_std: float = Field(0.12, gt=0.0, le=0.5, description="standard deviation of each blob")
 
 
 # ---------------------------------------------------------------------------
@@ -309,83 +337,65 @@ def _radius_check(name: str, value: Any) -> float:
 
 
 @_rule_task("xor", _xor_rule)
-def xor(*, seed: int = 0, n_train: int = 1024, n_test: int = 1024) -> Dataset:
+def xor(opts: ToyOptions) -> Dataset:
     """XOR of the quadrant signs: label 1 where sign(x)*sign(y) < 0 (Fig. 3, meta-training).
 
     Uniform points on [-1, 1]^2; ``y = (x > 0) != (y > 0)``. See Sec. 4.1.
     """
-    return _make_rule_task("xor", seed, n_train, n_test)
+    return _make_rule_task("xor", opts)
 
 
 @_rule_task("and", _and_rule)
-def and_(*, seed: int = 0, n_train: int = 1024, n_test: int = 1024) -> Dataset:
+def and_(opts: ToyOptions) -> Dataset:
     """AND of the quadrant signs: label 1 only where x > 0 and y > 0 (Fig. 3, meta-training).
 
     Uniform points on [-1, 1]^2; about a quarter of them are class 1. Sec. 4.1.
     """
-    return _make_rule_task("and", seed, n_train, n_test)
+    return _make_rule_task("and", opts)
 
 
 @_rule_task("or", _or_rule)
-def or_(*, seed: int = 0, n_train: int = 1024, n_test: int = 1024) -> Dataset:
+def or_(opts: ToyOptions) -> Dataset:
     """OR of the quadrant signs: label 1 where x > 0 or y > 0 (Fig. 3 style, Sec. 4.1).
 
     Uniform points on [-1, 1]^2; about three quarters of them are class 1.
     """
-    return _make_rule_task("or", seed, n_train, n_test)
+    return _make_rule_task("or", opts)
 
 
 @_rule_task("circle", _circle_rule, _random_circle)
-def circle(*, seed: int = 0, n_train: int = 1024, n_test: int = 1024) -> Dataset:
+def circle(opts: ToyOptions) -> Dataset:
     """Inside (1) vs outside (0) a circle whose centre and radius come from the seed (Sec. 4.1).
 
     The centre is uniform on [-0.5, 0.5]^2 and the radius uniform on
     [0.3, 0.7], both drawn from the task-parameter stream of ``seed``; they are
     recorded in ``meta["params"]``. Points uniform on [-1, 1]^2.
     """
-    return _make_rule_task("circle", seed, n_train, n_test)
+    return _make_rule_task("circle", opts)
 
 
-@_rule_task("center_circle", _circle_rule, _centred_circle, radius=_radius_check)
-def center_circle(
-    *, seed: int = 0, n_train: int = 1024, n_test: int = 1024, radius: float = BALANCED_RADIUS
-) -> Dataset:
+@_rule_task("center_circle", _circle_rule, _centred_circle, CenteredCircleOptions)
+def center_circle(opts: CenteredCircleOptions) -> Dataset:
     """Inside (1) vs outside (0) a circle centred at the origin (Fig. 3 "centercirc", validation).
 
     The default radius sqrt(2/pi) ~ 0.798 makes the disc half the area of the
     square, so the classes are balanced. Points uniform on [-1, 1]^2. Sec. 4.1.
     """
-    return _make_rule_task("center_circle", seed, n_train, n_test, radius=radius)
+    return _make_rule_task("center_circle", opts)
 
 
-@_rule_task("small_center_circle", _circle_rule, _centred_circle, radius=_radius_check)
-def small_center_circle(
-    *, seed: int = 0, n_train: int = 1024, n_test: int = 1024, radius: float = 0.4
-) -> Dataset:
+@_rule_task("small_center_circle", _circle_rule, _centred_circle, SmallCircleOptions)
+def small_center_circle(opts: SmallCircleOptions) -> Dataset:
     """Inside (1) vs outside (0) a small centred circle (Fig. 3 "smallcentercirc", validation).
 
     Radius 0.4 by default: about 12.6% of uniform points on [-1, 1]^2 fall
     inside, an unbalanced task. Sec. 4.1.
     """
-    return _make_rule_task("small_center_circle", seed, n_train, n_test, radius=radius)
+    return _make_rule_task("small_center_circle", opts)
 
 
-@_rule_task(
-    "pie_slice",
-    _pie_rule,
-    direction_deg=lambda name, v: check_float(name, "direction_deg", v, minimum=-360.0, maximum=360.0),
-    width_deg=lambda name, v: check_float(
-        name, "width_deg", v, minimum=0.0, maximum=360.0, exclusive=True
-    ),
-)
-def pie_slice(
-    *,
-    seed: int = 0,
-    n_train: int = 1024,
-    n_test: int = 1024,
-    direction_deg: float = 0.0,
-    width_deg: float = 90.0,
-) -> Dataset:
+@_rule_task("pie_slice", _pie_rule, options=PieOptions)
+def pie_slice(opts: PieOptions) -> Dataset:
     """A wedge of angles about the origin is class 1 (Fig. 3 "pieslice", validation).
 
     Label 1 where the polar angle of the point lies within ``width_deg / 2``
@@ -393,59 +403,41 @@ def pie_slice(
     default is the quarter wedge ``x > |y|``. Points uniform on [-1, 1]^2.
     Sec. 4.1.
     """
-    return _make_rule_task(
-        "pie_slice", seed, n_train, n_test, direction_deg=direction_deg, width_deg=width_deg
-    )
+    return _make_rule_task("pie_slice", opts)
 
 
-@_rule_task(
-    "cross",
-    _cross_rule,
-    half_width=lambda name, v: check_float(
-        name, "half_width", v, minimum=0.0, maximum=1.0, exclusive=True
-    ),
-)
-def cross(
-    *, seed: int = 0, n_train: int = 1024, n_test: int = 1024, half_width: float = 0.3
-) -> Dataset:
+@_rule_task("cross", _cross_rule, options=CrossOptions)
+def cross(opts: CrossOptions) -> Dataset:
     """A thick plus-shaped band is class 1 (Fig. 3 "cross", validation).
 
     Label 1 where ``|x| < half_width`` or ``|y| < half_width``; the default
     0.3 covers about 51% of the square. Points uniform on [-1, 1]^2. Sec. 4.1.
     """
-    return _make_rule_task("cross", seed, n_train, n_test, half_width=half_width)
+    return _make_rule_task("cross", opts)
 
 
 @_rule_task("triangle", _triangle_rule, _triangle_params)
-def triangle(*, seed: int = 0, n_train: int = 1024, n_test: int = 1024) -> Dataset:
+def triangle(opts: ToyOptions) -> Dataset:
     """Inside (1) vs outside (0) a fixed triangle (Fig. 3 "triangle", validation).
 
     Vertices (-0.9, -0.8), (0.9, -0.8), (0, 0.9): about 38% of uniform points
     on [-1, 1]^2 fall inside. Sec. 4.1.
     """
-    return _make_rule_task("triangle", seed, n_train, n_test)
+    return _make_rule_task("triangle", opts)
 
 
-@_rule_task(
-    "square",
-    _square_rule,
-    half_side=lambda name, v: check_float(
-        name, "half_side", v, minimum=0.0, maximum=1.0, exclusive=True
-    ),
-)
-def square(
-    *, seed: int = 0, n_train: int = 1024, n_test: int = 1024, half_side: float = 0.7
-) -> Dataset:
+@_rule_task("square", _square_rule, options=SquareOptions)
+def square(opts: SquareOptions) -> Dataset:
     """Inside (1) vs outside (0) a centred axis-aligned square (in the spirit of Fig. 3).
 
     Label 1 where ``max(|x|, |y|) < half_side``; the default 0.7 covers 49%
     of the square. Points uniform on [-1, 1]^2. Sec. 4.1.
     """
-    return _make_rule_task("square", seed, n_train, n_test, half_side=half_side)
+    return _make_rule_task("square", opts)
 
 
 @_rule_task("random_xor", _random_xor_rule, _random_xor_params)
-def random_xor(*, seed: int = 0, n_train: int = 1024, n_test: int = 1024) -> Dataset:
+def random_xor(opts: ToyOptions) -> Dataset:
     """XOR about a random centre and rotation drawn from the seed (variant of Fig. 3 xor).
 
     With centre ``c`` uniform on [-0.5, 0.5]^2 and angle ``a`` uniform on
@@ -453,61 +445,47 @@ def random_xor(*, seed: int = 0, n_train: int = 1024, n_test: int = 1024) -> Dat
     ``-a`` and the label is ``(u > 0) != (v > 0)``. Points uniform on
     [-1, 1]^2. Sec. 4.1.
     """
-    return _make_rule_task("random_xor", seed, n_train, n_test)
+    return _make_rule_task("random_xor", opts)
 
 
-@_rule_task(
-    "checkerboard",
-    _checkerboard_rule,
-    cells=lambda name, v: check_int(name, "cells", v, minimum=2, maximum=64),
-)
-def checkerboard(
-    *, seed: int = 0, n_train: int = 1024, n_test: int = 1024, cells: int = 4
-) -> Dataset:
+@_rule_task("checkerboard", _checkerboard_rule, options=CheckerboardOptions)
+def checkerboard(opts: CheckerboardOptions) -> Dataset:
     """A ``cells`` x ``cells`` checkerboard on the square (a harder xor, Sec. 4.1 style).
 
     Cell ``(i, j)`` counted from the bottom-left corner is class ``(i + j) % 2``.
     Points uniform on [-1, 1]^2.
     """
-    return _make_rule_task("checkerboard", seed, n_train, n_test, cells=cells)
+    return _make_rule_task("checkerboard", opts)
 
 
-@_rule_task(
-    "spiral",
-    _spiral_rule,
-    turns=lambda name, v: check_float(name, "turns", v, minimum=0.0, maximum=10.0, exclusive=True),
-)
-def spiral(
-    *, seed: int = 0, n_train: int = 1024, n_test: int = 1024, turns: float = 1.0
-) -> Dataset:
+@_rule_task("spiral", _spiral_rule, options=SpiralOptions)
+def spiral(opts: SpiralOptions) -> Dataset:
     """Two interleaved spiral arms (a harder Sec. 4.1 style task).
 
     With polar coordinates ``(r, t)``, the label is ``floor((t - 2 pi turns r)
     / pi) mod 2``: two arms that wind ``turns`` times per unit radius. Points
     uniform on [-1, 1]^2; the classes are nearly balanced.
     """
-    return _make_rule_task("spiral", seed, n_train, n_test, turns=turns)
+    return _make_rule_task("spiral", opts)
 
 
 @_rule_task("halfplane", _halfplane_rule, _halfplane_params)
-def halfplane(*, seed: int = 0, n_train: int = 1024, n_test: int = 1024) -> Dataset:
+def halfplane(opts: ToyOptions) -> Dataset:
     """A random half-plane from the seed: a linearly separable task (Sec. 4.1 style).
 
     Normal angle ``a`` uniform on [0, 2 pi) and offset ``b`` uniform on
     [-0.4, 0.4] (in ``meta["params"]``); label 1 where
     ``x cos a + y sin a > b``. Points uniform on [-1, 1]^2.
     """
-    return _make_rule_task("halfplane", seed, n_train, n_test)
+    return _make_rule_task("halfplane", opts)
 
 
 # ---------------------------------------------------------------------------
 # generator-labelled tasks
 
 
-@DATASETS.register("two_moons")
-def two_moons(
-    *, seed: int = 0, n_train: int = 1024, n_test: int = 1024, noise: float = 0.1
-) -> Dataset:
+@register_dataset("two_moons", MoonsOptions)
+def two_moons(opts: MoonsOptions) -> Dataset:
     """Two interleaving half circles, sklearn make_moons (Fig. 3 "twomoon", meta-training).
 
     ``sklearn.datasets.make_moons(noise=noise)`` seeded from the split's
@@ -517,18 +495,14 @@ def two_moons(
     """
     from sklearn.datasets import make_moons
 
-    name = "two_moons"
-    seed, n_train, n_test = _check_common(name, seed, n_train, n_test)
-    noise = check_float(name, "noise", noise, minimum=0.0, maximum=1.0)
-    _, tr_rng, te_rng = _streams(seed)
+    _, tr_rng, te_rng = _streams(opts.seed)
     splits = []
-    for rng, n in ((tr_rng, n_train), (te_rng, n_test)):
-        x, y = make_moons(n_samples=n, noise=noise, random_state=int(rng.integers(2**31 - 1)))
+    for rng, n in ((tr_rng, opts.n_train), (te_rng, opts.n_test)):
+        x, y = make_moons(n_samples=n, noise=opts.noise, random_state=int(rng.integers(2**31 - 1)))
         x = np.clip((x - np.array([0.5, 0.25])) / 1.75, -1.0, 1.0)
         splits.append((x, y.astype(np.int64)))
-    options = {"seed": seed, "n_train": n_train, "n_test": n_test, "noise": noise}
     params = {"shift": [0.5, 0.25], "scale": 1 / 1.75}
-    return _finish(name, seed, options, params, 2, splits[0], splits[1])
+    return _finish("two_moons", opts.seed, opts.model_dump(), params, 2, splits[0], splits[1])
 
 
 _ALL_TASKS.append("two_moons")
@@ -547,10 +521,8 @@ def _blob_centres(rng: np.random.Generator, k: int, spread: float, min_dist: flo
     raise AssertionError("could not place blob centres")  # pragma: no cover
 
 
-@DATASETS.register("blobs5")
-def blobs5(
-    *, seed: int = 0, n_train: int = 1024, n_test: int = 1024, cluster_std: float = 0.12
-) -> Dataset:
+@register_dataset("blobs5", BlobsOptions)
+def blobs5(opts: BlobsOptions) -> Dataset:
     """Five-class gaussian blobs, sklearn make_blobs (Fig. 3 "blob5x1", validation).
 
     Five centres uniform on [-0.6, 0.6]^2 and at least 0.4 apart are drawn
@@ -561,32 +533,19 @@ def blobs5(
     """
     from sklearn.datasets import make_blobs
 
-    name = "blobs5"
-    seed, n_train, n_test = _check_common(name, seed, n_train, n_test)
-    cluster_std = check_float(
-        name, "cluster_std", cluster_std, minimum=0.0, maximum=0.5, exclusive=False
-    )
-    if cluster_std == 0.0:
-        raise SpecError(
-            f"dataset {name!r}: option 'cluster_std' must be > 0",
-            path="cluster_std",
-            value=cluster_std,
-            hint="Use a small positive spread such as 0.12.",
-        )
-    p_rng, tr_rng, te_rng = _streams(seed)
+    p_rng, tr_rng, te_rng = _streams(opts.seed)
     centres = _blob_centres(p_rng, 5, 0.6, 0.4)
     splits = []
-    for rng, n in ((tr_rng, n_train), (te_rng, n_test)):
+    for rng, n in ((tr_rng, opts.n_train), (te_rng, opts.n_test)):
         x, y = make_blobs(
             n_samples=n,
             centers=centres,
-            cluster_std=cluster_std,
+            cluster_std=opts.cluster_std,
             random_state=int(rng.integers(2**31 - 1)),
         )
         splits.append((np.clip(x, -1.0, 1.0), y.astype(np.int64)))
-    options = {"seed": seed, "n_train": n_train, "n_test": n_test, "cluster_std": cluster_std}
     params = {"centers": centres.tolist()}
-    return _finish(name, seed, options, params, 5, splits[0], splits[1])
+    return _finish("blobs5", opts.seed, opts.model_dump(), params, 5, splits[0], splits[1])
 
 
 _ALL_TASKS.append("blobs5")

@@ -1,19 +1,47 @@
-"""Genome presets: ``backprop`` and ``random``."""
+"""Genome presets: ``backprop`` and ``random``.
+
+A preset is a function ``f(k=..., groups=..., **options) -> GenomeSpec``
+registered in :data:`PRESETS` with its options model: the options a document
+may give (``{"kind": "preset", "name": "random", "options": {"seed": 3}}``)
+and ``make_preset`` accepts. ``k`` and ``groups`` come from the network, not
+from the options.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from blursim.errors import GenomeError
 from blursim.registry import Registry
 from blursim.spec.genome import GenomeParams, GenomeSpec
+from blursim.spec.options import Options, validate_options
 
 PRESETS: Registry[Callable[..., GenomeSpec]] = Registry("genome preset")
 
 
-@PRESETS.register("backprop")
+class BackpropOptions(Options):
+    """Options of the ``backprop`` preset."""
+
+    lr: float = Field(0.1, ge=-1e6, le=1e6, description="learning rate: the synapse update gain eta_tilde")
+
+
+class RandomOptions(Options):
+    """Options of the ``random`` preset."""
+
+    seed: int = Field(0, ge=0, description="seed of the draw")
+    scale: float = Field(
+        0.5, gt=0.0, le=100.0, description="standard deviation of the mixing matrices"
+    )
+    lr: float | None = Field(
+        None, ge=-1e6, le=1e6, description="eta_tilde of every group (null: drawn from U(0.005, 0.05))"
+    )
+
+
+@PRESETS.register("backprop", options=BackpropOptions)
 def backprop_genome(
     k: int = 2, lr: float = 0.1, groups: Iterable[str] = ("default",), seed: int | None = None
 ) -> GenomeSpec:
@@ -43,7 +71,7 @@ def backprop_genome(
     return GenomeSpec(k=2, groups={g: params for g in groups}, meta={"preset": "backprop", "lr": lr})
 
 
-@PRESETS.register("random")
+@PRESETS.register("random", options=RandomOptions)
 def random_genome(
     k: int = 2, seed: int = 0, groups: Iterable[str] = ("default",), scale: float = 0.5,
     lr: float | None = None,
@@ -72,10 +100,18 @@ def random_genome(
     return GenomeSpec(k=k, groups=out, meta={"preset": "random", "seed": seed, "scale": scale})
 
 
-def make_preset(name: str, *, k: int, groups: Iterable[str], seed: int = 0, **kw) -> GenomeSpec:
-    """Build preset ``name`` for a network with ``k`` states and the given groups."""
-    fn = PRESETS.get(name, path="--preset")
-    groups = list(groups)
-    if name == "random":
-        return fn(k=k, seed=seed, groups=groups, **kw)
-    return fn(k=k, groups=groups, **kw)
+def make_preset(
+    name: str, *, k: int, groups: Iterable[str], seed: int = 0, path: str = "--preset", **kw: Any
+) -> GenomeSpec:
+    """Build preset ``name`` for a network with ``k`` states and the given groups.
+
+    ``kw`` are the preset's options (validated against its options model; an
+    error points at ``<path>.options.<option>``); ``seed`` is passed to presets
+    that take one (``random``) and ignored by the others.
+    """
+    fn = PRESETS.get(name, path=path)
+    model = PRESETS.options(name)
+    if "seed" in model.model_fields:
+        kw = {"seed": seed, **kw}
+    opts = validate_options(model, kw, what=f"genome preset {name!r}", path=path)
+    return fn(k=k, groups=list(groups), **opts.model_dump())

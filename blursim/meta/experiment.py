@@ -29,7 +29,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -40,6 +40,7 @@ from blursim.spec.base import Strict
 from blursim.spec.genome import ALL_FIELDS, GenomeSpec, field_shape
 from blursim.spec.loading import load_document, load_model, locate, parse_path, relocate, source_of
 from blursim.spec.network import NetworkSpec
+from blursim.spec.options import Choice
 
 FORMAT_EXPERIMENT = "blursim.experiment/1"
 
@@ -49,7 +50,7 @@ CORE_FIELDS = ("f", "eta", "f_tilde", "eta_tilde", "nu", "mu", "nu_tilde", "mu_t
 
 
 # ------------------------------------------------------------------------ parts
-class TaskSpec(Strict):
+class TaskSpec(Choice):
     """A task: a registered dataset (``blursim list datasets``) and its options.
 
     ``label`` names the task in logs (default: ``name``); labels must be
@@ -59,10 +60,16 @@ class TaskSpec(Strict):
     validate a genome on a larger input or another number of classes.
     """
 
-    name: str = Field(min_length=1)
-    options: dict[str, Any] = Field(default_factory=dict)
+    what: ClassVar[str] = "dataset"
+
     label: str | None = Field(default=None, min_length=1)
     network: str | NetworkSpec | None = None
+
+    @classmethod
+    def registry(cls):
+        from blursim.data import DATASETS
+
+        return DATASETS
 
     @property
     def key(self) -> str:
@@ -96,12 +103,18 @@ class Curriculum(Strict):
     max_steps: int | None = Field(default=None, ge=1)
 
 
-class InitPreset(Strict):
+class InitPreset(Choice):
     """Initial genome from a preset (``blursim list presets``) with its options."""
 
+    what: ClassVar[str] = "genome preset"
+
     kind: Literal["preset"]
-    name: str = Field(min_length=1)
-    options: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def registry(cls):
+        from blursim.genome import PRESETS
+
+        return PRESETS
 
 
 class InitFile(Strict):
@@ -141,14 +154,21 @@ class GenomeSearch(Strict):
     bounds: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
 
 
-class StrategySpec(Strict):
+class StrategySpec(Choice):
     """The evolution strategy (``blursim list strategies``): initial step size,
     population size and strategy options (defaults listed by each strategy)."""
 
-    name: str = Field(default="cma_es", min_length=1)
+    what: ClassVar[str] = "strategy"
+
+    name: str = Field(default="cma_es", min_length=1, validate_default=True)
     sigma0: float = Field(gt=0.0)
     popsize: int = Field(ge=2)
-    options: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def registry(cls):
+        from blursim.meta.strategies import STRATEGIES
+
+        return STRATEGIES
 
 
 class FitnessSpec(Strict):
@@ -367,7 +387,7 @@ def _resolve_tasks(exp, entries, what, base, networks, programs, net_index):
                 exp, f"task {t.key!r} does not fit the network: {e.message}{where}", f"{path}.name",
                 value=t.name, hint=e.hint,
             ) from None
-        out.append(Task(t.key, t.name, dict(ds.meta.get("options", t.options)), ni, ds, path))
+        out.append(Task(t.key, t.name, dict(ds.meta.get("options", t.options.model_dump())), ni, ds, path))
     return out
 
 
@@ -380,18 +400,12 @@ def _initial_genome(exp: ExperimentSpec, base: Path, k: int, groups: list[str]) 
         from blursim.genome import random_genome
 
         g = random_genome(k=k, seed=init.seed, groups=groups, scale=init.scale)
-    elif isinstance(init, InitPreset):
+    elif isinstance(init, InitPreset):  # name and options were validated with the document
         try:
-            fn = PRESETS.get(init.name, path="$.genome.init.name")
-        except SpecError as e:
-            raise relocate(e, exp) from None
-        try:
-            g = fn(k=k, groups=groups, **init.options)
+            g = PRESETS.get(init.name)(k=k, groups=groups, **init.options.model_dump())
         except SpecError as e:
             raise _fail(exp, f"genome preset {init.name!r}: {e.message}", "$.genome.init",
                         value=e.value, hint=e.hint) from None
-        except TypeError as e:
-            raise _fail(exp, f"bad options for genome preset {init.name!r}: {e}", "$.genome.init.options") from None
     else:
         p = Path(init.path)
         if not p.is_absolute():
@@ -477,6 +491,7 @@ def hashed_document(
         for t, task in zip(doc[what], resolved, strict=True):
             t["network"] = None if task.network == 0 else dump(networks[task.network])
             t["options"] = task.options  # every option, defaults included
+    doc["strategy"]["options"] = exp.strategy.given_options()
     doc["genome"]["init"] = {"genome": base_genome.model_dump(mode="json", by_alias=True)}
     doc["genome"]["set"] = {}
     return doc
@@ -533,11 +548,8 @@ def prepare_experiment(src: str | Path | dict | ExperimentSpec) -> Setup:
     x0 = layout.to_vector(base_genome)
     lower, upper = _bounds(exp, layout, x0)
 
-    # strategy and its options
-    try:
-        cls = STRATEGIES.get(exp.strategy.name, path="$.strategy.name")
-    except SpecError as e:
-        raise relocate(e, exp) from None
+    # the strategy (its name and options were validated with the document)
+    cls = STRATEGIES.get(exp.strategy.name)
     try:
         strategy = cls(
             dim=layout.size, x0=x0, sigma0=exp.strategy.sigma0, popsize=exp.strategy.popsize,

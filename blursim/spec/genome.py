@@ -18,7 +18,7 @@ import math
 
 from pydantic import Field, model_validator
 
-from blursim.spec.base import Strict
+from blursim.spec.base import Strict, error_at
 
 FORMAT_GENOME = "blursim.genome/1"
 
@@ -79,9 +79,9 @@ class GenomeParams(Strict):
             if flat and isinstance(flat[0], list):
                 flat = [x for row in flat for x in row]
             if not all(math.isfinite(x) for x in flat):
-                raise ValueError(
-                    f"[path={name}] genome field {name!r} contains NaN or Inf; every genome value "
-                    "must be finite"
+                raise error_at(
+                    (name,),
+                    f"genome field {name!r} contains NaN or Inf; every genome value must be finite",
                 )
         return self
 
@@ -101,20 +101,21 @@ class GenomeSpec(Strict):
             for name in MATRIX_FIELDS:
                 m = getattr(g, name)
                 if len(m) != k:
-                    raise ValueError(
-                        f"[path=groups.{gname}.{name}] {name} must be a {k}x{k} matrix for k={k}, "
-                        f"but it has {len(m)} rows"
+                    raise error_at(
+                        ("groups", gname, name),
+                        f"{name} must be a {k}x{k} matrix for k={k}, but it has {len(m)} rows",
                     )
                 for r, row in enumerate(m):
                     if len(row) != k:
-                        raise ValueError(
-                            f"[path=groups.{gname}.{name}.{r}] {name} must be a {k}x{k} matrix for "
-                            f"k={k}, but row {r} has {len(row)} entries"
+                        raise error_at(
+                            ("groups", gname, name, r),
+                            f"{name} must be a {k}x{k} matrix for k={k}, but row {r} has "
+                            f"{len(row)} entries",
                         )
             for name in VECTOR_FIELDS:
                 v = getattr(g, name)
                 if v is not None and len(v) != k:
-                    raise ValueError(
-                        f"[path=groups.{gname}.{name}] {name} must have length k={k}, got {len(v)}"
+                    raise error_at(
+                        ("groups", gname, name), f"{name} must have length k={k}, got {len(v)}"
                     )
         return self

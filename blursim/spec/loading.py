@@ -22,7 +22,6 @@ from blursim.spec.jsonpos import line_of
 M = TypeVar("M", bound=BaseModel)
 
 _QUOTED = re.compile(r"'([^']*)'")
-_PATH_MARK = re.compile(r"\[path=([^\]]+)\]\s*")
 
 
 def _unwrap(tp: Any) -> Any:
@@ -46,6 +45,12 @@ def _model_at(model: type[BaseModel], keys: list, data: Any) -> type[BaseModel] 
             tp = _unwrap(tp)
             origin = typing.get_origin(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
+            hook = getattr(tp, "field_model", None)
+            sub = hook(key, node) if hook is not None else None
+            if sub is not None:  # e.g. the options model of a named registry entry
+                tp = sub
+                node = node[key] if isinstance(node, (dict, list)) and _has(node, key) else None
+                continue
             fld = None
             for name, info in tp.model_fields.items():
                 if key in (name, info.alias):
@@ -79,7 +84,7 @@ def _pick_union(tp: Any, node: Any) -> Any:
     if isinstance(node, dict) and "kind" in node:
         for m in models:
             f = m.model_fields.get("kind")
-            if f is not None and f.default == node["kind"]:
+            if f is not None and node["kind"] in (f.default, *typing.get_args(f.annotation)):
                 return m
     return models[0] if len(models) == 1 else None
 
@@ -110,7 +115,17 @@ def _json_path(loc: tuple, data: Any) -> list:
     return keys
 
 
-def _first_error(err: ValidationError, model: type[BaseModel], data: Any) -> SpecError:
+def spec_error(err: ValidationError, model: type[BaseModel], data: Any) -> SpecError:
+    """The most specific error of a pydantic ``ValidationError`` as a SpecError.
+
+    Its path is pydantic's own location of the error (``loc``) in ``data``; an
+    error raised with :func:`blursim.spec.base.error_at` carries its valid
+    choices; an unknown or bad *option* (a field of an
+    :class:`~blursim.spec.options.Options` model) is reported as such, with the
+    option's description and default as the hint.
+    """
+    from blursim.spec.options import Options, option_defaults
+
     errors = err.errors(include_url=False)
     # Prefer the most specific error: the one with the longest path.
     e = max(errors, key=lambda x: len(_json_path(x["loc"], data)))
@@ -130,9 +145,12 @@ def _first_error(err: ValidationError, model: type[BaseModel], data: Any) -> Spe
         if etype == "union_tag_invalid":
             keys = keys + ["kind"]
             value = ctx.get("tag")
+    elif etype == "blursim":  # raised by a blursim validator (error_at / PydanticCustomError)
+        choices = ctx.get("choices")
     elif etype == "extra_forbidden":
         parent = _model_at(model, keys[:-1], data)
-        msg = f"unknown field {keys[-1]!r}"
+        is_option = isinstance(parent, type) and issubclass(parent, Options)
+        msg = f"unknown {'option' if is_option else 'field'} {keys[-1]!r}"
         value = None
         if parent is not None:
             choices = [info.alias or name for name, info in parent.model_fields.items()]
@@ -141,15 +159,23 @@ def _first_error(err: ValidationError, model: type[BaseModel], data: Any) -> Spe
         value = None
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-        m = _PATH_MARK.match(msg)
-        if m:  # a model-level validator named the field it is about
-            keys = keys + [int(x) if x.isdigit() else x for x in m.group(1).split(".")]
-            msg = msg[m.end() :]
-            value = None
+    hint = None
+    if keys and etype != "extra_forbidden" and isinstance(keys[-1], str):
+        parent = _model_at(model, keys[:-1], data)
+        if isinstance(parent, type) and issubclass(parent, Options) and keys[-1] in parent.model_fields:
+            info = parent.model_fields[keys[-1]]
+            msg = f"option {keys[-1]!r}: {msg}"
+            if info.description:
+                default = option_defaults(parent)[keys[-1]]
+                hint = f"{keys[-1]}: {info.description}" + (
+                    "." if info.is_required() else f" (default {default!r})."
+                )
     if isinstance(value, (dict, list)) and len(repr(value)) > 80:
         value = None
     more = len(errors) - 1
-    hint = f"({more} more problem{'s' if more > 1 else ''} in this document.)" if more else None
+    if more:
+        more_text = f"({more} more problem{'s' if more > 1 else ''} in this document.)"
+        hint = f"{hint} {more_text}" if hint else more_text
     return SpecError(msg, path=keys, value=value, choices=choices, hint=hint)
 
 
@@ -206,7 +232,7 @@ def validate_document(
     try:
         obj = model.model_validate(data)
     except ValidationError as e:
-        err = _first_error(e, model, data)
+        err = spec_error(e, model, data)
         raise locate(err, source, text, parse_path(err.path)) from None
     obj._source = (source, text)
     return obj

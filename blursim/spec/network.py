@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from blursim.spec.base import Strict as _Strict
+from blursim.spec.base import error_at
 
 FORMAT_NETWORK = "blursim.network/1"
 
@@ -118,9 +119,10 @@ class Population(_Strict):
     def _grid_fits(self):
         if self.grid is not None:
             if self.grid[0] < 1 or self.grid[1] < 1 or self.grid[0] * self.grid[1] != self.size:
-                raise ValueError(
-                    f"[path=grid] grid {list(self.grid)} does not hold size {self.size} neurons "
-                    "(rows * cols must equal size)"
+                raise error_at(
+                    ("grid",),
+                    f"grid {list(self.grid)} does not hold size {self.size} neurons "
+                    "(rows * cols must equal size)",
                 )
         return self
 

@@ -47,6 +47,7 @@ import numpy as np
 from blursim.errors import BlursimError, SpecError
 from blursim.io import atomic_write_bytes, fsync_dir
 from blursim.registry import Registry
+from blursim.spec.options import Options, validate_options
 
 FORMAT = "blursim.strategy_state"
 """Value of the ``format`` field of every strategy checkpoint."""
@@ -117,94 +118,24 @@ def update_best(
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Option:
-    """One strategy option: its default (whose type is the option's type),
-    what it does, and its allowed range.
+class StrategyOptions(Options):
+    """Base of every strategy's options model (its ``Options`` class attribute).
 
-    Each strategy lists its options with their defaults in its ``OPTIONS``
-    class attribute; that mapping is the documentation.
+    Each strategy declares its options once, as fields of a subclass: type,
+    default, allowed range and a one-line description. Documents (an
+    experiment's ``strategy.options``) and :func:`make_strategy` are validated
+    against it, and the experiment's JSON Schema lists it.
     """
 
-    default: bool | int | float
-    doc: str
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
 
-    def describe(self) -> str:
-        kind = type(self.default)
-        if kind is bool:
-            return "true or false"
-        what = "an integer" if kind is int else "a number"
-        if self.low is not None and self.high is not None:
-            lb = "(" if self.low_open else "["
-            hb = ")" if self.high_open else "]"
-            return f"{what} in {lb}{self.low}, {self.high}{hb}"
-        if self.low is not None:
-            return f"{what} {'>' if self.low_open else '>='} {self.low}"
-        if self.high is not None:
-            return f"{what} {'<' if self.high_open else '<='} {self.high}"
-        return what
+def resolve_options(strategy: str, model: type[StrategyOptions], given: Any) -> dict[str, Any]:
+    """Every option of ``model``: defaults overridden by ``given``, all validated.
 
-    def check(self, strategy: str, name: str, value: Any) -> bool | int | float:
-        """Return ``value`` converted to the option's type, or raise SpecError."""
-        kind = type(self.default)
-
-        def bad() -> SpecError:
-            return SpecError(
-                f"option {name!r} of strategy {strategy!r} must be {self.describe()}",
-                path=f"options.{name}",
-                value=value,
-                hint=f"Option {name!r}: {self.doc} (default {self.default!r}).",
-            )
-
-        if kind is bool:
-            if not isinstance(value, (bool, np.bool_)):
-                raise bad()
-            return bool(value)
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise bad()
-        if kind is int:
-            if not isinstance(value, numbers.Integral):
-                raise bad()
-            v: int | float = int(value)
-        else:
-            v = float(value)
-            if not math.isfinite(v):
-                raise bad()
-        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
-            raise bad()
-        if self.high is not None and (v > self.high or (self.high_open and v == self.high)):
-            raise bad()
-        return v
-
-
-def resolve_options(
-    strategy: str, spec: Mapping[str, Option], given: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """Defaults from ``spec`` overridden by ``given``, every value checked.
-
-    Unknown names raise a SpecError naming them and listing the valid ones.
+    ``given`` is a mapping, ``None`` or an instance of ``model``. A bad or
+    unknown option is a SpecError at ``options.<name>`` listing the valid ones.
     """
-    if given is None:
-        given = {}
-    if not isinstance(given, Mapping):
-        raise SpecError(
-            f"options of strategy {strategy!r} must be a mapping of option names to values",
-            path="options",
-            value=given,
-        )
-    unknown = sorted(str(k) for k in given if k not in spec)
-    if unknown:
-        raise SpecError(
-            f"unknown option{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(repr(u) for u in unknown)} for strategy {strategy!r}",
-            path="options",
-            choices=spec,
-        )
-    return {name: opt.check(strategy, name, given.get(name, opt.default)) for name, opt in spec.items()}
+    opts = validate_options(model, given, what=f"strategy {strategy!r}")
+    return opts.model_dump()
 
 
 # --------------------------------------------------------------------------
@@ -326,7 +257,7 @@ def register(name: str):
 
     def deco(cls: type[Strategy]) -> type[Strategy]:
         cls.name = name
-        return STRATEGIES.register(name)(cls)
+        return STRATEGIES.register(name, options=cls.Options)(cls)
 
     return deco
 
@@ -351,12 +282,12 @@ class Strategy(abc.ABC):
         ``None`` or ``(lower, upper)``, each shape ``(dim,)``; entries may be
         ``-inf``/``inf`` for unbounded coordinates.
     options:
-        Strategy-specific options; see the class's ``OPTIONS`` for names,
-        defaults and meanings. Unknown names are a :class:`SpecError`.
+        Strategy-specific options; see the class's ``Options`` model for names,
+        defaults, ranges and meanings. Unknown names are a :class:`SpecError`.
     """
 
     name: ClassVar[str] = ""
-    OPTIONS: ClassVar[Mapping[str, Option]] = MappingProxyType({})
+    Options: ClassVar[type[StrategyOptions]] = StrategyOptions
 
     def __init__(
         self,
@@ -432,7 +363,7 @@ class Strategy(abc.ABC):
             seed=Seed.of(seed),
             lower=lower,
             upper=upper,
-            options=MappingProxyType(resolve_options(name, self.OPTIONS, options)),
+            options=MappingProxyType(resolve_options(name, self.Options, options)),
         )
 
     # ---- shortcuts ------------------------------------------------------

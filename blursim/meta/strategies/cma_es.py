@@ -9,7 +9,7 @@ Randomness
     :class:`_Randn`, which draws from a :class:`numpy.random.Generator` seeded
     from the strategy's seed, and ``seed=nan`` (pycma: "do nothing"), so pycma
     neither seeds nor draws from the global ``np.random``. Only the options
-    listed in ``OPTIONS`` are exposed: some other pycma settings (TPA step-size
+    of ``CMAES.Options`` are exposed: some other pycma settings (TPA step-size
     adaptation, ``CMA_diagonal`` given as an iteration count) fall back to the
     global RNG.
 
@@ -36,16 +36,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import Any
 
 import cma
 import numpy as np
+from pydantic import Field
 
 from blursim.meta.strategies.base import (
     CheckpointError,
-    Option,
     Strategy,
+    StrategyOptions,
     _readonly,
     fitness_to_cost,
     register,
@@ -101,22 +101,29 @@ class CMAState:
     token: object = field(default_factory=object, repr=False)
 
 
+class CMAESOptions(StrategyOptions):
+    """Options of ``cma_es`` and ``sep_cma_es``: names and defaults are pycma's own
+    (see ``cma.CMAOptions()``)."""
+
+    CMA_active: bool = Field(True, description="active (negative) covariance update")
+    CMA_elitist: bool = Field(False, description="keep the best solution in the population")
+    CMA_cmean: float = Field(1.0, gt=0.0, description="learning rate of the mean")
+    CMA_rankmu: float = Field(
+        1.0, ge=0.0, description="multiplier of the rank-mu covariance learning rate"
+    )
+    CMA_rankone: float = Field(
+        1.0, ge=0.0, description="multiplier of the rank-one covariance learning rate"
+    )
+    CSA_dampfac: float = Field(1.0, gt=0.0, description="multiplier of the step-size damping")
+
+
 @register("cma_es")
 class CMAES(Strategy):
     """CMA-ES with full covariance (pycma), as in the BLUR paper, Sec. 4.4."""
 
     DIAGONAL = False
 
-    OPTIONS = MappingProxyType(
-        {  # names and defaults are pycma's own (see cma.CMAOptions())
-            "CMA_active": Option(True, "active (negative) covariance update"),
-            "CMA_elitist": Option(False, "keep the best solution in the population"),
-            "CMA_cmean": Option(1.0, "learning rate of the mean", low=0.0, low_open=True),
-            "CMA_rankmu": Option(1.0, "multiplier of the rank-mu covariance learning rate", low=0.0),
-            "CMA_rankone": Option(1.0, "multiplier of the rank-one covariance learning rate", low=0.0),
-            "CSA_dampfac": Option(1.0, "multiplier of the step-size damping", low=0.0, low_open=True),
-        }
-    )
+    Options = CMAESOptions
 
     def cma_options(self, randn: Any) -> dict[str, Any]:
         """The exact options handed to :class:`cma.CMAEvolutionStrategy`."""

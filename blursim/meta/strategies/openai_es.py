@@ -20,16 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from blursim.errors import SpecError
 from blursim.meta.strategies.base import (
     CheckpointError,
-    Option,
     Strategy,
+    StrategyOptions,
     _readonly,
     fitness_to_cost,
     register,
@@ -77,23 +77,29 @@ class OpenAIESState:
     best_fitness: float
 
 
+class OpenAIESOptions(StrategyOptions):
+    """Options of ``openai_es``."""
+
+    learning_rate: float = Field(0.01, gt=0.0, description="Adam learning rate")
+    beta1: float = Field(0.9, ge=0.0, lt=1.0, description="Adam first-moment decay")
+    beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam second-moment decay")
+    adam_eps: float = Field(1e-8, gt=0.0, description="Adam denominator epsilon")
+    weight_decay: float = Field(
+        0.0, ge=0.0, description="L2 coefficient added to the gradient (pulls the mean to 0)"
+    )
+    sigma_decay: float = Field(1.0, gt=0.0, le=1.0, description="sigma multiplier per generation")
+    sigma_min: float = Field(0.0, ge=0.0, description="floor of the decaying sigma")
+    lr_decay: float = Field(
+        1.0, gt=0.0, le=1.0, description="learning-rate multiplier per generation"
+    )
+    lr_min: float = Field(0.0, ge=0.0, description="floor of the decaying learning rate")
+
+
 @register("openai_es")
 class OpenAIES(Strategy):
     """OpenAI-ES: antithetic sampling, centred ranks, Adam on the gradient estimate."""
 
-    OPTIONS = MappingProxyType(
-        {
-            "learning_rate": Option(0.01, "Adam learning rate", low=0.0, low_open=True),
-            "beta1": Option(0.9, "Adam first-moment decay", low=0.0, high=1.0, high_open=True),
-            "beta2": Option(0.999, "Adam second-moment decay", low=0.0, high=1.0, high_open=True),
-            "adam_eps": Option(1e-8, "Adam denominator epsilon", low=0.0, low_open=True),
-            "weight_decay": Option(0.0, "L2 coefficient added to the gradient (pulls the mean to 0)", low=0.0),
-            "sigma_decay": Option(1.0, "sigma multiplier per generation", low=0.0, high=1.0, low_open=True),
-            "sigma_min": Option(0.0, "floor of the decaying sigma", low=0.0),
-            "lr_decay": Option(1.0, "learning-rate multiplier per generation", low=0.0, high=1.0, low_open=True),
-            "lr_min": Option(0.0, "floor of the decaying learning rate", low=0.0),
-        }
-    )
+    Options = OpenAIESOptions
 
     def _check_popsize(self, popsize: int) -> None:
         if popsize % 2:
