@@ -27,14 +27,17 @@ def dataset(name):
 
 
 def task_for(doc):
-    """2-D specs run on xor, 64-feature (8x8 digits) specs on digits."""
+    """2-D specs run on xor (on blobs5 with a five-neuron head), 64-feature specs on digits."""
     n_in = sum(p["size"] for p in doc["populations"] if p["role"] == "input")
+    n_out = {p["size"] for p in doc["populations"] if p["role"] == "output"}
+    if n_in == 2 and n_out == {5}:
+        return "blobs5"
     return {2: "xor", 64: "digits"}[n_in]
 
 
 def test_specs_found():
     names = {p.name for p in NETWORK_SPECS}
-    assert {"mlp_2d.json", "deep_mlp_2d.json", "recurrent_2d.json", "toy_blur.json",
+    assert {"mlp_2d.json", "deep_mlp_2d.json", "recurrent_2d.json", "toy_blur.json", "toy_blur_5out.json",
             "digits_backprop.json", "sparse_digits.json", "dag_two_heads_digits.json"} <= names
 
 

@@ -7,13 +7,15 @@ defaults. Importing this package registers all of them:
 
 * :mod:`blursim.data.toy` -- 2-D tasks of Fig. 3 / Sec. 4.1 (``xor``,
   ``two_moons``, ``center_circle``, ``blobs5``, ...);
-* :mod:`blursim.data.digits` -- scikit-learn's offline 8x8 digits;
+* :mod:`blursim.data.digits` -- scikit-learn's offline 8x8 digits, also
+  resampled to other resolutions (``digits_resized``);
+* :mod:`blursim.data.mnist_1d` -- MNIST-1D, generated offline (``mnist1d``);
 * :mod:`blursim.data.mnist` -- MNIST, Fashion-MNIST and EMNIST read from
   local IDX files (:func:`read_idx`).
 """
 
 from blursim.data.base import DATASETS, Dataset, dataset_options, load_dataset
 from blursim.data.idx import read_idx
-from blursim.data import digits, mnist, toy  # noqa: F401  (register the datasets)
+from blursim.data import digits, mnist, mnist_1d, toy  # noqa: F401  (register the datasets)
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_options", "read_idx"]

@@ -1,4 +1,4 @@
-"""scikit-learn's bundled 8x8 handwritten digits, a small offline stand-in for MNIST.
+"""scikit-learn's bundled 8x8 handwritten digits, a small offline stand-in for MNIST (and resampled).
 
 ``sklearn.datasets.load_digits`` ships 1797 images of 8x8 pixels with values
 0..16 and no network access is needed. The BLUR paper (Sec. 4.2) meta-trains
@@ -23,8 +23,17 @@ import numpy as np
 from pydantic import Field
 
 from blursim.data.base import Dataset, DatasetOptions, class_subset, register_dataset
+from blursim.data.mnist import resize_images
 
-__all__ = ["digits", "digits_0_4", "digits_5_9", "DigitsOptions", "DigitsHalfOptions"]
+__all__ = [
+    "digits",
+    "digits_0_4",
+    "digits_5_9",
+    "digits_resized",
+    "DigitsOptions",
+    "DigitsHalfOptions",
+    "DigitsResizedOptions",
+]
 
 
 class DigitsHalfOptions(DatasetOptions):
@@ -45,6 +54,16 @@ class DigitsOptions(DigitsHalfOptions):
     classes: class_subset(10) = None
 
 
+class DigitsResizedOptions(DigitsOptions):
+    """Options of ``digits_resized``."""
+
+    size: int = Field(
+        16, ge=2, le=64,
+        description="side of the resampled images (4: mean of 2x2 blocks; 16: bilinear, "
+        "as blursim.data.mnist.resize_images)",
+    )
+
+
 def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     test: list[np.ndarray] = []
@@ -59,13 +78,17 @@ def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[n
     return np.flatnonzero(train_mask), test_idx
 
 
-def _build(name: str, opts: DigitsHalfOptions, classes: list[int] | None) -> Dataset:
+def _build(
+    name: str, opts: DigitsHalfOptions, classes: list[int] | None, size: int = 8
+) -> Dataset:
     from sklearn.datasets import load_digits
 
     test_fraction, split_seed, scale = opts.test_fraction, opts.split_seed, opts.scale
 
     bunch = load_digits()
     x_all = np.asarray(bunch.data, dtype=np.float64)
+    if size != 8:  # resampled before the split and the scaling, in the 0..16 pixel scale
+        x_all = resize_images(x_all.reshape(-1, 8, 8), size).reshape(x_all.shape[0], size * size)
     y_all = np.asarray(bunch.target, dtype=np.int64)
     train_idx, test_idx = _stratified_split(y_all, test_fraction, split_seed)
     if classes is not None:
@@ -101,7 +124,7 @@ def _build(name: str, opts: DigitsHalfOptions, classes: list[int] | None) -> Dat
             "source": "sklearn.datasets.load_digits (8x8 images, values 0..16)",
             "classes": [int(c) for c in kept],
             "class_names": [str(int(c)) for c in kept],
-            "image_shape": [8, 8],
+            "image_shape": [size, size],
             "train_index": [int(i) for i in train_idx],
             "test_index": [int(i) for i in test_idx],
         },
@@ -133,3 +156,17 @@ def digits_0_4(opts: DigitsHalfOptions) -> Dataset:
 def digits_5_9(opts: DigitsHalfOptions) -> Dataset:
     """Digits 5-9 of the 8x8 digits, relabelled 0..4 (cf. MNIST 5-9 in Sec. 4.2)."""
     return _build("digits_5_9", opts, [5, 6, 7, 8, 9])
+
+
+@register_dataset("digits_resized", DigitsResizedOptions)
+def digits_resized(opts: DigitsResizedOptions) -> Dataset:
+    """The 8x8 digits resampled to size x size pixels: the same images at another resolution.
+
+    The paper validates genomes at resolutions they were not meta-trained on
+    (Sec. 4.2, Fig. 8, Fig. 11: 10x10 vs 28x28); here e.g. ``size=4`` (16
+    features, 2x2 block means) or ``size=16`` (256 features, bilinear). The
+    split is that of ``digits`` with the same ``test_fraction`` and
+    ``split_seed`` (an image is a test image at every resolution); other
+    options as for ``digits``.
+    """
+    return _build("digits_resized", opts, opts.classes, size=opts.size)
