@@ -8,8 +8,32 @@ choices). The command line prints ``str(error)`` and exits with code 2.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
+
+#: Longest user-supplied text (a name, a value, a file name) echoed in an error message.
+MAX_ECHO = 120
+#: Longest error message printed; the rest is cut (a message is one line, whatever it quotes).
+MAX_MESSAGE = 2000
+#: At most this many valid choices are listed.
+MAX_CHOICES = 40
+
+_BREAKS = re.compile(r"[ \t]*[\r\n\x0b\x0c\x85\u2028\u2029]+[ \t]*")
+
+
+def shorten(text: Any, limit: int = MAX_ECHO) -> str:
+    """``text`` on one line and at most ``limit`` characters (the middle cut out)."""
+    s = _BREAKS.sub(" ", str(text))
+    if len(s) <= limit:
+        return s
+    keep = limit - 5
+    return s[: keep - keep // 3] + " ... " + s[len(s) - keep // 3 :]
+
+
+def one_line(text: Any, limit: int = MAX_MESSAGE) -> str:
+    """A message as one line of at most ``limit`` characters (what the command line prints)."""
+    return shorten(text, limit)
 
 
 class BlursimError(Exception):
@@ -78,32 +102,49 @@ class SpecError(BlursimError, ValueError):
         )
 
     def _render(self) -> str:
+        # Every part that may quote user input is capped, so a message stays one short line
+        # whatever the document holds (a 1 MB name, a list of 10,000 choices).
         where = []
         if self.source:
-            where.append(self.source)
+            where.append(shorten(self.source, 2 * MAX_ECHO))
         if self.path:
-            where.append(f"at {self.path}")
+            where.append(f"at {shorten(self.path, 2 * MAX_ECHO)}")
         head = (" ".join(where) + ": ") if where else ""
-        msg = head + self.message
+        msg = head + shorten(self.message, MAX_MESSAGE // 2)
         if self.value is not None:
-            v = repr(self.value)
-            if len(v) > 120:
-                v = v[:117] + "..."
-            msg += f" (got {v})"
+            msg += f" (got {shorten(_safe_repr(self.value))})"
         if not msg.endswith("."):
             msg += "."
         if self.choices is not None:
-            msg += " Valid choices: " + ", ".join(self.choices) + "."
+            shown = [shorten(c, 40) for c in self.choices[:MAX_CHOICES]]
+            more = len(self.choices) - len(shown)
+            msg += " Valid choices: " + ", ".join(shown) + (f" and {more} more" if more > 0 else "") + "."
         if self.hint:
-            msg += " " + self.hint
-        return msg
+            msg += " " + shorten(self.hint, MAX_MESSAGE // 4)
+        return one_line(msg)
 
     def __str__(self) -> str:  # keep it current if source was attached
         return self._render()
 
 
+def _safe_repr(value: Any) -> str:
+    """``repr(value)`` without building a huge string (a 10**6-digit int, a long list)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    if isinstance(value, (str, bytes)) and len(value) > 4 * MAX_ECHO:
+        return repr(value[: 2 * MAX_ECHO]) + f" ... ({len(value)} characters)"
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > 50:
+        return f"a {type(value).__name__} of {len(value)} items"
+    return repr(value)
+
+
 class GenomeError(SpecError):
     """A genome has the wrong shape, unknown fields, or non-finite values."""
+
+
+class MemoryLimitError(SpecError):
+    """A network, a batch or a population would need more memory than the budget or the
+    machine allows; raised before anything is allocated (the message says "needs X GiB")."""
 
 
 class DataError(BlursimError, ValueError):

@@ -35,6 +35,50 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+#: Environment variable capping the memory blursim assumes it may use (e.g. ``8GiB``).
+MEMORY_ENV = "BLURSIM_MAX_MEMORY"
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 1000**2,
+          "mib": 1 << 20, "g": 1 << 30, "gb": 1000**3, "gib": 1 << 30, "t": 1 << 40, "tb": 1000**4,
+          "tib": 1 << 40}
+
+
+def parse_size(text: str) -> int | None:
+    """``"512MiB"``, ``"2G"``, ``"1000000"`` -> bytes; ``None`` when ``text`` is not such a size."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]{1,15}(?:\.[0-9]{0,15})?)\s*([A-Za-z]{0,3})\s*", str(text))
+    if not m or m.group(2).lower() not in _UNITS:
+        return None
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def memory_bytes() -> int:
+    """Memory this process may use: the machine's RAM, or less where a cgroup limit or
+    ``$BLURSIM_MAX_MEMORY`` says so. Runs that would need more are refused before they start."""
+    sizes = []
+    try:
+        sizes.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        pass
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(f).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**62:
+            sizes.append(int(text))
+    env = os.environ.get(MEMORY_ENV)
+    if env:
+        cap = parse_size(env)
+        if cap is None:
+            from blursim.errors import SpecError
+
+            raise SpecError(f"${MEMORY_ENV} must be a size such as 8GiB or 512MiB", value=env)
+        sizes.append(cap)
+    return min(sizes) if sizes else 2**40
+
+
 def git_commit() -> dict[str, Any]:
     """``{"commit": full hash or None, "blursim_modified": uncommitted changes under blursim/ or None}``
     for the checkout blursim runs from (``None`` outside a git checkout)."""

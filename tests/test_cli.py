@@ -101,9 +101,16 @@ def mini_validate(schema, doc, root=None, path="$"):
                 errors.append(f"{path}: missing {key}")
         if "minProperties" in schema and len(doc) < schema["minProperties"]:
             errors.append(f"{path}: too few properties")
+        patterns = schema.get("patternProperties", {})
         for key, v in doc.items():
+            matching = [sub for pat, sub in patterns.items() if re.search(pat, key)]
             if key in props:
                 errors += mini_validate(props[key], v, root, f"{path}.{key}")
+            elif matching:
+                for sub in matching:
+                    errors += mini_validate(sub, v, root, f"{path}.{key}")
+            elif patterns:
+                errors.append(f"{path}: key {key!r} matches no pattern")
             elif schema.get("additionalProperties") is False:
                 errors.append(f"{path}: unexpected {key}")
             elif isinstance(schema.get("additionalProperties"), dict):

@@ -75,12 +75,13 @@ def population(setup, P=7, scale=0.3, seed=1):
 
 
 def test_chunked_evaluation_equals_unchunked():
-    setup = prepare_experiment(tiny_experiment())
+    setup = prepare_experiment(tiny_experiment(validation_tasks=[]))
     X = population(setup)
     proto = Protocol(4, 16, 2, None, 2, "train")
     seeds = train_seeds(7, 0, 2)
     whole = MetaTrainer(setup, memory_budget_mb=1e6).evaluator
-    tiny = MetaTrainer(setup, memory_budget_mb=1e-9).evaluator
+    one = setup.plan_memory(1e6).per_genome  # one genome under the training protocol
+    tiny = MetaTrainer(setup, memory_budget_mb=1.5 * one / 2**20).evaluator
     assert len(whole.split(7, "train", proto)) == 1
     assert len(tiny.split(7, "train", proto)) == 7  # one species per chunk
     a = whole.evaluate(X, "train", seeds, proto)
@@ -97,7 +98,7 @@ def test_chunked_evaluation_equals_unchunked():
 
 
 def test_memory_budget_estimate_scales_with_network_and_batch():
-    setup = prepare_experiment(tiny_experiment())
+    setup = prepare_experiment(tiny_experiment(validation_tasks=[]))
     prog = setup.programs[0]
     small = bytes_per_species(prog, Protocol(3, 16, 2, None, 1, "train"), 4)
     assert bytes_per_species(prog, Protocol(3, 64, 2, None, 1, "train"), 4) > small

@@ -10,24 +10,19 @@ and runs the circulation test.  With ``--out DIR`` it writes ``report.json``,
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 
-from blursim.cli.common import add_genome_args, genome_from_args, parse_options
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 1000**2,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 1000**3, "gib": 1 << 30}
-
+from blursim.cli.common import add_genome_args, genome_from_args, parse_options, print_json, require_memory
 
 def parse_bytes(text: str) -> int:
     """``"512MiB"``, ``"2G"``, ``"1000000"`` -> bytes."""
     from blursim.errors import SpecError
+    from blursim.machine import parse_size
 
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
+    n = parse_size(text)
+    if n is None:
         raise SpecError("expected a size such as 1000000, 512MiB or 2GiB", value=text, path="--memory-budget")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    return n
 
 
 def add_parser(sub) -> None:
@@ -89,6 +84,7 @@ def cmd_analyze(args) -> int:
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
     check_task_fit(spec, ds.x_train.shape[1], ds.n_classes, args.task)
     genome = genome_from_args(args, prog)
+    require_memory(spec, batch=args.batch, dtype="float64", source=args.spec)
     x, y = train_batch(ds.x_train, ds.y_train, n_steps, args.seed, args.batch)
 
     def log(msg: str) -> None:
@@ -114,8 +110,7 @@ def cmd_analyze(args) -> int:
 
         _write_json_atomic(Path(args.out) / FILES["report"], d)
     if args.json:
-        json.dump(d, sys.stdout, indent=2, allow_nan=False)
-        print()
+        print_json(d)
         return 0
     print(f"# {args.spec} on {args.task}: genome={args.genome or 'preset ' + args.preset}, "
           f"state={args.state}, batch={args.batch}, seed={args.seed}")

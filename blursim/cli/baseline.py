@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import sys
 
 import numpy as np
 
-from blursim.cli.common import parse_options
+from blursim.cli.common import parse_options, print_json, require_memory
 
 _OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam"]
 
@@ -75,6 +73,8 @@ def cmd_baseline(args) -> int:
         raise e.with_source(args.spec) from None
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
     check_task_fit(spec, ds.x_train.shape[1], ds.n_classes, args.task)
+    require_memory(spec, batch=args.batch, rows=ds.n_test, replicas=args.replicas,
+                   genomes=len(opts) * len(lrs), dtype=args.dtype, source=args.spec)
     evals = sorted(set(range(0, args.steps + 1, every)) | {args.steps})
     table = lr_sweep(prog, ds, optimizers=opts, lrs=lrs, steps=args.steps, batch_size=args.batch,
                      replicas=args.replicas, seed=args.seed, eval_steps=evals, dtype=args.dtype)
@@ -84,8 +84,7 @@ def cmd_baseline(args) -> int:
             "seed": args.seed, "batch": args.batch, "replicas": args.replicas, "dtype": args.dtype,
             "optimizers": table.optimizers, "lrs": table.lrs.tolist(), **table.to_dict(),
         }
-        json.dump(out, sys.stdout, indent=2)
-        print()
+        print_json(out)
         return 0
     print(f"# {args.spec} on {args.task}: gradient baselines, batch={args.batch}, "
           f"replicas={args.replicas}, seed={args.seed}, {args.dtype}")

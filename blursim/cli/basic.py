@@ -11,10 +11,17 @@ from blursim.cli.common import atomic_write_text, parse_options
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("validate", help="validate network specs (and their fit to a task)")
-    p.add_argument("specs", nargs="+", metavar="SPEC")
-    p.add_argument("--task", help="also check the spec fits this dataset")
+    p = sub.add_parser(
+        "validate", help="validate network, genome and experiment documents; print their memory estimate",
+        description="Check documents completely (network specs compile, experiments are prepared: tasks, "
+                    "genome, strategy, memory), each by the kind its \"format\" names, without running "
+                    "anything. Prints one line per document, with the memory it needs.",
+    )
+    p.add_argument("specs", nargs="+", metavar="DOCUMENT")
+    p.add_argument("--task", help="also check that network specs fit this dataset")
     p.add_argument("--task-opt", action="append", metavar="KEY=VALUE")
+    p.add_argument("--batch", type=int, default=32,
+                   help="batch size of a network's memory estimate (default 32, as blursim run)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="print the JSON Schema of a document type")
@@ -39,21 +46,56 @@ def add_parser(sub) -> None:
 
 def cmd_validate(args) -> int:
     from blursim.data import load_dataset
+    from blursim.errors import SpecError
     from blursim.graph import check_task_fit, compile_network
-    from blursim.spec import load_network
+    from blursim.graph.memory import estimate
+    from blursim.limits import MAX_BATCH
+    from blursim.spec import GenomeSpec, NetworkSpec, load_any
 
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise SpecError(f"--batch must be in 1..{MAX_BATCH}", value=args.batch, path="--batch")
+    _load_extra_schemas()
     ds = None
     if args.task:
         ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
     for path in args.specs:
-        spec = load_network(path)
-        prog = compile_network(spec)
-        if ds is not None:
-            check_task_fit(spec, ds.x_train.shape[1], ds.n_classes, args.task)
-        n_syn = sum(q.n_synapses for q in prog.projs)
-        print(f"{path}: ok (k={prog.k}, {len(prog.pops)} populations, {len(prog.projs)} projections, "
-              f"{n_syn} forward synapses per channel)")
+        doc = load_any(path)
+        if isinstance(doc, NetworkSpec):
+            prog = compile_network(doc)
+            if ds is not None:
+                check_task_fit(doc, ds.x_train.shape[1], ds.n_classes, args.task)
+            n_syn = sum(q.n_synapses for q in prog.projs)
+            est = estimate(doc, batch=args.batch)
+            print(f"{path}: ok (network, k={prog.k}, {len(prog.pops)} populations, {len(prog.projs)} "
+                  f"projections, {n_syn} forward synapses per channel; {est.describe()}{_beyond(est.total())})")
+        elif args.task:
+            raise SpecError("--task checks network specs only; this document is not one", source=path,
+                            path="$.format")
+        elif isinstance(doc, GenomeSpec):
+            print(f"{path}: ok (genome, k={doc.k}, groups {', '.join(doc.groups)})")
+        else:
+            _validate_experiment(path, doc)
     return 0
+
+
+def _beyond(need: int) -> str:
+    """A warning when ``need`` bytes exceed what this machine lets blursim use."""
+    from blursim.limits import format_bytes
+    from blursim.machine import memory_bytes
+
+    have = memory_bytes()
+    return f"; more than the {format_bytes(have)} this machine has" if need > have else ""
+
+
+def _validate_experiment(path: str, doc) -> None:
+    from blursim.meta import prepare_experiment
+
+    setup = prepare_experiment(doc)
+    exp, plan = setup.experiment, setup.memory
+    print(f"{path}: ok (experiment {setup.name!r}: {len(setup.train_tasks)} training and "
+          f"{len(setup.val_tasks)} validation task(s), genome of {setup.layout.size} values, "
+          f"{exp.strategy.name} with popsize {exp.strategy.popsize}, {exp.generations} generations; "
+          f"{plan.describe()}{_beyond(plan.chunk_bytes)})")
 
 
 def cmd_schema(args) -> int:
@@ -71,16 +113,26 @@ def _load_extra_schemas() -> None:
         pass
 
 
+def dot_string(text: str) -> str:
+    """``text`` as a quoted Graphviz ID: backslashes and quotes escaped, line breaks as ``\\n``,
+    so a population name can never end the string and inject statements."""
+    body = str(text).replace("\\", "\\\\").replace('"', '\\"')
+    body = body.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")
+    return f'"{body}"'
+
+
 def _dot(g, prog) -> str:
-    lines = [f'digraph "{prog.spec.name or "network"}" {{', "  rankdir=LR;"]
+    lines = [f"digraph {dot_string(prog.spec.name or 'network')} {{", "  rankdir=LR;"]
     shapes = {"input": "box", "hidden": "ellipse", "output": "doubleoctagon"}
     for p in prog.pops:
-        lines.append(f'  "{p.name}" [shape={shapes[p.role]}, label="{p.name}\\n{p.role} n={p.size}"];')
+        label = dot_string(p.name)[:-1] + f'\\n{p.role} n={p.size}"'
+        lines.append(f"  {dot_string(p.name)} [shape={shapes[p.role]}, label={label}];")
     for q in prog.projs:
         style = "solid" if q.mask is None else "dashed"
+        label = dot_string(q.name)[:-1] + f'\\n{q.kind}"'
         lines.append(
-            f'  "{prog.pops[q.pre].name}" -> "{prog.pops[q.post].name}" '
-            f'[label="{q.name}\\n{q.kind}", style={style}];'
+            f"  {dot_string(prog.pops[q.pre].name)} -> {dot_string(prog.pops[q.post].name)} "
+            f"[label={label}, style={style}];"
         )
     lines.append("}")
     return "\n".join(lines) + "\n"

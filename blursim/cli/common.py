@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 from pathlib import Path
 from typing import Any
 
 from blursim.errors import BlursimError, SpecError
-from blursim.io import atomic_write_text  # noqa: F401  (re-exported for commands)
+from blursim.io import atomic_write_text, json_ready  # noqa: F401  (re-exported for commands)
 
 
 def parse_options(pairs: list[str] | None, flag: str = "--task-opt") -> dict[str, Any]:
@@ -48,6 +50,8 @@ def genome_from_args(args, program):
         return load_genome(args.genome)
     kw = {}
     if args.lr is not None:
+        if not math.isfinite(args.lr) or abs(args.lr) > 1e30:
+            raise SpecError("--lr must be a finite number", value=args.lr, path="--lr")
         kw["lr"] = args.lr
     return make_preset(args.preset, k=program.k, groups=program.groups, seed=args.genome_seed, **kw)
 
@@ -58,3 +62,30 @@ def ensure_writable_dir(path: str | Path) -> Path:
         raise BlursimError(f"{p} exists and is not a directory; choose another output directory.")
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def print_json(obj: Any) -> None:
+    """``obj`` as strict JSON on stdout: NaN and infinities become ``null`` (never ``NaN`` or
+    ``Infinity``, which JSON does not have)."""
+    json.dump(json_ready(obj), sys.stdout, indent=2, allow_nan=False)
+    print()
+
+
+def require_memory(spec: Any, *, batch: int, rows: int = 0, replicas: int = 1, genomes: int = 1,
+                   dtype: str | None = "float32", source: str | None = None, flag: str = "--batch") -> None:
+    """Refuse, before anything is allocated, a run of ``genomes`` x ``replicas`` networks that
+    cannot fit this machine (:func:`blursim.graph.memory.estimate`; ``rows``: the largest
+    evaluation batch, e.g. a whole test split)."""
+    import numpy as np
+
+    from blursim.graph.memory import estimate, require
+
+    itemsize = np.dtype(dtype or "float32").itemsize
+    est = estimate(spec, batch=max(batch, rows), itemsize=itemsize)
+    what = (f"training {genomes} network(s) x {replicas} replica(s) with batches of {batch}"
+            + (f" and evaluating {rows} rows at once" if rows > batch else ""))
+    try:
+        require(est.total(genomes, replicas), what=what, path=flag,
+                hint=f"Use a smaller {flag} or fewer replicas.")
+    except SpecError as e:
+        raise type(e)(e.message, path=e.path, hint=e.hint, source=source) from None

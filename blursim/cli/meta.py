@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from blursim.cli.common import add_backend_args, parse_options
+from blursim.cli.common import add_backend_args, parse_options, print_json, require_memory
 
 
 def add_parser(sub) -> None:
@@ -32,7 +31,10 @@ def add_parser(sub) -> None:
     p.add_argument("--dask-scheduler", metavar="ADDRESS",
                    help="evaluate population chunks on this Dask scheduler (pip install 'blursim[distributed]')")
     p.add_argument("--dask-workers", type=int, metavar="N",
-                   help="evaluate population chunks on a local Dask cluster of N worker processes")
+                   help="evaluate population chunks on a local Dask cluster of N worker processes "
+                        "(at most 64)")
+    p.add_argument("--dask-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to wait for --dask-scheduler to answer (default 10)")
     p.set_defaults(func=cmd_meta_train)
 
     p = sub.add_parser(
@@ -90,7 +92,8 @@ def cmd_meta_train(args) -> int:
     bar = ProgressBar(total, quiet=args.quiet)
     executor = None
     if args.dask_scheduler or args.dask_workers:
-        executor = make_executor(scheduler=args.dask_scheduler, local_workers=args.dask_workers)
+        executor = make_executor(scheduler=args.dask_scheduler, local_workers=args.dask_workers,
+                                 timeout=args.dask_timeout)
     try:
         res = meta_train(setup, out=out, generations=total, resume=bool(args.resume),
                          executor=executor, observers=[bar], memory_budget_mb=args.memory_budget)
@@ -123,6 +126,9 @@ def cmd_evaluate(args) -> int:
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
     check_task_fit(spec, ds.n_features, ds.n_classes, args.task)
     genome = load_genome(args.genome)
+    rows = args.batch if args.query_batches else (ds.n_test if args.split == "test" else ds.n_train)
+    require_memory(spec, batch=args.batch, rows=rows, replicas=args.replicas, dtype=args.dtype,
+                   source=args.spec)
     sim = Simulator(prog, backend=args.backend, dtype=args.dtype)
     evals = sorted(set(range(0, args.steps + 1, args.eval_every)) | {args.steps})
     res = train_and_evaluate(
@@ -146,8 +152,7 @@ def cmd_evaluate(args) -> int:
             "final_accuracy_mean": float(acc[:, -1].mean()), "final_accuracy_std": float(acc[:, -1].std()),
             "diverged_replicas": int(res.diverged[0].sum()), "seconds": res.seconds,
         }
-        json.dump(out, sys.stdout, indent=2)
-        print()
+        print_json(out)
         return 0
     n = len(ds.y_test) if args.split == "test" else len(ds.y_train)
     where = f"{args.query_batches} query batches of {args.batch}" if args.query_batches else f"{n} examples"

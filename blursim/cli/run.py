@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import sys
 
 import numpy as np
 
-from blursim.cli.common import add_backend_args, add_genome_args, genome_from_args, parse_options
+from blursim.cli.common import (
+    add_backend_args,
+    add_genome_args,
+    genome_from_args,
+    parse_options,
+    print_json,
+    require_memory,
+)
 
 
 def add_parser(sub) -> None:
@@ -51,6 +56,8 @@ def cmd_run(args) -> int:
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
     check_task_fit(spec, ds.x_train.shape[1], ds.n_classes, args.task)
     genome = genome_from_args(args, prog)
+    require_memory(spec, batch=args.batch, rows=ds.n_test, replicas=args.replicas, dtype=args.dtype,
+                   source=args.spec)
     sim = Simulator(prog, backend=args.backend, dtype=args.dtype)
     evals = sorted(set(range(0, args.steps + 1, args.eval_every)) | {args.steps})
     res = train_and_evaluate(
@@ -70,8 +77,7 @@ def cmd_run(args) -> int:
             "final_accuracy": float(acc[:, -1].mean()),
             "diverged_replicas": int(res.diverged[0].sum()), "seconds": res.seconds,
         }
-        json.dump(out, sys.stdout, indent=2)
-        print()
+        print_json(out)
         return 0
     print(f"# {args.spec} on {args.task}: genome={args.genome or 'preset ' + args.preset}, "
           f"batch={args.batch}, replicas={args.replicas}, seed={args.seed}, "

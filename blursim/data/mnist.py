@@ -202,7 +202,9 @@ def _locate(name: str, kind: str, data_dir: Any, files: dict[str, str]) -> dict[
                 value=data_dir,
                 hint=f"Point it at the directory that holds {listing}.",
             )
-        directory = Path(data_dir).expanduser()
+        from blursim.limits import check_path_text
+
+        directory = Path(check_path_text(data_dir, what="data_dir", where="data_dir")).expanduser()
         how = "option data_dir"
     else:
         root = os.environ.get(ENV_VAR)
@@ -218,13 +220,13 @@ def _locate(name: str, kind: str, data_dir: Any, files: dict[str, str]) -> dict[
     missing: list[str] = []
     for role, base in files.items():
         for cand in (base, base + ".gz"):
-            if (directory / cand).is_file():
+            if _is_file(directory / cand):
                 found[role] = directory / cand
                 break
         else:
             missing.append(f"{base}[.gz]")
     if missing:
-        state = "" if directory.is_dir() else " (the directory does not exist)"
+        state = "" if _is_dir(directory) else " (the directory does not exist)"
         if len(missing) == len(files):
             what = f"none of the {label} files {listing} was found"
         else:
@@ -239,6 +241,20 @@ def _locate(name: str, kind: str, data_dir: Any, files: dict[str, str]) -> dict[
             f"suffix). {todo}"
         )
     return found
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        return False
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:
+        return False
 
 
 def _read_cached(path: Path) -> np.ndarray:

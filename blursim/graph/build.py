@@ -73,9 +73,10 @@ def _check(spec: NetworkSpec) -> nx.MultiDiGraph:
     g = build_graph(spec)
     k = spec.k
     for i, p in enumerate(spec.populations):
+        # inputs too: their activations are never applied, but a misspelt name is still an error
+        resolve_activation(p.forward_activation, k, path=f"$.populations[{i}].forward_activation")
+        resolve_activation(p.backward_activation, k, path=f"$.populations[{i}].backward_activation")
         if p.role != "input":
-            resolve_activation(p.forward_activation, k, path=f"$.populations[{i}].forward_activation")
-            resolve_activation(p.backward_activation, k, path=f"$.populations[{i}].backward_activation")
             if g.in_degree(p.name) == 0:
                 raise SpecError(
                     f"{p.role} population {p.name!r} receives no projection, so its states never change",
@@ -135,10 +136,26 @@ def validate_network(spec: NetworkSpec) -> nx.MultiDiGraph:
         g = _check(spec)
         from blursim.graph.compile import build_masks
 
+        _check_build_memory(spec)
         build_masks(spec)  # connectivity-kind errors (sizes, grids, edges)
         return g
     except SpecError as e:
         raise relocate(e, spec) from None
+
+
+def _check_build_memory(spec: NetworkSpec) -> None:
+    """Refuse, before any mask is allocated, a network whose masks cannot be built here."""
+    from blursim.graph.memory import estimate, require
+
+    sizes = {p.name: p.size for p in spec.populations}
+    masked = [(sizes[q.from_] * sizes[q.to], i) for i, q in enumerate(spec.projections)
+              if q.connectivity.kind != "all_to_all"]
+    if not masked:
+        return
+    largest = max(masked)[1]
+    require(estimate(spec, batch=1).build, what="building the connectivity masks of this network",
+            path=f"$.projections[{largest}].connectivity",
+            hint="Masked projections cost bytes per (pre, post) pair; use all_to_all or smaller populations.")
 
 
 def check_task_fit(spec: NetworkSpec, n_features: int, n_classes: int, task: str) -> None:

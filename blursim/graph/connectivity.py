@@ -84,13 +84,16 @@ def local2d(conn, pre, post, seq, path):
     pu, pv = np.meshgrid(np.arange(pr), np.arange(pc), indexing="ij")
     qu, qv = np.meshgrid(u, v, indexing="ij")
     d2 = (pu.reshape(-1, 1) - qu.reshape(1, -1)) ** 2 + (pv.reshape(-1, 1) - qv.reshape(1, -1)) ** 2
-    return d2 <= conn.radius**2 + 1e-9
+    # A radius beyond the grid's diagonal connects everything; capping it keeps radius**2 finite.
+    radius = min(float(conn.radius), float(np.hypot(pr, pc)) + 1.0)
+    return d2 <= radius**2 + 1e-9
 
 
 @CONNECTIVITY.register("block_random")
 def block_random(conn, pre, post, seq, path):
     """Blocks of [rows, cols] neurons, each present with probability p (seeded)."""
-    br, bc = conn.block
+    # A block larger than a population covers all of it (and never allocates more than the mask).
+    br, bc = min(conn.block[0], pre.size), min(conn.block[1], post.size)
     nbr, nbc = -(-pre.size // br), -(-post.size // bc)
     present = _rng(conn, seq).random((nbr, nbc)) < conn.p
     m = np.repeat(np.repeat(present, br, axis=0), bc, axis=1)

@@ -216,25 +216,34 @@ def tile_mask(mask: np.ndarray, bd: int | None = None, mode: str | None = None,
     n_src, n_dst = mask.shape
     if bd is not None and (bd < 1 or n_dst % bd):
         raise ValueError(f"block width {bd} does not divide n_dst={n_dst}")
+    # Candidates are kept as (cost, width, run) only: the chosen one's rows and slot mask are
+    # rebuilt at the end, so tiling never holds more than one candidate's arrays at once.
     cands = []
     for b in ([bd] if bd is not None else _candidates(n_dst)):
         nD = n_dst // b
         if mode in (None, "windows"):
             K, src, groups = _window_plan(mask, b)
-            m = _slot_mask(mask, b, K, src, gather=False)
-            cands.append((_cost(nD * K * b, K, b, len(groups), None, bool(m.all())), b, K, src, m, groups, 1))
+            full = bool(_slot_mask(mask, b, K, src, gather=False).all())
+            cands.append((_cost(nD * K * b, K, b, len(groups), None, full), b, None))
+            src = None
         if mode in (None, "gather"):
             runs = [run] if run is not None else sorted({1, *[r for r in _divisors(n_src) if r <= 64][-6:]})
             for r in runs:
                 if n_src % r:
                     continue
                 K, src = _gather_plan(mask, b, r)
-                m = _slot_mask(mask, b, K, src, gather=True)
-                cands.append((_cost(nD * K * b, K, b, 1, r, bool(m.all())), b, K, src, m, None, r))
+                full = bool(_slot_mask(mask, b, K, src, gather=True).all())
+                cands.append((_cost(nD * K * b, K, b, 1, r, full), b, r))
+                src = None
     # The model cannot tell apart tilings within ~10 %: take the widest tiles among those (fewer,
     # larger products: less sensitive to the model's errors, and what a GPU wants).
     lowest = min(c[0] for c in cands)
-    best = max((c for c in cands if c[0] <= 1.1 * lowest), key=lambda c: (c[1], -c[0]))
-    c, b, K, src, m, groups, r = best
+    c, b, r = max((c for c in cands if c[0] <= 1.1 * lowest), key=lambda c: (c[1], -c[0]))
+    if r is None:
+        K, src, groups = _window_plan(mask, b)
+        r = 1
+    else:
+        (K, src), groups = _gather_plan(mask, b, r), None
+    m = _slot_mask(mask, b, K, src, gather=groups is None)
     return BlockPlan(n_src=n_src, n_dst=n_dst, bd=b, K=K, src_index=src, mask=m, windows=groups, run=r,
                      cost=c, dense_cost=dense_cost(n_src, n_dst))

@@ -17,13 +17,20 @@ reachable there under the same path.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from blursim.errors import BlursimError
+from blursim.errors import BlursimError, shorten
+from blursim.limits import MAX_LOCAL_WORKERS
 from blursim.meta.evaluate import EvalJob, Protocol, evaluate_chunk
+
+#: Seconds to wait for a Dask scheduler to answer before giving up (``--dask-timeout``).
+CONNECT_TIMEOUT = 10.0
+_ADDRESS = re.compile(r"(?:(?:tcp|tls|ucx|ws|wss|inproc)://)?[A-Za-z0-9_.\-\[\]:%]{1,255}:[0-9]{1,5}")
 
 
 def import_distributed():
@@ -42,18 +49,26 @@ def import_distributed():
 class DaskExecutor:
     """Evaluates population chunks on a Dask cluster.
 
-    Give an existing ``client``, a ``scheduler`` address, or ``local_workers``
-    (a :class:`distributed.LocalCluster` of that many single-threaded worker
-    processes, closed by :meth:`close`).
+    Give an existing ``client``, a ``scheduler`` address (connected within
+    ``timeout`` seconds), or ``local_workers`` (a :class:`distributed.LocalCluster`
+    of that many single-threaded worker processes, closed by :meth:`close`).
     """
 
     def __init__(self, *, client: Any = None, scheduler: str | None = None,
-                 local_workers: int | None = None) -> None:
+                 local_workers: int | None = None, timeout: float = CONNECT_TIMEOUT) -> None:
         distributed = import_distributed()
         self._own: list[Any] = []
         if client is None:
             if scheduler is not None:
-                client = distributed.Client(scheduler)
+                check_scheduler_address(scheduler)
+                try:
+                    client = distributed.Client(scheduler, timeout=f"{float(timeout)}s")
+                except (OSError, TimeoutError, ValueError) as e:
+                    raise BlursimError(
+                        f"cannot connect to the Dask scheduler {shorten(scheduler)!r} within {timeout:g} s "
+                        f"({shorten(e)}); check the address and that the scheduler runs, or raise "
+                        "--dask-timeout."
+                    ) from None
             else:
                 cluster = distributed.LocalCluster(
                     n_workers=int(local_workers or 1), threads_per_worker=1, processes=True,
@@ -95,14 +110,30 @@ class DaskExecutor:
         self._own = []
 
 
-def make_executor(dask_spec: Any = None, *, scheduler: str | None = None,
-                  local_workers: int | None = None) -> Any:
-    """The executor an experiment asks for: ``None`` (local) or a :class:`DaskExecutor`.
+def check_scheduler_address(address: str) -> str:
+    """``address`` if it looks like a Dask scheduler address (``tcp://HOST:PORT``, ``tls://...``,
+    ``HOST:PORT``), else a clear error."""
+    if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
+        raise BlursimError(
+            f"--dask-scheduler must be an address such as tcp://10.0.0.5:8786 (got {shorten(repr(address))})"
+        )
+    return address
 
-    Command-line values override ``execution.dask`` of the experiment.
+
+def make_executor(dask_spec: Any = None, *, scheduler: str | None = None,
+                  local_workers: int | None = None, timeout: float = CONNECT_TIMEOUT) -> Any:
+    """The executor a run asks for: ``None`` (local) or a :class:`DaskExecutor`.
+
+    A scheduler address comes from the command line only (``scheduler``); a document's
+    ``execution.dask`` may ask for ``local_workers`` (at most
+    :data:`~blursim.limits.MAX_LOCAL_WORKERS`), which the command line overrides.
     """
     if scheduler is None and local_workers is None and dask_spec is not None:
-        scheduler, local_workers = dask_spec.scheduler, dask_spec.local_workers
+        local_workers = dask_spec.local_workers
     if scheduler is None and local_workers is None:
         return None
-    return DaskExecutor(scheduler=scheduler, local_workers=local_workers)
+    if local_workers is not None and not 1 <= int(local_workers) <= MAX_LOCAL_WORKERS:
+        raise BlursimError(f"--dask-workers must be in 1..{MAX_LOCAL_WORKERS} (got {local_workers})")
+    if not math.isfinite(timeout) or not 0 < timeout <= 3600:
+        raise BlursimError(f"--dask-timeout must be in (0, 3600] seconds (got {timeout})")
+    return DaskExecutor(scheduler=scheduler, local_workers=local_workers, timeout=timeout)

@@ -195,24 +195,13 @@ def evaluate_chunk(job: EvalJob, X: np.ndarray, which: str, seeds: Sequence[int]
 
 # ------------------------------------------------------------------ memory
 def bytes_per_species(program: Any, proto: Protocol, itemsize: int) -> int:
-    """A generous estimate of the memory one species needs during a task evaluation.
+    """Memory one species needs during a task evaluation: the network's
+    :func:`~blursim.graph.memory.estimate` per genome (synapses, states, workspaces) for the
+    larger of the training and query batches, times the replicas."""
+    from blursim.graph.memory import estimate
 
-    Synapses (``W``, bias, ``V`` when untied) plus the Hebbian product and
-    update temporaries (x4), and neuron states of every population for the
-    larger of the training and query batches, with the temporaries of the
-    forward/backward passes (x8); all times the replicas.
-    """
-    k = program.k
-    rules = program.rules
-    kw = 1 if rules.shared_channels else k
-    syn = 0
-    for q in program.projs:
-        w = kw * (q.n_pre + (1 if q.bias else 0)) * q.n_post
-        syn += w * (1 if rules.tied else 2)
-        syn += k * q.n_pre * q.n_post * 2  # Hebbian products, full k channels
     B = max(proto.batch_size, proto.query_size if proto.query_batches is not None else 0)
-    states = sum(k * B * p.size for p in program.pops if p.role != "input")
-    return int((4 * syn + 8 * states) * proto.replicas * itemsize)
+    return estimate(program, batch=B, itemsize=itemsize).per_genome * proto.replicas
 
 
 def full_split_rows(datasets: Sequence[Any], proto: Protocol) -> int:
@@ -220,6 +209,57 @@ def full_split_rows(datasets: Sequence[Any], proto: Protocol) -> int:
     if proto.query_batches is not None:
         return 0
     return max((ds.n_train if proto.split == "train" else ds.n_test) for ds in datasets)
+
+
+def species_bytes(programs: Sequence[Any], datasets: Sequence[Any], tasks: Sequence[Any],
+                  proto: Protocol, itemsize: int) -> int:
+    """Memory of one species evaluated on the largest of ``tasks`` (whole-split queries included)."""
+    if not tasks:
+        return 0
+    rows = full_split_rows(datasets, proto)
+    if rows:
+        proto = Protocol(proto.steps, proto.batch_size, 1, max(rows, proto.batch_size), proto.replicas,
+                         proto.split)
+    return max(bytes_per_species(programs[t.network], proto, itemsize) for t in tasks)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a population is evaluated within a memory budget (bytes)."""
+
+    per_genome: int  # the largest species, over training and validation protocols
+    chunk: int  # genomes per chunk
+    chunk_bytes: int  # one chunk, with the networks' build and the shared synapse draws
+    budget: int
+
+    def describe(self) -> str:
+        from blursim.limits import format_bytes
+
+        return (f"memory {format_bytes(self.per_genome)} per genome, chunks of {self.chunk} genome(s) "
+                f"({format_bytes(self.chunk_bytes)}) within the budget of {format_bytes(self.budget)}")
+
+
+def plan_memory(programs: Sequence[Any], datasets: dict[str, Sequence[Any]], job_tasks: dict[str, Sequence[Any]],
+                protocols: dict[str, Protocol], *, itemsize: int, budget: float, popsize: int,
+                local: bool = True, path: Any = "$.execution.memory_budget_mb") -> MemoryPlan:
+    """The :class:`MemoryPlan` of evaluating ``popsize`` genomes; refuses
+    (:class:`~blursim.errors.MemoryLimitError`) when one genome does not fit ``budget`` bytes,
+    or (``local``: evaluated in this process) a chunk does not fit this machine."""
+    from blursim.graph.memory import estimate, require
+
+    per = max(species_bytes(programs, datasets[w], job_tasks[w], p, itemsize) for w, p in protocols.items())
+    budget = int(budget)
+    require(per, what="one genome", budget=budget, budget_name="the memory budget", path=path,
+            hint="Raise the budget, or use smaller batches, fewer replicas or a smaller network.")
+    chunk = max(1, min(int(popsize), budget // max(per, 1)))
+    fixed = sum(estimate(p, batch=1, itemsize=itemsize).build for p in programs)
+    replicas = max(p.replicas for p in protocols.values())
+    fixed += max(estimate(p, batch=1, itemsize=itemsize).init for p in programs) * replicas
+    plan = MemoryPlan(per, chunk, fixed + per * chunk, budget)
+    if local:
+        require(plan.chunk_bytes, what=f"a chunk of {chunk} genome(s)", path=path,
+                hint="Lower the memory budget so that chunks are smaller.")
+    return plan
 
 
 # ---------------------------------------------------------------- results
@@ -283,15 +323,8 @@ class PopulationEvaluator:
 
     def chunk_size(self, which: str, proto: Protocol) -> int:
         """Largest number of species per chunk within the memory budget (at least 1)."""
-        need = 1
-        rows = full_split_rows(self.datasets[which], proto)
-        p = proto
-        if rows:
-            p = Protocol(proto.steps, proto.batch_size, 1, max(rows, proto.batch_size), proto.replicas,
-                         proto.split)
-        for ref in self.job.tasks(which):
-            need = max(need, bytes_per_species(self.programs[ref.network], p, self.itemsize))
-        return max(1, int(self.memory_budget // need))
+        need = species_bytes(self.programs, self.datasets[which], self.job.tasks(which), proto, self.itemsize)
+        return max(1, int(self.memory_budget // max(need, 1)))
 
     def split(self, P: int, which: str, proto: Protocol) -> list[np.ndarray]:
         """Species index chunks: within the budget, and at least one per worker."""

@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from blursim import limits as L
 from blursim.errors import SpecError
-from blursim.spec import SCHEMAS
-from blursim.spec.base import Strict
+from blursim.spec import FORMATS, SCHEMAS
+from blursim.spec.base import PATTERN_TEXT, Name, Seed, Strict, Text, error_at
 from blursim.spec.genome import ALL_FIELDS, GenomeSpec, field_shape
-from blursim.spec.loading import load_document, load_model, locate, parse_path, relocate, source_of
+from blursim.spec.loading import load_document, load_model, locate, parse_path, relocate, source_of, spec_error
 from blursim.spec.network import NetworkSpec
 from blursim.spec.options import Choice
 
@@ -50,6 +51,31 @@ CORE_FIELDS = ("f", "eta", "f_tilde", "eta_tilde", "nu", "mu", "nu_tilde", "mu_t
 
 
 # ------------------------------------------------------------------------ parts
+_PATH_PATTERN = r"^[^\x00]*$"
+_RUN_NAME_PATTERN = r"^([^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]*)?$"
+#: A file path in a document (bounded; relative paths are relative to the document's file).
+Path_ = Annotated[str, Field(min_length=1, max_length=L.MAX_PATH_CHARS, pattern=_PATH_PATTERN)]
+#: An experiment's name: it names the default output directory ``runs/NAME``, so it is one
+#: path component (no separators, no leading dot, no control characters) or empty.
+RunName = Annotated[str, Field(max_length=L.MAX_NAME_CHARS, pattern=_RUN_NAME_PATTERN)]
+PATTERN_TEXT.update({
+    _PATH_PATTERN: "must not contain a NUL character",
+    _RUN_NAME_PATTERN: "must be a plain name without '/', '\\', a leading '.' or control characters "
+    "(it names the output directory runs/NAME)",
+})
+
+
+def is_local_path(path: str) -> bool:
+    """Whether ``path`` is relative and never climbs out of its starting directory (no ``..``)."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    if not path or PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute() \
+            or PureWindowsPath(path).drive or path.startswith("~"):
+        return False
+    parts = path.replace("\\", "/").split("/")
+    return ".." not in parts
+
+
 class TaskSpec(Choice):
     """A task: a registered dataset (``blursim list datasets``) and its options.
 
@@ -62,8 +88,8 @@ class TaskSpec(Choice):
 
     what: ClassVar[str] = "dataset"
 
-    label: str | None = Field(default=None, min_length=1)
-    network: str | NetworkSpec | None = None
+    label: Name | None = None
+    network: Path_ | NetworkSpec | None = None
 
     @classmethod
     def registry(cls):
@@ -86,11 +112,11 @@ class InnerLoop(Strict):
     same batches (common random numbers).
     """
 
-    steps: int = Field(ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    query_batches: int = Field(default=20, ge=1)
-    query_batch_size: int | None = Field(default=None, ge=1)
-    replicas: int = Field(default=1, ge=1)
+    steps: int = Field(ge=1, le=L.MAX_STEPS)
+    batch_size: int = Field(default=128, ge=1, le=L.MAX_BATCH)
+    query_batches: int = Field(default=20, ge=1, le=L.MAX_QUERY_BATCHES)
+    query_batch_size: int | None = Field(default=None, ge=1, le=L.MAX_BATCH)
+    replicas: int = Field(default=1, ge=1, le=L.MAX_REPLICAS)
 
 
 class Curriculum(Strict):
@@ -98,9 +124,9 @@ class Curriculum(Strict):
     ``min(max_steps, inner.steps + increment * (g // every))`` (paper App. C.4:
     start at 10, +5 every N steps)."""
 
-    increment: int = Field(ge=0)
-    every: int = Field(ge=1)
-    max_steps: int | None = Field(default=None, ge=1)
+    increment: int = Field(ge=0, le=L.MAX_STEPS)
+    every: int = Field(ge=1, le=L.MAX_GENERATIONS)
+    max_steps: int | None = Field(default=None, ge=1, le=L.MAX_STEPS)
 
 
 class InitPreset(Choice):
@@ -121,15 +147,15 @@ class InitFile(Strict):
     """Initial genome from a genome file (path relative to the experiment file)."""
 
     kind: Literal["file"]
-    path: str = Field(min_length=1)
+    path: Path_
 
 
 class InitRandom(Strict):
     """A random initial genome (the ``random`` preset) drawn from ``seed``."""
 
     kind: Literal["random"]
-    seed: int = Field(default=0, ge=0)
-    scale: float = Field(default=0.5, gt=0.0)
+    seed: Seed = 0
+    scale: float = Field(default=0.5, gt=0.0, le=L.MAX_INIT_SCALE)
 
 
 GenomeInit = Annotated[Union[InitPreset, InitFile, InitRandom], Field(discriminator="kind")]
@@ -148,10 +174,18 @@ class GenomeSearch(Strict):
     """
 
     init: GenomeInit
-    set: dict[str, FieldValue] = Field(default_factory=dict)
-    fields: list[str] = Field(default_factory=lambda: list(CORE_FIELDS), min_length=1)
-    groups: list[str] | None = Field(default=None, min_length=1)
-    bounds: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
+    set: dict[Name, FieldValue] = Field(default_factory=dict)
+    fields: list[Name] = Field(default_factory=lambda: list(CORE_FIELDS), min_length=1, max_length=len(ALL_FIELDS))
+    groups: list[Name] | None = Field(default=None, min_length=1, max_length=1000)
+    bounds: dict[Name, tuple[float | None, float | None]] = Field(default_factory=dict)
+
+    @field_validator("groups")
+    @classmethod
+    def _distinct(cls, v):
+        if v is not None and len(set(v)) != len(v):
+            twice = next(g for i, g in enumerate(v) if g in v[:i])
+            raise ValueError(f"genome group {twice!r} is listed twice; list each group once")
+        return v
 
 
 class StrategySpec(Choice):
@@ -161,8 +195,8 @@ class StrategySpec(Choice):
     what: ClassVar[str] = "strategy"
 
     name: str = Field(default="cma_es", min_length=1, validate_default=True)
-    sigma0: float = Field(gt=0.0)
-    popsize: int = Field(ge=2)
+    sigma0: float = Field(gt=0.0, le=L.MAX_SIGMA0)
+    popsize: int = Field(ge=2, le=L.MAX_POPSIZE)
 
     @classmethod
     def registry(cls):
@@ -188,25 +222,34 @@ class ValidationSpec(Strict):
     held-out split.
     """
 
-    every: int = Field(default=1, ge=1)
-    steps: int | None = Field(default=None, ge=1)
-    replicas: int | None = Field(default=None, ge=1)
-    query_batches: int | None = Field(default=None, ge=1)
-    query_batch_size: int | None = Field(default=None, ge=1)
+    every: int = Field(default=1, ge=1, le=L.MAX_GENERATIONS)
+    steps: int | None = Field(default=None, ge=1, le=L.MAX_STEPS)
+    replicas: int | None = Field(default=None, ge=1, le=L.MAX_REPLICAS)
+    query_batches: int | None = Field(default=None, ge=1, le=L.MAX_QUERY_BATCHES)
+    query_batch_size: int | None = Field(default=None, ge=1, le=L.MAX_BATCH)
 
 
 class DaskSpec(Strict):
-    """A Dask distributed cluster: an existing ``scheduler`` address, or
-    ``local_workers`` processes started on this machine."""
+    """A local Dask cluster of ``local_workers`` processes on this machine (at most
+    :data:`~blursim.limits.MAX_LOCAL_WORKERS`).
 
-    scheduler: str | None = None
-    local_workers: int | None = Field(default=None, ge=1)
+    **Decision.** A document cannot name a Dask scheduler to connect to: Dask moves work and
+    results with pickle, so where they go is the user's choice on the command line
+    (``--dask-scheduler ADDRESS``), never a document's (which a colleague may have sent).
+    """
 
-    @model_validator(mode="after")
-    def _one(self):
-        if (self.scheduler is None) == (self.local_workers is None):
-            raise ValueError("give exactly one of 'scheduler' and 'local_workers'")
-        return self
+    local_workers: int = Field(ge=1, le=L.MAX_LOCAL_WORKERS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_scheduler(cls, data):
+        if isinstance(data, dict) and "scheduler" in data:
+            raise error_at(
+                ("scheduler",),
+                "a document cannot name a Dask scheduler (Dask sends work and results as "
+                "pickles); give it on the command line: blursim meta-train EXP --dask-scheduler ADDRESS",
+            )
+        return data
 
 
 class ExecutionSpec(Strict):
@@ -215,8 +258,8 @@ class ExecutionSpec(Strict):
 
     backend: Literal["numpy", "cupy"] = "numpy"
     dtype: Literal["float32", "float64"] = "float32"
-    memory_budget_mb: float = Field(default=1024.0, gt=0.0)
-    checkpoint_every: int = Field(default=1, ge=1)
+    memory_budget_mb: float = Field(default=1024.0, gt=0.0, le=L.MAX_MEMORY_BUDGET_MB)
+    checkpoint_every: int = Field(default=1, ge=1, le=L.MAX_GENERATIONS)
     dask: DaskSpec | None = None
 
 
@@ -224,20 +267,20 @@ class ExperimentSpec(Strict):
     """A meta-learning experiment (paper Sec. 3.3, 4.1, 4.4)."""
 
     format: Literal["blursim.experiment/1"] = FORMAT_EXPERIMENT
-    name: str = ""
-    description: str = ""
-    network: str | NetworkSpec
-    training_tasks: list[TaskSpec] = Field(min_length=1)
-    validation_tasks: list[TaskSpec] = Field(default_factory=list)
+    name: RunName = ""
+    description: Text = ""
+    network: Path_ | NetworkSpec
+    training_tasks: list[TaskSpec] = Field(min_length=1, max_length=1000)
+    validation_tasks: list[TaskSpec] = Field(default_factory=list, max_length=1000)
     inner: InnerLoop
     curriculum: Curriculum | None = None
     genome: GenomeSearch
     strategy: StrategySpec
     fitness: FitnessSpec = Field(default_factory=FitnessSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
-    generations: int = Field(ge=1)
-    seed: int = Field(default=0, ge=0)
-    output: str | None = None
+    generations: int = Field(ge=1, le=L.MAX_GENERATIONS)
+    seed: Seed = 0
+    output: Path_ | None = None
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
 
     @field_validator("network")
@@ -247,8 +290,19 @@ class ExperimentSpec(Strict):
             raise ValueError("network must be a path to a network spec or an inline network object")
         return v
 
+    @field_validator("output")
+    @classmethod
+    def _output_stays_here(cls, v):
+        if v is not None and not is_local_path(v):
+            raise ValueError(
+                "output must be a relative path inside the current directory (not absolute, no "
+                "'..'); to write elsewhere, give --out DIR on the command line"
+            )
+        return v
+
 
 SCHEMAS.register("experiment", ExperimentSpec, doc="A meta-learning experiment: tasks, genome search, strategy.")
+FORMATS[FORMAT_EXPERIMENT] = "experiment"
 
 
 def load_experiment(src: str | Path | dict | ExperimentSpec) -> ExperimentSpec:
@@ -294,20 +348,62 @@ class Setup:
     strategy: Any  # blursim.meta.strategies.Strategy
     hashed: dict[str, Any]
     spec_hash: str
+    memory: Any = None  # blursim.meta.evaluate.MemoryPlan under the document's budget
 
     def unroll(self, generation: int) -> int:
-        """Unroll length ``T`` of 0-based generation ``generation`` (curriculum applied)."""
+        """Unroll length ``T`` of 0-based generation ``generation`` (curriculum applied; never
+        more than :data:`~blursim.limits.MAX_STEPS`)."""
         inner, cur = self.experiment.inner, self.experiment.curriculum
         if cur is None:
             return inner.steps
         t = inner.steps + cur.increment * (generation // cur.every)
-        return min(t, cur.max_steps) if cur.max_steps is not None else t
+        return min(t, cur.max_steps if cur.max_steps is not None else L.MAX_STEPS)
+
+    def train_protocol(self, generation: int) -> Any:
+        """The fitness :class:`~blursim.meta.evaluate.Protocol` of 0-based ``generation``."""
+        from blursim.meta.evaluate import Protocol
+
+        inner = self.experiment.inner
+        return Protocol(self.unroll(generation), inner.batch_size, inner.query_batches,
+                        inner.query_batch_size, inner.replicas, "train")
+
+    def validation_protocol(self, generation: int) -> Any:
+        """The validation :class:`~blursim.meta.evaluate.Protocol` after 0-based ``generation``."""
+        from blursim.meta.evaluate import Protocol
+
+        v, inner = self.experiment.validation, self.experiment.inner
+        return Protocol(v.steps or self.unroll(generation), inner.batch_size, v.query_batches,
+                        v.query_batch_size, v.replicas or inner.replicas, "test")
+
+    def plan_memory(self, budget_mb: float | None = None, *, local: bool = True,
+                    path: Any = "$.execution.memory_budget_mb") -> Any:
+        """The :class:`~blursim.meta.evaluate.MemoryPlan` under ``budget_mb`` (default: the
+        document's); refuses an experiment of which one genome does not fit."""
+        from blursim.meta.evaluate import plan_memory
+
+        ex = self.experiment.execution
+        budget = (ex.memory_budget_mb if budget_mb is None else budget_mb) * 2**20
+        protocols = {"train": self.train_protocol(0)}
+        if self.val_tasks:
+            protocols["validation"] = self.validation_protocol(0)
+        datasets = {"train": [t.dataset for t in self.train_tasks],
+                    "validation": [t.dataset for t in self.val_tasks]}
+        tasks = {"train": self.train_tasks, "validation": self.val_tasks}
+        return plan_memory(self.programs, datasets, tasks, protocols,
+                           itemsize=np.dtype(ex.dtype).itemsize, budget=budget,
+                           popsize=self.experiment.strategy.popsize, local=local, path=path)
 
     @property
     def name(self) -> str:
+        """The experiment's ``name``, else its file's stem when that is a plain name, else
+        ``"experiment"`` (it names the default output directory ``runs/NAME``)."""
+        import re
+
         if self.experiment.name:
             return self.experiment.name
-        return Path(self.source).stem if self.source else "experiment"
+        stem = Path(self.source).stem if self.source else ""
+        ok = re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", stem)
+        return stem if ok else "experiment"
 
 
 def _fail(exp: ExperimentSpec, message: str, path: Any, **kw: Any) -> SpecError:
@@ -331,13 +427,33 @@ def _reroot(err: SpecError, exp: ExperimentSpec, prefix: str) -> SpecError:
 def _load_network(exp: ExperimentSpec, value: str | NetworkSpec, base: Path, path: str) -> NetworkSpec:
     if isinstance(value, NetworkSpec):
         return value
+    return _load_referenced(exp, NetworkSpec, _referenced(exp, value, base, path, "network spec"), path)
+
+
+def _load_referenced(exp: ExperimentSpec, model: Any, file: Path, path: str) -> Any:
+    """A document named by the experiment; a file that cannot be read is an error at ``path``
+    of the experiment (errors inside the document name the document)."""
+    try:
+        return load_document(model, file, where=path)
+    except SpecError as e:
+        if e.source is None:
+            raise relocate(e, exp) from None
+        raise
+
+
+def _referenced(exp: ExperimentSpec, value: str, base: Path, path: str, what: str) -> Path:
+    """The file a document field names (relative to the experiment file), which must exist."""
     p = Path(value)
     if not p.is_absolute():
         p = base / p
-    if not p.exists():
-        raise _fail(exp, f"network spec file not found: {p}", f"{path}", value=value,
-                    hint="Network paths are relative to the experiment file.")
-    return load_document(NetworkSpec, p)
+    try:
+        found = p.exists() or p.is_symlink()
+    except OSError:  # e.g. a name too long for the file system
+        found = False
+    if not found:
+        raise _fail(exp, f"{what} file not found: {p}", path, value=value,
+                    hint=f"{what[0].upper() + what[1:]} paths are relative to the experiment file.")
+    return p
 
 
 def _compile(exp: ExperimentSpec, spec: NetworkSpec, path: str):
@@ -391,29 +507,43 @@ def _resolve_tasks(exp, entries, what, base, networks, programs, net_index):
     return out
 
 
+def _shape(value: Any) -> tuple[int, ...] | None:
+    """Shape of a number, a list of numbers or a list of equally long lists; ``None`` if ragged."""
+    if not isinstance(value, list):
+        return ()
+    if all(not isinstance(v, list) for v in value):
+        return (len(value),)
+    if not all(isinstance(v, list) and all(not isinstance(x, list) for x in v) for v in value):
+        return None
+    lengths = {len(v) for v in value}
+    return (len(value), lengths.pop()) if len(lengths) == 1 else None
+
+
 def _initial_genome(exp: ExperimentSpec, base: Path, k: int, groups: list[str]) -> GenomeSpec:
     from blursim.genome import PRESETS, stack_genomes
-    from blursim.spec import load_genome
 
     init = exp.genome.init
     if isinstance(init, InitRandom):
         from blursim.genome import random_genome
 
-        g = random_genome(k=k, seed=init.seed, groups=groups, scale=init.scale)
+        try:
+            g = random_genome(k=k, seed=init.seed, groups=groups, scale=init.scale)
+        except ValidationError as e:  # pragma: no cover - scale is bounded so values stay finite
+            raise _fail(exp, f"the random genome is invalid: {spec_error(e, GenomeSpec, None).message}",
+                        "$.genome.init.scale") from None
     elif isinstance(init, InitPreset):  # name and options were validated with the document
         try:
             g = PRESETS.get(init.name)(k=k, groups=groups, **init.options.model_dump())
         except SpecError as e:
             raise _fail(exp, f"genome preset {init.name!r}: {e.message}", "$.genome.init",
                         value=e.value, hint=e.hint) from None
+        except ValidationError as e:  # the preset built a genome that is not one
+            err = spec_error(e, GenomeSpec, None)
+            raise _fail(exp, f"genome preset {init.name!r} with these options gives an invalid genome: "
+                        f"{err.message} at {err.path}", "$.genome.init.options") from None
     else:
-        p = Path(init.path)
-        if not p.is_absolute():
-            p = base / p
-        if not p.exists():
-            raise _fail(exp, f"genome file not found: {p}", "$.genome.init.path", value=init.path,
-                        hint="Genome paths are relative to the experiment file.")
-        g = load_genome(p)
+        g = _load_referenced(exp, GenomeSpec, _referenced(exp, init.path, base, "$.genome.init.path", "genome"),
+                             "$.genome.init.path")
     try:
         stack_genomes(g, k=k, groups=groups, source="$.genome.init")
     except SpecError as e:
@@ -425,16 +555,18 @@ def _initial_genome(exp: ExperimentSpec, base: Path, k: int, groups: list[str]) 
             if name not in ALL_FIELDS:
                 raise _fail(exp, f"unknown genome field {name!r}", path, choices=ALL_FIELDS)
             shape = field_shape(name, k)
-            arr = np.asarray(value, dtype=np.float64)
-            if arr.shape != shape:
+            if _shape(value) != shape:
                 raise _fail(exp, f"genome field {name!r} has shape {list(shape)} for k={k}", path,
                             value=value)
             for gname in data["groups"]:
                 data["groups"][gname][name] = value
         try:
             g = GenomeSpec.model_validate(data)
-        except Exception as e:  # noqa: BLE001 - pydantic error on the edited genome
-            raise _fail(exp, f"the edited genome is invalid: {e}", "$.genome.set") from None
+        except ValidationError as e:
+            err = spec_error(e, GenomeSpec, data)
+            field = next((x for x in parse_path(err.path)[3:4] if isinstance(x, str)), None)
+            where = f"$.genome.set.{field}" if field in exp.genome.set else "$.genome.set"
+            raise _fail(exp, f"the edited genome is invalid: {err.message}", where) from None
     return g
 
 
@@ -564,11 +696,16 @@ def prepare_experiment(src: str | Path | dict | ExperimentSpec) -> Setup:
     hashed = hashed_document(
         exp, networks, {"training_tasks": train, "validation_tasks": val}, base_genome
     )
-    return Setup(
+    setup = Setup(
         experiment=exp, source=source, base_dir=base, networks=networks, programs=programs,
         train_tasks=train, val_tasks=val, layout=layout, base_genome=base_genome, x0=x0,
         lower=lower, upper=upper, strategy=strategy, hashed=hashed, spec_hash=_hash(hashed),
     )
+    try:  # one genome must fit the budget (the machine is checked when the run starts)
+        setup.memory = setup.plan_memory(local=False)
+    except SpecError as e:
+        raise relocate(e, exp) from None
+    return setup
 
 
 def differing_sections(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

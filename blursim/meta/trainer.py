@@ -40,7 +40,9 @@ from blursim import __version__
 from blursim.meta.evaluate import Engine, PopulationEvaluator, Protocol, install_engine, make_job
 from blursim.meta.experiment import ExperimentSpec, Setup, prepare_experiment
 from blursim.meta.seeds import train_seeds, validation_seeds
+from blursim.errors import SpecError
 from blursim.spec.genome import GenomeSpec
+from blursim.spec.loading import relocate
 
 
 def num(x: Any) -> float | None:
@@ -90,11 +92,19 @@ class MetaTrainer:
         self.setup = setup
         self.exp: ExperimentSpec = setup.experiment
         self.strategy = setup.strategy
+        budget = memory_budget_mb if memory_budget_mb is not None else self.exp.execution.memory_budget_mb
+        # before anything is built: one genome must fit the budget, and (evaluated here) one chunk
+        # this machine
+        try:
+            self.memory = setup.plan_memory(
+                budget, local=executor is None,
+                path="--memory-budget" if memory_budget_mb is not None else "$.execution.memory_budget_mb")
+        except SpecError as e:
+            raise relocate(e, self.exp) from None
         self.job = make_job(setup)
         datasets = {"train": [t.dataset for t in setup.train_tasks],
                     "validation": [t.dataset for t in setup.val_tasks]}
         install_engine(Engine(self.job, programs=setup.programs, datasets=datasets))
-        budget = memory_budget_mb if memory_budget_mb is not None else self.exp.execution.memory_budget_mb
         self.evaluator = PopulationEvaluator(
             self.job, setup.programs, datasets, memory_budget=budget * 2**20, executor=executor,
         )
@@ -104,14 +114,10 @@ class MetaTrainer:
 
     # ---------------------------------------------------------------- protocols
     def train_protocol(self, generation: int) -> Protocol:
-        inner = self.exp.inner
-        return Protocol(self.setup.unroll(generation), inner.batch_size, inner.query_batches,
-                        inner.query_batch_size, inner.replicas, "train")
+        return self.setup.train_protocol(generation)
 
     def validation_protocol(self, generation: int) -> Protocol:
-        v, inner = self.exp.validation, self.exp.inner
-        return Protocol(v.steps or self.setup.unroll(generation), inner.batch_size, v.query_batches,
-                        v.query_batch_size, v.replicas or inner.replicas, "test")
+        return self.setup.validation_protocol(generation)
 
     def validation_due(self, done: int) -> bool:
         """Whether the record after ``done`` completed generations is validated."""

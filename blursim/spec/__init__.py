@@ -16,7 +16,8 @@ from pydantic import BaseModel
 
 from blursim.registry import Registry
 from blursim.spec.genome import FORMAT_GENOME, GenomeParams, GenomeSpec
-from blursim.spec.loading import load_model, relocate
+from blursim.errors import SpecError
+from blursim.spec.loading import load_model, locate, read_json, relocate, validate_document
 from blursim.spec.network import (
     FORMAT_NETWORK,
     AllToAll,
@@ -36,6 +37,40 @@ from blursim.spec.network import (
 SCHEMAS: Registry[type[BaseModel]] = Registry("schema")
 SCHEMAS.register("network", NetworkSpec, doc="A network: populations, projections, rules.")
 SCHEMAS.register("genome", GenomeSpec, doc="A genome: the shared BLUR meta-parameters.")
+
+
+#: ``format`` tag -> document name (the experiment registers its own with the meta package).
+FORMATS: dict[str, str] = {FORMAT_NETWORK: "network", FORMAT_GENOME: "genome"}
+
+
+def document_kind(data: Any) -> str:
+    """The name of the document type of ``data`` (a parsed JSON object), from its ``format``.
+
+    Without ``format``: an experiment when it has ``training_tasks``, a genome when it has
+    ``groups``, else a network (network specs may omit their format tag).
+    """
+    if isinstance(data, dict) and "format" in data:
+        fmt = data["format"]
+        if fmt not in FORMATS:
+            raise SpecError("unknown document format", path="$.format", value=fmt, choices=FORMATS,
+                            hint="blursim validate reads network, genome and experiment documents.")
+        return FORMATS[fmt]
+    if isinstance(data, dict) and "training_tasks" in data and "experiment" in SCHEMAS:
+        return "experiment"
+    if isinstance(data, dict) and "groups" in data:
+        return "genome"
+    return "network"
+
+
+def load_any(path: str | Path) -> BaseModel:
+    """Any document (network, genome, experiment) from a file, validated against the model its
+    ``format`` names (:func:`document_kind`); syntax and types only."""
+    data, text = read_json(path)
+    try:
+        kind = document_kind(data)
+    except SpecError as e:
+        raise locate(e, str(path), text, ["format"]) from None
+    return validate_document(SCHEMAS.get(kind), data, source=str(path), text=text)
 
 
 def schema_json(name: str) -> dict[str, Any]:
@@ -63,6 +98,7 @@ def dump_json(model: BaseModel) -> str:
 
 
 __all__ = [
+    "FORMATS",
     "FORMAT_GENOME",
     "FORMAT_NETWORK",
     "SCHEMAS",
@@ -79,7 +115,9 @@ __all__ = [
     "Projection",
     "Rules",
     "SynapseInit",
+    "document_kind",
     "dump_json",
+    "load_any",
     "load_genome",
     "load_network",
     "relocate",

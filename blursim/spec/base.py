@@ -1,18 +1,36 @@
-"""Base class of every spec model (unknown fields are errors; provenance is kept), and
-:func:`error_at`, the way a validator reports an error at a location inside its model."""
+"""Base class of every spec model (unknown fields are errors, numbers finite; provenance is
+kept), the bounded name, text and seed types of documents, and :func:`error_at`, the way a
+validator reports an error at a location inside its model."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from blursim.limits import MAX_NAME_CHARS, MAX_SEED, MAX_TEXT_CHARS
+
+#: What a string pattern of a model means, for error messages (pattern -> requirement).
+PATTERN_TEXT: dict[str, str] = {
+    r"^[^\x00-\x1f\x7f]+$": "must be one line without control characters",
+    r"^[^\x00-\x1f\x7f]*$": "must be one line without control characters",
+}
+#: A name in a document (population, projection, genome group, label): one line, bounded.
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
+#: A name that may be empty (a document's ``name``).
+Label = Annotated[str, Field(max_length=MAX_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]*$")]
+#: Free text (``description``).
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+#: A seed: a non-negative integer that fits 64 bits.
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class Strict(BaseModel):
-    """A spec model: extra fields forbidden, aliases accepted, source remembered."""
+    """A spec model: extra fields forbidden, aliases accepted, every float finite (NaN and
+    Infinity are refused wherever a number is expected), source remembered."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     # (file name, file text) of the document this object was loaded from.
     _source: Any = PrivateAttr(default=None)

@@ -10,12 +10,27 @@ import re
 from json.decoder import scanstring
 
 _WS = re.compile(r"[ \t\n\r]*")
-_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?|NaN|-?Infinity")
 
 
 def value_offsets(text: str) -> dict[tuple, int]:
     """Map every JSON path (tuple of keys/indices) to the offset where its value starts."""
+    return scan(text)[0]
+
+
+def duplicate_keys(text: str) -> list[tuple[tuple, int]]:
+    """``(path, offset)`` of every key repeated within one JSON object, at its repetition."""
+    return scan(text)[1]
+
+
+def scan(text: str) -> tuple[dict[tuple, int], list[tuple[tuple, int]]]:
+    """Value offsets of every JSON path, and the repeated keys (see :func:`duplicate_keys`).
+
+    The scanner recurses once per nesting level: call it only on documents whose depth has been
+    bounded (:data:`blursim.limits.MAX_DEPTH`).
+    """
     out: dict[tuple, int] = {}
+    dups: list[tuple[tuple, int]] = []
 
     def ws(i: int) -> int:
         return _WS.match(text, i).end()
@@ -28,9 +43,14 @@ def value_offsets(text: str) -> dict[tuple, int]:
             i = ws(i + 1)
             if text[i] == "}":
                 return i + 1
+            seen = set()
             while True:
                 i = ws(i)
+                at = i
                 key, i = scanstring(text, i + 1)
+                if key in seen:
+                    dups.append((path + (key,), at))
+                seen.add(key)
                 i = ws(i)
                 i = value(i + 1, path + (key,))  # skip ':'
                 i = ws(i)
@@ -64,9 +84,14 @@ def value_offsets(text: str) -> dict[tuple, int]:
 
     try:
         value(0, ())
-    except (IndexError, ValueError):
+    except (IndexError, ValueError, RecursionError):
         pass  # best effort: positions found so far are still right
-    return out
+    return out, dups
+
+
+def line_at(text: str, offset: int) -> int:
+    """1-based line of character ``offset``."""
+    return text.count("\n", 0, offset) + 1
 
 
 def line_of(text: str, path: tuple) -> int | None:
@@ -77,4 +102,4 @@ def line_of(text: str, path: tuple) -> int | None:
         p = p[:-1]
     if p not in offsets:
         return None
-    return text.count("\n", 0, offsets[p]) + 1
+    return line_at(text, offsets[p])

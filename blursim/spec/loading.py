@@ -91,6 +91,8 @@ def _pick_union(tp: Any, node: Any) -> Any:
 
 def _json_path(loc: tuple, data: Any) -> list:
     """Drop the union-member labels pydantic inserts into ``loc``."""
+    if data is None:  # a model built in code: its location is the path
+        return list(loc)
     keys: list = []
     node = data
     for i, elem in enumerate(loc):
@@ -157,8 +159,21 @@ def spec_error(err: ValidationError, model: type[BaseModel], data: Any) -> SpecE
     elif etype == "missing":
         msg = f"required field {keys[-1]!r} is missing"
         value = None
+    elif etype == "string_pattern_mismatch":
+        from blursim.spec.base import PATTERN_TEXT
+
+        msg = PATTERN_TEXT.get(str(ctx.get("pattern")), msg)
+    elif etype == "int_parsing_size":
+        msg = "must be an integer of sensible size"
+    elif etype == "finite_number":
+        field = next((k for k in reversed(keys) if isinstance(k, str)), "value")
+        msg = f"field {field!r} must be a finite number, not NaN or Inf"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    if msg.startswith("Input should be "):
+        msg = "must be " + msg[len("Input should be "):]
+    elif msg.startswith("String should have "):
+        msg = "must have " + msg[len("String should have "):]
     hint = None
     if keys and etype != "extra_forbidden" and isinstance(keys[-1], str):
         parent = _model_at(model, keys[:-1], data)
@@ -170,7 +185,7 @@ def spec_error(err: ValidationError, model: type[BaseModel], data: Any) -> SpecE
                 hint = f"{keys[-1]}: {info.description}" + (
                     "." if info.is_required() else f" (default {default!r})."
                 )
-    if isinstance(value, (dict, list)) and len(repr(value)) > 80:
+    if isinstance(value, (dict, list)) and (len(value) > 20 or len(repr(value)) > 80):
         value = None
     more = len(errors) - 1
     if more:
@@ -204,19 +219,106 @@ def parse_path(path: str) -> list:
     return keys
 
 
-def read_json(path: str | Path) -> tuple[Any, str]:
-    """Read a JSON file; a missing file or a syntax error is a SpecError."""
-    p = Path(path)
-    if not p.exists():
-        raise SpecError(f"file not found: {p}", hint="Check the path; specs are JSON files.")
-    if p.is_dir():
-        raise SpecError(f"{p} is a directory, expected a JSON file")
-    text = p.read_text(encoding="utf-8")
+def read_json(path: str | Path, *, where: str | None = None) -> tuple[Any, str]:
+    """Read a JSON document; every way it can be unreadable is a located SpecError.
+
+    The file must be a regular file of at most :data:`~blursim.limits.MAX_DOCUMENT_BYTES`
+    (:func:`~blursim.limits.read_regular_file`), UTF-8 text (a leading byte-order mark is
+    allowed) and JSON nested at most :data:`~blursim.limits.MAX_DEPTH` deep, with integer
+    literals of at most :data:`~blursim.limits.MAX_INT_DIGITS` digits and no key repeated
+    within an object (JSON would silently keep the last). ``where``: the JSON path of the
+    field that named this file in another document (e.g. an experiment's ``$.network``).
+    """
+    from blursim.limits import MAX_DOCUMENT_BYTES, read_regular_file
+
+    raw = read_regular_file(path, limit=MAX_DOCUMENT_BYTES, what="JSON document", where=where)
+    source = str(path)
     try:
-        return json.loads(text), text
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise SpecError(
+            f"not UTF-8 text: byte 0x{raw[e.start]:02x} at line {line} (offset {e.start}) cannot be "
+            "decoded; save the document as UTF-8 JSON", source=source,
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return parse_json(text, source), text
+
+
+class _LongInteger(Exception):
+    pass
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _parse_int(literal: str) -> int:
+    from blursim.limits import MAX_INT_DIGITS
+
+    if len(literal) > MAX_INT_DIGITS + 1 and len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise _LongInteger(literal)
+    return int(literal)
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _RepeatedKey
+    return out
+
+
+def max_depth(text: str) -> int:
+    """Deepest nesting of arrays and objects in a JSON text (brackets inside strings ignored)."""
+    import numpy as np
+
+    outside = _STRING.sub("", text).encode("utf-8", "replace")
+    b = np.frombuffer(outside, dtype=np.uint8)
+    step = ((b == 0x5B) | (b == 0x7B)).astype(np.int32) - ((b == 0x5D) | (b == 0x7D))
+    return int(np.cumsum(step).max()) if step.size else 0
+
+
+def parse_json(text: str, source: str | None = None) -> Any:
+    """``json.loads`` within the limits of :func:`read_json`, errors naming ``source`` and the line."""
+    from blursim.limits import MAX_DEPTH, MAX_INT_DIGITS
+    from blursim.spec.jsonpos import duplicate_keys, line_at, value_offsets
+
+    where = source or "document"
+    depth = max_depth(text)
+    if depth > MAX_DEPTH:
+        raise SpecError(f"JSON nested {depth} levels deep, more than the limit of {MAX_DEPTH}",
+                        source=source)
+    try:
+        return json.loads(text, parse_int=_parse_int, object_pairs_hook=_no_repeats)
     except json.JSONDecodeError as e:
         raise SpecError(
-            f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}", source=str(p)
+            f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}", source=where
+        ) from None
+    except RecursionError:
+        raise SpecError(f"JSON nested more than {MAX_DEPTH} levels deep", source=source) from None
+    except _LongInteger as e:
+        m = re.search(r"-?\d{%d,}" % (MAX_INT_DIGITS + 1), _STRING.sub(lambda s: " " * len(s.group()), text))
+        line, path = "", None
+        if m:
+            line = f", line {line_at(text, m.start())}"
+            path = next((list(p) for p, o in value_offsets(text).items() if o == m.start()), None)
+        raise SpecError(
+            f"an integer literal of {len(str(e.args[0]).lstrip('-'))} digits, more than the limit of "
+            f"{MAX_INT_DIGITS}", source=f"{where}{line}", path=path,
+        ) from None
+    except _RepeatedKey:
+        dups = duplicate_keys(text)
+        if not dups:  # pragma: no cover - the scanner finds what json found
+            raise SpecError("a key appears twice in one JSON object", source=where) from None
+        path, offset = dups[0]
+        raise SpecError(
+            f"key {path[-1]!r} appears twice in the same object (JSON would silently keep the last)",
+            source=f"{where}, line {line_at(text, offset)}", path=list(path),
+            hint="Remove one of them.",
         ) from None
 
 
@@ -238,8 +340,9 @@ def validate_document(
     return obj
 
 
-def load_document(model: type[M], path: str | Path) -> M:
-    data, text = read_json(path)
+def load_document(model: type[M], path: str | Path, *, where: str | None = None) -> M:
+    """A ``model`` document read from ``path`` (``where``: the JSON path that named the file)."""
+    data, text = read_json(path, where=where)
     return validate_document(model, data, source=str(path), text=text)
 
 

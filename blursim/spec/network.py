@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from blursim.limits import MAX_INIT_SCALE, MAX_POPULATION, MAX_RADIUS, MAX_SWEEPS
+from blursim.spec.base import Label, Name, Seed, Text
 from blursim.spec.base import Strict as _Strict
 from blursim.spec.base import error_at
 
@@ -41,14 +43,14 @@ class FixedProbability(_Strict):
 
     kind: Literal["fixed_probability"]
     p: float = Field(ge=0.0, le=1.0)
-    seed: int | None = Field(default=None, ge=0)
+    seed: Seed | None = None
 
 
 class FromList(_Strict):
     """An explicit list of ``[pre, post]`` neuron index pairs."""
 
     kind: Literal["from_list"]
-    edges: list[tuple[int, int]]
+    edges: list[tuple[Annotated[int, Field(ge=0, lt=MAX_POPULATION)], Annotated[int, Field(ge=0, lt=MAX_POPULATION)]]]
 
 
 class Local2D(_Strict):
@@ -62,7 +64,7 @@ class Local2D(_Strict):
     """
 
     kind: Literal["local2d"]
-    radius: float = Field(gt=0.0)
+    radius: float = Field(gt=0.0, le=MAX_RADIUS)
 
 
 class BlockRandom(_Strict):
@@ -73,16 +75,9 @@ class BlockRandom(_Strict):
     """
 
     kind: Literal["block_random"]
-    block: tuple[int, int]
+    block: tuple[Annotated[int, Field(ge=1, le=MAX_POPULATION)], Annotated[int, Field(ge=1, le=MAX_POPULATION)]]
     p: float = Field(ge=0.0, le=1.0)
-    seed: int | None = Field(default=None, ge=0)
-
-    @field_validator("block")
-    @classmethod
-    def _pos(cls, v):
-        if v[0] < 1 or v[1] < 1:
-            raise ValueError("block sizes must be >= 1")
-        return v
+    seed: Seed | None = None
 
 
 Connectivity = Annotated[
@@ -92,7 +87,7 @@ Connectivity = Annotated[
 
 
 # ------------------------------------------------------------------ populations
-ActivationSpec = Union[str, list[str]]
+ActivationSpec = Union[Name, Annotated[list[Name], Field(max_length=64)]]
 
 
 class Population(_Strict):
@@ -106,14 +101,14 @@ class Population(_Strict):
     supplies the neuron gates ``f``, ``eta`` and the normalisation gain/shift.
     """
 
-    name: str = Field(min_length=1)
-    size: int = Field(ge=1)
+    name: Name
+    size: int = Field(ge=1, le=MAX_POPULATION)
     role: Literal["input", "hidden", "output"]
     forward_activation: ActivationSpec = "tanh"
     backward_activation: ActivationSpec = "identity"
     normalization: Literal["none", "forward", "backward", "both"] = "none"
-    genome: str = "default"
-    grid: tuple[int, int] | None = None
+    genome: Name = "default"
+    grid: tuple[Annotated[int, Field(ge=1, le=MAX_POPULATION)], Annotated[int, Field(ge=1, le=MAX_POPULATION)]] | None = None
 
     @model_validator(mode="after")
     def _grid_fits(self):
@@ -130,12 +125,12 @@ class Population(_Strict):
 class Projection(_Strict):
     """Synapses from population ``from`` to population ``to`` (DESIGN §1)."""
 
-    name: str | None = None
-    from_: str = Field(alias="from", min_length=1)
-    to: str = Field(min_length=1)
+    name: Name | None = None
+    from_: Name = Field(alias="from")
+    to: Name
     connectivity: Connectivity = Field(default_factory=AllToAll)
     bias: bool = True
-    genome: str = "default"
+    genome: Name = "default"
 
     @property
     def label(self) -> str:
@@ -152,7 +147,7 @@ class SynapseInit(_Strict):
     """
 
     distribution: Literal["normal", "uniform", "zeros"] = "normal"
-    scale: float = Field(default=1.0, ge=0.0)
+    scale: float = Field(default=1.0, ge=0.0, le=MAX_INIT_SCALE)
     fan_in: bool = True
     bias: Literal["zeros", "same"] = "zeros"
 
@@ -169,7 +164,7 @@ class Rules(_Strict):
     )
     tied: bool = False
     shared_channels: bool = False
-    feedback: str = "target"
+    feedback: Name = "target"
     target_coding: Literal["pm1", "onehot"] = "pm1"
     oja: Literal["none", "weights", "activity"] = "none"
     synapse_normalization: Literal["none", "activations", "stored"] = "none"
@@ -177,20 +172,20 @@ class Rules(_Strict):
     reset_neurons: bool = True
     batch_reduction: Literal["sum", "mean"] = "sum"
     schedule: Literal["topological", "synchronous"] = "topological"
-    sweeps: int = Field(default=1, ge=1)
+    sweeps: int = Field(default=1, ge=1, le=MAX_SWEEPS)
     synapse_init: SynapseInit = Field(default_factory=SynapseInit)
-    norm_eps: float = Field(default=1e-5, gt=0.0)
-    synapse_norm_eps: float = Field(default=1e-8, gt=0.0)
+    norm_eps: float = Field(default=1e-5, gt=0.0, le=1.0)
+    synapse_norm_eps: float = Field(default=1e-8, gt=0.0, le=1.0)
 
 
 class NetworkSpec(_Strict):
     """A BLUR network: ``k`` states per neuron, populations, projections, rules."""
 
     format: Literal["blursim.network/1"] = FORMAT_NETWORK
-    name: str = ""
-    description: str = ""
+    name: Label = ""
+    description: Text = ""
     k: int = Field(ge=1, le=64)
-    seed: int = Field(default=0, ge=0)
+    seed: Seed = 0
     populations: list[Population] = Field(min_length=1)
     projections: list[Projection] = Field(default_factory=list)
     rules: Rules = Field(default_factory=Rules)
