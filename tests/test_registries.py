@@ -100,7 +100,7 @@ def _sig(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
-#: Textbook formulas, written independently of blursim.sim.activations.
+#: Textbook formulas, written independently of blursim.vocab.activations.
 FORMULAS = {
     "identity": lambda x: x,
     "one": lambda x: 1.0,

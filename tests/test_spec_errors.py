@@ -450,7 +450,7 @@ def test_directory_instead_of_file(tmp_path):
 
 NEGATIVE_SEED_BUG = (
     "BUG: a negative seed passes validation and then crashes with numpy's bare ValueError "
-    "'expected non-negative integer' in build_masks (blursim/graph/compile.py, "
+    "'expected non-negative integer' in build_masks (blursim/graph/connectivity.py, "
     "np.random.SeedSequence / default_rng): NetworkSpec.seed, FixedProbability.seed and "
     "BlockRandom.seed (blursim/spec/network.py) need ge=0")
 

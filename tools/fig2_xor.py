@@ -46,7 +46,7 @@ from blursim.analysis import (  # noqa: E402
     plot_asymmetry_heatmap,
     time_per_evaluation,
 )
-from blursim.analysis.report import _complex_jacobian  # noqa: E402
+from blursim.analysis.report import complex_jacobian  # noqa: E402
 from blursim.data import load_dataset  # noqa: E402
 from blursim.genome import backprop_genome, random_genome  # noqa: E402
 from blursim.graph import compile_network  # noqa: E402
@@ -79,7 +79,7 @@ def panel(spec, genome, ds, x, y, args, label):
 def run_panel(pn, args):
     m = pn["map"]
     t0 = time.perf_counter()
-    J = _complex_jacobian(m, m.w0, None)
+    J = complex_jacobian(m, m.w0, None)
     fd = jacobian_fd(m, m.w0)
     rep = asymmetry_report(J, top=5)
     circ = circulation_test(m, m.w0, n_planes=3, rng=args.seed, jacobian=J)
@@ -125,8 +125,8 @@ def appendix_a(genome, ds, x, y, args):
     st = base_state(prog, genome, args.state, dataset=ds, batch_size=args.batch, seed=args.seed)
     m = BlurUpdateMap(prog, genome, x, y, variables="forward", state=st)
     t0 = time.perf_counter()
-    J = _complex_jacobian(m, m.w0, None)
-    val = [_complex_jacobian(m, m.state_to_vector(base_state(prog, genome, "random", seed=args.seed + 1 + i)), None)
+    J = complex_jacobian(m, m.w0, None)
+    val = [complex_jacobian(m, m.state_to_vector(base_state(prog, genome, "random", seed=args.seed + 1 + i)), None)
            for i in range(args.metric_states)]
     res = metric_search(J, val)
     return {

@@ -30,21 +30,8 @@ from .circulation import CirculationResult, circulation_test, random_planes, sto
 from .jacobian import JacobianResult, jacobian, jacobian_complex, jacobian_fd
 from .maps import FunctionMap, RestrictedMap, UpdateMap, as_update_map, evaluate_batch, restrict_map
 from .metric import MetricSearchResult, eq13_residual, eq13_system, metric_search, sym_from_vector
+from .plots import plot_asymmetry_heatmap, plot_circulation  # matplotlib is imported when a plot is drawn
 from .report import AnalysisReport, analyze, estimate_evaluations, fd_complex_agreement, time_per_evaluation
-
-
-def plot_asymmetry_heatmap(*args, **kwargs):
-    """Lazy alias of :func:`blursim.analysis.plots.plot_asymmetry_heatmap`."""
-    from .plots import plot_asymmetry_heatmap as _f
-
-    return _f(*args, **kwargs)
-
-
-def plot_circulation(*args, **kwargs):
-    """Lazy alias of :func:`blursim.analysis.plots.plot_circulation`."""
-    from .plots import plot_circulation as _f
-
-    return _f(*args, **kwargs)
 
 
 __all__ = [

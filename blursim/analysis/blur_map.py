@@ -46,12 +46,17 @@ paper's Fig. 2), ``"forward_backward"`` (all blocks), or block names
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from blursim.genome import GenomeBatch, stack_genomes
+from blursim.graph import as_program
+from blursim.sim import Simulator, SynapseState, train_batch
+from blursim.spec import load_genome
 
 from ._common import EPS, AnalysisError, MemoryBudgetError, check_memory, format_bytes
 from .maps import UpdateMap
@@ -110,31 +115,6 @@ def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "__cuda_array_interface__"):
         return x.get()
     return np.asarray(x)
-
-
-def _load_program(spec_or_program: Any):
-    from blursim.graph.compile import Program, compile_network
-    from blursim.spec import load_network
-
-    if isinstance(spec_or_program, Program):
-        return spec_or_program
-    if isinstance(spec_or_program, (str, Path, dict)) or hasattr(spec_or_program, "populations"):
-        return compile_network(load_network(spec_or_program))
-    raise AnalysisError(
-        f"expected a network spec (path, dict, NetworkSpec) or a compiled Program, got "
-        f"{type(spec_or_program).__name__}."
-    )
-
-
-def _load_genome(genome: Any):
-    from blursim.spec import load_genome
-    from blursim.spec.genome import GenomeSpec
-
-    if isinstance(genome, GenomeSpec):
-        return genome
-    if isinstance(genome, (str, Path, dict)):
-        return load_genome(genome)
-    raise AnalysisError(f"expected a genome (GenomeSpec, dict or path), got {type(genome).__name__}.")
 
 
 def _check_batch(program, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -197,14 +177,12 @@ def base_state(
     batch_size)``, exactly as ``blursim run``).  A ``SynapseState`` is
     returned unchanged.
     """
-    from blursim.sim import Simulator, SynapseState, train_batch
-
     if isinstance(state, SynapseState):
         return state
     kind, n_steps = parse_state(state)
-    program = _load_program(spec_or_program)
+    program = as_program(spec_or_program)
     sim = Simulator(program, backend=backend, dtype="float64")
-    genes = sim.prepare([_load_genome(genome)])
+    genes = sim.prepare([load_genome(genome)])
     st = sim.init_synapses(genes, replicas=1, seed=int(seed))
     if kind == "trained" and n_steps > 0:
         if dataset is None:
@@ -267,13 +245,11 @@ class BlurUpdateMap(UpdateMap):
         backend: Any = None,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     ) -> None:
-        from blursim.genome import GenomeBatch, stack_genomes
-
-        self.program = _load_program(spec_or_program)
-        self.genome = _load_genome(genome)
+        self.program = as_program(spec_or_program)
+        self.genome = load_genome(genome)
         prog = self.program
         self.k = prog.k
-        self.kw = 1 if prog.rules.shared_channels else prog.k
+        self.kw = prog.kw
         self.tied = bool(prog.rules.tied)
         self.x, self.y = _check_batch(prog, x, y)
         self._genome_batch: GenomeBatch = stack_genomes(self.genome, k=prog.k, groups=prog.groups)
@@ -316,6 +292,11 @@ class BlurUpdateMap(UpdateMap):
         self.n_evaluations = 0
         self.n_calls = 0
 
+    @property
+    def holds_neuron_states(self) -> bool:
+        """Whether the map holds the base state's neuron states fixed (``reset_neurons`` off)."""
+        return self._base_a is not None
+
     # ------------------------------------------------------------ layouts
     def _fwd_design(self, state, qi: int, s: int, r: int) -> np.ndarray:
         """Projection ``qi``'s forward synapses ``(n_pre + bias, n_post, kw)`` of species s, replica r."""
@@ -357,8 +338,6 @@ class BlurUpdateMap(UpdateMap):
         return blocks
 
     def _select(self, variables: Any) -> list[_Block]:
-        import copy
-
         fwd = [b for b in self.all_blocks if b.kind == "fwd"]
         names = {b.name: b for b in self.all_blocks}
         if isinstance(variables, str) and variables in SELECTIONS:
@@ -435,16 +414,12 @@ class BlurUpdateMap(UpdateMap):
     # ------------------------------------------------------------ simulation
     def _sim(self, dtype: str):
         if dtype not in self._sims:
-            from blursim.sim import Simulator
-
             self._sims[dtype] = Simulator(self.program, backend=self._backend_arg, dtype=dtype)
         return self._sims[dtype]
 
     def _genes_for(self, sim, dtype: str, m: int):
         key = (dtype, m)
         if key not in self._genes:
-            from blursim.genome import GenomeBatch
-
             gb = self._genome_batch
             rep = GenomeBatch(gb.k, {g: {f: np.repeat(a, m, axis=0) for f, a in fs.items()}
                                      for g, fs in gb.arrays.items()})

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from ._common import EPS, AnalysisError, as_square_matrix, check_memory, json_float, make_rng
-from .jacobian import _prepare
+from .jacobian import checked_map_point
 from .maps import evaluate_batch
 
 DEFAULT_EPS: tuple[float, ...] = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
@@ -170,7 +170,7 @@ def circulation_test(
     metric:
         Optional constant metric ``ĝ`` (default identity).
     """
-    m, w0 = _prepare(update_map, w0)
+    m, w0 = checked_map_point(update_map, w0)
     n = m.n
     eps_arr = np.asarray(eps, dtype=np.float64).ravel()
     if eps_arr.size == 0 or np.any(~np.isfinite(eps_arr)) or np.any(eps_arr <= 0):

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import EPS, AnalysisError, check_memory, json_float
+from ._common import EPS, AnalysisError, MemoryBudgetError, check_memory, json_float
 from .maps import UpdateMap, as_update_map, evaluate_batch
 
 DEFAULT_FD_STEPS: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
@@ -123,7 +123,9 @@ class JacobianResult:
         }
 
 
-def _prepare(update_map: Any, w: Any) -> tuple[UpdateMap, np.ndarray]:
+def checked_map_point(update_map: Any, w: Any) -> tuple[UpdateMap, np.ndarray]:
+    """``update_map`` as an :class:`UpdateMap` and ``w`` as a real, finite float64 point of its
+    dimension; an :class:`AnalysisError` saying what is wrong otherwise."""
     w_arr = np.asarray(w)
     if w_arr.ndim != 1:
         raise AnalysisError(f"w must be a 1-D vector, got shape {w_arr.shape}.")
@@ -172,7 +174,7 @@ def jacobian_fd(
     memory_budget: int | None = None,
 ) -> JacobianResult:
     """Central-difference Jacobian with a step chosen from a ladder (see module doc)."""
-    m, w = _prepare(update_map, w)
+    m, w = checked_map_point(update_map, w)
     n = m.n
     _fd_memory(n, memory_budget)
     steps_arr = np.asarray(DEFAULT_FD_STEPS if steps is None else steps, dtype=np.float64)
@@ -242,7 +244,7 @@ def jacobian_complex(
     memory_budget: int | None = None,
 ) -> JacobianResult:
     """Complex-step Jacobian ``Im Δw(w + i h e_j)/h`` (exact to rounding)."""
-    m, w = _prepare(update_map, w)
+    m, w = checked_map_point(update_map, w)
     n = m.n
     if not getattr(m, "supports_complex", False):
         raise AnalysisError(
@@ -292,13 +294,11 @@ def jacobian(
         return jacobian_fd(update_map, w, steps=steps, memory_budget=memory_budget)
     if method == "complex":
         return jacobian_complex(update_map, w, memory_budget=memory_budget)
-    m, _ = _prepare(update_map, w)
+    m, _ = checked_map_point(update_map, w)
     if getattr(m, "supports_complex", False):
         try:
             return jacobian_complex(m, w, memory_budget=memory_budget)
         except (TypeError, AnalysisError) as exc:
-            from ._common import MemoryBudgetError
-
             if isinstance(exc, MemoryBudgetError):
                 raise
             res = jacobian_fd(m, w, steps=steps, memory_budget=memory_budget)

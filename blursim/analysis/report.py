@@ -34,14 +34,17 @@ from typing import Any
 
 import numpy as np
 
+from blursim.graph import as_program
 from blursim.io import atomic_write_json
+from blursim.spec import load_genome
 
 from ._common import AnalysisError, MemoryBudgetError, json_float
 from .asymmetry import DEFAULT_NOISE_FACTOR, AsymmetryReport, asymmetry_report
-from .blur_map import BlurUpdateMap, _load_genome, _load_program, base_state
+from .blur_map import BlurUpdateMap, base_state
 from .circulation import DEFAULT_EPS, CirculationResult, circulation_test
 from .jacobian import DEFAULT_FD_STEPS, JacobianResult, jacobian_complex, jacobian_fd
 from .metric import MetricSearchResult, metric_search
+from .plots import plot_asymmetry_heatmap, plot_circulation
 
 FORMAT_REPORT = "blursim.analysis/1"
 DEFAULT_METRIC_MAX_N = 48
@@ -149,7 +152,9 @@ def fd_complex_agreement(fd: JacobianResult, cx: JacobianResult) -> dict[str, An
     }
 
 
-def _complex_jacobian(bmap: BlurUpdateMap, w: np.ndarray, budget: int | None) -> JacobianResult:
+def complex_jacobian(bmap: BlurUpdateMap, w: np.ndarray, budget: int | None = None) -> JacobianResult:
+    """The complex-step Jacobian of ``bmap`` at ``w``, its error estimate including the rounding floor
+    of the diagonal (the update map's own, :meth:`BlurUpdateMap.complex_rounding_floor`)."""
     J = jacobian_complex(bmap, w, memory_budget=budget)
     # Δw = w_after − w cancels the i·h of the perturbation on the diagonal (see BlurUpdateMap).
     J.error_estimate = J.error_estimate + np.diag(np.full(bmap.n, bmap.complex_rounding_floor()))
@@ -159,7 +164,7 @@ def _complex_jacobian(bmap: BlurUpdateMap, w: np.ndarray, budget: int | None) ->
 def _jacobian(bmap: BlurUpdateMap, w: np.ndarray, method: str, budget, steps) -> JacobianResult:
     try:
         if method == "complex":
-            return _complex_jacobian(bmap, w, budget)
+            return complex_jacobian(bmap, w, budget)
         return jacobian_fd(bmap, w, steps=steps, memory_budget=budget)
     except MemoryBudgetError as e:
         raise bmap.restate_memory_error(e) from None
@@ -194,10 +199,6 @@ def time_per_evaluation(bmap: BlurUpdateMap, probe: int = 128) -> float:
     bmap.batch(W.astype(np.complex128))
     bmap.batch(W)
     return (time.perf_counter() - t0) / (2 * m)
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    atomic_write_json(path, obj)
 
 
 def analyze(
@@ -273,8 +274,8 @@ def analyze(
     if metric not in ("auto", True, False):
         raise AnalysisError(f"metric must be 'auto', True or False, got {metric!r}.")
 
-    program = _load_program(spec)
-    genome = _load_genome(genome)
+    program = as_program(spec)
+    genome = load_genome(genome)
     t0 = time.perf_counter()
     st = base_state(program, genome, state, dataset=dataset, batch_size=state_batch_size, seed=seed,
                     backend=backend)
@@ -292,7 +293,7 @@ def analyze(
             "complex step differentiates the active piece and finite differences straddling a kink "
             "disagree with it (see jacobian_check)."
         )
-    if bmap._base_a is not None:
+    if bmap.holds_neuron_states:
         notes.append("reset_neurons is off: the base state's neuron states are held fixed in the map.")
 
     say(f"Jacobian ({primary}) of n={n} variables")
@@ -381,7 +382,7 @@ def analyze(
     report.seconds["total"] = time.perf_counter() - t_start
     report.inputs["evaluations"] = int(bmap.n_evaluations)
     if out_dir is not None:  # rewrite with the final timings
-        _write_json_atomic(Path(out_dir) / FILES["report"], report.to_dict())
+        atomic_write_json(Path(out_dir) / FILES["report"], report.to_dict())
     return report
 
 
@@ -416,8 +417,6 @@ def _verdict(asym: AsymmetryReport, met: MetricSearchResult | None, circ: Circul
 
 def write_outputs(report: AnalysisReport, out_dir: str | os.PathLike, *, title: str | None = None) -> dict[str, str]:
     """Write ``report.json``, the Fig. 2 heatmap and the circulation plot into ``out_dir`` (atomically)."""
-    from .plots import plot_asymmetry_heatmap, plot_circulation
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"{out} exists and is not a directory; choose another output directory.")
@@ -433,5 +432,5 @@ def write_outputs(report: AnalysisReport, out_dir: str | os.PathLike, *, title: 
         files["circulation"] = str(plot_circulation(report.circulation, out / FILES["circulation"]))
     files["report"] = str(out / FILES["report"])
     report.files = files
-    _write_json_atomic(out / FILES["report"], report.to_dict())
+    atomic_write_json(out / FILES["report"], report.to_dict())
     return files

@@ -288,9 +288,9 @@ def _scalars(s, lead, n: int, complex_: bool, keep: list) -> list:
         vals = [s.const] * n
     else:
         key = ("list", lead)
-        vals = s._cache.get(key)
+        vals = s.cache.get(key)
         if vals is None:
-            vals = s._cache[key] = [float(v) if not isinstance(v, complex) else v
+            vals = s.cache[key] = [float(v) if not isinstance(v, complex) else v
                                     for v in np.broadcast_to(s.host, lead).reshape(-1).tolist()]
     if complex_:
         return [_complex_ptr(v, keep) for v in vals]

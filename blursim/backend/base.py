@@ -39,7 +39,7 @@ class Scale:
     array with ``ndim`` axes whose leading axes are ``lead``.
     """
 
-    __slots__ = ("host", "const", "_dev", "_backend", "_cache")
+    __slots__ = ("host", "const", "cache", "_dev", "_backend")
 
     def __init__(self, host: np.ndarray, backend: "Backend") -> None:
         self.host = host
@@ -47,44 +47,47 @@ class Scale:
         self.const = flat[0].item() if flat.size and bool(np.all(flat == flat[0])) else None
         self._backend = backend
         self._dev = None
-        self._cache: dict[int, Any] = {}
+        #: Values derived from this scale by its consumers (device reshapes by ``ndim``, BLAS argument
+        #: lists, masks times the scale), computed once per scale.
+        self.cache: dict[Any, Any] = {}
 
     def b(self, ndim: int):
         """Device array shaped ``host.shape + (1,) * (ndim - host.ndim)``."""
-        d = self._cache.get(ndim)
+        d = self.cache.get(ndim)
         if d is None:
             if self._dev is None:
                 self._dev = self._backend.asarray(self.host)
             d = self._dev.reshape(self.host.shape + (1,) * (ndim - self.host.ndim))
-            self._cache[ndim] = d
+            self.cache[ndim] = d
         return d
 
     def __repr__(self) -> str:
         return f"Scale(shape={self.host.shape}, const={self.const})"
 
 
-def _const(s) -> Any:
+def const_value(s) -> Any:
+    """The number ``s`` stands for when it is a number or a constant :class:`Scale`, else ``None``."""
     return s.const if isinstance(s, Scale) else s
 
 
-def _mul(X, s, ndim: int) -> None:
+def scale_inplace(X, s, ndim: int) -> None:
     """``X *= s`` in place (``s`` a number or a :class:`Scale`)."""
-    c = _const(s)
+    c = const_value(s)
     if c == 1:
         return
     X *= (c if c is not None else s.b(ndim))
 
 
-def _combine(xp, O, T, alpha, beta) -> None:
+def combine(xp, O, T, alpha, beta) -> None:
     """``O <- alpha * T + beta * O`` in place (``beta = 0``: overwrite); ``T`` may broadcast against ``O``."""
-    a, b = _const(alpha), _const(beta)
+    a, b = const_value(alpha), const_value(beta)
     if b == 0:
         if a is None:
             xp.multiply(T, alpha.b(O.ndim), out=O)
         else:
             O[...] = T if a == 1 else T * a
         return
-    _mul(O, beta, O.ndim)
+    scale_inplace(O, beta, O.ndim)
     if a == 1:
         O += T
     elif a is not None:
@@ -155,12 +158,12 @@ class Backend:
     def gemm(self, A, B, C, alpha=1.0, beta=0.0) -> None:
         """Batched ``C <- alpha * A @ B + beta * C`` (``beta = 0``: overwrite, even NaN)."""
         lead = tuple(np.broadcast_shapes(A.shape[:-2], B.shape[:-2]))
-        b = _const(beta)
+        b = const_value(beta)
         if b == 0 and lead == C.shape[:-2]:
             self.matmul_into(A, B, C)
-            _mul(C, alpha, C.ndim)
+            scale_inplace(C, alpha, C.ndim)
             return
-        _combine(self.xp, C, self.xp.matmul(A, B), alpha, beta)
+        combine(self.xp, C, self.xp.matmul(A, B), alpha, beta)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dtype={self.dtype_name})"

@@ -1,6 +1,6 @@
 """Derivatives of the registered activations, for hand-written backprop.
 
-Each entry maps an activation name (as in :data:`blursim.sim.activations.ACTIVATIONS`)
+Each entry maps an activation name (as in :data:`blursim.vocab.activations.ACTIVATIONS`)
 to ``d(x, y) -> f'(x)`` where ``x`` is the pre-activation and ``y = f(x)``
 (already computed by the forward pass, so most derivatives reuse it). Where a
 function has a kink (relu, hard_tanh, ...) we take the one-sided value that

@@ -35,7 +35,10 @@ import numpy as np
 from blursim.baselines.derivatives import derivative_of
 from blursim.errors import SpecError
 from blursim.graph.compile import Program
-from blursim.sim.activations import ACTIVATIONS
+from blursim.sim.metrics import accuracy_and_ce
+from blursim.sim.simulator import Simulator
+from blursim.spec import GenomeParams, GenomeSpec
+from blursim.vocab.activations import ACTIVATIONS
 
 
 def _topological_order(program: Program) -> list[int]:
@@ -107,9 +110,6 @@ class FeedForwardNet:
         same seed start from identical weights. Each array is
         ``(R, n_pre + bias, n_post)``.
         """
-        from blursim.sim.simulator import Simulator
-        from blursim.spec import GenomeParams, GenomeSpec
-
         prog = self.program
         k = prog.k
         eye = np.eye(k).tolist()
@@ -219,8 +219,6 @@ class FeedForwardNet:
 
     def evaluate(self, params: list[np.ndarray], batches) -> dict[str, np.ndarray]:
         """Mean accuracy / cross-entropy ``(R,)`` over query batches (as the BLUR evaluation)."""
-        from blursim.sim.metrics import accuracy_and_ce
-
         acc, ce = 0.0, 0.0
         with np.errstate(all="ignore"):
             for xq, yq in batches:

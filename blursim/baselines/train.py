@@ -20,7 +20,7 @@ import numpy as np
 from blursim.baselines.network import FeedForwardNet
 from blursim.baselines.optimizers import Optimizer, check_lr, make_optimizer
 from blursim.errors import SpecError
-from blursim.graph.compile import Program, compile_network
+from blursim.graph import Program, as_program, check_task_fit
 from blursim.sim.run import eval_step_list, query_batches, train_batch
 
 #: Default learning rates of a sweep: 1e-4 .. 1, one per decade (four orders of magnitude, Fig. 6).
@@ -50,18 +50,6 @@ class BaselineResult:
         return {"accuracy": self.accuracy[..., -1], "cross_entropy": self.cross_entropy[..., -1]}
 
 
-def _as_program(program: Any) -> Program:
-    if isinstance(program, Program):
-        return program
-    from blursim.spec.network import NetworkSpec
-
-    if isinstance(program, NetworkSpec):
-        return compile_network(program)
-    from blursim.spec import load_network
-
-    return compile_network(load_network(program))
-
-
 def train_baseline(
     program: Program | Any,
     dataset: Any,
@@ -88,10 +76,8 @@ def train_baseline(
     ``query_batch_size`` and ``split`` mean what they mean in
     :func:`blursim.sim.run.train_and_evaluate`.
     """
-    from blursim.graph import check_task_fit
-
     t0 = time.perf_counter()
-    prog = _as_program(program)
+    prog = as_program(program)
     opt = make_optimizer(optimizer, **(optimizer_options or {}))
     lr = check_lr(lr)
     for name, v, lo in (("steps", steps, 0), ("batch_size", batch_size, 1), ("replicas", replicas, 1)):
@@ -204,7 +190,7 @@ def lr_sweep(
 ) -> SweepTable:
     """:func:`train_baseline` for every optimizer and learning rate, on the same batches and initial weights."""
     t0 = time.perf_counter()
-    prog = _as_program(program)
+    prog = as_program(program)
     lrs = [check_lr(v) for v in lrs]
     if not lrs:
         raise SpecError("lr_sweep needs at least one learning rate", path="lrs")

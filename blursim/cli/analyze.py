@@ -106,9 +106,10 @@ def cmd_analyze(args) -> int:
     if args.out:  # record the command-line inputs in the written report too
         from pathlib import Path
 
-        from blursim.analysis.report import FILES, _write_json_atomic
+        from blursim.analysis.report import FILES
+        from blursim.io import atomic_write_json
 
-        _write_json_atomic(Path(args.out) / FILES["report"], d)
+        atomic_write_json(Path(args.out) / FILES["report"], d)
     if args.json:
         print_json(d)
         return 0

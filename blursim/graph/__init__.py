@@ -1,12 +1,13 @@
 """Network graph: build from a spec, validate, compile to an execution program."""
 
 from blursim.graph.build import build_graph, check_task_fit, validate_network
-from blursim.graph.compile import PopPlan, Program, ProjPlan, compile_network
+from blursim.graph.compile import PopPlan, Program, ProjPlan, as_program, compile_network
 
 __all__ = [
     "PopPlan",
     "Program",
     "ProjPlan",
+    "as_program",
     "build_graph",
     "check_task_fit",
     "compile_network",

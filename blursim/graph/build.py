@@ -9,12 +9,15 @@ field; :func:`~blursim.spec.relocate` adds the file and line.
 from __future__ import annotations
 
 import networkx as nx
+import numpy as np
 
 from blursim.errors import SpecError
-from blursim.sim.activations import resolve as resolve_activation
-from blursim.sim.feedback import FEEDBACK, needs as feedback_needs
+from blursim.graph.connectivity import build_masks
+from blursim.graph.memory import estimate, require
 from blursim.spec.loading import relocate
 from blursim.spec.network import NetworkSpec
+from blursim.vocab.activations import resolve as resolve_activation
+from blursim.vocab.feedback import FEEDBACK, needs as feedback_needs
 
 
 def build_graph(spec: NetworkSpec) -> nx.MultiDiGraph:
@@ -132,21 +135,22 @@ def _check(spec: NetworkSpec) -> nx.MultiDiGraph:
 
 def validate_network(spec: NetworkSpec) -> nx.MultiDiGraph:
     """Validate ``spec``; return its graph. Errors carry file and line when known."""
+    return validated(spec)[0]
+
+
+def validated(spec: NetworkSpec) -> tuple[nx.MultiDiGraph, list[np.ndarray | None]]:
+    """Validate ``spec``; return its graph and every projection's connectivity mask (building the
+    masks is part of validation: it raises the connectivity kinds' errors, e.g. sizes, grids, edges)."""
     try:
         g = _check(spec)
-        from blursim.graph.compile import build_masks
-
         _check_build_memory(spec)
-        build_masks(spec)  # connectivity-kind errors (sizes, grids, edges)
-        return g
+        return g, build_masks(spec)
     except SpecError as e:
         raise relocate(e, spec) from None
 
 
 def _check_build_memory(spec: NetworkSpec) -> None:
     """Refuse, before any mask is allocated, a network whose masks cannot be built here."""
-    from blursim.graph.memory import estimate, require
-
     sizes = {p.name: p.size for p in spec.populations}
     masked = [(sizes[q.from_] * sizes[q.to], i) for i, q in enumerate(spec.projections)
               if q.connectivity.kind != "all_to_all"]

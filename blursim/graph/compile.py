@@ -2,7 +2,9 @@
 
 One walk over the spec produces ordered plans for populations and
 projections: topological forward order, reverse order for the backward pass,
-connectivity masks, genome-group indices. Nothing here depends on genome
+connectivity masks (built once, by the validation), genome-group indices,
+activation names (the simulator resolves them, :mod:`blursim.vocab`) and the
+synapses' channel layout (``kw``, ``shared``). Nothing here depends on genome
 values, so one program serves every genome (DESIGN: compile once, evaluate
 many genomes).
 """
@@ -12,18 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
 
-from blursim.graph.connectivity import CONNECTIVITY
+from blursim.graph.build import validated
 from blursim.graph.tiling import BlockPlan, tile_mask
-from blursim.sim.activations import resolve as resolve_activation
+from blursim.spec import load_network
 from blursim.spec.network import NetworkSpec
-
-# Stream tags for numpy SeedSequence: structure of the network.
-_TAG_CONNECTIVITY = 0x636F6E6E
 
 
 @dataclass
@@ -35,9 +34,7 @@ class PopPlan:
     size: int
     role: str
     group: str
-    fwd: list[Any]  # k activation functions
-    bwd: list[Any]
-    fwd_names: list[str]
+    fwd_names: list[str]  # k activation names (resolved by the simulator, blursim.vocab)
     bwd_names: list[str]
     norm_fwd: bool
     norm_bwd: bool
@@ -100,6 +97,12 @@ class Program:
     outputs: list[int]
     groups: list[str]  # genome groups used, sorted
     spec_hash: str
+    #: Channels each synapse stores: 1 with ``rules.shared_channels`` (the paper's single-state
+    #: synapse), else ``k``. Synapse arrays are ``(S, R, kw, ...)``.
+    kw: int
+    #: ``kw == 1 < k``: one stored value serves all ``k`` channels, and its update is the mean over
+    #: channels of eq. (7)'s per-channel updates (docs/design.md, **Decision** on shared channels).
+    shared: bool
 
     @property
     def rules(self):
@@ -154,27 +157,10 @@ def spec_hash(spec: NetworkSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def build_masks(spec: NetworkSpec) -> list[np.ndarray | None]:
-    """Connectivity masks of every projection, from the network seed (deterministic)."""
-    by_name = {p.name: p for p in spec.populations}
-    seqs = np.random.SeedSequence([spec.seed, _TAG_CONNECTIVITY]).spawn(len(spec.projections))
-    masks = []
-    for i, q in enumerate(spec.projections):
-        build = CONNECTIVITY.get(q.connectivity.kind, path=f"$.projections[{i}].connectivity.kind")
-        masks.append(
-            build(q.connectivity, by_name[q.from_], by_name[q.to], seqs[i],
-                  f"$.projections[{i}].connectivity")
-        )
-    return masks
-
-
 def compile_network(spec: NetworkSpec) -> Program:
     """Validate ``spec`` and compile it into a :class:`Program`."""
-    from blursim.graph.build import validate_network
-
-    g = validate_network(spec)
+    g, masks = validated(spec)
     k = spec.k
-    masks = build_masks(spec)
     index = {p.name: i for i, p in enumerate(spec.populations)}
     pops: list[PopPlan] = []
     col = 0
@@ -183,8 +169,6 @@ def compile_network(spec: NetworkSpec) -> Program:
         bwd_names = [p.backward_activation] * k if isinstance(p.backward_activation, str) else list(p.backward_activation)
         plan = PopPlan(
             name=p.name, index=i, size=p.size, role=p.role, group=p.genome,
-            fwd=resolve_activation(p.forward_activation, k, path=f"$.populations[{i}].forward_activation"),
-            bwd=resolve_activation(p.backward_activation, k, path=f"$.populations[{i}].backward_activation"),
             fwd_names=fwd_names, bwd_names=bwd_names,
             norm_fwd=p.normalization in ("forward", "both"),
             norm_bwd=p.normalization in ("backward", "both"),
@@ -222,4 +206,16 @@ def compile_network(spec: NetworkSpec) -> Program:
         inputs=[i for i, p in enumerate(pops) if p.role == "input"],
         outputs=[i for i, p in enumerate(pops) if p.role == "output"],
         groups=groups, spec_hash=spec_hash(spec),
+        kw=1 if spec.rules.shared_channels else k, shared=bool(spec.rules.shared_channels and k > 1),
     )
+
+
+def as_program(network) -> Program:
+    """A compiled :class:`Program` from a Program (returned as is), a :class:`NetworkSpec`, a dict or a
+    JSON file path (what :func:`blursim.spec.load_network` reads)."""
+    if isinstance(network, Program):
+        return network
+    if isinstance(network, (str, Path, dict, NetworkSpec)):
+        return compile_network(load_network(network))
+    raise TypeError(f"expected a network spec (path, dict, NetworkSpec) or a compiled Program, "
+                    f"got {type(network).__name__}")

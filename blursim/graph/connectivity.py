@@ -98,3 +98,23 @@ def block_random(conn, pre, post, seq, path):
     present = _rng(conn, seq).random((nbr, nbc)) < conn.p
     m = np.repeat(np.repeat(present, br, axis=0), bc, axis=1)
     return m[: pre.size, : post.size]
+
+
+#: SeedSequence stream tag of the network's connectivity (DESIGN §2, Randomness).
+TAG_CONNECTIVITY = 0x636F6E6E
+
+
+def build_masks(spec) -> list[np.ndarray | None]:
+    """Connectivity masks of every projection of a network spec, from its seed (deterministic):
+    projection ``i`` draws from ``SeedSequence([spec.seed, TAG_CONNECTIVITY]).spawn(n)[i]`` unless
+    its connectivity names its own seed."""
+    by_name = {p.name: p for p in spec.populations}
+    seqs = np.random.SeedSequence([spec.seed, TAG_CONNECTIVITY]).spawn(len(spec.projections))
+    masks = []
+    for i, q in enumerate(spec.projections):
+        build = CONNECTIVITY.get(q.connectivity.kind, path=f"$.projections[{i}].connectivity.kind")
+        masks.append(
+            build(q.connectivity, by_name[q.from_], by_name[q.to], seqs[i],
+                  f"$.projections[{i}].connectivity")
+        )
+    return masks

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from blursim.backend.base import _combine, _const, _mul
+from blursim.backend.base import combine, const_value, scale_inplace
 from blursim.graph.tiling import BlockPlan
 
 
@@ -203,15 +203,15 @@ class BlockOperator:
         B = X.shape[-2]
         if not out.flags.c_contiguous:
             raise ValueError("BlockOperator.apply needs a C-contiguous output")
-        direct = _const(beta) == 0 and lead == out.shape[:-2]
+        direct = const_value(beta) == 0 and lead == out.shape[:-2]
         T = self._dst_view(out) if direct else xp.empty(lead + (self.nD, B, self.bd), dtype=out.dtype)
         for d0, count, Xg in self._sources(X):
             self.backend.matmul_into(Xg, E[..., d0 : d0 + count, :, :], T[..., d0 : d0 + count, :, :])
         if direct:
-            _mul(out, alpha, out.ndim)
+            scale_inplace(out, alpha, out.ndim)
             return
         O = out.reshape(out.shape[:-1] + (self.nD, self.bd))  # (..., B, nD, bd) view
-        _combine(self.xp, O, T.swapaxes(-3, -2), alpha, beta)
+        combine(self.xp, O, T.swapaxes(-3, -2), alpha, beta)
 
     def apply_t(self, Y, E, out, alpha=1.0, beta=0.0) -> None:
         if self.T is None:
@@ -235,22 +235,22 @@ class BlockOperator:
             self.backend.matmul_into(Pg.swapaxes(-1, -2), Qv[..., d0 : d0 + count, :, :],
                                      H[..., d0 : d0 + count, :, :])
         self._mask_scale(H, alpha)
-        _mul(E, beta, E.ndim)
+        scale_inplace(E, beta, E.ndim)
         E += H
 
     def _mask_scale(self, H, alpha) -> None:
         """``H *= mask * alpha`` in one pass (the product ``mask * alpha`` is cached on the scale)."""
         if self.full:
-            _mul(H, alpha, H.ndim)
+            scale_inplace(H, alpha, H.ndim)
             return
-        a = _const(alpha)
+        a = const_value(alpha)
         if a is not None:
             H *= self.mask if a == 1 else self.mask * a
             return
         key = ("mask", id(self))
-        ma = alpha._cache.get(key)
+        ma = alpha.cache.get(key)
         if ma is None:
-            ma = alpha._cache[key] = self.mask * alpha.b(H.ndim)
+            ma = alpha.cache[key] = self.mask * alpha.b(H.ndim)
         H *= ma
 
     # -------------------------------------------------------------- transposed

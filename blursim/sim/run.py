@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from blursim.errors import SpecError
 from blursim.sim.simulator import TAG_DATA, TAG_QUERY, Simulator, SynapseState
 
 
@@ -42,8 +43,6 @@ def query_batches(
 
 def eval_step_list(eval_steps: Sequence[int] | str, steps: int) -> list[int]:
     """``"all"`` -> 0..steps, ``"end"`` -> [steps], or the given step counts within 0..steps."""
-    from blursim.errors import SpecError
-
     if eval_steps == "all":
         return list(range(steps + 1))
     if eval_steps == "end":

@@ -15,7 +15,7 @@ The step, in the order of DESIGN §2 (one method each below):
 2. write the input batch into state 0 of the input populations;
 3. forward pass, eq. (5): ``a_j <- sigma_fwd(N(f a_j + eta z_j))`` with
    ``z_j^c = sum_q sum_i W_q[i, j, c] (nu a_i)^c``            (:meth:`Simulator._forward`);
-4. feedback into the outputs (Sec. 3.3, :mod:`blursim.sim.feedback`);
+4. feedback into the outputs (Sec. 3.3, :mod:`blursim.vocab.feedback`);
 5. backward pass, eq. (6), by ``rules.backward_update``      (:meth:`Simulator._backward`);
 6. synapse update, eq. (7) with the optional Oja term of eq. (8) / App. B,
    synapse normalisation (App. C.6) and saturation (Sec. 3.4) (:meth:`Simulator._update`).
@@ -49,9 +49,9 @@ import numpy as np
 from blursim.backend import Backend, get_backend
 from blursim.genome.arrays import GenomeBatch, stack_genomes
 from blursim.graph.compile import Program
-from blursim.sim import activations as _act
-from blursim.sim.feedback import FEEDBACK
+from blursim.sim.metrics import accuracy_and_ce
 from blursim.sim.operators import make_operator
+from blursim.vocab import ACTIVATIONS, FEEDBACK
 
 # SeedSequence stream tags (DESIGN §2, Randomness).
 TAG_INIT = 0x696E6974
@@ -255,8 +255,8 @@ def _zeros(x, xp):
 
 
 def _inplace_kernels() -> dict:
-    """In-place versions of registered activations, for real dtypes (same operations, same results)."""
-    A = _act.ACTIVATIONS
+    """In-place versions of registered activations by name, for real dtypes (same operations, same
+    results)."""
 
     def tanh_d(x, xp):
         xp.tanh(x, out=x)
@@ -288,7 +288,7 @@ def _inplace_kernels() -> dict:
         "zero": lambda x, xp: x.fill(0),
         "sin": lambda x, xp: xp.sin(x, out=x),
     }
-    return {A.get(n): f for n, f in table.items() if n in A}
+    return {n: f for n, f in table.items() if n in ACTIVATIONS}
 
 
 _INPLACE = _inplace_kernels()
@@ -366,7 +366,7 @@ class Simulator:
         self.xp = self.backend.xp
         self.k = program.k
         self.rules = program.rules
-        self.kw = 1 if self.rules.shared_channels else self.k
+        self.kw = program.kw
         self.sparse = sparse
         tied = self.rules.tied
         self.ops = [make_operator(q, self.backend, sparse=sparse, tied=tied) for q in program.projs]
@@ -374,6 +374,9 @@ class Simulator:
                      for q in program.projs]
         self.layout = _Layout(self.ops, self.vops, self.backend)
         self.feedback = FEEDBACK.get(self.rules.feedback)
+        # the program names each population's activations; resolved here (blursim.vocab)
+        self._fwd = [[ACTIVATIONS.get(n) for n in p.fwd_names] for p in program.pops]
+        self._bwd = [[ACTIVATIONS.get(n) for n in p.bwd_names] for p in program.pops]
         self.workers = self.backend.workers if threads is None else max(1, int(threads))
         self._real = np.dtype(self.backend.dtype).kind != "c"
         self._tls = threading.local()
@@ -506,8 +509,6 @@ class Simulator:
 
     def evaluate(self, st: SynapseState, genes, x, y) -> dict[str, np.ndarray]:
         """Accuracy and cross-entropy of state-0 predictions, averaged over outputs: ``(S, R)`` each."""
-        from blursim.sim.metrics import accuracy_and_ce
-
         outs = [self.backend.to_numpy(o) for o in self.forward(st, genes, x)]
         return accuracy_and_ce(outs, np.asarray(y))
 
@@ -760,7 +761,7 @@ class Simulator:
                     z.fill(0)
                 if p.norm_fwd:
                     self._normalize(z, cf, p.group)
-                self._activate(p.fwd, z)
+                self._activate(p.fwd_names, self._fwd[j], z)
                 if sync:
                     new[j] = z
                 else:
@@ -822,7 +823,7 @@ class Simulator:
                     else:  # multiplicative_second_state: a^0 kept, a^c ⊙ y^c for c >= 1, then x f
                         xp.multiply(old[:, :, 1:], Y[:, :, 1:], out=C[:, :, 1:])
                         xp.multiply(old[:, :, 0], f.b(4), out=C[:, :, 0])
-                self._activate(p.bwd, C)
+                self._activate(p.bwd_names, self._bwd[i], C)
                 if sync:
                     new[i] = C
                 else:
@@ -857,7 +858,7 @@ class Simulator:
         neuron states, so they are independent jobs (:meth:`_run_jobs`); each
         prepares its own operands (mixed states are cached per thread).
         """
-        if self.kw == 1 and self.k > 1:
+        if self.program.shared:
             for i in self.program.inputs:  # shared cache, filled before any job runs
                 self._tiled(run.inputs[i])
         jobs = []
@@ -874,8 +875,7 @@ class Simulator:
 
     def _hebbian_base(self, cf, g: str, B: int):
         """``eta~`` per species, x 1/B for the mean reduction, x 1/k for the channel mean of shared channels."""
-        k, mean = self.k, self.rules.batch_reduction == "mean"
-        shared = self.kw == 1 and k > 1
+        k, mean, shared = self.k, self.rules.batch_reduction == "mean", self.program.shared
         return cf._get(("base", g), lambda: cf.h[g]["eta_tilde"] * (1.0 / B if mean else 1.0) / (k if shared else 1))
 
     def _update_syn(self, run, qi: int, which: str, E, bq) -> None:
@@ -886,7 +886,7 @@ class Simulator:
         g = q.group
         src, dst = (q.pre, q.post) if which == "W" else (q.post, q.pre)
         h = cf.h[g]
-        shared = self.kw == 1 and self.k > 1
+        shared = self.program.shared
         base = self._hebbian_base(cf, g, B)
         key = ("h" + which, qi, B)
         if self._is_input[q.pre]:  # input states: x in state 0, zeros elsewhere (only a pre can be an input)
@@ -1009,9 +1009,9 @@ class Simulator:
 
         def matrix():
             h = cf.h[g]
-            scale = base * (k if self.kw == 1 and k > 1 else 1)  # base already holds 1/k for shared channels
+            scale = base * (k if self.program.shared else 1)  # base already holds 1/k for shared channels
             M = (scale[:, None] * h["nu_tilde"].sum(axis=1))[:, :, None] * h["mu_tilde"]  # (c, k, k)
-            if self.kw == 1 and k > 1:
+            if self.program.shared:
                 M = M.mean(axis=1, keepdims=True)  # (c, 1, k): channel mean
             return M[:, None]
 
@@ -1037,11 +1037,11 @@ class Simulator:
         x *= gain / xp.sqrt(var + self.rules.norm_eps)
         x += shift
 
-    def _activate(self, fns, x) -> None:
-        """Apply the per-state activations to ``x (c, R, k, B, n)`` in place."""
+    def _activate(self, names, fns, x) -> None:
+        """Apply the per-state activations (``names``, resolved to ``fns``) to ``x (c, R, k, B, n)`` in place."""
         xp = self.xp
-        if all(fn is fns[0] for fn in fns):
-            fast = _INPLACE.get(fns[0]) if self._real else None
+        if all(n == names[0] for n in names):
+            fast = _INPLACE.get(names[0]) if self._real else None
             if fast is not None:
                 fast(x, xp)
             else:
@@ -1049,7 +1049,7 @@ class Simulator:
             return
         for c, fn in enumerate(fns):
             xc = x[:, :, c]
-            fast = _INPLACE.get(fn) if self._real else None
+            fast = _INPLACE.get(names[c]) if self._real else None
             if fast is not None:
                 fast(xc, xp)
             else:

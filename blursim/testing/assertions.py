@@ -25,6 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from blursim.analysis import BlurUpdateMap, asymmetry_report, jacobian
+from blursim.graph import as_program
+from blursim.sim import Simulator
+from blursim.spec import load_genome
+
 __all__ = [
     "gradient_report",
     "assert_gradient_like",
@@ -37,15 +42,11 @@ __all__ = [
 
 
 def _program(spec: Any):
-    from blursim.analysis.blur_map import _load_program
-
-    return _load_program(spec)
+    return as_program(spec)
 
 
 def _genome(genome: Any):
-    from blursim.analysis.blur_map import _load_genome
-
-    return _load_genome(genome)
+    return load_genome(genome)
 
 
 def gradient_report(
@@ -61,8 +62,6 @@ def gradient_report(
     noise_factor: float = 10.0,
 ):
     """``(AsymmetryReport, JacobianResult)`` of one full-batch step at ``state`` (default: seeded init)."""
-    from blursim.analysis import BlurUpdateMap, asymmetry_report, jacobian
-
     m = BlurUpdateMap(spec, genome, x, y, variables=variables, state=state, seed=seed)
     J = jacobian(m, m.w0, method=method)
     return asymmetry_report(J, noise_factor=noise_factor), J
@@ -152,8 +151,6 @@ def _batches(batches: Any, n_steps: int | None) -> list[tuple[np.ndarray, np.nda
 
 
 def _setup(spec, genome, state, seed):
-    from blursim.sim import Simulator
-
     prog = _program(spec)
     sim = Simulator(prog, backend="numpy", dtype="float64")
     genes = sim.prepare([_genome(genome)])
@@ -208,7 +205,7 @@ def assert_tied_stay_tied(
         for i in range(len(prog.projs)):
             st.set(i, "V", np.swapaxes(np.asarray(st.get(i, "W")), -1, -2).copy())
     elif what == "channels":
-        if prog.rules.shared_channels or prog.k < 2:
+        if prog.kw == 1:
             raise ValueError("channels are shared by construction (shared_channels or k = 1); nothing to test")
         for i in range(len(prog.projs)):
             for which in ("W", "b", "V"):

@@ -16,6 +16,10 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from blursim.genome import GenomeLayout, random_genome
+from blursim.graph import as_program
+from blursim.sim import Simulator
+
 #: Rules under which the backprop genome is exactly SGD (DESIGN §3).
 BACKPROP_RULES = {
     "tied": True,
@@ -295,16 +299,12 @@ def data_batches(draw, n_features: int, n_classes: int, batch: tuple[int, int] =
 @st.composite
 def genomes(draw, k: int = 2, groups: tuple[str, ...] = ("default",), scale: float = 0.5, lr: float | None = None):
     """A random genome document (via the seeded ``random`` preset)."""
-    from blursim.genome import random_genome
-
     return random_genome(k=k, seed=draw(st.integers(0, 2**31 - 1)), groups=groups, scale=scale, lr=lr)
 
 
 @st.composite
 def perturbed_genomes(draw, base, scale: float = 0.1, fields: tuple[str, ...] | None = None):
     """``base`` with Gaussian noise of size ``scale`` added to the chosen fields."""
-    from blursim.genome import GenomeLayout
-
     fields = fields or ("f", "eta", "f_tilde", "eta_tilde", "nu", "mu", "nu_tilde", "mu_tilde")
     layout = GenomeLayout(base.k, tuple(base.groups), tuple(fields))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -341,11 +341,7 @@ def synapse_states(draw, spec, genome=None, *, replicas: int = 1, scale: tuple[f
     a factor drawn from ``scale`` (so masked entries stay 0); ``genome``
     (default: the ``random`` preset) only supplies ``init_scale``.
     """
-    from blursim.analysis.blur_map import _load_program
-    from blursim.genome import random_genome
-    from blursim.sim import Simulator
-
-    prog = _load_program(spec)
+    prog = as_program(spec)
     if genome is None:
         genome = random_genome(k=prog.k, groups=prog.groups)
     sim = Simulator(prog, backend="numpy", dtype="float64")

@@ -109,7 +109,7 @@ def update_best(
     f = np.where(np.isfinite(fitness), fitness, -np.inf)
     i = int(np.argmax(f))
     if f[i] > best_fitness:
-        return _readonly(X[i]), float(f[i])
+        return readonly(X[i]), float(f[i])
     return best_x, best_fitness
 
 
@@ -599,7 +599,7 @@ _fsync_dir = fsync_dir
 # --------------------------------------------------------------------------
 
 
-def _readonly(a: Any) -> np.ndarray:
+def readonly(a: Any) -> np.ndarray:
     """A read-only float64 copy (state arrays are never mutated in place)."""
     out = np.array(a, dtype=np.float64)
     out.setflags(write=False)

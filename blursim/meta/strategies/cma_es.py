@@ -46,7 +46,7 @@ from blursim.meta.strategies.base import (
     CheckpointError,
     Strategy,
     StrategyOptions,
-    _readonly,
+    readonly,
     fitness_to_cost,
     register,
     update_best,
@@ -152,7 +152,7 @@ class CMAES(Strategy):
             asked=(),
             costs=(),
             pending=None,
-            mean=_readonly(live.es.result.xfavorite),
+            mean=readonly(live.es.result.xfavorite),
             sigma=float(live.es.sigma),
             best_x=None,
             best_fitness=-np.inf,
@@ -170,7 +170,7 @@ class CMAES(Strategy):
         live = self._live_for(state)
         solutions = live.es.ask()
         live.solutions = solutions
-        X = _readonly(solutions)
+        X = readonly(solutions)
         new = replace(
             state,
             pending=X,
@@ -192,9 +192,9 @@ class CMAES(Strategy):
             state,
             generation=state.generation + 1,
             asked=state.asked + (state.pending,),
-            costs=state.costs + (_readonly(cost),),
+            costs=state.costs + (readonly(cost),),
             pending=None,
-            mean=_readonly(live.es.result.xfavorite),
+            mean=readonly(live.es.result.xfavorite),
             sigma=float(live.es.sigma),
             best_x=best_x,
             best_fitness=best_fitness,
@@ -298,12 +298,12 @@ class CMAES(Strategy):
         state = CMAState(
             config=self.config,
             generation=g,
-            asked=tuple(_readonly(a) for a in asked),
-            costs=tuple(_readonly(c) for c in costs),
-            pending=_readonly(arrays["pending"]) if data["pending"] else None,
-            mean=_readonly(arrays["mean"]),
+            asked=tuple(readonly(a) for a in asked),
+            costs=tuple(readonly(c) for c in costs),
+            pending=readonly(arrays["pending"]) if data["pending"] else None,
+            mean=readonly(arrays["mean"]),
             sigma=float(data["sigma"]),
-            best_x=_readonly(arrays["best_x"]) if best is not None else None,
+            best_x=readonly(arrays["best_x"]) if best is not None else None,
             best_fitness=float(best) if best is not None else -np.inf,
             rng_state=data["rng_state"],
             cma_version=str(data["cma_version"]),

@@ -30,7 +30,7 @@ from blursim.meta.strategies.base import (
     CheckpointError,
     Strategy,
     StrategyOptions,
-    _readonly,
+    readonly,
     fitness_to_cost,
     register,
     update_best,
@@ -110,7 +110,7 @@ class OpenAIES(Strategy):
             )
 
     def init(self) -> OpenAIESState:
-        zeros = _readonly(np.zeros(self.dim))
+        zeros = readonly(np.zeros(self.dim))
         return OpenAIESState(
             config=self.config,
             generation=0,
@@ -138,8 +138,8 @@ class OpenAIES(Strategy):
         new = replace(
             state,
             rng_state=rng.bit_generator.state,
-            pending=_readonly(X),
-            pending_eps=_readonly(eps),
+            pending=readonly(X),
+            pending_eps=readonly(eps),
         )
         return X, new
 
@@ -160,9 +160,9 @@ class OpenAIES(Strategy):
         return replace(
             state,
             generation=t,
-            mean=_readonly(mean),
-            m=_readonly(m),
-            v=_readonly(v),
+            mean=readonly(mean),
+            m=readonly(m),
+            v=readonly(v),
             sigma=max(o["sigma_min"], state.sigma * o["sigma_decay"]),
             lr=max(o["lr_min"], state.lr * o["lr_decay"]),
             pending=None,
@@ -221,14 +221,14 @@ class OpenAIES(Strategy):
         return OpenAIESState(
             config=self.config,
             generation=int(data["generation"]),
-            mean=_readonly(arrays["mean"]),
-            m=_readonly(arrays["m"]),
-            v=_readonly(arrays["v"]),
+            mean=readonly(arrays["mean"]),
+            m=readonly(arrays["m"]),
+            v=readonly(arrays["v"]),
             sigma=float(data["sigma"]),
             lr=float(data["lr"]),
             rng_state=rng_state,
-            pending=_readonly(arrays["pending"]) if pending else None,
-            pending_eps=_readonly(arrays["pending_eps"]) if pending else None,
-            best_x=_readonly(arrays["best_x"]) if best is not None else None,
+            pending=readonly(arrays["pending"]) if pending else None,
+            pending_eps=readonly(arrays["pending_eps"]) if pending else None,
+            best_x=readonly(arrays["best_x"]) if best is not None else None,
             best_fitness=float(best) if best is not None else -np.inf,
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from blursim.errors import SpecError
 from blursim.registry import Registry
 
 Activation = Callable[[Any, Any], Any]
@@ -124,8 +125,6 @@ def hard_tanh(x, xp):
 
 def resolve(spec: str | list[str], k: int, *, path: str) -> list[Activation]:
     """A list of ``k`` activation functions from a spec field (one name or ``k`` names)."""
-    from blursim.errors import SpecError
-
     if isinstance(spec, str):
         return [ACTIVATIONS.get(spec, path=path)] * k
     if len(spec) != k:
