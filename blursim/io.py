@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 
+# Every change blursim makes to an existing directory goes through these two names (a test
+# replaces them to kill a run at any one of its file writes, see tests/test_run_dirs.py).
+_replace = os.replace
+_unlink = os.unlink
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``.
@@ -32,10 +38,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         try:
-            os.unlink(tmp)
+            _unlink(tmp)
         except FileNotFoundError:
             pass
         raise
@@ -77,6 +83,15 @@ def json_ready(obj: Any) -> Any:
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
     """Write ``obj`` as strict JSON (no NaN/Infinity) to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
+def remove_file(path: str | os.PathLike) -> bool:
+    """Remove the file ``path`` if it exists; whether it did."""
+    try:
+        _unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def fsync_dir(d: str | os.PathLike) -> None:

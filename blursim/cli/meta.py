@@ -20,11 +20,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument("experiment", metavar="EXPERIMENT.json", help="experiment document")
     p.add_argument("--out", metavar="DIR",
-                   help="output directory (default: the experiment's 'output', else runs/NAME)")
+                   help="output directory, new or empty (default: the experiment's 'output', else "
+                        "runs/NAME; those must lie inside the current directory)")
     p.add_argument("--generations", type=int, metavar="N",
                    help="total number of generations (default: the experiment's)")
     p.add_argument("--resume", metavar="DIR",
-                   help="continue the run in DIR (must have been made by this experiment)")
+                   help="continue the run in DIR from its checkpoint, or restart it if it stopped "
+                        "before one (DIR must have been made by this experiment)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     p.add_argument("--memory-budget", type=float, metavar="MB",
                    help="memory per population chunk (default: the experiment's execution.memory_budget_mb)")
@@ -85,9 +87,9 @@ def cmd_meta_train(args) -> int:
             raise BlursimError("--resume DIR continues the run in DIR; --out must be omitted or the same")
         out = Path(args.resume)
     elif args.out:
-        out = Path(args.out)
+        out = Path(args.out)  # the command line may write anywhere
     else:
-        out = Path(exp.output) if exp.output else Path("runs") / setup.name
+        out = _document_output(setup)
     total = args.generations if args.generations is not None else exp.generations
     bar = ProgressBar(total, quiet=args.quiet)
     executor = None
@@ -108,6 +110,25 @@ def cmd_meta_train(args) -> int:
         print(f"{setup.name}: {res.state.generation} generations ({res.seconds:.1f} s) -> {out}")
         print(summary_line(res.records))
     return 0
+
+
+def _document_output(setup) -> Path:
+    """The output directory the experiment names (``output``, else ``runs/NAME``), which must stay
+    inside the current directory, symbolic links followed."""
+    from blursim.errors import SpecError
+    from blursim.limits import is_inside
+    from blursim.spec.loading import relocate
+
+    exp = setup.experiment
+    out = Path(exp.output) if exp.output else Path("runs") / setup.name
+    if not is_inside(out, Path.cwd()):
+        err = SpecError(
+            f"the output directory {str(out)!r} leads outside the current directory (through a "
+            "symbolic link); give --out DIR on the command line to write there",
+            path="$.output" if exp.output else "$.name",
+        )
+        raise relocate(err, exp)
+    return out
 
 
 def cmd_evaluate(args) -> int:

@@ -8,7 +8,9 @@
 ``log.jsonl``               one JSON record per generation (record 0: the
                             initial genome); timing only under ``"time"``
 ``best_genome.json``        the generation's best candidate (a genome
-                            document: ``blursim run --genome``)
+                            document: ``blursim run --genome``); removed
+                            when every candidate of the latest
+                            generation diverged
 ``mean_genome.json``        the strategy's current mean genome
 ``checkpoint.json`` + NPZ   resumable state (:mod:`blursim.meta.io`), every
                             ``execution.checkpoint_every`` generations and at
@@ -20,17 +22,24 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from blursim.errors import shorten
+from blursim.io import remove_file
 from blursim.meta import io as mio
 from blursim.spec import dump_json as dump_spec
 
 
 class RunDirectory:
-    """Writes a run's files into ``path`` (see the module docstring)."""
+    """Writes a run's files into ``path`` (see the module docstring).
+
+    :meth:`create` (a fresh run) and :meth:`resume` lock the directory (:class:`~blursim.meta.io.RunLock`)
+    until :meth:`close`, so two processes never share one directory.
+    """
 
     def __init__(self, path: str | Path, *, plot: bool = True, plot_interval: float = 30.0) -> None:
         self.path = Path(path)
@@ -38,18 +47,88 @@ class RunDirectory:
         self.plot_interval = plot_interval
         self._last_plot = 0.0
         self._checkpointed = -1
+        self._lock = mio.RunLock(self.path)
 
     # ------------------------------------------------------------ create/resume
+    def _entries(self) -> list[str]:
+        """What the directory holds, its lock and temporary files aside."""
+        try:
+            return sorted(n for n in os.listdir(self.path) if n != mio.LOCK and not mio.is_temporary(n))
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise mio.RunDirError(f"cannot read {self.path}: {e.strerror or e}") from None
+
+    def _refuse_occupied(self) -> None:
+        entries = self._entries()
+        if not entries:
+            return
+        if mio.EXPERIMENT in entries:
+            how = "continue it" if mio.CHECKPOINT_JSON in entries else (
+                "it stopped before its first checkpoint: restart it")
+            raise mio.RunDirError(
+                f"{self.path} already holds a meta-training run; {how} with --resume {self.path}, "
+                "or choose another output directory (--out)"
+            )
+        shown = ", ".join(shorten(n, 40) for n in entries[:5]) + (" ..." if len(entries) > 5 else "")
+        raise mio.RunDirError(
+            f"{self.path} is not empty and holds no blursim run ({shown}); a run would mix its "
+            "files with these. Choose a new or empty output directory."
+        )
+
     def create(self, setup: Any) -> None:
-        """Start a fresh run here; refuses a directory that already holds one."""
+        """Start a fresh run here: the directory must be new or empty (a temporary file or lock
+        left by a run killed at its very start aside). Locks it."""
         if self.path.exists() and not self.path.is_dir():
             raise mio.RunDirError(f"{self.path} exists and is not a directory; choose another output directory")
-        if (self.path / mio.CHECKPOINT_JSON).exists() or (self.path / mio.LOG).exists():
-            raise mio.RunDirError(
-                f"{self.path} already holds a meta-training run; continue it with --resume "
-                f"{self.path}, or choose another output directory (--out)"
-            )
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            if (self.path / mio.LOCK).exists():  # a run directory: is another process in it?
+                self._lock.acquire()
+            self._refuse_occupied()  # before anything is written into a directory that is not ours
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not self._lock.held:
+                self._lock.acquire()
+
+            self._refuse_occupied()  # again, now that no other process can change it
+            self._clear_temporary()
+            self._write_experiment(setup)
+        except OSError as e:
+            self.close()
+            raise mio.RunDirError(f"cannot create the run in {self.path}: {e.strerror or e}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def resume(self, setup: Any) -> Any:
+        """Lock the directory and return the :class:`~blursim.meta.trainer.TrainerState` to
+        continue from: the checkpoint's, or ``None`` (a fresh start, after clearing the run's
+        outputs) when the run stopped before its first checkpoint."""
+        if not self.path.is_dir():
+            raise mio.RunDirError(f"cannot resume: {self.path} is not a directory")
+        self._lock.acquire()
+        try:
+            if (self.path / mio.CHECKPOINT_JSON).exists():
+                state = self.load(setup)
+                for name in self._entries():  # arrays of older checkpoints a kill left behind
+                    if mio.NPZ_PATTERN.fullmatch(name) and name != mio.npz_name(state.generation):
+                        remove_file(self.path / name)
+            elif (self.path / mio.EXPERIMENT).exists():  # stopped before its first checkpoint:
+                mio.check_experiment_file(self.path, setup)  # start it again (what it wrote is
+                state = None  # rewritten, identically, by the fresh run)
+            else:
+                mio.read_checkpoint(self.path, setup)  # raises: no checkpoint, no run
+                state = None  # pragma: no cover
+            self._clear_temporary()
+            return state
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the directory's lock."""
+        self._lock.release()
+
+    def _write_experiment(self, setup: Any) -> None:
         doc = {
             "experiment": setup.experiment.model_dump(mode="json", by_alias=True),
             "source": setup.source,
@@ -58,17 +137,17 @@ class RunDirectory:
         }
         mio.atomic_write_text(self.path / mio.EXPERIMENT, mio.dump_json(doc))
 
+    def _clear_temporary(self) -> None:
+        for name in os.listdir(self.path):
+            if mio.is_temporary(name):  # left by a killed writer; never read
+                remove_file(self.path / name)
+
     def load(self, setup: Any) -> Any:
         """The :class:`~blursim.meta.trainer.TrainerState` checkpointed here."""
         from blursim.meta.trainer import TrainerState
 
         gen, sstate, records = mio.read_checkpoint(self.path, setup)
         self._checkpointed = gen
-        for tmp in self.path.glob(".*.tmp"):  # left by a killed writer; never read
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
         return TrainerState(gen, sstate, records)
 
     # ---------------------------------------------------------------- observer
@@ -80,6 +159,8 @@ class RunDirectory:
                                fitness=rec["best"]["fitness"],
                                validation_mean=rec["best"]["validation_mean"])
             mio.atomic_write_text(self.path / "best_genome.json", dump_spec(g))
+        elif rec["generation"] > 0:  # every candidate diverged: there is no best of this generation
+            remove_file(self.path / "best_genome.json")
         g = trainer.genome(gen.mean_x, kind="mean", generation=rec["generation"],
                            fitness=rec["mean"]["fitness"], validation_mean=rec["mean"]["validation_mean"])
         mio.atomic_write_text(self.path / "mean_genome.json", dump_spec(g))

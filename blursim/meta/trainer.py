@@ -310,9 +310,11 @@ def meta_train(
     experiment's) generations in total.
 
     ``out``: directory for the run's files (log, genomes, checkpoint, plot;
-    see :class:`~blursim.meta.observers.RunDirectory`); ``None`` writes
-    nothing. ``resume``: continue the run in ``out`` (refused when ``out`` was
-    made by a different experiment). ``executor``: ``None`` uses the
+    see :class:`~blursim.meta.observers.RunDirectory`), which must be new or
+    empty and is locked while the run lasts; ``None`` writes nothing.
+    ``resume``: continue the run in ``out`` from its checkpoint, or restart it
+    when it stopped before its first checkpoint (refused when ``out`` was made
+    by a different experiment). ``executor``: ``None`` uses the
     experiment's ``execution.dask`` setting (a local evaluation when absent).
     """
     from blursim.errors import BlursimError
@@ -328,15 +330,12 @@ def meta_train(
         raise BlursimError("resume needs the run's output directory")
     rundir = RunDirectory(out, plot=plot) if out is not None else None
     state = None
-    if rundir is not None:
-        if resume:
-            state = rundir.load(setup)  # every check before any compute
-        else:
-            rundir.create(setup)
     own = executor is None
-    if own:
-        executor = make_executor(setup.experiment.execution.dask)
     try:
+        if rundir is not None:  # locks the directory; every check before any compute
+            state = rundir.resume(setup) if resume else rundir.create(setup)
+        if own:
+            executor = make_executor(setup.experiment.execution.dask)
         trainer = MetaTrainer(setup, executor=executor, memory_budget_mb=memory_budget_mb)
         obs = ([rundir] if rundir is not None else []) + list(observers)
         keep = _Keep()
@@ -344,11 +343,13 @@ def meta_train(
     finally:
         if own and executor is not None:
             executor.close()
+        if rundir is not None:
+            rundir.close()
     last = state.records[-1]
     best = None
     if keep.best_x is not None:
         best = trainer.genome(keep.best_x, kind="best", generation=keep.generation)
-    elif rundir is not None and (rundir.path / "best_genome.json").exists():
+    elif not keep.seen and rundir is not None and (rundir.path / "best_genome.json").exists():
         from blursim.spec import load_genome
 
         best = load_genome(rundir.path / "best_genome.json")
@@ -359,13 +360,15 @@ def meta_train(
 
 
 class _Keep:
-    """Observer that remembers the latest best and mean vectors."""
+    """Observer that remembers the latest generation's best (``None`` when all of its candidates
+    diverged, as ``best_genome.json``) and mean vectors."""
 
     best_x = None
     mean_x = None
     generation = 0
+    seen = False
 
     def on_generation(self, trainer: MetaTrainer, gen: Generation) -> None:
-        if gen.best_x is not None:
-            self.best_x, self.generation = gen.best_x, gen.record["generation"]
+        if gen.record["generation"] > 0:
+            self.best_x, self.generation, self.seen = gen.best_x, gen.record["generation"], True
         self.mean_x = gen.mean_x

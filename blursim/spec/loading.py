@@ -257,12 +257,13 @@ class _RepeatedKey(Exception):
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
-def _parse_int(literal: str) -> int:
-    from blursim.limits import MAX_INT_DIGITS
+def _int_parser(digits: int):
+    def parse(literal: str) -> int:
+        if len(literal) > digits + 1 and len(literal.lstrip("-")) > digits:
+            raise _LongInteger(literal)
+        return int(literal)
 
-    if len(literal) > MAX_INT_DIGITS + 1 and len(literal.lstrip("-")) > MAX_INT_DIGITS:
-        raise _LongInteger(literal)
-    return int(literal)
+    return parse
 
 
 def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -282,9 +283,15 @@ def max_depth(text: str) -> int:
     return int(np.cumsum(step).max()) if step.size else 0
 
 
-def parse_json(text: str, source: str | None = None) -> Any:
-    """``json.loads`` within the limits of :func:`read_json`, errors naming ``source`` and the line."""
+def parse_json(text: str, source: str | None = None, *, max_int_digits: int | None = None) -> Any:
+    """``json.loads`` within the limits of :func:`read_json`, errors naming ``source`` and the line.
+
+    ``max_int_digits``: longest integer literal (default
+    :data:`~blursim.limits.MAX_INT_DIGITS`; a checkpoint holds 128-bit generator states).
+    """
     from blursim.limits import MAX_DEPTH, MAX_INT_DIGITS
+
+    digits = max_int_digits or MAX_INT_DIGITS
     from blursim.spec.jsonpos import duplicate_keys, line_at, value_offsets
 
     where = source or "document"
@@ -293,7 +300,7 @@ def parse_json(text: str, source: str | None = None) -> Any:
         raise SpecError(f"JSON nested {depth} levels deep, more than the limit of {MAX_DEPTH}",
                         source=source)
     try:
-        return json.loads(text, parse_int=_parse_int, object_pairs_hook=_no_repeats)
+        return json.loads(text, parse_int=_int_parser(digits), object_pairs_hook=_no_repeats)
     except json.JSONDecodeError as e:
         raise SpecError(
             f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}", source=where
@@ -301,14 +308,14 @@ def parse_json(text: str, source: str | None = None) -> Any:
     except RecursionError:
         raise SpecError(f"JSON nested more than {MAX_DEPTH} levels deep", source=source) from None
     except _LongInteger as e:
-        m = re.search(r"-?\d{%d,}" % (MAX_INT_DIGITS + 1), _STRING.sub(lambda s: " " * len(s.group()), text))
+        m = re.search(r"-?\d{%d,}" % (digits + 1), _STRING.sub(lambda s: " " * len(s.group()), text))
         line, path = "", None
         if m:
             line = f", line {line_at(text, m.start())}"
             path = next((list(p) for p, o in value_offsets(text).items() if o == m.start()), None)
         raise SpecError(
             f"an integer literal of {len(str(e.args[0]).lstrip('-'))} digits, more than the limit of "
-            f"{MAX_INT_DIGITS}", source=f"{where}{line}", path=path,
+            f"{digits}", source=f"{where}{line}", path=path,
         ) from None
     except _RepeatedKey:
         dups = duplicate_keys(text)
