@@ -23,6 +23,7 @@ COMMANDS = [
     "blursim.cli.meta",  # meta-train, evaluate
     "blursim.cli.baseline",  # baseline (SGD / momentum / Adam)
     "blursim.cli.bench",  # bench
+    "blursim.cli.replay",  # replay (law counterexamples, blursim.testing)
 ]
 
 

@@ -12,7 +12,11 @@ more.
   backward synapses equal to the transposed forward ones (``V = Wᵀ``), or all
   state channels of a synapse equal;
 * :func:`assert_invariant` — a user predicate holds on the synapses before
-  and after each of ``n`` training steps.
+  and after each of ``n`` training steps; it sees ``(state, program)`` or
+  ``(initial, state, program)``.
+
+For named laws (masked synapses stay zero, frozen plasticity, equivariance,
+species/replica independence, backprop = SGD ...) see :mod:`blursim.testing.laws`.
 
 Networks may be given as spec dicts, paths, ``NetworkSpec`` or compiled
 ``Program``; genomes as ``GenomeSpec``, dicts or paths.
@@ -23,12 +27,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import inspect
+
 import numpy as np
 
 from blursim.analysis import BlurUpdateMap, asymmetry_report, jacobian
 from blursim.graph import as_program
 from blursim.sim import Simulator
 from blursim.spec import load_genome
+from blursim.testing.report import label_arrays, where_of
 
 __all__ = [
     "gradient_report",
@@ -38,6 +45,7 @@ __all__ = [
     "assert_invariant",
     "forward_synapses",
     "masked_entries_are_zero",
+    "unchanged_since_start",
 ]
 
 
@@ -140,7 +148,8 @@ def assert_not_gradient_like(
     return rep
 
 
-def _batches(batches: Any, n_steps: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+def cycle_batches(batches: Any, n_steps: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One ``(x, y)`` batch or a list of them, cycled to ``n_steps`` (default: one step per batch)."""
     if isinstance(batches, tuple) and len(batches) == 2 and np.ndim(batches[0]) == 2:
         batches = [batches]
     batches = list(batches)
@@ -159,22 +168,75 @@ def _setup(spec, genome, state, seed):
 
 
 def forward_synapses(state, program) -> dict[str, np.ndarray]:
-    """``{projection name: array (S, R, n_pre + bias, n_post, k)}`` in DESIGN's layout."""
+    """Every projection's forward synapses in DESIGN §1's layout, keyed by projection name.
+
+    ``{name: array (S, R, n_pre + bias, n_post, k)}``: species, replica, presynaptic neuron (the
+    bias row last when the projection has a bias), postsynaptic neuron, state channel (with
+    ``shared_channels`` the one stored value repeated over the ``k`` channels). Host NumPy copies:
+    changing them does not change ``state``. For invariants, e.g.
+    ``lambda st, prog: all(np.isfinite(w).all() for w in forward_synapses(st, prog).values())``.
+    Backward synapses: ``state.backward_synapses(q, k)`` (``(S, R, n_post, n_pre, k)``, ``None``
+    when tied)."""
     return {q.name: state.forward_synapses(i, program.k) for i, q in enumerate(program.projs)}
 
 
 def masked_entries_are_zero(state, program) -> bool:
-    """Invariant: every synapse outside its projection's connectivity mask is exactly 0."""
+    """Invariant: every synapse outside its projection's connectivity mask is exactly 0.
+
+    Returns a bool; :func:`masked_entries_report` says where it fails."""
+    return masked_entries_report(state, program) is None
+
+
+def masked_entries_report(state, program) -> str | None:
+    """``None`` if every synapse outside its mask is 0, else where the largest one is (variable,
+    projection, index, channel, species, replica) and its value."""
+    worst = None
     for i, q in enumerate(program.projs):
         if q.mask is None:
             continue
-        off = ~np.asarray(q.mask, dtype=bool)
-        if np.any(np.asarray(state.get(i, "W"))[..., off] != 0):
-            return False
-        V = state.get(i, "V")
-        if V is not None and np.any(np.asarray(V)[..., off.T] != 0):
-            return False
-    return True
+        for which, off in (("W", ~np.asarray(q.mask, dtype=bool)), ("V", ~np.asarray(q.mask, dtype=bool).T)):
+            a = state.get(i, which)
+            if a is None:
+                continue
+            a = np.moveaxis(np.asarray(a), 2, -1)  # (S, R, n_a, n_b, kw)
+            bad = np.where(off[None, None, :, :, None], np.abs(a), 0.0)
+            bad = np.where(np.isnan(bad), np.inf, bad)
+            if bad.size and bad.max() > 0 and (worst is None or bad.max() > worst[0]):
+                idx = np.unravel_index(int(np.argmax(bad)), bad.shape)
+                worst = (float(bad.max()), i, which, idx, float(a[idx]))
+    if worst is None:
+        return None
+    _, i, which, idx, v = worst
+    return f"{where_of(program, i, which, idx)} is {v:.6g}, outside the connectivity mask (must be 0)"
+
+
+masked_entries_are_zero.explain = masked_entries_report
+
+
+def unchanged_since_start(initial, state, program) -> bool:
+    """Invariant (three arguments: initial state, current state, program): no synapse has changed.
+
+    Returns a bool; ``unchanged_since_start.explain(initial, state, program)`` says which synapse
+    changed first (the largest change)."""
+    return _unchanged_report(initial, state, program) is None
+
+
+def _unchanged_report(initial, state, program) -> str | None:
+    before = {(q, w): a for q, w, a in label_arrays(initial, program)}
+    worst = None
+    for q, w, a in label_arrays(state, program):
+        d = np.abs(a - before[(q, w)])
+        d = np.where(np.isnan(d), np.inf, d)
+        if d.size and d.max() > 0 and (worst is None or d.max() > worst[0]):
+            idx = np.unravel_index(int(np.argmax(d)), d.shape)
+            worst = (float(d.max()), q, w, idx, float(a[idx]), float(before[(q, w)][idx]))
+    if worst is None:
+        return None
+    d, q, w, idx, v, v0 = worst
+    return f"{where_of(program, q, w, idx)} changed from {v0:.6g} to {v:.6g} (by {d:.3g})"
+
+
+unchanged_since_start.explain = _unchanged_report
 
 
 def assert_tied_stay_tied(
@@ -217,7 +279,7 @@ def assert_tied_stay_tied(
         raise ValueError(f"what must be 'backward' or 'channels', got {what!r}")
 
     worst = 0.0
-    for t, (x, y) in enumerate(_batches(batches, n_steps)):
+    for t, (x, y) in enumerate(cycle_batches(batches, n_steps)):
         sim.train_step(st, genes, x, y)
         for i, q in enumerate(prog.projs):
             W = np.asarray(st.get(i, "W"))
@@ -239,38 +301,58 @@ def assert_tied_stay_tied(
     return worst
 
 
+def invariant_arity(fn) -> int:
+    """Positional parameters an invariant takes without defaults: 2 for ``(state, program)``, 3 for
+    ``(initial, state, program)``."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in params if p.kind in kinds and p.default is inspect.Parameter.empty)
+
+
 def assert_invariant(
     spec: Any,
     genome: Any,
     batches: Any,
-    invariant: Callable[[Any, Any], Any],
+    invariant: Callable[..., Any],
     n_steps: int | None = None,
     *,
     state: Any = None,
     seed: int = 0,
     name: str | None = None,
 ):
-    """Assert ``invariant(state, program)`` before and after each of ``n_steps`` training steps.
+    """Assert an invariant before and after each of ``n_steps`` training steps.
 
-    ``invariant`` returns a truthy value when the property holds (or raises
-    ``AssertionError`` itself).  ``batches``: one ``(x, y)`` batch or a list,
-    cycled for ``n_steps`` steps (default: one step per batch).  ``state``:
-    initial ``SynapseState`` (copied), default a seeded init.  Returns the
-    final state.
+    ``invariant(state, program)`` — or, with three parameters, ``invariant(initial, state,
+    program)``, where ``initial`` is a copy of the synapses before the first step — returns a
+    truthy value when the property holds (or raises ``AssertionError`` itself). If it has an
+    ``explain`` attribute (as :func:`masked_entries_are_zero` and :func:`unchanged_since_start`
+    do), ``explain(...)`` with the same arguments says where it fails, and the message includes
+    it. ``batches``: one ``(x, y)`` batch or a list, cycled for ``n_steps`` steps (default: one
+    step per batch). ``state``: initial ``SynapseState`` (copied), default a seeded init. Returns
+    the final state.
     """
     prog, sim, genes, st = _setup(spec, genome, state, seed)
     label = name or getattr(invariant, "__name__", "invariant")
+    initial = st.copy()
+    args = (lambda: (initial, st, prog)) if invariant_arity(invariant) >= 3 else (lambda: (st, prog))
 
     def check(t: int) -> None:
         try:
-            ok = invariant(st, prog)
+            ok = invariant(*args())
         except AssertionError as e:
             raise AssertionError(f"invariant {label!r} fails after {t} training step(s): {e}") from None
         if not ok:
-            raise AssertionError(f"invariant {label!r} fails after {t} training step(s) (returned {ok!r})")
+            why = ""
+            explain = getattr(invariant, "explain", None)
+            if explain is not None:
+                why = f": {explain(*args())}"
+            raise AssertionError(f"invariant {label!r} fails after {t} training step(s) (returned {ok!r}){why}")
 
     check(0)
-    for t, (x, y) in enumerate(_batches(batches, n_steps)):
+    for t, (x, y) in enumerate(cycle_batches(batches, n_steps)):
         sim.train_step(st, genes, x, y)
         check(t + 1)
     return st
