@@ -109,15 +109,27 @@ def test_schema_rejects_a_misspelt_option(schema):
 BAD = {"not": "an option value"}  # wrong for every option type (numbers, strings, lists, null)
 
 
+def _required(model):
+    """A value for every required option: its declared example (required options must have one)."""
+    out = {}
+    for opt, info in model.model_fields.items():
+        if info.is_required():
+            assert info.examples, f"required option {opt!r} of {model.__name__} declares no example"
+            out[opt] = info.examples[0]
+    return out
+
+
 def _with_bad_option(part, name, option):
     exp = tiny_experiment()
     if part == "dataset":
-        exp["training_tasks"][0] = {"name": name, "options": {option: BAD}}
+        opts = {**_required(DATASETS.options(name)), option: BAD}
+        exp["training_tasks"][0] = {"name": name, "options": opts}
         return exp, f"$.training_tasks[0].options.{option}"
+    opts = {**_required(PARTS[part][1].options(name)), option: BAD}
     if part == "strategy":
-        exp["strategy"] = {"name": name, "sigma0": 0.2, "popsize": 6, "options": {option: BAD}}
+        exp["strategy"] = {"name": name, "sigma0": 0.2, "popsize": 6, "options": opts}
         return exp, f"$.strategy.options.{option}"
-    exp["genome"]["init"] = {"kind": "preset", "name": name, "options": {option: BAD}}
+    exp["genome"]["init"] = {"kind": "preset", "name": name, "options": opts}
     return exp, f"$.genome.init.options.{option}"
 
 
@@ -168,5 +180,8 @@ def test_list_verbose_shows_every_option_with_its_default(capsys):
                    len(lines))
         block = "\n".join(lines[start + 1:end])
         for opt, info in model.model_fields.items():
-            default = info.get_default(call_default_factory=True) if not info.is_required() else None
-            assert f"{opt}={default!r}" in block and info.description in block, (name, opt)
+            if info.is_required():
+                shown = f"{opt} (required)"
+            else:
+                shown = f"{opt}={info.get_default(call_default_factory=True)!r}"
+            assert shown in block and info.description in block, (name, opt)

@@ -52,6 +52,8 @@ def random_data(desc, rng, batch, loss):
         elif p["role"] == "output":
             if loss == "mse":
                 targets[p["name"]] = rng.standard_normal((batch, sizes[p["name"]]))
+            elif loss == "logistic":
+                targets[p["name"]] = rng.integers(0, 2, size=(batch, sizes[p["name"]])).astype(float)
             else:
                 targets[p["name"]] = rng.integers(0, sizes[p["name"]], size=batch)
     return inputs, targets
@@ -186,7 +188,7 @@ HAND_DAGS = {
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-@pytest.mark.parametrize("loss", ["mse", "softmax"])
+@pytest.mark.parametrize("loss", ["mse", "softmax", "logistic"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("dag", sorted(HAND_DAGS))
 def test_hand_dags_match_finite_differences(dag, bias, loss, reduction):
@@ -378,6 +380,21 @@ def test_hand_computed_softmax():
     )
     assert value == pytest.approx(np.log(2.0), rel=1e-15)
     np.testing.assert_allclose(grads["w"], [[1.0, -1.0]], rtol=1e-15)
+
+
+def test_hand_computed_logistic():
+    # One logit h = 2 * 0.5 = 1 with target 1: loss = log(1 + e^-1),
+    # dL/dh = sigmoid(1) - 1 = -1 / (1 + e), dL/dw = x * dL/dh = -2 / (1 + e).
+    desc = {
+        "populations": [pop("x", 1, "input"), pop("y", 1, "output", "identity")],
+        "projections": [proj("w", "x", "y", bias=False)],
+    }
+    value, grads = ref.loss_and_grads(
+        desc, {"w": np.array([[0.5]])}, {"x": np.array([[2.0]])}, {"y": np.array([[1.0]])},
+        "logistic", "sum",
+    )
+    assert value == pytest.approx(np.log1p(np.exp(-1.0)), rel=1e-15)
+    np.testing.assert_allclose(grads["w"], [[-2.0 / (1.0 + np.e)]], rtol=1e-14)
 
 
 # --------------------------------------------------------------------------

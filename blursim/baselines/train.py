@@ -20,7 +20,7 @@ import numpy as np
 from blursim.baselines.network import FeedForwardNet
 from blursim.baselines.optimizers import Optimizer, check_lr, make_optimizer
 from blursim.errors import SpecError
-from blursim.graph import Program, as_program, check_task_fit
+from blursim.graph import Program, as_program, check_dataset_fit
 from blursim.sim.run import eval_step_list, query_batches, train_batch
 
 #: Default learning rates of a sweep: 1e-4 .. 1, one per decade (four orders of magnitude, Fig. 6).
@@ -85,7 +85,7 @@ def train_baseline(
             raise SpecError(f"{name} must be >= {lo}", value=v, path=name)
     if split not in ("test", "train"):
         raise SpecError("unknown split", value=split, path="split", choices=["test", "train"])
-    check_task_fit(prog.spec, dataset.x_train.shape[1], dataset.n_classes, dataset.name)
+    check_dataset_fit(prog.spec, dataset, labels_only=True)
     net = FeedForwardNet(prog, dtype=dtype)
     params = net.initial_weights(replicas=replicas, seed=seed)
     evals = eval_step_list(eval_steps, steps)

@@ -69,7 +69,7 @@ def cmd_analyze(args) -> int:
     from blursim.analysis import analyze, parse_state
     from blursim.data import load_dataset
     from blursim.errors import SpecError
-    from blursim.graph import check_task_fit, compile_network
+    from blursim.graph import check_dataset_fit, compile_network
     from blursim.sim import train_batch
     from blursim.spec import load_network
 
@@ -82,7 +82,7 @@ def cmd_analyze(args) -> int:
     spec = load_network(args.spec)
     prog = compile_network(spec)
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
-    check_task_fit(spec, ds.x_train.shape[1], ds.n_classes, args.task)
+    check_dataset_fit(spec, ds, args.task, labels_only=True)
     genome = genome_from_args(args, prog)
     require_memory(spec, batch=args.batch, dtype="float64", source=args.spec)
     x, y = train_batch(ds.x_train, ds.y_train, n_steps, args.seed, args.batch)

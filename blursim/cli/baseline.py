@@ -52,7 +52,7 @@ def cmd_baseline(args) -> int:
     from blursim.baselines.optimizers import check_lr
     from blursim.data import load_dataset
     from blursim.errors import SpecError
-    from blursim.graph import check_task_fit, compile_network
+    from blursim.graph import check_dataset_fit, compile_network
     from blursim.spec import load_network
 
     _check("--steps", args.steps, 0)
@@ -72,7 +72,7 @@ def cmd_baseline(args) -> int:
     except SpecError as e:
         raise e.with_source(args.spec) from None
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
-    check_task_fit(spec, ds.x_train.shape[1], ds.n_classes, args.task)
+    check_dataset_fit(spec, ds, args.task, labels_only=True)
     require_memory(spec, batch=args.batch, rows=ds.n_test, replicas=args.replicas,
                    genomes=len(opts) * len(lrs), dtype=args.dtype, source=args.spec)
     evals = sorted(set(range(0, args.steps + 1, every)) | {args.steps})

@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
 def cmd_validate(args) -> int:
     from blursim.data import load_dataset
     from blursim.errors import SpecError
-    from blursim.graph import check_task_fit, compile_network
+    from blursim.graph import check_dataset_fit, compile_network
     from blursim.graph.memory import estimate
     from blursim.limits import MAX_BATCH
     from blursim.spec import GenomeSpec, NetworkSpec, load_any
@@ -63,7 +63,7 @@ def cmd_validate(args) -> int:
         if isinstance(doc, NetworkSpec):
             prog = compile_network(doc)
             if ds is not None:
-                check_task_fit(doc, ds.x_train.shape[1], ds.n_classes, args.task)
+                check_dataset_fit(doc, ds, args.task)
             n_syn = sum(q.n_synapses for q in prog.projs)
             est = estimate(doc, batch=args.batch)
             print(f"{path}: ok (network, k={prog.k}, {len(prog.pops)} populations, {len(prog.projs)} "
@@ -185,10 +185,10 @@ def cmd_list(args) -> int:
             table = option_table(model) if model is not None else []
             extra = ""
             if table and not args.verbose:
-                extra = "  [" + ", ".join(f"{k}={v!r}" for k, v, _ in table) + "]"
+                extra = "  [" + ", ".join(shown for _, shown, _ in table) + "]"
             print(f"  {item:<22} {doc}{extra}")
             if args.verbose:
-                for k, v, what in table:
-                    print(f"      {k + '=' + repr(v):<30} {what}")
+                for _, shown, what in table:
+                    print(f"      {shown:<30} {what}")
     sys.stdout.flush()
     return 0

@@ -133,7 +133,7 @@ def _document_output(setup) -> Path:
 
 def cmd_evaluate(args) -> int:
     from blursim.data import load_dataset
-    from blursim.graph import check_task_fit, compile_network
+    from blursim.graph import check_dataset_fit, compile_network
     from blursim.sim import Simulator, train_and_evaluate
     from blursim.spec import load_genome, load_network
 
@@ -145,7 +145,7 @@ def cmd_evaluate(args) -> int:
     spec = load_network(args.spec)
     prog = compile_network(spec)
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
-    check_task_fit(spec, ds.n_features, ds.n_classes, args.task)
+    check_dataset_fit(spec, ds, args.task)
     genome = load_genome(args.genome)
     rows = args.batch if args.query_batches else (ds.n_test if args.split == "test" else ds.n_train)
     require_memory(spec, batch=args.batch, rows=rows, replicas=args.replicas, dtype=args.dtype,
@@ -157,6 +157,8 @@ def cmd_evaluate(args) -> int:
         seed=args.seed, eval_steps=evals, n_query_batches=args.query_batches,
         query_batch_size=args.batch if args.query_batches else None, split=args.split,
     )
+    if res.mse is not None:
+        return _evaluate_mse(args, ds, sim, res)
     acc, ce = res.accuracy[0], res.cross_entropy[0]  # (R, E)
     ce_mean = np.where(np.isfinite(ce), ce, np.nan).mean(0)
     if args.json:
@@ -187,5 +189,36 @@ def cmd_evaluate(args) -> int:
     if res.diverged.any():
         print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
     print(f"# final accuracy {acc[:, -1].mean():.4f} ± {acc[:, -1].std():.4f} over {args.replicas} "
+          f"replicas after {args.steps} steps ({res.seconds:.2f} s)")
+    return 0
+
+
+def _evaluate_mse(args, ds, sim, res) -> int:
+    """``evaluate`` for real-valued target vectors: the mean squared error per step."""
+    mse = res.mse[0]  # (R, E)
+    if args.json:
+        out = {
+            "spec": args.spec, "genome": args.genome, "task": args.task,
+            "task_options": ds.meta.get("options", {}), "split": args.split, "seed": args.seed,
+            "batch": args.batch, "replicas": args.replicas,
+            "backend": sim.backend.name, "dtype": sim.backend.dtype_name,
+            "steps": res.steps.tolist(),
+            "mse_mean": mse.mean(0).tolist(), "mse_std": mse.std(0).tolist(),
+            "mse": mse.tolist(),
+            "final_mse_mean": float(mse[:, -1].mean()), "final_mse_std": float(mse[:, -1].std()),
+            "diverged_replicas": int(res.diverged[0].sum()), "seconds": res.seconds,
+        }
+        print_json(out)
+        return 0
+    print(f"# {args.genome} on {args.task} ({args.split} split), mean squared error of state 0; "
+          f"{args.spec}, batch={args.batch}, replicas={args.replicas}, seed={args.seed}, "
+          f"backend={sim.backend.name}/{sim.backend.dtype_name}")
+    print(f"{'step':>6}  {'mean':>10}  {'± std':>10}  {'min':>10}  {'max':>10}")
+    for e, s in enumerate(res.steps):
+        m = mse[:, e]
+        print(f"{int(s):>6}  {m.mean():10.6g}  {m.std():10.4g}  {m.min():10.6g}  {m.max():10.6g}")
+    if res.diverged.any():
+        print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
+    print(f"# final mse {mse[:, -1].mean():.6g} ± {mse[:, -1].std():.4g} over {args.replicas} "
           f"replicas after {args.steps} steps ({res.seconds:.2f} s)")
     return 0

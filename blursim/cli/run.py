@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from blursim.cli.common import (
@@ -41,7 +40,7 @@ def _check_positive(name: str, v: int, minimum: int = 1) -> None:
 
 def cmd_run(args) -> int:
     from blursim.data import load_dataset
-    from blursim.graph import check_task_fit, compile_network
+    from blursim.graph import check_dataset_fit, compile_network
     from blursim.sim import Simulator, train_and_evaluate
     from blursim.spec import load_network
 
@@ -54,7 +53,7 @@ def cmd_run(args) -> int:
     spec = load_network(args.spec)
     prog = compile_network(spec)
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
-    check_task_fit(spec, ds.x_train.shape[1], ds.n_classes, args.task)
+    check_dataset_fit(spec, ds, args.task)
     genome = genome_from_args(args, prog)
     require_memory(spec, batch=args.batch, rows=ds.n_test, replicas=args.replicas, dtype=args.dtype,
                    source=args.spec)
@@ -64,6 +63,8 @@ def cmd_run(args) -> int:
         sim, [genome], ds, steps=args.steps, batch_size=args.batch, replicas=args.replicas,
         seed=args.seed, eval_steps=evals,
     )
+    if res.mse is not None:
+        return _print_mse(args, ds, sim, res)
     acc = res.accuracy[0]  # (R, E)
     ce = res.cross_entropy[0]
     if args.json:
@@ -89,4 +90,33 @@ def cmd_run(args) -> int:
     if res.diverged.any():
         print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
     print(f"# final accuracy {acc[:, -1].mean():.4f} after {args.steps} steps ({res.seconds:.2f} s)")
+    return 0
+
+
+def _print_mse(args, ds, sim, res) -> int:
+    """The run's output for real-valued target vectors: mean squared error instead of accuracy."""
+    mse = res.mse[0]  # (R, E)
+    if args.json:
+        out = {
+            "spec": args.spec, "task": args.task, "task_options": ds.meta.get("options", {}),
+            "genome": args.genome or f"preset:{args.preset}", "seed": args.seed,
+            "steps": res.steps.tolist(), "batch": args.batch, "replicas": args.replicas,
+            "backend": sim.backend.name, "dtype": sim.backend.dtype_name,
+            "mse_mean": mse.mean(0).tolist(), "mse_std": mse.std(0).tolist(),
+            "final_mse": float(mse[:, -1].mean()),
+            "diverged_replicas": int(res.diverged[0].sum()), "seconds": res.seconds,
+        }
+        print_json(out)
+        return 0
+    print(f"# {args.spec} on {args.task}: genome={args.genome or 'preset ' + args.preset}, "
+          f"batch={args.batch}, replicas={args.replicas}, seed={args.seed}, "
+          f"backend={sim.backend.name}/{sim.backend.dtype_name}")
+    print(f"# held-out mean squared error of state 0 (mean ± std over replicas) on {ds.n_test} "
+          f"test examples with target vectors of length {ds.n_outputs}")
+    print(f"{'step':>6}  {'mse':>10}  {'± std':>10}")
+    for e, s in enumerate(res.steps):
+        print(f"{int(s):>6}  {mse[:, e].mean():10.6g}  {mse[:, e].std():10.4g}")
+    if res.diverged.any():
+        print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
+    print(f"# final mse {mse[:, -1].mean():.6g} after {args.steps} steps ({res.seconds:.2f} s)")
     return 0

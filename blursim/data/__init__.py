@@ -1,4 +1,4 @@
-"""Datasets for blursim: the BLUR paper's toy tasks, sklearn digits and the MNIST family.
+"""Datasets for blursim: the BLUR paper's toy tasks, sklearn digits, the MNIST family, files.
 
 Every dataset is a factory registered in :data:`DATASETS` by name;
 :func:`load_dataset` builds one from a name and an options dict (as in a
@@ -11,11 +11,13 @@ defaults. Importing this package registers all of them:
   resampled to other resolutions (``digits_resized``);
 * :mod:`blursim.data.mnist_1d` -- MNIST-1D, generated offline (``mnist1d``);
 * :mod:`blursim.data.mnist` -- MNIST, Fashion-MNIST and EMNIST read from
-  local IDX files (:func:`read_idx`).
+  local IDX files (:func:`read_idx`);
+* :mod:`blursim.data.files` -- your own NPZ, NPY or CSV file (``file``), with
+  class labels or real-valued target vectors.
 """
 
 from blursim.data.base import DATASETS, Dataset, dataset_options, load_dataset
 from blursim.data.idx import read_idx
-from blursim.data import digits, mnist, mnist_1d, toy  # noqa: F401  (register the datasets)
+from blursim.data import digits, files, mnist, mnist_1d, toy  # noqa: F401  (register the datasets)
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_options", "read_idx"]

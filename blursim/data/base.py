@@ -32,13 +32,14 @@ __all__ = [
     "dataset_options",
     "class_subset",
     "check_classes",
+    "stratified_split",
     "subset_classes",
 ]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """A classification dataset split into train and test parts.
+    """A dataset split into train and test parts: class labels or real-valued target vectors.
 
     Attributes
     ----------
@@ -47,18 +48,22 @@ class Dataset:
     x_train, x_test:
         Inputs, ``float64`` arrays of shape ``(N, d)`` with finite values.
     y_train, y_test:
-        Labels, ``int64`` arrays of shape ``(N,)`` with values in
-        ``0 .. n_classes - 1``.
+        Either class labels, ``int64`` arrays of shape ``(N,)`` with values in
+        ``0 .. n_classes - 1`` (``targets == "labels"``), or real-valued
+        target vectors, finite ``float64`` arrays of shape ``(N, m)``
+        (``targets == "vectors"``: regression, or any target an output
+        population should reproduce in its state 0).
     n_classes:
-        Number of classes (labels need not all occur in a split).
+        Number of classes (labels need not all occur in a split); ``None``
+        for target vectors.
     meta:
         Free-form, JSON-friendly description: at least ``options`` (every
         option value used, defaults included), ``seed`` (the seed that
         determined the data, or ``None``) and ``source`` (where it came from).
 
     Arrays given with another numeric dtype are converted; anything that
-    cannot be (wrong rank, mismatched lengths, NaN/inf, labels out of range)
-    raises :class:`~blursim.errors.DataError`.
+    cannot be (wrong rank, mismatched lengths, NaN/inf, labels out of range,
+    float labels) raises :class:`~blursim.errors.DataError`.
     """
 
     name: str
@@ -66,7 +71,7 @@ class Dataset:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    n_classes: int
+    n_classes: int | None = None
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,7 +81,15 @@ class Dataset:
                 "give the dataset the name it is registered under."
             )
         who = f"dataset {self.name!r}"
-        if (
+        vectors = np.ndim(self.y_train) == 2
+        if vectors:
+            if self.n_classes is not None:
+                raise DataError(
+                    f"{who}: y_train holds target vectors (shape {np.shape(self.y_train)}), so "
+                    f"n_classes must be None (got {self.n_classes!r}); give integer labels of "
+                    "shape (N,) for a classification task."
+                )
+        elif (
             isinstance(self.n_classes, bool)
             or not isinstance(self.n_classes, numbers.Integral)
             or self.n_classes < 1
@@ -85,7 +98,8 @@ class Dataset:
                 f"{who}: n_classes must be an integer >= 1 (got {self.n_classes!r}); "
                 "set it to the number of distinct labels the task can have."
             )
-        object.__setattr__(self, "n_classes", int(self.n_classes))
+        else:
+            object.__setattr__(self, "n_classes", int(self.n_classes))
         if not isinstance(self.meta, dict):
             raise DataError(
                 f"{who}: meta must be a dict (got {type(self.meta).__name__}); "
@@ -93,18 +107,20 @@ class Dataset:
             )
         for split in ("train", "test"):
             x = self._as_features(who, f"x_{split}", getattr(self, f"x_{split}"))
-            y = self._as_labels(who, f"y_{split}", getattr(self, f"y_{split}"))
+            raw = getattr(self, f"y_{split}")
+            y = (self._as_vectors if vectors else self._as_labels)(who, f"y_{split}", raw)
             if x.shape[0] != y.shape[0]:
                 raise DataError(
                     f"{who}: x_{split} has {x.shape[0]} rows but y_{split} has "
-                    f"{y.shape[0]} labels; every input row needs exactly one label."
+                    f"{y.shape[0]} {'target vectors' if vectors else 'labels'}; every input "
+                    "row needs exactly one."
                 )
             if x.shape[0] == 0:
                 raise DataError(
                     f"{who}: the {split} split is empty; it needs at least one "
                     "example (check n_train/n_test, limits or the class subset)."
                 )
-            if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+            if not vectors and y.size and (y.min() < 0 or y.max() >= self.n_classes):
                 bad = int(y.min()) if y.min() < 0 else int(y.max())
                 raise DataError(
                     f"{who}: y_{split} contains label {bad}, outside 0..{self.n_classes - 1} "
@@ -117,6 +133,11 @@ class Dataset:
             raise DataError(
                 f"{who}: x_train has {self.x_train.shape[1]} features but x_test has "
                 f"{self.x_test.shape[1]}; both splits must have the same number of columns."
+            )
+        if vectors and self.y_train.shape[1] != self.y_test.shape[1]:
+            raise DataError(
+                f"{who}: y_train has target vectors of length {self.y_train.shape[1]} but "
+                f"y_test of length {self.y_test.shape[1]}; both splits need the same length."
             )
 
     @staticmethod
@@ -147,7 +168,8 @@ class Dataset:
         if y.dtype.kind not in "iu":
             raise DataError(
                 f"{who}: {field_name} must hold integer class labels but has dtype "
-                f"{y.dtype}; convert the labels to integers 0..n_classes-1."
+                f"{y.dtype}; convert the labels to integers 0..n_classes-1, or give "
+                "real-valued targets as an (N, m) array of target vectors."
             )
         if y.ndim != 1:
             raise DataError(
@@ -155,6 +177,38 @@ class Dataset:
                 "give one integer label per example."
             )
         return y.astype(np.int64, copy=False)
+
+    @staticmethod
+    def _as_vectors(who: str, field_name: str, value: Any) -> np.ndarray:
+        try:
+            y = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(
+                f"{who}: {field_name} cannot be converted to a float64 array ({exc}); "
+                "give real-valued target vectors as a numeric (N, m) array."
+            ) from None
+        if y.ndim != 2 or y.shape[1] < 1:
+            raise DataError(
+                f"{who}: {field_name} must be a 2-D array (N, m) of target vectors but has "
+                f"shape {y.shape}; give one row of m >= 1 targets per example."
+            )
+        if not np.isfinite(y).all():
+            n_bad = int(y.size - np.isfinite(y).sum())
+            raise DataError(
+                f"{who}: {field_name} contains {n_bad} NaN or infinite target value(s); "
+                "every target must be finite, so clean or drop those examples."
+            )
+        return y
+
+    @property
+    def targets(self) -> str:
+        """``"labels"`` (classification) or ``"vectors"`` (real-valued target vectors)."""
+        return "vectors" if self.n_classes is None else "labels"
+
+    @property
+    def n_outputs(self) -> int:
+        """What an output population predicts: ``n_classes``, or the target vector length."""
+        return self.n_classes if self.n_classes is not None else int(self.y_train.shape[1])
 
     @property
     def n_features(self) -> int:
@@ -170,9 +224,10 @@ class Dataset:
         return int(self.x_test.shape[0])
 
     def __repr__(self) -> str:
+        what = f"n_classes={self.n_classes}" if self.n_classes is not None else f"targets={self.n_outputs}"
         return (
             f"Dataset(name={self.name!r}, train={self.n_train}x{self.n_features}, "
-            f"test={self.n_test}x{self.n_features}, n_classes={self.n_classes})"
+            f"test={self.n_test}x{self.n_features}, {what})"
         )
 
 
@@ -271,6 +326,26 @@ def class_subset(n_classes: int) -> Any:
             "0..m-1 in ascending order; null for all classes",
         ),
     ]
+
+
+def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test row indices (each sorted): a seeded split stratified by label.
+
+    From ``numpy.random.default_rng(seed)``, within each label in ascending
+    order, a permutation puts ``round(test_fraction * count)`` rows (at least
+    one and at most ``count - 1``) in the test split.
+    """
+    rng = np.random.default_rng(seed)
+    test: list[np.ndarray] = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = int(round(test_fraction * idx.size))
+        k = min(max(k, 1), idx.size - 1)
+        test.append(rng.permutation(idx)[:k])
+    test_idx = np.sort(np.concatenate(test))
+    train_mask = np.ones(y.size, dtype=bool)
+    train_mask[test_idx] = False
+    return np.flatnonzero(train_mask), test_idx
 
 
 def subset_classes(

@@ -22,7 +22,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from blursim.data.base import Dataset, DatasetOptions, class_subset, register_dataset
+from blursim.data.base import (
+    Dataset,
+    DatasetOptions,
+    class_subset,
+    register_dataset,
+    stratified_split,
+)
 from blursim.data.mnist import resize_images
 
 __all__ = [
@@ -64,20 +70,6 @@ class DigitsResizedOptions(DigitsOptions):
     )
 
 
-def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    test: list[np.ndarray] = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        k = int(round(test_fraction * idx.size))
-        k = min(max(k, 1), idx.size - 1)
-        test.append(rng.permutation(idx)[:k])
-    test_idx = np.sort(np.concatenate(test))
-    train_mask = np.ones(y.size, dtype=bool)
-    train_mask[test_idx] = False
-    return np.flatnonzero(train_mask), test_idx
-
-
 def _build(
     name: str, opts: DigitsHalfOptions, classes: list[int] | None, size: int = 8
 ) -> Dataset:
@@ -90,7 +82,7 @@ def _build(
     if size != 8:  # resampled before the split and the scaling, in the 0..16 pixel scale
         x_all = resize_images(x_all.reshape(-1, 8, 8), size).reshape(x_all.shape[0], size * size)
     y_all = np.asarray(bunch.target, dtype=np.int64)
-    train_idx, test_idx = _stratified_split(y_all, test_fraction, split_seed)
+    train_idx, test_idx = stratified_split(y_all, test_fraction, split_seed)
     if classes is not None:
         train_idx = train_idx[np.isin(y_all[train_idx], classes)]
         test_idx = test_idx[np.isin(y_all[test_idx], classes)]

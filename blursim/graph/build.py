@@ -11,7 +11,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from blursim.errors import SpecError
+from blursim.errors import DataError, SpecError
 from blursim.graph.connectivity import build_masks
 from blursim.graph.memory import estimate, require
 from blursim.spec.loading import relocate
@@ -107,15 +107,6 @@ def _check(spec: NetworkSpec) -> nx.MultiDiGraph:
             f"feedback {rules.feedback!r} writes state 1 of the outputs, so it needs k >= 2",
             path="$.k", value=k,
         )
-    if req["min_outputs"] > 1:
-        for i, p in enumerate(spec.populations):
-            if p.role == "output" and p.size < req["min_outputs"]:
-                raise SpecError(
-                    f"feedback {rules.feedback!r} needs output populations of at least "
-                    f"{req['min_outputs']} neurons (a softmax over one neuron is constant)",
-                    path=f"$.populations[{i}].size", value=p.size,
-                    hint='Use 2 output neurons, or "error_mse"/"target" feedback.',
-                )
     if rules.schedule == "topological":
         try:
             cycle = nx.find_cycle(g)
@@ -162,12 +153,18 @@ def _check_build_memory(spec: NetworkSpec) -> None:
             hint="Masked projections cost bytes per (pre, post) pair; use all_to_all or smaller populations.")
 
 
-def check_task_fit(spec: NetworkSpec, n_features: int, n_classes: int, task: str) -> None:
+def check_task_fit(
+    spec: NetworkSpec, n_features: int, n_classes: int, task: str, *, targets: str = "labels"
+) -> None:
     """Raise if the task's data do not fit the network's input and output sizes.
 
     Input populations take consecutive slices of the feature vector in the
-    order they are listed; every output population predicts the task's
-    classes (``n_classes`` neurons, or one neuron for a two-class task).
+    order they are listed. With class labels (``targets="labels"``) every
+    output population predicts the task's classes (``n_classes`` neurons, or
+    one neuron for a two-class task); with real-valued target vectors
+    (``targets="vectors"``, ``n_classes`` = their length) every output
+    population has one neuron per target entry, and the feedback must be one
+    that takes target values (``target`` or ``error_mse``, not ``error_softmax``).
     """
     inputs = [(i, p) for i, p in enumerate(spec.populations) if p.role == "input"]
     total = sum(p.size for _, p in inputs)
@@ -180,6 +177,23 @@ def check_task_fit(spec: NetworkSpec, n_features: int, n_classes: int, task: str
             hint=f"Input sizes must add up to {n_features}.",
         )
         raise relocate(err, spec)
+    if targets == "vectors":
+        if spec.rules.feedback == "error_softmax":
+            raise relocate(SpecError(
+                f"task {task!r} has real-valued target vectors, but feedback 'error_softmax' needs "
+                "class labels",
+                path="$.rules.feedback", value="error_softmax",
+                hint='Use "error_mse" (or "target") feedback for target vectors.',
+            ), spec)
+        for i, p in enumerate(spec.populations):
+            if p.role == "output" and p.size != n_classes:
+                raise relocate(SpecError(
+                    f"output population {p.name!r} has {p.size} neurons but task {task!r} has "
+                    f"target vectors of length {n_classes}",
+                    path=f"$.populations[{i}].size", value=p.size,
+                    hint=f"Use {n_classes} output neurons, one per target entry.",
+                ), spec)
+        return
     for i, p in enumerate(spec.populations):
         if p.role == "output" and not (p.size == n_classes or (p.size == 1 and n_classes == 2)):
             ok = f"{n_classes}" + (" (or 1 for this two-class task)" if n_classes == 2 else "")
@@ -190,3 +204,21 @@ def check_task_fit(spec: NetworkSpec, n_features: int, n_classes: int, task: str
                 hint=f"Use {ok} output neurons.",
             )
             raise relocate(err, spec)
+
+
+def check_dataset_fit(
+    spec: NetworkSpec, dataset, task: str | None = None, *, labels_only: bool = False
+) -> None:
+    """:func:`check_task_fit` for a :class:`~blursim.data.Dataset` (labels or target vectors).
+
+    ``labels_only``: the caller needs class labels (e.g. the gradient
+    baselines and the analysis, which use softmax cross-entropy); a dataset
+    of target vectors is then refused with a :class:`~blursim.errors.DataError`.
+    """
+    name = task or dataset.name
+    if labels_only and dataset.targets != "labels":
+        raise DataError(
+            f"task {name!r} has real-valued target vectors, but this command needs class labels "
+            "(it measures softmax cross-entropy); use blursim run or evaluate for target vectors."
+        )
+    check_task_fit(spec, dataset.n_features, dataset.n_outputs, name, targets=dataset.targets)

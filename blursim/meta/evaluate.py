@@ -33,6 +33,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+#: The metrics measured per task (DESIGN §4): accuracy and cross-entropy for class labels,
+#: the mean squared error for real-valued target vectors.
+METRICS = ("accuracy", "cross_entropy", "mse")
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -150,10 +154,11 @@ class Engine:
         xq, yq = (ds.x_train, ds.y_train) if proto.split == "train" else (ds.x_test, ds.y_test)
         qb = query_batches(xq, yq, seed, proto.query_batches, proto.query_size)
         m = evaluate_batches(sim, st, genes, qb)
-        finite = sim.is_finite(st) & np.isfinite(m["cross_entropy"])
-        return {"accuracy": np.asarray(m["accuracy"], dtype=np.float64),
-                "cross_entropy": np.asarray(m["cross_entropy"], dtype=np.float64),
-                "finite": np.asarray(finite, dtype=bool)}
+        loss = m["mse"] if "mse" in m else m["cross_entropy"]
+        finite = sim.is_finite(st) & np.isfinite(loss)
+        nan = np.full(np.shape(loss), np.nan)  # the metrics this kind of task does not have
+        return {key: np.asarray(m.get(key, nan), dtype=np.float64) for key in METRICS} | {
+            "finite": np.asarray(finite, dtype=bool)}
 
 
 _ENGINES: OrderedDict[str, Engine] = OrderedDict()
@@ -183,14 +188,15 @@ def evaluate_chunk(job: EvalJob, X: np.ndarray, which: str, seeds: Sequence[int]
                    proto: Protocol) -> dict[str, np.ndarray]:
     """Evaluate the genome vectors ``X`` (``(P, dim)``) on every task of ``which``.
 
-    Returns ``accuracy``, ``cross_entropy`` (float64) and ``finite`` (bool),
-    each ``(P, n_tasks, R)``. Runs wherever it is called: in this process or
-    on a Dask worker.
+    Returns ``accuracy``, ``cross_entropy``, ``mse`` (float64; NaN where a
+    task does not have the metric: ``mse`` for class labels, the others for
+    target vectors) and ``finite`` (bool), each ``(P, n_tasks, R)``. Runs
+    wherever it is called: in this process or on a Dask worker.
     """
     eng = get_engine(job)
     X = np.asarray(X, dtype=np.float64)
     per = [eng.run_task(X, which, i, int(s), proto) for i, s in enumerate(seeds)]
-    return {key: np.stack([p[key] for p in per], axis=1) for key in ("accuracy", "cross_entropy", "finite")}
+    return {key: np.stack([p[key] for p in per], axis=1) for key in (*METRICS, "finite")}
 
 
 # ------------------------------------------------------------------ memory
@@ -265,11 +271,16 @@ def plan_memory(programs: Sequence[Any], datasets: dict[str, Sequence[Any]], job
 # ---------------------------------------------------------------- results
 @dataclass
 class EvalResult:
-    """Per-genome, per-task, per-replica metrics: arrays ``(P, n_tasks, R)``."""
+    """Per-genome, per-task, per-replica metrics: arrays ``(P, n_tasks, R)``.
+
+    ``mse`` is NaN for tasks with class labels; ``accuracy`` and
+    ``cross_entropy`` are NaN for tasks with target vectors.
+    """
 
     accuracy: np.ndarray
     cross_entropy: np.ndarray
     finite: np.ndarray
+    mse: np.ndarray | None = None
 
     @property
     def diverged(self) -> np.ndarray:
@@ -283,14 +294,24 @@ class EvalResult:
     def task_cross_entropy(self) -> np.ndarray:
         return self.cross_entropy.mean(axis=2)
 
+    def task_mse(self) -> np.ndarray:
+        """``(P, n_tasks)`` mean squared error over replicas (tasks with target vectors)."""
+        return self.mse.mean(axis=2)
+
+    def task_score(self, metric: str) -> np.ndarray:
+        """``(P, n_tasks)``: what the log reports per task under fitness ``metric`` --
+        the mean squared error for ``mse``, the accuracy otherwise."""
+        return self.task_mse() if metric == "mse" else self.task_accuracy()
+
     def fitness(self, metric: str) -> np.ndarray:
-        """``(P,)`` fitness (maximised): mean accuracy or minus mean cross-entropy over
-        tasks and replicas; ``NaN`` for a diverged genome (the strategies rank it last)."""
+        """``(P,)`` fitness (maximised): mean accuracy, minus mean cross-entropy or minus
+        mean squared error over tasks and replicas; ``NaN`` for a diverged genome (the
+        strategies rank it last)."""
         if metric == "accuracy":
             f = self.accuracy.mean(axis=(1, 2))
         else:
             with np.errstate(all="ignore"):
-                f = -self.cross_entropy.mean(axis=(1, 2))
+                f = -(self.mse if metric == "mse" else self.cross_entropy).mean(axis=(1, 2))
         return np.where(self.diverged, np.nan, f)
 
 
@@ -337,9 +358,8 @@ class PopulationEvaluator:
         if not self.job.tasks(which):
             P = X.shape[0]
             empty = np.zeros((P, 0, proto.replicas))
-            return EvalResult(empty, empty, empty.astype(bool))
+            return EvalResult(empty, empty, empty.astype(bool), empty)
         parts = self.executor.map(self.job, [X[idx] for idx in self.split(X.shape[0], which, proto)],
                                   which, list(seeds), proto)
-        cat = {key: np.concatenate([p[key] for p in parts], axis=0)
-               for key in ("accuracy", "cross_entropy", "finite")}
+        cat = {key: np.concatenate([p[key] for p in parts], axis=0) for key in (*METRICS, "finite")}
         return EvalResult(**cat)

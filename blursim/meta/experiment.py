@@ -207,9 +207,10 @@ class StrategySpec(Choice):
 
 class FitnessSpec(Strict):
     """Fitness (maximised): mean ``accuracy`` or minus mean ``cross_entropy``
-    over training tasks, replicas and query batches (DESIGN §4)."""
+    over training tasks, replicas and query batches (DESIGN §4); for tasks
+    with real-valued target vectors, minus the mean squared error (``mse``)."""
 
-    metric: Literal["accuracy", "cross_entropy"] = "accuracy"
+    metric: Literal["accuracy", "cross_entropy", "mse"] = "accuracy"
 
 
 class ValidationSpec(Strict):
@@ -491,12 +492,17 @@ def _resolve_tasks(exp, entries, what, base, networks, programs, net_index):
                 networks.append(spec)
                 programs.append(_compile(exp, spec, f"{path}.network"))
             ni = net_index[key]
+        opts = t.options
+        files = {k: getattr(opts, k) for k in getattr(type(opts), "PATH_OPTIONS", ())}
+        here = {k: str(base / v) for k, v in files.items() if v is not None and not Path(v).is_absolute()}
+        if here:  # file options are relative to the experiment file, like its network paths
+            opts = opts.model_copy(update=here)
         try:
-            ds = load_dataset(t.name, t.options, path=path)
+            ds = load_dataset(t.name, opts, path=path)
         except SpecError as e:
             raise relocate(e, exp) from None
         try:
-            check_task_fit(networks[ni], ds.n_features, ds.n_classes, t.key)
+            check_task_fit(networks[ni], ds.n_features, ds.n_outputs, t.key, targets=ds.targets)
         except SpecError as e:
             where = f" (see {e.source})" if e.source else ""
             raise _fail(
@@ -622,7 +628,9 @@ def hashed_document(
     for what, resolved in tasks.items():
         for t, task in zip(doc[what], resolved, strict=True):
             t["network"] = None if task.network == 0 else dump(networks[task.network])
-            t["options"] = task.options  # every option, defaults included
+            # every option, defaults included; files enter by their content, not their
+            # location (so a moved checkout still resumes its runs)
+            t["options"] = {**task.options, **task.dataset.meta.get("fingerprint", {})}
     doc["strategy"]["options"] = exp.strategy.given_options()
     doc["genome"]["init"] = {"genome": base_genome.model_dump(mode="json", by_alias=True)}
     doc["genome"]["set"] = {}
@@ -656,6 +664,17 @@ def prepare_experiment(src: str | Path | dict | ExperimentSpec) -> Setup:
     k = programs[0].k
     train = _resolve_tasks(exp, exp.training_tasks, "training_tasks", base, networks, programs, net_index)
     val = _resolve_tasks(exp, exp.validation_tasks, "validation_tasks", base, networks, programs, net_index)
+    want = "vectors" if exp.fitness.metric == "mse" else "labels"
+    for t in train + val:
+        if t.dataset.targets != want:
+            has = "real-valued target vectors" if t.dataset.targets == "vectors" else "class labels"
+            raise _fail(
+                exp, f"task {t.label!r} has {has}, which fitness metric "
+                f"{exp.fitness.metric!r} cannot measure", "$.fitness.metric",
+                value=exp.fitness.metric,
+                hint='Use "mse" for tasks with target vectors and "accuracy" or "cross_entropy" '
+                "for tasks with class labels (all tasks of an experiment are of one kind).",
+            )
     for ni, prog in enumerate(programs[1:], start=1):
         if prog.k != k:
             users = [t.path for t in train + val if t.network == ni]

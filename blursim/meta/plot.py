@@ -22,9 +22,10 @@ def _series(records: list[dict], get) -> tuple[list[int], list[float]]:
     return xs, ys
 
 
-def plot_records(records: list[dict], title: str | None = None) -> bytes:
+def plot_records(records: list[dict], title: str | None = None, metric: str = "accuracy") -> bytes:
     """PNG bytes: fitness (best/mean/median of the population, unroll length) and
-    training / validation accuracy of the best and mean genomes per generation."""
+    training / validation accuracy (the mean squared error when ``metric`` is
+    ``"mse"``) of the best and mean genomes per generation."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -52,7 +53,7 @@ def plot_records(records: list[dict], title: str | None = None) -> bytes:
                 label = f"{who} genome, {'training' if what == 'train_mean' else 'validation'}"
                 ax2.plot(xs, ys, style, color=color, label=label, marker="." if len(xs) < 30 else None)
     ax2.set_xlabel("generation")
-    ax2.set_ylabel("accuracy (mean over tasks)")
+    ax2.set_ylabel(f"{'MSE' if metric == 'mse' else 'accuracy'} (mean over tasks)")
     if ax2.get_legend_handles_labels()[0]:
         ax2.legend(loc="lower right", fontsize="small")
     ax2.grid(alpha=0.3)

@@ -9,7 +9,9 @@ One generation ``g`` (0-based; the log calls it ``g + 1``, "generations done"):
    then accuracy / cross-entropy on query batches drawn from each task's
    *training* split (the paper's "training accuracy" fitness, Sec. 4.4;
    nothing is tuned on held-out data). Fitness = mean accuracy (or minus mean
-   cross-entropy) over tasks, replicas and query batches; a genome whose
+   cross-entropy; for target vectors minus the mean squared error, and the
+   per-task numbers of the log are then MSE) over tasks, replicas and query
+   batches; a genome whose
    simulation produced NaN or Inf gets NaN, which the strategies rank last;
 3. ``tell(X, fitness)``;
 4. the generation's best candidate and the strategy's new mean genome are
@@ -150,7 +152,7 @@ class MetaTrainer:
             "diverged": 0,
             "step_size": num(self.strategy.step_size(sstate)),
             "best": None,
-            "mean": self._summary(res.fitness(metric)[0], res.task_accuracy()[0],
+            "mean": self._summary(res.fitness(metric)[0], res.task_score(metric)[0],
                                   bool(res.diverged[0]), None if val is None else val[0]),
             "seeds": {"train": seeds},
             "time": self._time(t0, evaluation=0.0),
@@ -182,7 +184,7 @@ class MetaTrainer:
         genomes = ([best_x] if best_x is not None else []) + [mean_x]
         val = self._validate(genomes, g + 1)
         if best_x is not None:
-            best = self._summary(fit[ib], res.task_accuracy()[ib], False,
+            best = self._summary(fit[ib], res.task_score(metric)[ib], False,
                                  None if val is None else val[0])
             best["index"] = ib
         mval = None if val is None else val[-1]
@@ -201,7 +203,7 @@ class MetaTrainer:
             "diverged": int((~ok).sum()),
             "step_size": num(self.strategy.step_size(sstate)),
             "best": best,
-            "mean": self._summary(mres.fitness(metric)[0], mres.task_accuracy()[0],
+            "mean": self._summary(mres.fitness(metric)[0], mres.task_score(metric)[0],
                                   bool(mres.diverged[0]), mval),
             "seeds": {"train": seeds},
             "time": self._time(t0, evaluation=eval_s),
@@ -245,7 +247,7 @@ class MetaTrainer:
             return None
         res = self.evaluator.evaluate(np.stack(genomes), "validation", self.val_seeds,
                                       self.validation_protocol(max(done - 1, 0)))
-        acc = res.task_accuracy()
+        acc = res.task_score(self.exp.fitness.metric)
         return [(acc[i], bool(res.diverged[i])) for i in range(len(genomes))]
 
     def _summary(self, fitness: float, train_acc: np.ndarray, diverged: bool,

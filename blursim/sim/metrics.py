@@ -1,4 +1,5 @@
-"""Accuracy and cross-entropy of state-0 predictions (DESIGN §2 step 7, §4)."""
+"""Metrics of state-0 predictions (DESIGN §2 step 7, §4): accuracy and cross-entropy for class
+labels, the mean squared error for real-valued target vectors."""
 
 from __future__ import annotations
 
@@ -36,3 +37,29 @@ def accuracy_and_ce(outputs: list[np.ndarray], y: np.ndarray) -> dict[str, np.nd
         accs.append(np.where(finite, acc, 0.0))
         ces.append(np.where(finite & np.isfinite(ce), ce, np.inf))
     return {"accuracy": np.mean(accs, axis=0), "cross_entropy": np.mean(ces, axis=0)}
+
+
+def mean_squared_error(outputs: list[np.ndarray], targets: np.ndarray) -> np.ndarray:
+    """Mean over output populations of the mean squared error of state 0, per (S, R).
+
+    ``targets`` are real-valued target vectors ``(B, n)``; the error of one
+    output population is the mean over the batch and its ``n`` neurons of
+    ``(a^0 - T)^2``. Non-finite predictions give an infinite error.
+    """
+    t = np.asarray(targets, dtype=np.float64)
+    errs = []
+    for out in outputs:
+        a = np.asarray(out, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            e = ((a - t) ** 2).mean(axis=(-1, -2))
+        errs.append(np.where(np.isfinite(e), e, np.inf))
+    return np.mean(errs, axis=0)
+
+
+def task_metrics(outputs: list[np.ndarray], y: np.ndarray) -> dict[str, np.ndarray]:
+    """The metrics of a batch, per (S, R): ``accuracy`` and ``cross_entropy`` for class
+    labels ``y`` ``(B,)``, ``mse`` for real-valued target vectors ``y`` ``(B, n)``."""
+    y = np.asarray(y)
+    if y.ndim == 2:
+        return {"mse": mean_squared_error(outputs, y)}
+    return accuracy_and_ce(outputs, y)

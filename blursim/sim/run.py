@@ -55,27 +55,38 @@ def eval_step_list(eval_steps: Sequence[int] | str, steps: int) -> list[int]:
 
 @dataclass
 class RunResult:
-    """Accuracy and cross-entropy ``(S, R, E)`` at the evaluated steps ``(E,)``."""
+    """Metrics ``(S, R, E)`` at the evaluated steps ``(E,)``.
+
+    Class labels: ``accuracy`` and ``cross_entropy`` (``mse`` is ``None``);
+    real-valued target vectors: ``mse``, the mean squared error of state 0
+    (``accuracy`` and ``cross_entropy`` are ``None``).
+    """
 
     steps: np.ndarray
-    accuracy: np.ndarray
-    cross_entropy: np.ndarray
+    accuracy: np.ndarray | None
+    cross_entropy: np.ndarray | None
     diverged: np.ndarray  # (S, R)
     state: SynapseState
     seconds: float
+    mse: np.ndarray | None = None
+
+    @property
+    def metrics(self) -> dict[str, np.ndarray]:
+        """The metrics this run measured, by name."""
+        return {k: v for k, v in (("accuracy", self.accuracy), ("cross_entropy", self.cross_entropy),
+                                  ("mse", self.mse)) if v is not None}
 
     def final(self) -> dict[str, np.ndarray]:
-        return {"accuracy": self.accuracy[..., -1], "cross_entropy": self.cross_entropy[..., -1]}
+        return {k: v[..., -1] for k, v in self.metrics.items()}
 
 
 def evaluate_batches(sim: Simulator, st: SynapseState, genes, batches) -> dict[str, np.ndarray]:
-    """Mean accuracy / cross-entropy over query batches, ``(S, R)`` each."""
-    acc, ce = 0.0, 0.0
+    """Each metric of :meth:`Simulator.evaluate` averaged over the query batches, ``(S, R)`` each."""
+    total: dict[str, Any] = {}
     for xq, yq in batches:
-        m = sim.evaluate(st, genes, xq, yq)
-        acc = acc + m["accuracy"]
-        ce = ce + m["cross_entropy"]
-    return {"accuracy": acc / len(batches), "cross_entropy": ce / len(batches)}
+        for k, v in sim.evaluate(st, genes, xq, yq).items():
+            total[k] = total.get(k, 0.0) + v
+    return {k: v / len(batches) for k, v in total.items()}
 
 
 def train_and_evaluate(
@@ -105,12 +116,11 @@ def train_and_evaluate(
     evals = eval_step_list(eval_steps, steps)
     xq, yq = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
     qb = query_batches(xq, yq, seed, n_query_batches, query_batch_size)
-    accs, ces = [], []
+    seen: dict[str, list] = {}
 
     def _eval():
-        m = evaluate_batches(sim, st, genes, qb)
-        accs.append(m["accuracy"])
-        ces.append(m["cross_entropy"])
+        for k, v in evaluate_batches(sim, st, genes, qb).items():
+            seen.setdefault(k, []).append(v)
 
     if 0 in evals:
         _eval()
@@ -122,11 +132,13 @@ def train_and_evaluate(
         if t + 1 in evals:
             _eval()
     diverged = ~sim.is_finite(st)
+    stacked = {k: np.stack(v, axis=-1) for k, v in seen.items()}
     return RunResult(
         steps=np.asarray(evals),
-        accuracy=np.stack(accs, axis=-1),
-        cross_entropy=np.stack(ces, axis=-1),
+        accuracy=stacked.get("accuracy"),
+        cross_entropy=stacked.get("cross_entropy"),
         diverged=diverged,
         state=st,
         seconds=time.perf_counter() - t0,
+        mse=stacked.get("mse"),
     )

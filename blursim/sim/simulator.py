@@ -49,7 +49,8 @@ import numpy as np
 from blursim.backend import Backend, get_backend
 from blursim.genome.arrays import GenomeBatch, stack_genomes
 from blursim.graph.compile import Program
-from blursim.sim.metrics import accuracy_and_ce
+from blursim.sim.metrics import task_metrics
+from blursim.sim.targets import check_targets
 from blursim.sim.operators import make_operator
 from blursim.vocab import ACTIVATIONS, FEEDBACK
 
@@ -490,7 +491,7 @@ class Simulator:
         S, R = st.shape_SR
         B = int(np.shape(x)[0])
         inputs = self._input_states(x)
-        targets = {o: self._targets(y, self.program.pops[o].size) for o in self.program.outputs}
+        targets = {o: self._targets(y, self.program.pops[o]) for o in self.program.outputs}
         keep = None if self.rules.reset_neurons else self._ensure_persistent(st, S, R, B)
         self._run(S, R, B, lambda ch: self._train_chunk(st, genes, ch, inputs, targets, B, keep))
         st.steps += 1
@@ -508,9 +509,12 @@ class Simulator:
         return [outs[o] for o in self.program.outputs]
 
     def evaluate(self, st: SynapseState, genes, x, y) -> dict[str, np.ndarray]:
-        """Accuracy and cross-entropy of state-0 predictions, averaged over outputs: ``(S, R)`` each."""
+        """Metrics of state-0 predictions averaged over outputs, ``(S, R)`` each: accuracy and
+        cross-entropy for class labels ``y`` ``(B,)``, ``mse`` for target vectors ``(B, n)``."""
+        for o in self.program.outputs:
+            check_targets(y, self.program.pops[o].size, self.program.pops[o].name)
         outs = [self.backend.to_numpy(o) for o in self.forward(st, genes, x)]
-        return accuracy_and_ce(outs, np.asarray(y))
+        return task_metrics(outs, np.asarray(y))
 
     def is_finite(self, st: SynapseState) -> np.ndarray:
         """``(S, R)`` bool: all synapses finite."""
@@ -621,8 +625,14 @@ class Simulator:
                 self.xp.broadcast_to(x, (1, 1, self.k) + x.shape[-2:]).reshape((1, 1, 1, -1, x.shape[-1])))
         return inp["tiled"]
 
-    def _targets(self, y, n_out):
-        """Coded targets (B, n) for ``target``/``error_mse`` and one-hot (B, n): rows of two small tables."""
+    def _targets(self, y, pop):
+        """Coded targets (B, n) for ``target``/``error_mse`` and one-hot (B, n) for output ``pop``:
+        rows of two small tables for class labels; real-valued target vectors (B, n) are both."""
+        n_out = pop.size
+        y = check_targets(y, n_out, pop.name, feedback=self.rules.feedback)
+        if y.ndim == 2:
+            t = self.backend.asarray(y)
+            return t, t
         tables = self._target_tables
         t = tables.get(n_out)
         if t is None:

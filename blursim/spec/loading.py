@@ -179,7 +179,10 @@ def spec_error(err: ValidationError, model: type[BaseModel], data: Any) -> SpecE
         parent = _model_at(model, keys[:-1], data)
         if isinstance(parent, type) and issubclass(parent, Options) and keys[-1] in parent.model_fields:
             info = parent.model_fields[keys[-1]]
-            msg = f"option {keys[-1]!r}: {msg}"
+            if etype == "missing":
+                msg = f"required option {keys[-1]!r} is missing"
+            else:
+                msg = f"option {keys[-1]!r}: {msg}"
             if info.description:
                 default = option_defaults(parent)[keys[-1]]
                 hint = f"{keys[-1]}: {info.description}" + (

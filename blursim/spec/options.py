@@ -78,10 +78,14 @@ def option_defaults(model: type[Options]) -> dict[str, Any]:
     return out
 
 
-def option_table(model: type[Options]) -> list[tuple[str, Any, str]]:
-    """``(name, default, description)`` of every option, in declaration order."""
+def option_table(model: type[Options]) -> list[tuple[str, str, str]]:
+    """``(name, "name=default" or "name (required)", description)`` of every option, in
+    declaration order (what ``blursim list`` prints)."""
     defaults = option_defaults(model)
-    return [(n, defaults[n], info.description or "") for n, info in model.model_fields.items()]
+    return [
+        (n, f"{n} (required)" if info.is_required() else f"{n}={defaults[n]!r}", info.description or "")
+        for n, info in model.model_fields.items()
+    ]
 
 
 def validate_options(

@@ -8,7 +8,14 @@ State 0 (the prediction) is never changed.
   otherwise), states >= 2 <- 0.
 - ``error_mse``: state 1 <- (T - a^0) * a^1, the negative gradient of
   1/2 ||a^0 - T||^2 through the per-state activation.
-- ``error_softmax``: state 1 <- onehot(y) - softmax(a^0) over the neurons.
+- ``error_softmax``: state 1 <- onehot(y) - softmax(a^0) over the neurons; for a
+  single output neuron, whose logits are ``[0, a^0]`` (the evaluation's
+  convention), this is logistic cross-entropy: state 1 <- t - sigmoid(a^0) with
+  ``t = 1`` for label 1 and ``0`` otherwise.
+
+With real-valued target vectors (a regression task) ``coded`` *is* the given
+vectors, so ``target`` writes them and ``error_mse`` pulls state 0 towards them;
+``error_softmax`` needs class labels (checked before the step).
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ def error_mse(a, coded, onehot, xp):
 def error_softmax(a, coded, onehot, xp):
     """a^1 <- onehot(y) - softmax(a^0): minus the gradient of softmax cross-entropy."""
     logits = a[:, :, 0]
+    if logits.shape[-1] == 1:  # logits [0, a]: softmax's class-1 entry is sigmoid(a) = (1 + tanh(a/2))/2
+        a[:, :, 1] = onehot - 0.5 * (1.0 + xp.tanh(0.5 * logits))
+        return
     z = logits - xp.max(xp.real(logits), axis=-1, keepdims=True)
     e = xp.exp(z)
     a[:, :, 1] = onehot - e / xp.sum(e, axis=-1, keepdims=True)
@@ -48,4 +58,4 @@ def error_softmax(a, coded, onehot, xp):
 
 def needs(name: str) -> dict[str, Any]:
     """Requirements a feedback kind puts on the network (checked by the validator)."""
-    return {"min_k": 2, "min_outputs": 2 if name == "error_softmax" else 1}
+    return {"min_k": 2}

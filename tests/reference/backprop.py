@@ -40,6 +40,9 @@ batch by ``reduction`` = "sum" or "mean")
 * ``"mse"``: ``0.5 * ||h_o - T_o||^2``; ``targets[o]`` is a (B, n_o) array.
 * ``"softmax"``: softmax cross-entropy with ``h_o`` as the logits;
   ``targets[o]`` is a (B,) integer label array.
+* ``"logistic"``: binary cross-entropy of each output neuron with ``h_o`` as
+  its logit, ``log(1 + exp(h)) - t h`` summed over the neurons;
+  ``targets[o]`` is a (B, n_o) array of 0/1 (one neuron: logistic regression).
 
 Backward (reverse mode, by hand)
 --------------------------------
@@ -53,7 +56,7 @@ import numpy as np
 
 ACTIVATIONS = ("sigmoid", "tanh", "identity", "softplus")
 ROLES = ("input", "hidden", "output")
-LOSSES = ("mse", "softmax")
+LOSSES = ("mse", "softmax", "logistic")
 REDUCTIONS = ("sum", "mean")
 
 
@@ -266,6 +269,13 @@ def _output_loss_and_gradient(kind, out, target):
         grad = probs.copy()
         grad[rows, labels] -= 1.0
         return per_example, grad
+    if kind == "logistic":
+        target = np.asarray(target, dtype=np.float64)
+        if target.shape != out.shape:
+            raise ValueError(f"target shape {target.shape} != output {out.shape}")
+        # log(1 + exp(h)) written without overflow; its derivative is sigmoid(h)
+        per_example = np.sum(np.logaddexp(0.0, out) - target * out, axis=1)
+        return per_example, sigmoid(out) - target
     raise ValueError(f"unknown loss {kind!r}")
 
 
