@@ -32,7 +32,13 @@ def reference_description(prog):
     return {"populations": pops, "projections": projs}
 
 
-def blur_vs_sgd(spec_dict, feedback, reduction, seed):
+def sgd_distance(spec_dict, loss, reduction, seed, draw_targets, n_features=N_FEATURES, steps=STEPS):
+    """BLUR with the backprop genome vs the reference SGD on ``loss`` over ``steps`` batches.
+
+    ``draw_targets(rng, B)`` gives ``(y for the simulator, targets for the reference)``.
+    Returns the largest relative distance of the weights over the steps, and how far
+    SGD moved them (a vacuous comparison moves nothing).
+    """
     prog = compile_network(load_network(spec_dict))
     sim = Simulator(prog, dtype="float64")
     genes = sim.prepare([backprop_genome(lr=LR)])
@@ -40,17 +46,14 @@ def blur_vs_sgd(spec_dict, feedback, reduction, seed):
     W0 = {q.name: st_.forward_synapses(i, 2)[0, 0, :, :, 0] for i, q in enumerate(prog.projs)}
     rng = np.random.default_rng(seed)
     batches, raw = [], []
-    for _ in range(STEPS):
+    for _ in range(steps):
         B = int(rng.integers(1, 6))
-        x = rng.normal(size=(B, N_FEATURES))
-        y = rng.integers(0, N_CLASSES, B)
+        x = rng.normal(size=(B, n_features))
+        y, ref_targets = draw_targets(rng, B)
         inputs = {prog.pops[i].name: x[:, prog.pops[i].in_slice] for i in prog.inputs}
-        onehot = np.eye(N_CLASSES)[y]
-        tg = {prog.pops[o].name: (onehot if feedback == "error_mse" else y) for o in prog.outputs}
-        batches.append((inputs, tg))
+        batches.append((inputs, {prog.pops[o].name: ref_targets for o in prog.outputs}))
         raw.append((x, y))
-    ref = sgd(reference_description(prog), W0, batches, LR,
-              loss="mse" if feedback == "error_mse" else "softmax", reduction=reduction)
+    ref = sgd(reference_description(prog), W0, batches, LR, loss=loss, reduction=reduction)
     errs = []
     for t, (x, y) in enumerate(raw):
         sim.train_step(st_, genes, x, y)
@@ -60,6 +63,15 @@ def blur_vs_sgd(spec_dict, feedback, reduction, seed):
         errs.append(np.linalg.norm(blur - want) / np.linalg.norm(want))
     moved = sum(np.abs(ref[-1][q.name] - W0[q.name]).sum() for q in prog.projs)
     return max(errs), moved
+
+
+def blur_vs_sgd(spec_dict, feedback, reduction, seed):
+    def labels(rng, B):
+        y = rng.integers(0, N_CLASSES, B)
+        return y, (np.eye(N_CLASSES)[y] if feedback == "error_mse" else y)
+
+    loss = "mse" if feedback == "error_mse" else "softmax"
+    return sgd_distance(spec_dict, loss, reduction, seed, labels)
 
 
 @pytest.mark.parametrize("feedback", ["error_mse", "error_softmax"])

@@ -396,7 +396,7 @@ def test_killed_at_every_file_write_resumes_to_the_uninterrupted_run(checkpoint_
                                                                      tmp_path, monkeypatch):
     import blursim.meta.plot as plot
 
-    monkeypatch.setattr(plot, "plot_records", lambda records: b"\x89PNG stub")  # the write, not the art
+    monkeypatch.setattr(plot, "plot_records", lambda records, **kw: b"\x89PNG stub")  # the write, not the art
     exp = tiny_experiment(generations=generations)
     exp["execution"] = {"checkpoint_every": checkpoint_every}
     setup = prepare_experiment(exp)

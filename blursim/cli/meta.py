@@ -157,10 +157,12 @@ def cmd_evaluate(args) -> int:
         seed=args.seed, eval_steps=evals, n_query_batches=args.query_batches,
         query_batch_size=args.batch if args.query_batches else None, split=args.split,
     )
-    if res.mse is not None:
-        return _evaluate_mse(args, ds, sim, res)
-    acc, ce = res.accuracy[0], res.cross_entropy[0]  # (R, E)
-    ce_mean = np.where(np.isfinite(ce), ce, np.nan).mean(0)
+    # class labels: accuracy (and cross-entropy); target vectors: the mean squared error
+    name, m = ("mse", res.mse[0]) if res.mse is not None else ("accuracy", res.accuracy[0])  # (R, E)
+    ce_mean = None
+    if res.cross_entropy is not None:
+        ce = res.cross_entropy[0]
+        ce_mean = np.where(np.isfinite(ce), ce, np.nan).mean(0)
     if args.json:
         out = {
             "spec": args.spec, "genome": args.genome, "task": args.task,
@@ -168,57 +170,34 @@ def cmd_evaluate(args) -> int:
             "batch": args.batch, "replicas": args.replicas,
             "backend": sim.backend.name, "dtype": sim.backend.dtype_name,
             "steps": res.steps.tolist(),
-            "accuracy_mean": acc.mean(0).tolist(), "accuracy_std": acc.std(0).tolist(),
-            "accuracy_min": acc.min(0).tolist(), "accuracy_max": acc.max(0).tolist(),
-            "accuracy": acc.tolist(),
-            "cross_entropy_mean": [None if not np.isfinite(v) else float(v) for v in ce_mean],
-            "final_accuracy_mean": float(acc[:, -1].mean()), "final_accuracy_std": float(acc[:, -1].std()),
+            f"{name}_mean": m.mean(0).tolist(), f"{name}_std": m.std(0).tolist(),
+            f"{name}_min": m.min(0).tolist(), f"{name}_max": m.max(0).tolist(), name: m.tolist(),
+            f"final_{name}_mean": float(m[:, -1].mean()), f"final_{name}_std": float(m[:, -1].std()),
             "diverged_replicas": int(res.diverged[0].sum()), "seconds": res.seconds,
         }
+        if ce_mean is not None:
+            out["cross_entropy_mean"] = [None if not np.isfinite(v) else float(v) for v in ce_mean]
         print_json(out)
         return 0
     n = len(ds.y_test) if args.split == "test" else len(ds.y_train)
     where = f"{args.query_batches} query batches of {args.batch}" if args.query_batches else f"{n} examples"
-    print(f"# {args.genome} on {args.task} ({args.split} split, {where}); {args.spec}, "
+    what = "; mean squared error of state 0" if name == "mse" else ""
+    print(f"# {args.genome} on {args.task} ({args.split} split, {where}{what}); {args.spec}, "
           f"batch={args.batch}, replicas={args.replicas}, seed={args.seed}, "
           f"backend={sim.backend.name}/{sim.backend.dtype_name}")
-    print(f"{'step':>6}  {'mean':>7}  {'± std':>6}  {'min':>6}  {'max':>6}  {'x-entropy':>9}")
+    # column widths and number formats: mean, std, min, max
+    cols = [(10, ".6g")] * 4 if name == "mse" else [(7, ".4f"), (6, ".4f"), (6, ".4f"), (6, ".4f")]
+    heads = ("mean", "± std", "min", "max")
+    print(f"{'step':>6}" + "".join(f"  {h:>{w}}" for h, (w, _) in zip(heads, cols))
+          + ("" if ce_mean is None else f"  {'x-entropy':>9}"))
     for e, s in enumerate(res.steps):
-        a = acc[:, e]
-        print(f"{int(s):>6}  {a.mean():7.4f}  {a.std():6.4f}  {a.min():6.4f}  {a.max():6.4f}  {ce_mean[e]:9.4f}")
+        a = m[:, e]
+        vals = (a.mean(), a.std(), a.min(), a.max())
+        print(f"{int(s):>6}" + "".join(f"  {v:{w}{g}}" for v, (w, g) in zip(vals, cols))
+              + ("" if ce_mean is None else f"  {ce_mean[e]:9.4f}"))
     if res.diverged.any():
         print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
-    print(f"# final accuracy {acc[:, -1].mean():.4f} ± {acc[:, -1].std():.4f} over {args.replicas} "
-          f"replicas after {args.steps} steps ({res.seconds:.2f} s)")
-    return 0
-
-
-def _evaluate_mse(args, ds, sim, res) -> int:
-    """``evaluate`` for real-valued target vectors: the mean squared error per step."""
-    mse = res.mse[0]  # (R, E)
-    if args.json:
-        out = {
-            "spec": args.spec, "genome": args.genome, "task": args.task,
-            "task_options": ds.meta.get("options", {}), "split": args.split, "seed": args.seed,
-            "batch": args.batch, "replicas": args.replicas,
-            "backend": sim.backend.name, "dtype": sim.backend.dtype_name,
-            "steps": res.steps.tolist(),
-            "mse_mean": mse.mean(0).tolist(), "mse_std": mse.std(0).tolist(),
-            "mse": mse.tolist(),
-            "final_mse_mean": float(mse[:, -1].mean()), "final_mse_std": float(mse[:, -1].std()),
-            "diverged_replicas": int(res.diverged[0].sum()), "seconds": res.seconds,
-        }
-        print_json(out)
-        return 0
-    print(f"# {args.genome} on {args.task} ({args.split} split), mean squared error of state 0; "
-          f"{args.spec}, batch={args.batch}, replicas={args.replicas}, seed={args.seed}, "
-          f"backend={sim.backend.name}/{sim.backend.dtype_name}")
-    print(f"{'step':>6}  {'mean':>10}  {'± std':>10}  {'min':>10}  {'max':>10}")
-    for e, s in enumerate(res.steps):
-        m = mse[:, e]
-        print(f"{int(s):>6}  {m.mean():10.6g}  {m.std():10.4g}  {m.min():10.6g}  {m.max():10.6g}")
-    if res.diverged.any():
-        print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
-    print(f"# final mse {mse[:, -1].mean():.6g} ± {mse[:, -1].std():.4g} over {args.replicas} "
+    g = cols[0][1]
+    print(f"# final {name} {m[:, -1].mean():{g}} ± {m[:, -1].std():{g}} over {args.replicas} "
           f"replicas after {args.steps} steps ({res.seconds:.2f} s)")
     return 0

@@ -63,60 +63,46 @@ def cmd_run(args) -> int:
         sim, [genome], ds, steps=args.steps, batch_size=args.batch, replicas=args.replicas,
         seed=args.seed, eval_steps=evals,
     )
+    if args.json:
+        print_json({
+            "spec": args.spec, "task": args.task, "task_options": ds.meta.get("options", {}),
+            "genome": args.genome or f"preset:{args.preset}", "seed": args.seed,
+            "steps": res.steps.tolist(), "batch": args.batch, "replicas": args.replicas,
+            "backend": sim.backend.name, "dtype": sim.backend.dtype_name, **_json_metrics(res),
+            "diverged_replicas": int(res.diverged[0].sum()), "seconds": res.seconds,
+        })
+        return 0
+    print(f"# {args.spec} on {args.task}: genome={args.genome or 'preset ' + args.preset}, "
+          f"batch={args.batch}, replicas={args.replicas}, seed={args.seed}, "
+          f"backend={sim.backend.name}/{sim.backend.dtype_name}")
+    if res.mse is not None:  # real-valued target vectors: the mean squared error, not accuracy
+        mse = res.mse[0]  # (R, E)
+        print(f"# held-out mean squared error of state 0 (mean ± std over replicas) on {ds.n_test} "
+              f"test examples with target vectors of length {ds.n_outputs}")
+        print(f"{'step':>6}  {'mse':>10}  {'± std':>10}")
+        for e, s in enumerate(res.steps):
+            print(f"{int(s):>6}  {mse[:, e].mean():10.6g}  {mse[:, e].std():10.4g}")
+        final = f"final mse {mse[:, -1].mean():.6g}"
+    else:
+        acc, ce = res.accuracy[0], res.cross_entropy[0]  # (R, E)
+        print(f"# held-out accuracy (mean ± std over replicas) on {len(ds.y_test)} test examples")
+        print(f"{'step':>6}  {'accuracy':>8}  {'± std':>6}  {'x-entropy':>9}")
+        for e, s in enumerate(res.steps):
+            print(f"{int(s):>6}  {acc[:, e].mean():8.4f}  {acc[:, e].std():6.4f}  {np.mean(ce[:, e]):9.4f}")
+        final = f"final accuracy {acc[:, -1].mean():.4f}"
+    if res.diverged.any():
+        print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
+    print(f"# {final} after {args.steps} steps ({res.seconds:.2f} s)")
+    return 0
+
+
+def _json_metrics(res) -> dict:
+    """The per-step metrics of a one-genome run for ``--json``: accuracy and cross-entropy, or
+    (for real-valued target vectors) the mean squared error."""
     if res.mse is not None:
-        return _print_mse(args, ds, sim, res)
-    acc = res.accuracy[0]  # (R, E)
-    ce = res.cross_entropy[0]
-    if args.json:
-        out = {
-            "spec": args.spec, "task": args.task, "task_options": ds.meta.get("options", {}),
-            "genome": args.genome or f"preset:{args.preset}", "seed": args.seed,
-            "steps": res.steps.tolist(), "batch": args.batch, "replicas": args.replicas,
-            "backend": sim.backend.name, "dtype": sim.backend.dtype_name,
-            "accuracy_mean": acc.mean(0).tolist(), "accuracy_std": acc.std(0).tolist(),
-            "cross_entropy_mean": ce.mean(0).tolist(),
-            "final_accuracy": float(acc[:, -1].mean()),
-            "diverged_replicas": int(res.diverged[0].sum()), "seconds": res.seconds,
-        }
-        print_json(out)
-        return 0
-    print(f"# {args.spec} on {args.task}: genome={args.genome or 'preset ' + args.preset}, "
-          f"batch={args.batch}, replicas={args.replicas}, seed={args.seed}, "
-          f"backend={sim.backend.name}/{sim.backend.dtype_name}")
-    print(f"# held-out accuracy (mean ± std over replicas) on {len(ds.y_test)} test examples")
-    print(f"{'step':>6}  {'accuracy':>8}  {'± std':>6}  {'x-entropy':>9}")
-    for e, s in enumerate(res.steps):
-        print(f"{int(s):>6}  {acc[:, e].mean():8.4f}  {acc[:, e].std():6.4f}  {np.mean(ce[:, e]):9.4f}")
-    if res.diverged.any():
-        print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
-    print(f"# final accuracy {acc[:, -1].mean():.4f} after {args.steps} steps ({res.seconds:.2f} s)")
-    return 0
-
-
-def _print_mse(args, ds, sim, res) -> int:
-    """The run's output for real-valued target vectors: mean squared error instead of accuracy."""
-    mse = res.mse[0]  # (R, E)
-    if args.json:
-        out = {
-            "spec": args.spec, "task": args.task, "task_options": ds.meta.get("options", {}),
-            "genome": args.genome or f"preset:{args.preset}", "seed": args.seed,
-            "steps": res.steps.tolist(), "batch": args.batch, "replicas": args.replicas,
-            "backend": sim.backend.name, "dtype": sim.backend.dtype_name,
-            "mse_mean": mse.mean(0).tolist(), "mse_std": mse.std(0).tolist(),
-            "final_mse": float(mse[:, -1].mean()),
-            "diverged_replicas": int(res.diverged[0].sum()), "seconds": res.seconds,
-        }
-        print_json(out)
-        return 0
-    print(f"# {args.spec} on {args.task}: genome={args.genome or 'preset ' + args.preset}, "
-          f"batch={args.batch}, replicas={args.replicas}, seed={args.seed}, "
-          f"backend={sim.backend.name}/{sim.backend.dtype_name}")
-    print(f"# held-out mean squared error of state 0 (mean ± std over replicas) on {ds.n_test} "
-          f"test examples with target vectors of length {ds.n_outputs}")
-    print(f"{'step':>6}  {'mse':>10}  {'± std':>10}")
-    for e, s in enumerate(res.steps):
-        print(f"{int(s):>6}  {mse[:, e].mean():10.6g}  {mse[:, e].std():10.4g}")
-    if res.diverged.any():
-        print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
-    print(f"# final mse {mse[:, -1].mean():.6g} after {args.steps} steps ({res.seconds:.2f} s)")
-    return 0
+        mse = res.mse[0]
+        return {"mse_mean": mse.mean(0).tolist(), "mse_std": mse.std(0).tolist(),
+                "final_mse": float(mse[:, -1].mean())}
+    acc, ce = res.accuracy[0], res.cross_entropy[0]
+    return {"accuracy_mean": acc.mean(0).tolist(), "accuracy_std": acc.std(0).tolist(),
+            "cross_entropy_mean": ce.mean(0).tolist(), "final_accuracy": float(acc[:, -1].mean())}

@@ -141,26 +141,31 @@ class Dataset:
             )
 
     @staticmethod
-    def _as_features(who: str, field_name: str, value: Any) -> np.ndarray:
+    def _finite_matrix(who: str, field_name: str, value: Any, what: str) -> np.ndarray:
+        """``value`` as a finite float64 ``(N, m)`` array of ``what`` (inputs or targets)."""
         try:
             x = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise DataError(
                 f"{who}: {field_name} cannot be converted to a float64 array ({exc}); "
-                "pass a numeric (N, d) array."
+                f"pass a numeric 2-D array of {what}."
             ) from None
-        if x.ndim != 2:
+        if x.ndim != 2 or x.shape[1] < 1:
             raise DataError(
-                f"{who}: {field_name} must be a 2-D array (N, d) but has shape {x.shape}; "
-                "flatten each example into one row."
+                f"{who}: {field_name} must be a 2-D array of {what} (one row per example) but "
+                f"has shape {x.shape}."
             )
         if not np.isfinite(x).all():
             n_bad = int(x.size - np.isfinite(x).sum())
             raise DataError(
-                f"{who}: {field_name} contains {n_bad} NaN or infinite value(s); "
-                "all inputs must be finite, so clean or drop those examples."
+                f"{who}: {field_name} contains {n_bad} NaN or infinite value(s); all {what} "
+                "must be finite, so clean or drop those examples."
             )
         return x
+
+    @classmethod
+    def _as_features(cls, who: str, field_name: str, value: Any) -> np.ndarray:
+        return cls._finite_matrix(who, field_name, value, "inputs (N, d)")
 
     @staticmethod
     def _as_labels(who: str, field_name: str, value: Any) -> np.ndarray:
@@ -178,27 +183,9 @@ class Dataset:
             )
         return y.astype(np.int64, copy=False)
 
-    @staticmethod
-    def _as_vectors(who: str, field_name: str, value: Any) -> np.ndarray:
-        try:
-            y = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise DataError(
-                f"{who}: {field_name} cannot be converted to a float64 array ({exc}); "
-                "give real-valued target vectors as a numeric (N, m) array."
-            ) from None
-        if y.ndim != 2 or y.shape[1] < 1:
-            raise DataError(
-                f"{who}: {field_name} must be a 2-D array (N, m) of target vectors but has "
-                f"shape {y.shape}; give one row of m >= 1 targets per example."
-            )
-        if not np.isfinite(y).all():
-            n_bad = int(y.size - np.isfinite(y).sum())
-            raise DataError(
-                f"{who}: {field_name} contains {n_bad} NaN or infinite target value(s); "
-                "every target must be finite, so clean or drop those examples."
-            )
-        return y
+    @classmethod
+    def _as_vectors(cls, who: str, field_name: str, value: Any) -> np.ndarray:
+        return cls._finite_matrix(who, field_name, value, "target vectors (N, m)")
 
     @property
     def targets(self) -> str:
