@@ -293,6 +293,23 @@ def test_idx_gzip_bomb_is_never_inflated(tmp_path):
         read_idx(f)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_header_claiming_more_than_the_file_holds(gz, tmp_path):
+    from blursim.data.idx import read_idx
+
+    f = tmp_path / "short-idx3-ubyte"
+    data = _idx([2**15, 2**15], b"\x00" * 16)  # declares 1 GiB, holds 16 bytes
+    f.write_bytes(gzip.compress(data) if gz else data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="is truncated"):
+            read_idx(f)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20
+
+
 def test_idx_error_through_the_command_line(tmp_path, capsys):
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte"):

@@ -44,6 +44,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 #: Largest array an IDX file may declare (bytes of its data); EMNIST's largest is ~0.55 GB.
 MAX_IDX_BYTES = 4 * 2**30
+_CHUNK = 1 << 22
 
 
 class _Reader:
@@ -96,9 +97,10 @@ def read_idx(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> n
     The result has the file's element type in native byte order (``uint8``
     for MNIST images and labels) and is a fresh, writable array. The header is
     read first: an array larger than ``max_bytes`` (default: :data:`MAX_IDX_BYTES`, and
-    never more than this machine's memory) is refused before anything is decompressed, and
+    never more than this machine's memory) is refused before anything is decompressed;
     never more than the declared size (plus one byte, to detect trailing data) is read, so
-    a gzip bomb cannot inflate beyond it.
+    a gzip bomb cannot inflate beyond it, and the data are read in chunks, so a header that
+    claims more than the file holds costs no more than what the file holds.
     """
     from blursim.limits import format_bytes
     from blursim.machine import memory_bytes
@@ -149,7 +151,12 @@ def read_idx(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> n
                 f"{format_bytes(expected)} of data, more than the limit of {format_bytes(limit)}; "
                 "the file is corrupt or not a dataset blursim can hold in memory."
             )
-        body = r.read(expected + 1)
+        body = bytearray()  # grown as data arrive, so a header claiming more costs nothing
+        while len(body) <= expected:
+            chunk = r.read(min(_CHUNK, expected + 1 - len(body)))
+            if not chunk:
+                break
+            body += chunk
     if len(body) != expected:
         what = "truncated" if len(body) < expected else "corrupt (it has trailing bytes)"
         got = f"{len(body)} data byte(s) follow" if len(body) <= expected else "more data bytes follow"

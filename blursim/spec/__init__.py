@@ -51,7 +51,7 @@ def document_kind(data: Any) -> str:
     """
     if isinstance(data, dict) and "format" in data:
         fmt = data["format"]
-        if fmt not in FORMATS:
+        if not isinstance(fmt, str) or fmt not in FORMATS:
             raise SpecError("unknown document format", path="$.format", value=fmt, choices=FORMATS,
                             hint="blursim validate reads network, genome and experiment documents.")
         return FORMATS[fmt]
