@@ -9,14 +9,17 @@ CuPy against NumPy and skip cleanly without CuPy or a GPU.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import threadpoolctl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blursim.backend import BACKENDS, NumpyBackend, get_backend
+from blursim.backend import BACKENDS, NumpyBackend, _cblas, get_backend
+from blursim.backend import threads as threads_mod
 from blursim.errors import BackendError, SpecError
 from blursim.genome import random_genome
 from blursim.graph import compile_network
@@ -135,24 +138,110 @@ def test_gemm_beta_zero_ignores_garbage():
     assert (C == 8.0).all()
 
 
-def test_blas_threads_restored():
-    be = NumpyBackend("float32")
-    cb = be._cblas
-    if cb is None or cb.get_threads() is None:
-        pytest.skip("no direct BLAS thread control")
-    before = cb.get_threads()
-    with be.blas_threads(1):
-        assert cb.get_threads() == 1
+def _blas_count() -> int:
+    """NumPy's BLAS thread count as threadpoolctl reads it (independent of blursim)."""
+    info = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    if not info:
+        pytest.skip("threadpoolctl finds no BLAS library to control")
+    return info[0]["num_threads"]
+
+
+@pytest.mark.parametrize("binding", [True, False])
+def test_blas_threads_limited_and_restored(binding):
+    """Through the direct binding or through threadpoolctl alone, a step's limit sets every BLAS
+    library to one thread and the count comes back afterwards."""
+    be = NumpyBackend("float32", blas_binding=binding)
+    with threadpoolctl.threadpool_limits(3, user_api="blas"):
         with be.blas_threads(1):
-            assert cb.get_threads() == 1
-    assert cb.get_threads() == before
+            assert _blas_count() == 1
+            with be.blas_threads(1):
+                assert _blas_count() == 1
+        assert _blas_count() == 3
+
+
+def test_blas_limits_nest_across_threads():
+    """Bodies in different threads: the count stays limited until the last one leaves, and the last
+    one restores it even when another thread entered first (threadpoolctl lets only one thread set
+    OpenBLAS's count unless told otherwise)."""
+    T = threads_mod.from_threadpoolctl()  # threadpoolctl only, no direct calls
+    if not T.libraries:
+        pytest.skip("threadpoolctl finds no BLAS library to control")
+    entered, leave_a, a_left = threading.Event(), threading.Event(), threading.Event()
+
+    def a():
+        with T.limit(1):
+            entered.set()
+            leave_a.wait(10)
+        a_left.set()
+
+    with threadpoolctl.threadpool_limits(3, user_api="blas"):
+        ta = threading.Thread(target=a)
+        ta.start()
+        entered.wait(10)
+        with T.limit(1):  # entered second, from this thread
+            leave_a.set()
+            a_left.wait(10)
+            assert _blas_count() == 1  # thread a left, this body still limits
+        ta.join()
+        assert _blas_count() == 3 and T.limiters == 0
+
+
+@pytest.fixture
+def fresh_binding(monkeypatch):
+    """Let :func:`_cblas.load` decide again in this test (the process's decision comes back after)."""
+    monkeypatch.setattr(_cblas, "_LOADED", [])
+    monkeypatch.delenv("BLURSIM_CBLAS", raising=False)
+
+
+@pytest.mark.parametrize("unknown", ["numpy", "openblas", "no-openblas"])
+def test_binding_switches_itself_off(unknown, fresh_binding, monkeypatch):
+    """A NumPy or OpenBLAS version outside the tested range (simulated by moving the range), or a
+    NumPy without a bundled OpenBLAS (as on MKL or Accelerate): the binding stays off and says why,
+    the backend computes the same step through numpy.matmul, BLAS threads are still limited, and
+    BLURSIM_CBLAS=force overrides a version check."""
+    if unknown == "numpy":
+        monkeypatch.setattr(_cblas, "TESTED_NUMPY", ((0, 1), (0, 2)))
+        why = f"NumPy {np.__version__} is outside the tested versions 0.1-0.2"
+    elif unknown == "openblas":
+        monkeypatch.setattr(_cblas, "TESTED_OPENBLAS", ((9, 0, 0), (9, 9, 9)))
+        why = "is outside the tested versions 9.0.0-9.9.9"
+    else:
+        monkeypatch.setattr(_cblas, "_candidates", lambda: [])
+        why = "NumPy bundles no OpenBLAS"
+    assert _cblas.load() is None and why in _cblas.status()
+    be = NumpyBackend("float64")
+    assert be._cblas is None and be.describe()["direct_blas"] is False
+    with threadpoolctl.threadpool_limits(3, user_api="blas"):
+        with be.blas_threads(1):
+            assert _blas_count() == 1
+        assert _blas_count() == 3
+    prog = compile_network(load_network(next(p for p in SPECS if p.name == "toy_blur.json")))
+    genome = random_genome(k=prog.k, groups=prog.groups, seed=1, scale=0.3)
+    got = trajectory(Simulator(prog, backend=be), genome)
+    monkeypatch.setattr(_cblas, "_LOADED", [])
+    monkeypatch.setenv("BLURSIM_CBLAS", "force")
+    if unknown == "no-openblas":
+        assert _cblas.load() is None  # nothing to force
+    else:
+        assert _cblas.load() is not None and _cblas.status().startswith("on")
+    want = trajectory(Simulator(prog, backend=NumpyBackend("float64")), genome)
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_version_ranges():
+    assert _cblas._version("0.3.23.dev") == (0, 3, 23) and _cblas._version("2.4.6") == (2, 4, 6)
+    assert _cblas._version("unknown") is None and not _cblas._within(None, _cblas.TESTED_NUMPY)
+    assert _cblas._within((2, 4, 6), ((1, 26), (2, 4))) and _cblas._within((1, 26, 4), ((1, 26), (2, 4)))
+    assert not _cblas._within((2, 5, 0), ((1, 26), (2, 4))) and not _cblas._within((1, 25, 2), ((1, 26), (2, 4)))
+    assert _cblas._within((0, 3, 31, 188, 0), ((0, 3, 23), (0, 3, 31)))
+    assert not _cblas._within((0, 3, 32), ((0, 3, 23), (0, 3, 31)))
 
 
 def test_batched_gemm_equals_single_calls(monkeypatch):
     """Slices on BLAS's threads (``?gemm_batch``) give the bits of one-thread ``?gemm`` calls: transposed
     and broadcast operands, per-slice alpha. Small products (where OpenBLAS's batch would take its
     crashing small-matrix path) run serially, and so does a call while another thread limits BLAS too."""
-    from blursim.backend import _cblas
     from blursim.backend.base import Scale
 
     be = NumpyBackend("float32")
@@ -209,7 +298,6 @@ def test_batched_gemm_equals_single_calls(monkeypatch):
 def test_slow_batches_back_off(monkeypatch):
     """Batches slower than the serial product (BLAS's threads without CPUs of their own) are switched off
     for a while after two in a row -- the products run serially, with the same bits -- then tried again."""
-    from blursim.backend import _cblas
 
     be = NumpyBackend("float32")
     cb = be._cblas
@@ -265,9 +353,11 @@ def test_generic_paths_and_threads_match_fast_numpy(spec):
             np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("binding", [True, False])
 @pytest.mark.parametrize("S", [1, 5])
-def test_results_do_not_depend_on_threads(S):
-    """Bit-identical float32 results for 1, 2 and 3 worker threads (a Dask worker equals the local run)."""
+def test_results_do_not_depend_on_threads(S, binding):
+    """Bit-identical float32 results for 1, 2 and 3 worker threads (a Dask worker equals the local run),
+    with the direct BLAS binding and without it (numpy.matmul, BLAS limited through threadpoolctl)."""
     spec = {"k": 2, "populations": [
         {"name": "in", "size": 30, "role": "input"},
         {"name": "h", "size": 40, "role": "hidden", "forward_activation": "relu_tanh", "backward_activation": "relu_tanh"},
@@ -275,7 +365,8 @@ def test_results_do_not_depend_on_threads(S):
         "projections": [{"from": "in", "to": "h"}, {"from": "h", "to": "out"}]}
     prog = compile_network(load_network(spec))
     genome = random_genome(k=2, seed=3)
-    runs = [trajectory(Simulator(prog, dtype="float32", threads=t), genome, S=S, R=1) for t in (1, 2, 3)]
+    runs = [trajectory(Simulator(prog, backend=NumpyBackend("float32", threads=t, blas_binding=binding)),
+                       genome, S=S, R=1, batch=64) for t in (1, 2, 3)]
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)
@@ -299,7 +390,6 @@ def test_one_genome_parallel_updates_are_bit_identical(rules, split, monkeypatch
     updates of different projections as parallel jobs; float32 results equal the one-thread run.
     The sizes (batch 128) make the split happen, which the test checks."""
     import blursim.sim.simulator as simmod
-    from blursim.backend import _cblas
 
     cb = NumpyBackend("float32")._cblas
     if cb is None:

@@ -73,13 +73,15 @@ def test_products_only_runs_the_steps_products(backend, monkeypatch):
         assert products == sorted(calls) and len(products) >= 7  # 7 products per chunk of species
 
 
-def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys):
+def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys, backend):
+    bound = backend._cblas is not None  # the rows without the BLAS binding need it to be on
     out = tmp_path / "bench.json"
     rc = bench.main(["--quick", "--species", "1,2", "--fitness-species", "2", "--json", str(out)])
     assert rc == 0
     res = json.loads(out.read_text())
     rows = {r["row"]: r for r in res["rows"]}
-    want = {f"paper-es {kind} S={S}" for S in (1, 2) for kind in ("train", "forward", "products only")}
+    want = {f"paper-es {kind} S={S}" for S in (1, 2)
+            for kind in ("train", "forward", "products only") + (("train no BLAS binding",) if bound else ())}
     want |= {"local-sparse train blocks S=8", "local-sparse train masked S=8", "fitness S=2"}
     assert set(rows) == want
     for name, r in rows.items():
@@ -95,12 +97,17 @@ def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys):
     assert len(ls["pair_ratios"]) == 3 and ls["speed_ratio"] == pytest.approx(np.median(ls["pair_ratios"]))
     assert ls["target_ratio"] == pytest.approx(0.5 / ls["block_density"])
     assert ls["met"] == (ls["speed_ratio"] >= ls["target_ratio"])
+    bb = res["blas_binding"]
+    assert (bb is not None) == bound
+    for S in ("1", "2") if bound else ():
+        assert len(bb["pair_ratios"][S]) == 1 and bb["speed_ratio"][S] == pytest.approx(
+            rows[f"paper-es train no BLAS binding S={S}"]["median_s"] / rows[f"paper-es train S={S}"]["median_s"])
     assert res["roofline_gflops"] == max(res["roofline_samples"])
     assert res["machine"]["backend"] == "numpy" and res["machine"]["cpus"] >= 1
     table = capsys.readouterr().out
     for name in want:
         assert name in table
-    assert "block density" in table
+    assert "block density" in table and ("BLAS binding (on" in table) == bound
 
 
 @pytest.mark.parametrize("argv", [["--species", "1,x"], ["--species", "0"], ["--rounds", "0"],

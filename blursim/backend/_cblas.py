@@ -1,13 +1,21 @@
 """Direct calls into the BLAS library that NumPy itself uses (``?gemm`` with ``alpha``/``beta``).
 
+An accelerator, never a requirement: without it the NumPy backend computes the
+same step with ``numpy.matmul`` and limits BLAS's threads through threadpoolctl
+(:mod:`blursim.backend.threads`). What it buys is measured in every benchmark
+run (``docs/benchmarks.md``, the ``no BLAS binding`` rows).
+
 ``numpy.matmul`` has no ``beta``: ``W <- f W + H`` costs a product into a
 temporary and two more passes over ``W``. BLAS ``gemm`` does it in one go,
 and ``ctypes`` releases the GIL during the call, so worker threads run
 products in parallel. We look the ``cblas_?gemm`` symbols up in the OpenBLAS
-that NumPy wheels bundle (``numpy.libs``); if they are not there (NumPy built
-against another BLAS) or the self-test fails, :func:`load` returns ``None``
-and the backend falls back to ``numpy.matmul``. ``BLURSIM_CBLAS=0`` disables
-this module.
+that NumPy wheels bundle (``numpy.libs``). :func:`load` returns ``None`` --
+the binding stays off, and :func:`status` says why -- when they are not there
+(NumPy built against MKL, Accelerate or another BLAS), when NumPy or its
+OpenBLAS is outside the versions the binding has been tested with
+(:data:`TESTED_NUMPY`, :data:`TESTED_OPENBLAS`), or when the self-test fails.
+``BLURSIM_CBLAS=0`` turns it off; ``BLURSIM_CBLAS=force`` turns it on outside
+the tested versions (the self-tests still run).
 
 One genome alone (a single chunk of species) leaves the second CPU idle
 between products. Handing slices to our own Python threads costs 40-200 us
@@ -24,13 +32,21 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
-import threading
+import re
 import time
-from contextlib import contextmanager
 
 import numpy as np
 
+from blursim.backend.threads import blas_threads
+
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+#: NumPy (major.minor) and bundled OpenBLAS versions the binding has been tested with, inclusive:
+#: the backend, block-sparse, backprop-identity and property tests pass with each NumPy wheel in
+#: this range and the OpenBLAS it bundles (1.26.4/0.3.23, 2.0.2 and 2.1.3/0.3.27, 2.2.6/0.3.29,
+#: 2.3.5/0.3.30, 2.4.6/0.3.31; docs/benchmarks.md). ``?gemm_batch`` exists from OpenBLAS 0.3.29.
+TESTED_NUMPY = ((1, 26), (2, 4))
+TESTED_OPENBLAS = ((0, 3, 23), (0, 3, 31))
 
 # (symbol prefix, symbol suffix, integer type): OpenBLAS builds whose integer
 # width is certain from the symbol names.
@@ -41,8 +57,21 @@ _VARIANTS = (
 )
 
 
+def _version(text: str | None) -> tuple[int, ...] | None:
+    """``"2.4.6"`` -> ``(2, 4, 6)``; ``"0.3.23.dev"`` -> ``(0, 3, 23)``; ``None`` if no number leads."""
+    m = re.match(r"\s*(\d+(?:\.\d+)*)", text or "")
+    return tuple(int(x) for x in m.group(1).split(".")) if m else None
+
+
+def _within(v: tuple[int, ...] | None, rng: tuple[tuple[int, ...], tuple[int, ...]]) -> bool:
+    if v is None:
+        return False
+    lo, hi = rng
+    return lo <= v[: len(lo)] and v[: len(hi)] <= hi
+
+
 class CBlas:
-    """``gemm`` for float32/float64/complex128 and OpenBLAS thread control."""
+    """``gemm`` for float32/float64/complex128 and OpenBLAS's thread count, called directly."""
 
     def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str, int_t, path: str) -> None:
         self.path = path
@@ -63,9 +92,6 @@ class CBlas:
             if fn is not None:
                 fn.restype = None
                 self.batch[np.dtype(dt)] = (fn, scal)
-        #: Thread-count bookkeeping: ``limiters`` active :meth:`limit` bodies, the count saved by the first.
-        self.lock = threading.Lock()
-        self.limiters, self._saved = 0, None
         self._set = self._get = None
         for name in (f"{prefix}openblas_set_num_threads{suffix}", "openblas_set_num_threads"):
             if hasattr(lib, name):
@@ -78,6 +104,17 @@ class CBlas:
                 self._get = getattr(lib, name)
                 self._get.restype = ctypes.c_int
                 break
+        #: OpenBLAS's version from ``openblas_get_config`` (``"0.3.31.188.0"``), or ``None``.
+        self.version = None
+        cfg = getattr(lib, f"{prefix}openblas_get_config{suffix}", None)
+        if cfg is not None:
+            cfg.restype = ctypes.c_char_p
+            m = re.search(r"OpenBLAS\s+(\S+)", (cfg() or b"").decode(errors="replace"))
+            self.version = m.group(1) if m else None
+        #: The process's BLAS thread limit (:mod:`blursim.backend.threads`), which :func:`load` points
+        #: at this binding's direct calls; a ``?gemm_batch`` raises the count only while it is the
+        #: one limit in force.
+        self.threads = blas_threads()
 
     def get_threads(self) -> int | None:
         return int(self._get()) if self._get is not None else None
@@ -85,25 +122,6 @@ class CBlas:
     def set_threads(self, n: int) -> None:
         if self._set is not None:
             self._set(int(n))
-
-    @contextmanager
-    def limit(self, n: int):
-        """BLAS limited to ``n`` threads in the body (restored afterwards; nests across threads)."""
-        if self.get_threads() is None:
-            yield
-            return
-        with self.lock:
-            if self.limiters == 0:
-                self._saved = self.get_threads()
-                self.set_threads(n)
-            self.limiters += 1
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.limiters -= 1
-                if self.limiters == 0 and self._saved is not None:
-                    self.set_threads(self._saved)
 
 
 def _candidates() -> list[str]:
@@ -146,7 +164,7 @@ def _batch_self_test(cb: CBlas) -> None:
             want, got = C0.copy(), C0.copy()
             p = _plan(cb, A, B, got)
             jobs = [(A.ctypes.data + oa, B.ctypes.data + ob, got.ctypes.data + oc, 0.7, 0.3) for oa, ob, oc in p.offs]
-            with cb.limit(1):
+            with cb.threads.limit(1):
                 call_gemm(cb, A, B, want, 0.7, 0.3)
                 done = _batch(cb, p, jobs, 2)
             ok = ok and done and not p.swap and np.array_equal(want, got)
@@ -154,34 +172,57 @@ def _batch_self_test(cb: CBlas) -> None:
             del cb.batch[dt]
 
 
-_LOADED: list = []
+_LOADED: list = []  # [(binding or None, why)]
 
 
 def load() -> CBlas | None:
-    """The BLAS binding, or ``None`` when unavailable (cached)."""
-    if _LOADED:
-        return _LOADED[0]
-    cb = None
-    if os.environ.get("BLURSIM_CBLAS", "1") != "0":
-        for path in _candidates():
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
+    """The BLAS binding, or ``None`` when it stays off (:func:`status` says why); decided once."""
+    if not _LOADED:
+        _LOADED.append(_load())
+    return _LOADED[0][0]
+
+
+def status() -> str:
+    """Why the binding is on or off, in a few words (for benchmark reports)."""
+    load()
+    return _LOADED[0][1]
+
+
+def _load() -> tuple[CBlas | None, str]:
+    mode = os.environ.get("BLURSIM_CBLAS", "1").strip().lower()
+    if mode == "0":
+        return None, "off: BLURSIM_CBLAS=0"
+    force = mode == "force"
+    if not force and not _within(_version(np.__version__), TESTED_NUMPY):
+        return None, (f"off: NumPy {np.__version__} is outside the tested versions "
+                      f"{_fmt(TESTED_NUMPY)} (BLURSIM_CBLAS=force overrides)")
+    for path in _candidates():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix, int_t in _VARIANTS:
+            if not hasattr(lib, f"{prefix}cblas_sgemm{suffix}"):
                 continue
-            for prefix, suffix, int_t in _VARIANTS:
-                if hasattr(lib, f"{prefix}cblas_sgemm{suffix}"):
-                    try:
-                        cand = CBlas(lib, prefix, suffix, int_t, path)
-                        if _self_test(cand):
-                            cb = cand
-                            _batch_self_test(cb)
-                    except (AttributeError, OSError):
-                        cand = None
-                    break
-            if cb is not None:
-                break
-    _LOADED.append(cb)
-    return cb
+            try:
+                cb = CBlas(lib, prefix, suffix, int_t, path)
+            except (AttributeError, OSError):
+                return None, f"off: {os.path.basename(path)} lacks a symbol the binding needs"
+            if not force and not _within(_version(cb.version), TESTED_OPENBLAS):
+                return None, (f"off: OpenBLAS {cb.version} is outside the tested versions "
+                              f"{_fmt(TESTED_OPENBLAS)} (BLURSIM_CBLAS=force overrides)")
+            if not _self_test(cb):
+                return None, f"off: the self-test of {os.path.basename(path)} failed"
+            if cb.get_threads() is not None:
+                cb.threads.accelerate(path, cb.get_threads, cb.set_threads, version=cb.version)
+            _batch_self_test(cb)
+            return cb, (f"on: OpenBLAS {cb.version} ({os.path.basename(path)})"
+                        + (", ?gemm_batch" if cb.batch else ""))
+    return None, "off: NumPy bundles no OpenBLAS with cblas symbols (e.g. a build on MKL or Accelerate)"
+
+
+def _fmt(rng) -> str:
+    return "-".join(".".join(map(str, v)) for v in rng)
 
 
 def _layout(strides, rows: int, cols: int, it: int):
@@ -396,8 +437,8 @@ def _batch(cb: CBlas, p: _Plan, jobs: list, workers: int) -> bool:
     As, Bs, Cs, al, be = zip(*jobs)
     P = ctypes.c_void_p * n
     As, Bs, Cs, alpha, beta = P(*As), P(*Bs), P(*Cs), (scal * n)(*al), (scal * n)(*be)
-    with cb.lock:
-        if cb.limiters != 1:
+    with cb.threads.lock:
+        if cb.threads.limiters != 1:
             return False
         old = cb.get_threads()
         cb.set_threads(workers)

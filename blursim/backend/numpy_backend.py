@@ -2,19 +2,24 @@
 
 Two things make it fast (see ``docs/benchmarks.md``):
 
-- :meth:`NumpyBackend.gemm` calls BLAS ``?gemm`` directly (through
-  :mod:`blursim.backend._cblas`) so that ``alpha`` and ``beta`` fold the
-  genome's scalars and the synapse keep gate into the product;
 - :attr:`NumpyBackend.workers` threads run independent species side by side
   (NumPy and BLAS release the GIL), with BLAS itself limited to one thread
-  meanwhile (:meth:`NumpyBackend.blas_threads`); a single genome's large
-  products instead hand their slices to BLAS's own threads in one
-  ``?gemm_batch`` call (:meth:`NumpyBackend.parallel_gemm`), every slice a
-  single-threaded product, so the bits never depend on the thread count.
+  meanwhile (:meth:`NumpyBackend.blas_threads`, through threadpoolctl for any
+  BLAS: :mod:`blursim.backend.threads`), so every product is a
+  single-threaded BLAS computation and the bits never depend on the thread
+  count;
+- where NumPy bundles a tested OpenBLAS, the direct binding of
+  :mod:`blursim.backend._cblas` accelerates it: :meth:`NumpyBackend.gemm`
+  calls ``?gemm`` with ``alpha`` and ``beta`` folding the genome's scalars and
+  the synapse keep gate into the product, and a single genome's large
+  products hand their slices to BLAS's own threads in one ``?gemm_batch``
+  call (:meth:`NumpyBackend.parallel_gemm`), each slice a single-threaded
+  product. Without it (``blas_binding=False``, ``BLURSIM_CBLAS=0``, or another
+  BLAS) products go through ``numpy.matmul``.
 
-``NumpyBackend(dtype, fast=False)`` switches both off and runs the generic
-code paths that the CuPy backend uses; the tests use it as a stand-in for a
-GPU backend.
+``NumpyBackend(dtype, fast=False)`` runs only the generic code paths that the
+CuPy backend uses (no direct BLAS calls, one worker thread); the tests use it
+as a stand-in for a GPU backend.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 
 from blursim.backend import _cblas
 from blursim.backend.base import Backend
+from blursim.backend.threads import blas_threads
 from blursim.machine import usable_cpus
 
 
@@ -36,16 +42,22 @@ class NumpyBackend(Backend):
     ``threads``: worker threads for independent species (default
     ``$BLURSIM_THREADS`` or the number of usable CPUs). ``fast=False``: use
     only the generic primitives (no direct BLAS calls, one thread).
+    ``blas_binding=False``: products through ``numpy.matmul`` even where the
+    direct BLAS binding is available (what a NumPy on MKL or Accelerate gets;
+    the benchmark compares both).
     """
 
     name = "numpy"
     on_host = True
 
-    def __init__(self, dtype: str = "float32", threads: int | None = None, fast: bool = True) -> None:
+    def __init__(self, dtype: str = "float32", threads: int | None = None, fast: bool = True,
+                 blas_binding: bool = True) -> None:
         super().__init__(dtype)
         self.xp = np
         self.fast = bool(fast)
-        self._cblas = _cblas.load() if self.fast else None
+        self._cblas = _cblas.load() if self.fast and blas_binding else None
+        #: The process's BLAS thread limit (shared by every backend: BLAS's thread count is global).
+        self.threads = blas_threads()
         if threads is None:
             env = os.environ.get("BLURSIM_THREADS")
             threads = int(env) if env else usable_cpus()
@@ -77,15 +89,13 @@ class NumpyBackend(Backend):
 
     @contextmanager
     def parallel_gemm(self, pool, n: int):
-        """In the body, this thread's large gemms split their slices across ``n`` threads: BLAS's own
-        (:attr:`blas_splits_gemm`) or else ``pool``'s, each slice a single-threaded BLAS call, so
-        results do not depend on ``n``. ``n <= 1``: this thread's gemms run serially in the body."""
-        if self._cblas is None:
-            yield
-            return
+        """In the body, BLAS is single-threaded and this thread's large gemms split their slices across
+        ``n`` threads: BLAS's own (:attr:`blas_splits_gemm`) or else ``pool``'s, each slice a
+        single-threaded BLAS call, so results do not depend on ``n``. ``n <= 1``, or without the
+        direct binding: this thread's gemms run serially in the body."""
         old = getattr(self._tls, "par", None)
         with self.blas_threads(1):
-            if n <= 1:
+            if n <= 1 or self._cblas is None:
                 self._tls.par = None
             else:
                 self._tls.par = (_cblas.BLAS_THREADS if self.blas_splits_gemm else pool, n)
@@ -97,10 +107,10 @@ class NumpyBackend(Backend):
     @contextmanager
     def blas_threads(self, n: int | None):
         """Limit BLAS to ``n`` threads in the body (restored afterwards; nests across threads)."""
-        if n is None or self._cblas is None:
+        if n is None:
             yield
             return
-        with self._cblas.limit(n):
+        with self.threads.limit(n):
             yield
 
     def describe(self) -> dict:
@@ -113,6 +123,7 @@ class NumpyBackend(Backend):
             pass
         return {
             "numpy": np.__version__, **cfg, "direct_blas": self._cblas is not None,
-            "blas_threads": None if self._cblas is None else self._cblas.get_threads(),
+            "blas_binding": _cblas.status() if self.fast else "off: fast=False",
+            "blas_threads": self.threads.get(), "blas_libraries": self.threads.describe(),
             "workers": self.workers,
         }

@@ -10,6 +10,12 @@ One run measures, on the chosen backend:
   training step and the forward-only step, as genome-steps/s, GFLOP/s
   counted with the *minimal* FLOPs (:meth:`Simulator.flops`) and % of the
   roofline;
+- ``paper-es train no BLAS binding``: the same training step on a NumPy
+  backend without the direct BLAS binding (``numpy.matmul`` products, BLAS
+  threads limited through threadpoolctl: what NumPy on MKL or Accelerate
+  gets), measured back to back with the ``train`` row in every round; the
+  binding's speed-up is the median of those pairs' ratios (NumPy backend with
+  the binding only);
 - ``paper-es products only``: the same training step's matrix products
   alone, scheduled as the simulator schedules them (same operators, species
   chunks, threads and update jobs) on fixed states: the ceiling this BLAS
@@ -340,6 +346,14 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     wl: dict[tuple, Workload] = {}
     for S in species:
         wl[("paper-es", S)] = Workload(PAPER_ES, S, backend)
+    # the same step without the direct BLAS binding, where the binding is on (NumPy backend)
+    unbound = None
+    if getattr(backend, "_cblas", None) is not None:
+        from blursim.backend import NumpyBackend
+
+        unbound = NumpyBackend("float32", blas_binding=False)
+        for S in species:
+            wl[("paper-es no binding", S)] = Workload(PAPER_ES, S, unbound)
     S_loc = 8
     wl[("local-sparse", "blocks")] = Workload(local_sparse_spec(), S_loc, backend, sparse="blocks")
     wl[("local-sparse", "masked")] = Workload(local_sparse_spec(), S_loc, backend, sparse="masked")
@@ -358,6 +372,7 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
         return ts
 
     fit = None
+    binding_pairs: dict[int, list[float]] = {S: [] for S in species}  # without / with, back to back
     pair_ratios: list[float] = []  # masked / blocks time of each back-to-back pair
     for rnd in range(rounds):
         for S in species:
@@ -368,6 +383,14 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
                     peaks[key] = w.memory(train)
                 ts = measure(key, *w.step_fn(train), min_time)
                 log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
+                if train and unbound is not None:
+                    key_off = f"paper-es train no BLAS binding S={S}"
+                    wo = wl[("paper-es no binding", S)]
+                    if key_off not in peaks:
+                        peaks[key_off] = wo.memory(True)
+                    ts_off = measure(key_off, *wo.step_fn(True), min_time)
+                    binding_pairs[S].append(statistics.median(ts_off) / statistics.median(ts))
+                    log(f"#   round {rnd + 1}: {key_off}: {1e3 * statistics.median(ts_off):.2f} ms/step")
             key = f"paper-es products only S={S}"
             ts = measure(key, *products_only(w), min_time / 2)
             log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
@@ -398,6 +421,10 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
             key = f"paper-es {'train' if train else 'forward'} S={S}"
             fl = w.sim.flops(w.B, train=train)["total"]
             rows.append(_row(key, S, best[key], fl, roof, peaks[key], {"flops_per_genome_step": fl}))
+            if train and unbound is not None:
+                key = f"paper-es train no BLAS binding S={S}"
+                rows.append(_row(key, S, best[key], fl, roof, peaks[key], {
+                    "flops_per_genome_step": fl, "note": "numpy.matmul products, BLAS threads via threadpoolctl"}))
         key = f"paper-es products only S={S}"
         fl = w.sim.flops(w.B, train=True)["total"]
         rows.append(_row(key, S, best[key], fl, roof, None, {
@@ -426,8 +453,14 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     rows.append({"row": fkey, "S": fitness_species, "median_s": med, "best_s": min(fts), "reps": len(fts),
                  "genome_evaluations_per_s": fitness_species / med, "peak_bytes": peaks[fkey], "adjacent_roofline": froof,
                  "evaluation": "15 training steps + 20 query batches of 128"})
+    binding = None
+    if unbound is not None:
+        binding = {"status": info.get("blas_binding"),
+                   "speed_ratio": {str(S): statistics.median(r) for S, r in binding_pairs.items()},
+                   "pair_ratios": {str(S): r for S, r in binding_pairs.items()}}
     return {
         "machine": info, "roofline_gflops": roof, "roofline_samples": roofs, "rows": rows,
+        "blas_binding": binding,
         "local_sparse": {"speed_ratio": ratio, "pair_ratios": pair_ratios, "block_density": dens,
                          "target_ratio": 0.5 / dens, "met": ratio >= 0.5 / dens},
         "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -459,6 +492,13 @@ def format_table(res: dict) -> str:
             f"{r.get('gflops', 0):>8.1f} {r['adjacent_roofline']:>6.0f} {r.get('pct_roofline', 0):>6.1f}% "
             f"{r.get('pct_best_roofline', 0):>6.1f}% "
             + (f"{r['peak_bytes'] / 2**20:>9.1f}" if r.get("peak_bytes") is not None else f"{'':>9}"))
+    bb = res.get("blas_binding")
+    if bb:
+        lines.append("")
+        ratios = ", ".join(f"S = {S} {v:.2f}x" for S, v in bb["speed_ratio"].items())
+        n = min(len(v) for v in bb["pair_ratios"].values())
+        lines.append(f"BLAS binding ({bb['status']}): training step with it vs without, {ratios} "
+                     f"(median of {n} back-to-back pairs per S)")
     ls = res["local_sparse"]
     lines.append("")
     pr = ls.get("pair_ratios") or [ls["speed_ratio"]]
