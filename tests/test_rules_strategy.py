@@ -91,3 +91,11 @@ def test_recurrent_and_sparse_specs_are_drawn():
     prog = compile_network(load_network(o2o))
     q = next(q for q in prog.projs if q.kind == "one_to_one")
     assert q.n_pre == q.n_post and (q.mask is None or np.array_equal(q.mask, np.eye(q.n_pre, dtype=bool)))
+
+
+def test_shared_update_is_drawn_only_with_shared_channels():
+    r = find(rules(), lambda r: r["shared_update"] == "channel0")
+    assert r["shared_channels"] is True
+    assert find(rules(shared_update="channel0"), lambda r: True)["shared_channels"] is True
+    with pytest.raises(ValueError, match="shared_channels"):
+        find(rules(shared_update="channel0", shared_channels=False), lambda r: True)

@@ -12,14 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from blursim.cli.common import (
-    add_genome_args,
-    check_flags,
-    genome_from_args,
-    parse_options,
-    print_json,
-    require_memory,
-)
+from blursim.cli.common import add_genome_args, genome_from_args, parse_options, print_json, require_memory
 
 def parse_bytes(text: str) -> int:
     """``"512MiB"``, ``"2G"``, ``"1000000"`` -> bytes."""
@@ -75,11 +68,15 @@ def add_parser(sub) -> None:
 def cmd_analyze(args) -> int:
     from blursim.analysis import analyze, parse_state
     from blursim.data import load_dataset
+    from blursim.errors import SpecError
     from blursim.graph import check_dataset_fit, compile_network
     from blursim.sim import train_batch
     from blursim.spec import load_network
 
-    check_flags(args)
+    if args.batch < 1:
+        raise SpecError("--batch must be >= 1", value=args.batch, path="--batch")
+    if args.metric_states < 0:
+        raise SpecError("--metric-states must be >= 0", value=args.metric_states, path="--metric-states")
     budget = parse_bytes(args.memory_budget)
     kind, n_steps = parse_state(args.state)
     spec = load_network(args.spec)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from blursim.cli.common import check_flags, parse_options, print_json, require_memory
+from blursim.cli.common import parse_options, print_json, require_memory
 
 _OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam"]
 
@@ -40,6 +40,13 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_baseline)
 
 
+def _check(name: str, v, minimum) -> None:
+    from blursim.errors import SpecError
+
+    if v < minimum:
+        raise SpecError(f"{name} must be >= {minimum}", value=v, path=name)
+
+
 def cmd_baseline(args) -> int:
     from blursim.baselines import DEFAULT_LRS, FeedForwardNet, lr_sweep, make_optimizer
     from blursim.baselines.optimizers import check_lr
@@ -48,8 +55,11 @@ def cmd_baseline(args) -> int:
     from blursim.graph import check_dataset_fit, compile_network
     from blursim.spec import load_network
 
-    check_flags(args)
+    _check("--steps", args.steps, 0)
+    _check("--batch", args.batch, 1)
+    _check("--replicas", args.replicas, 1)
     every = args.eval_every if args.eval_every is not None else max(1, args.steps // 10)
+    _check("--eval-every", every, 1)
     lrs = [check_lr(v, path="--lr") for v in (args.lr or DEFAULT_LRS)]
     opts = []
     for name in dict.fromkeys(args.optimizer):

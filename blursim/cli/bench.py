@@ -550,9 +550,9 @@ def cmd_bench(args) -> int:
                         quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True),
                         fitness_species=args.fitness_species)
     if args.json:
-        from blursim.io import atomic_write_text, json_ready
+        from blursim.io import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(json_ready(res), indent=2, allow_nan=False) + "\n")
+        atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
     print(format_table(res))
     return 0
 

@@ -89,28 +89,3 @@ def require_memory(spec: Any, *, batch: int, rows: int = 0, replicas: int = 1, g
                 hint=f"Use a smaller {flag} or fewer replicas.")
     except SpecError as e:
         raise type(e)(e.message, path=e.path, hint=e.hint, source=source) from None
-
-
-def _flag_ranges() -> dict[str, tuple[float, float]]:
-    from blursim import limits as L
-
-    return {  # inclusive, as for the same numbers in documents (docs/design.md, "Limits")
-        "steps": (0, L.MAX_STEPS), "batch": (1, L.MAX_BATCH), "replicas": (1, L.MAX_REPLICAS),
-        "eval_every": (1, L.MAX_STEPS), "seed": (0, L.MAX_SEED), "genome_seed": (0, L.MAX_SEED),
-        "generations": (0, L.MAX_GENERATIONS), "query_batches": (1, L.MAX_QUERY_BATCHES),
-        "dask_workers": (1, L.MAX_LOCAL_WORKERS), "dask_timeout": (1e-3, 3600.0),
-        "memory_budget": (1e-6, L.MAX_MEMORY_BUDGET_MB), "metric_states": (0, 1000), "metric_max_n": (0, 10_000),
-    }
-
-
-def check_flags(args: Any) -> None:
-    """Refuse a numeric command-line flag outside its range (or NaN, or infinite) before any work:
-    the same limits as the same numbers in a document."""
-    for name, (lo, hi) in _flag_ranges().items():
-        v = getattr(args, name, None)
-        if v is None or isinstance(v, (str, bool)):
-            continue
-        if not math.isfinite(v) or not lo <= v <= hi:
-            flag = "--" + name.replace("_", "-")
-            lo_text = f"{lo:g}" if isinstance(lo, float) else str(lo)
-            raise SpecError(f"{flag} must be in {lo_text}..{hi:g}", value=v, path=flag)

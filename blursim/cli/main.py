@@ -24,6 +24,7 @@ COMMANDS = [
     "blursim.cli.baseline",  # baseline (SGD / momentum / Adam)
     "blursim.cli.bench",  # bench
     "blursim.cli.replay",  # replay (law counterexamples, blursim.testing)
+    "blursim.cli.genome",  # genome import / export (the paper authors' layout)
 ]
 
 

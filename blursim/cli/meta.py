@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blursim.cli.common import add_backend_args, check_flags, parse_options, print_json, require_memory
+from blursim.cli.common import add_backend_args, parse_options, print_json, require_memory
 
 
 def add_parser(sub) -> None:
@@ -63,13 +63,23 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _positive(name: str, v: int | None, minimum: int = 1) -> None:
+    from blursim.errors import SpecError
+
+    if v is not None and v < minimum:
+        raise SpecError(f"{name} must be >= {minimum}", value=v, path=name)
+
+
 def cmd_meta_train(args) -> int:
     from blursim.errors import BlursimError
     from blursim.meta import meta_train, prepare_experiment
     from blursim.meta.distributed import make_executor
     from blursim.meta.observers import ProgressBar, summary_line
 
-    check_flags(args)
+    _positive("--generations", args.generations, 0)
+    _positive("--dask-workers", args.dask_workers)
+    if args.memory_budget is not None and args.memory_budget <= 0:
+        raise BlursimError(f"--memory-budget must be > 0 (got {args.memory_budget})")
     setup = prepare_experiment(args.experiment)  # every check before any compute
     exp = setup.experiment
     if args.resume:
@@ -127,7 +137,11 @@ def cmd_evaluate(args) -> int:
     from blursim.sim import Simulator, train_and_evaluate
     from blursim.spec import load_genome, load_network
 
-    check_flags(args)
+    _positive("--steps", args.steps, 0)
+    _positive("--replicas", args.replicas)
+    _positive("--batch", args.batch)
+    _positive("--eval-every", args.eval_every)
+    _positive("--query-batches", args.query_batches)
     spec = load_network(args.spec)
     prog = compile_network(spec)
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")

@@ -7,7 +7,6 @@ import numpy as np
 from blursim.cli.common import (
     add_backend_args,
     add_genome_args,
-    check_flags,
     genome_from_args,
     parse_options,
     print_json,
@@ -32,13 +31,25 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def _check_positive(name: str, v: int, minimum: int = 1) -> None:
+    from blursim.errors import SpecError
+
+    if v < minimum:
+        raise SpecError(f"{name} must be >= {minimum}", value=v, path=name)
+
+
 def cmd_run(args) -> int:
     from blursim.data import load_dataset
     from blursim.graph import check_dataset_fit, compile_network
     from blursim.sim import Simulator, train_and_evaluate
     from blursim.spec import load_network
 
-    check_flags(args)
+    _check_positive("--steps", args.steps, 0)
+    _check_positive("--batch", args.batch)
+    _check_positive("--replicas", args.replicas)
+    _check_positive("--eval-every", args.eval_every)
+    _check_positive("--seed", args.seed, 0)
+    _check_positive("--genome-seed", args.genome_seed, 0)
     spec = load_network(args.spec)
     prog = compile_network(spec)
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")

@@ -105,8 +105,6 @@ class RunDirectory:
         outputs) when the run stopped before its first checkpoint."""
         if not self.path.is_dir():
             raise mio.RunDirError(f"cannot resume: {self.path} is not a directory")
-        if not (self.path / mio.CHECKPOINT_JSON).exists() and not (self.path / mio.EXPERIMENT).exists():
-            mio.read_checkpoint(self.path, setup)  # raises: no run here (and nothing written into it)
         self._lock.acquire()
         try:
             if (self.path / mio.CHECKPOINT_JSON).exists():

@@ -384,6 +384,8 @@ class Simulator:
         self._target_tables: dict[int, tuple] = {}
         # inputs feeding each projection (pre population is an input)
         self._is_input = [p.role == "input" for p in program.pops]
+        # shared channels store channel 0's update instead of the channel mean (rules.shared_update)
+        self._channel0 = program.shared and self.rules.shared_update == "channel0"
 
     # ------------------------------------------------------------------ genomes
     def prepare(self, genomes) -> dict[str, _Gene]:
@@ -886,6 +888,7 @@ class Simulator:
     def _hebbian_base(self, cf, g: str, B: int):
         """``eta~`` per species, x 1/B for the mean reduction, x 1/k for the channel mean of shared channels."""
         k, mean, shared = self.k, self.rules.batch_reduction == "mean", self.program.shared
+        shared = shared and not self._channel0
         return cf._get(("base", g), lambda: cf.h[g]["eta_tilde"] * (1.0 / B if mean else 1.0) / (k if shared else 1))
 
     def _update_syn(self, run, qi: int, which: str, E, bq) -> None:
@@ -902,8 +905,12 @@ class Simulator:
         if self._is_input[q.pre]:  # input states: x in state 0, zeros elsewhere (only a pre can be an input)
             x = run.inputs[q.pre]
             if shared:
-                mixed = run.flat(run.mix(q.post, g, "mu_tilde_in" if which == "W" else "nu_tilde_t_in"))
-                P, Q = (x["tiled"], mixed) if which == "W" else (mixed, x["tiled"])
+                mixed = run.mix(q.post, g, "mu_tilde_in" if which == "W" else "nu_tilde_t_in")
+                if self._channel0:
+                    mixed, xs = mixed[:, :, 0:1], x["x"]
+                else:
+                    mixed, xs = run.flat(mixed), x["tiled"]
+                P, Q = (xs, mixed) if which == "W" else (mixed, xs)
                 alpha = cf.scale(key, lambda: base.reshape(-1, 1, 1))
             elif which == "W":  # (nu~^T x)^c = nu~[0, c] x
                 P, Q = x["x"], run.mix(q.post, g, "mu_tilde")
@@ -913,7 +920,9 @@ class Simulator:
                 alpha = cf.scale(key, lambda: (base[:, None] * h["mu_tilde"][:, :, 0])[:, None, :])
         else:
             P, Q = run.mix(src, g, "nu_tilde_t"), run.mix(dst, g, "mu_tilde")
-            if shared:
+            if self._channel0:
+                P, Q = P[:, :, 0:1], Q[:, :, 0:1]
+            elif shared:
                 P, Q = run.flat(P), run.flat(Q)
             alpha = cf.scale(key, lambda: base.reshape(-1, 1, 1))
         n2 = self._q_sq(run, dst, g) if self.rules.oja == "activity" else None
@@ -999,7 +1008,7 @@ class Simulator:
             if rules.batch_reduction == "mean":
                 n2 = n2 / run.B
             if self.kw == 1:
-                n2 = n2.mean(axis=2, keepdims=True)
+                n2 = n2[:, :, 0:1] if self._channel0 else n2.mean(axis=2, keepdims=True)
         g = q.group
         ft = cf.dev(("ft4", g), lambda: cf.h[g]["f_tilde"].reshape(-1, 1, 1, 1))
         oc = cf.dev(("oja4", g), lambda: (np.abs(cf.h[g]["oja_alpha"]) * np.abs(cf.h[g]["eta_tilde"])).reshape(-1, 1, 1, 1))
@@ -1019,10 +1028,10 @@ class Simulator:
 
         def matrix():
             h = cf.h[g]
-            scale = base * (k if self.program.shared else 1)  # base already holds 1/k for shared channels
+            scale = base * (k if self.program.shared and not self._channel0 else 1)  # undo base's 1/k
             M = (scale[:, None] * h["nu_tilde"].sum(axis=1))[:, :, None] * h["mu_tilde"]  # (c, k, k)
-            if self.program.shared:
-                M = M.mean(axis=1, keepdims=True)  # (c, 1, k): channel mean
+            if self.program.shared:  # (c, 1, k): channel 0, or the channel mean
+                M = M[:, 0:1] if self._channel0 else M.mean(axis=1, keepdims=True)
             return M[:, None]
 
         Hb = self.xp.matmul(cf.dev(("hbm", q.index), matrix), bsum)  # bsum = run.asum(q.post); (c, R, kw, n)

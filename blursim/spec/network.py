@@ -157,6 +157,12 @@ class Rules(_Strict):
 
     Defaults are the paper's general rule family: additive backward update,
     untied (asymmetric) multi-channel synapses, ``target`` feedback.
+
+    ``shared_update`` (with ``shared_channels``, the paper's single-state
+    synapses): ``"mean"`` stores the mean over channels of eq. (7)'s
+    per-channel updates (exactly SGD for the backprop genome); ``"channel0"``
+    stores channel 0's update (eq. 7 with the Oja term of eq. 8), as the
+    authors' published code does (docs/authors_layout.md).
     """
 
     backward_update: Literal["additive", "multiplicative", "multiplicative_second_state"] = (
@@ -164,6 +170,7 @@ class Rules(_Strict):
     )
     tied: bool = False
     shared_channels: bool = False
+    shared_update: Literal["mean", "channel0"] = "mean"
     feedback: Name = "target"
     target_coding: Literal["pm1", "onehot"] = "pm1"
     oja: Literal["none", "weights", "activity"] = "none"
@@ -176,6 +183,16 @@ class Rules(_Strict):
     synapse_init: SynapseInit = Field(default_factory=SynapseInit)
     norm_eps: float = Field(default=1e-5, gt=0.0, le=1.0)
     synapse_norm_eps: float = Field(default=1e-8, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _shared_update_needs_shared_channels(self):
+        if self.shared_update != "mean" and not self.shared_channels:
+            raise error_at(
+                ("shared_update",),
+                f"shared_update {self.shared_update!r} says how shared channels are updated, but "
+                "shared_channels is false; set \"shared_channels\": true or remove shared_update",
+            )
+        return self
 
 
 class NetworkSpec(_Strict):

@@ -65,6 +65,7 @@ RULE_CHOICES: dict[str, tuple] = {
     "backward_update": ("additive", "multiplicative", "multiplicative_second_state"),
     "tied": (False, True),
     "shared_channels": (False, True),
+    "shared_update": ("mean", "channel0"),
     "feedback": ("target", "error_mse", "error_softmax"),
     "target_coding": ("pm1", "onehot"),
     "oja": ("none", "weights", "activity"),
@@ -159,7 +160,8 @@ def rules(draw, *, profile: str | None = None, recurrent: bool = False, output_s
     a value, or draw it from a strategy given instead, e.g.
     ``rules(tied=True, oja=st.sampled_from(["none", "weights"]))``.
 
-    Constraints so that a drawn spec compiles: ``recurrent=True`` (a graph
+    Constraints so that a drawn spec compiles: ``shared_update`` is drawn only
+    with ``shared_channels`` (``"mean"`` otherwise); ``recurrent=True`` (a graph
     that may have cycles) pins the synchronous schedule; ``output_size``
     (the smallest output population) of 1 leaves out ``error_softmax``,
     which needs at least 2 output neurons. The spec's ``k`` must be >= 2:
@@ -187,12 +189,19 @@ def rules(draw, *, profile: str | None = None, recurrent: bool = False, output_s
         if pin.get("feedback") == "error_softmax":
             raise ValueError("error_softmax feedback needs output populations of >= 2 neurons")
         choices["feedback"].remove("error_softmax")
+    su = pin.get("shared_update")
+    if su is not None and not isinstance(su, st.SearchStrategy) and su != "mean":
+        if pin.get("shared_channels", True) is not True:
+            raise ValueError(f"rules(shared_update={su!r}) needs shared_channels=True")
+        pin = {**pin, "shared_channels": True}
     out = {}
     for name, options in choices.items():
         v = pin.get(name)
         if name not in pin:
             v = st.sampled_from(options)
         out[name] = draw(v) if isinstance(v, st.SearchStrategy) else v
+    if not out["shared_channels"]:
+        out["shared_update"] = "mean"  # it says how shared channels update: only with shared_channels
     if out["schedule"] == "synchronous":
         v = pin.get("sweeps", st.integers(1, max_sweeps))
     else:
