@@ -155,3 +155,17 @@ def test_target_vectors_with_error_softmax_are_refused():
     sim, genes, st_ = _sim(2, "error_softmax")
     with pytest.raises(DataError, match="needs class labels"):
         sim.train_step(st_, genes, np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_coded_targets_by_hand():
+    from blursim.sim.targets import coded_targets
+
+    coded, onehot = coded_targets(np.array([2, 0]), 3, "pm1")
+    assert coded.tolist() == [[-1, -1, 1], [1, -1, -1]] and onehot.tolist() == [[0, 0, 1], [1, 0, 0]]
+    coded, onehot = coded_targets(np.array([2, 0]), 3, "onehot")
+    assert coded.tolist() == onehot.tolist() == [[0, 0, 1], [1, 0, 0]]
+    coded, onehot = coded_targets(np.array([1, 0, 1]), 1, "pm1")  # one neuron: the logit of class 1
+    assert coded.tolist() == [[1], [-1], [1]] and onehot.tolist() == [[1], [0], [1]]
+    T = np.array([[0.5, -2.0]])
+    coded, onehot = coded_targets(T, 2, "pm1", dtype=np.float32)
+    assert coded.dtype == np.float32 and coded.tolist() == onehot.tolist() == [[0.5, -2.0]]

@@ -50,7 +50,7 @@ from blursim.backend import Backend, get_backend
 from blursim.genome.arrays import GenomeBatch, stack_genomes
 from blursim.graph.compile import Program
 from blursim.sim.metrics import task_metrics
-from blursim.sim.targets import check_targets
+from blursim.sim.targets import check_targets, coded_targets
 from blursim.sim.operators import make_operator
 from blursim.vocab import ACTIVATIONS, FEEDBACK
 
@@ -381,7 +381,6 @@ class Simulator:
         self.workers = self.backend.workers if threads is None else max(1, int(threads))
         self._real = np.dtype(self.backend.dtype).kind != "c"
         self._tls = threading.local()
-        self._target_tables: dict[int, tuple] = {}
         # inputs feeding each projection (pre population is an input)
         self._is_input = [p.role == "input" for p in program.pops]
         # shared channels store channel 0's update instead of the channel mean (rules.shared_update)
@@ -628,23 +627,9 @@ class Simulator:
         return inp["tiled"]
 
     def _targets(self, y, pop):
-        """Coded targets (B, n) for ``target``/``error_mse`` and one-hot (B, n) for output ``pop``:
-        rows of two small tables for class labels; real-valued target vectors (B, n) are both."""
-        n_out = pop.size
-        y = check_targets(y, n_out, pop.name, feedback=self.rules.feedback)
-        if y.ndim == 2:
-            t = self.backend.asarray(y)
-            return t, t
-        tables = self._target_tables
-        t = tables.get(n_out)
-        if t is None:
-            low = -1.0 if self.rules.target_coding == "pm1" else 0.0
-            onehot = np.eye(max(n_out, 2))[:, -n_out:] if n_out == 1 else np.eye(n_out)
-            t = tables[n_out] = (self.backend.asarray(np.where(onehot > 0, 1.0, low)), self.backend.asarray(onehot))
-        y = np.asarray(y, dtype=np.int64)
-        idx = (y == 1).astype(np.int64) if n_out == 1 else y  # one output neuron: label 1 vs the rest
-        idx = self.backend.index(idx)
-        return t[0][idx], t[1][idx]
+        """Coded and one-hot targets (B, n) of output ``pop`` (:func:`blursim.sim.targets.coded_targets`)."""
+        return coded_targets(y, pop.size, self.rules.target_coding, population=pop.name,
+                             feedback=self.rules.feedback, xp=self.xp, dtype=self.backend.dtype)
 
     def _ensure_persistent(self, st: SynapseState, S: int, R: int, B: int) -> set[int]:
         """Arrays for neuron states kept between steps (reset_neurons off); returns the populations
