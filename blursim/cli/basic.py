@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-import networkx as nx
-
 from blursim.cli.common import atomic_write_text, parse_options
 
 
@@ -151,6 +149,8 @@ def cmd_graph(args) -> int:
         print(f"wrote {args.dot}")
     if args.graphml:
         import io
+
+        import networkx as nx
 
         buf = io.BytesIO()
         nx.write_graphml(g, buf)

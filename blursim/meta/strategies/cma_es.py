@@ -38,7 +38,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import cma
 import numpy as np
 from pydantic import Field
 
@@ -51,6 +50,15 @@ from blursim.meta.strategies.base import (
     register,
     update_best,
 )
+
+
+def _cma():
+    """pycma, imported when a CMA-ES strategy first runs: importing it loads matplotlib and
+    scipy.stats (1.5-2 s here), which ``blursim list``, ``schema`` and ``validate`` -- they only
+    read the strategies' options -- should not wait for."""
+    import cma
+
+    return cma
 
 
 class _Randn:
@@ -157,7 +165,7 @@ class CMAES(Strategy):
             best_x=None,
             best_fitness=-np.inf,
             rng_state=live.generator.bit_generator.state,
-            cma_version=cma.__version__,
+            cma_version=_cma().__version__,
             live=live,
         )
         live.owner = state.token
@@ -217,7 +225,7 @@ class CMAES(Strategy):
 
     def _build(self) -> _Live:
         generator = self.config.seed.generator()
-        es = cma.CMAEvolutionStrategy(
+        es = _cma().CMAEvolutionStrategy(
             np.array(self.config.x0), self.config.sigma0, self.cma_options(_Randn(generator))
         )
         return _Live(es, generator)
@@ -239,7 +247,7 @@ class CMAES(Strategy):
             if not np.array_equal(np.array(solutions), recorded):
                 raise CheckpointError(
                     f"replaying the recorded {self.name!r} run diverged at generation {g}: "
-                    f"pycma {cma.__version__} does not reproduce the populations recorded "
+                    f"pycma {_cma().__version__} does not reproduce the populations recorded "
                     f"with pycma {state.cma_version}; resume with that pycma version"
                 )
 
@@ -257,7 +265,7 @@ class CMAES(Strategy):
         ):
             raise CheckpointError(
                 f"replaying the recorded {self.name!r} run did not reproduce its final "
-                f"mean, sigma and sampler state (pycma {cma.__version__}, recorded with "
+                f"mean, sigma and sampler state (pycma {_cma().__version__}, recorded with "
                 f"pycma {state.cma_version})"
             )
         return live
