@@ -81,7 +81,8 @@ def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys, backen
     res = json.loads(out.read_text())
     rows = {r["row"]: r for r in res["rows"]}
     want = {f"paper-es {kind} S={S}" for S in (1, 2)
-            for kind in ("train", "forward", "products only") + (("train no BLAS binding",) if bound else ())}
+            for kind in ("train", "forward", "products only", "train empty monitor")
+            + (("train no BLAS binding",) if bound else ())}
     want |= {"local-sparse train blocks S=8", "local-sparse train masked S=8", "fitness S=2"}
     assert set(rows) == want
     for name, r in rows.items():
@@ -102,12 +103,16 @@ def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys, backen
     for S in ("1", "2") if bound else ():
         assert len(bb["pair_ratios"][S]) == 1 and bb["speed_ratio"][S] == pytest.approx(
             rows[f"paper-es train no BLAS binding S={S}"]["median_s"] / rows[f"paper-es train S={S}"]["median_s"])
+    for S in ("1", "2"):  # the empty monitor's pair is measured back to back with the plain step
+        assert len(res["monitor"]["pair_ratios"][S]) == 1 and res["monitor"]["time_ratio"][S] > 0
+    assert rows["paper-es train empty monitor S=1"]["flops_per_genome_step"] == rows["paper-es train S=1"][
+        "flops_per_genome_step"]
     assert res["roofline_gflops"] == max(res["roofline_samples"])
     assert res["machine"]["backend"] == "numpy" and res["machine"]["cpus"] >= 1
     table = capsys.readouterr().out
     for name in want:
         assert name in table
-    assert "block density" in table and ("BLAS binding (on" in table) == bound
+    assert "block density" in table and ("BLAS binding (on" in table) == bound and "empty monitor:" in table
 
 
 @pytest.mark.parametrize("argv", [["--species", "1,x"], ["--species", "0"], ["--rounds", "0"],

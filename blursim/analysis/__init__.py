@@ -10,7 +10,8 @@ BLUR step), independent of the simulator (``DESIGN.md`` §5):
   states, and whether it is positive definite (eq. 13);
 * :func:`circulation_test` — ``∮ Δw·dw`` around small loops, with the Stokes
   prediction ``π ε² vᵀ(Q − Qᵀ)u``;
-* :mod:`blursim.analysis.plots` — Fig. 2 heatmap and circulation plot
+* :mod:`blursim.analysis.plots` — Fig. 2 heatmap, circulation plot and the default figure of a
+  monitored run (:func:`plot_recordings`)
   (matplotlib imported lazily).
 
 and, for BLUR itself:
@@ -30,7 +31,7 @@ from .circulation import CirculationResult, circulation_test, random_planes, sto
 from .jacobian import JacobianResult, jacobian, jacobian_complex, jacobian_fd
 from .maps import FunctionMap, RestrictedMap, UpdateMap, as_update_map, evaluate_batch, restrict_map
 from .metric import MetricSearchResult, eq13_residual, eq13_system, metric_search, sym_from_vector
-from .plots import plot_asymmetry_heatmap, plot_circulation  # matplotlib is imported when a plot is drawn
+from .plots import plot_asymmetry_heatmap, plot_circulation, plot_recordings  # matplotlib is imported when a plot is drawn
 from .report import AnalysisReport, analyze, estimate_evaluations, fd_complex_agreement, time_per_evaluation
 
 
@@ -72,4 +73,5 @@ __all__ = [
     "stokes_prediction",
     "plot_asymmetry_heatmap",
     "plot_circulation",
+    "plot_recordings",
 ]

@@ -146,3 +146,83 @@ def plot_circulation(result: Any, path: str | os.PathLike = "circulation.png", *
     ax.set_title(title or "circulation (dashed: Stokes πε²vᵀ(Q−Qᵀ)u; dotted: rounding floor)", fontsize=8)
     ax.legend(fontsize=7)
     return _save_atomic(fig, path, dpi)
+
+
+def plot_recordings(recordings: dict, path: str | os.PathLike = "record.png", *, species: int | None = None,
+                    bins: int = 40, max_panels: int = 12, dpi: int = 110) -> str:
+    """The default figure of a monitored run (:class:`blursim.sim.Monitor`): synapse norms over
+    steps (one line per projection and channel: the mean over postsynaptic neurons and replicas,
+    the band its spread over neurons), the training loss, and for each recorded population and
+    phase a histogram of each state's values over steps (columns: steps; rows: value bins; colour:
+    the fraction of values, on a power scale that shows the tails). ``species``: the species label drawn (default: the first recorded).
+    Returns the written path."""
+    norms = {n: r for n, r in recordings.items() if n.startswith("norms:")}
+    states = {n: r for n, r in recordings.items() if n.startswith("states:")}
+    loss = recordings.get("loss")
+    panels: list[tuple[str, Any]] = []
+    if norms:
+        panels.append(("norms", norms))
+    if loss is not None and loss.values.size:
+        panels.append(("loss", loss))
+    for name, rec in states.items():
+        for c in range(rec.values.shape[-1]):
+            panels.append(("hist", (name, rec, c)))
+    if not panels:
+        raise AnalysisError("nothing to draw: record norms, states or loss (e.g. --record default).")
+    panels = panels[:max_panels]
+
+    def one_species(rec):
+        ax = rec.axis("species")
+        labels = rec.coords.get("species", np.arange(rec.values.shape[ax]))
+        pos = 0 if species is None else int(np.flatnonzero(labels == species)[0])
+        return np.take(rec.values, pos, axis=ax), (labels[pos] if len(labels) else 0)
+
+    cols = 2 if len(panels) > 1 else 1
+    rows = (len(panels) + cols - 1) // cols
+    fig = _new_figure((6.2 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw={"hspace": 0.55, "wspace": 0.3}).ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax, (kind, item) in zip(axes, panels):
+        if kind == "norms":
+            for name, rec in item.items():
+                v, s_label = one_species(rec)  # (step, replica, neuron, channel)
+                steps = rec.coords["step"]
+                for c in range(v.shape[-1]):
+                    per = v[..., c].reshape(len(steps), -1)
+                    mean = per.mean(axis=1)
+                    line = ax.plot(steps, mean, label=f"{name[6:]}" + (f" ch {c}" if v.shape[-1] > 1 else ""))[0]
+                    ax.fill_between(steps, per.min(axis=1), per.max(axis=1), color=line.get_color(), alpha=0.15)
+            ax.set_xlabel("step")
+            ax.set_ylabel("‖W‖ per neuron")
+            ax.set_title(f"synapse norms (species {s_label})", fontsize=9)
+            ax.legend(fontsize=6)
+        elif kind == "loss":
+            v, s_label = one_species(item)  # (step, replica)
+            ax.plot(item.coords["step"], v, lw=1)
+            ax.set_xlabel("step")
+            ax.set_ylabel("training-batch loss")
+            ax.set_title(f"loss (species {s_label}, one line per replica)", fontsize=9)
+        else:
+            name, rec, c = item
+            v, s_label = one_species(rec)  # (step, replica, batch, neuron, state)
+            vals = v[..., c].reshape(v.shape[0], -1)
+            finite = vals[np.isfinite(vals)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
+            if hi <= lo:
+                lo, hi = lo - 0.5, hi + 0.5
+            edges = np.linspace(lo, hi, bins + 1)
+            hist = np.stack([np.histogram(row[np.isfinite(row)], bins=edges)[0] for row in vals], axis=1)
+            hist = hist / max(vals.shape[1], 1)
+            steps = rec.coords["step"]
+            from matplotlib.colors import PowerNorm
+
+            ax.imshow(hist, aspect="auto", origin="lower", cmap="magma", interpolation="nearest",
+                      extent=(-0.5, len(steps) - 0.5, lo, hi), norm=PowerNorm(0.4, vmin=0.0, vmax=1.0))
+            ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 6)).round().astype(int))
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([str(int(steps[t])) for t in ticks], fontsize=7)
+            ax.set_xlabel("step")
+            ax.set_ylabel(f"state {int(rec.coords['state'][c])}")
+            ax.set_title(f"{name} (species {s_label})", fontsize=9)
+    return _save_atomic(fig, path, dpi)

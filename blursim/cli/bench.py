@@ -226,14 +226,15 @@ class Workload:
             self.backend.synchronize()
         return pk.peak + self.sim.synapse_bytes(st)
 
-    def step_fn(self, train: bool):
-        """``(step, reset)``: one timed step, and an untimed restart from the initial synapses."""
+    def step_fn(self, train: bool, monitor=None):
+        """``(step, reset)``: one timed step (with ``monitor`` passed to the training step), and an
+        untimed restart from the initial synapses."""
         genes, st = self.fresh()
         st0 = st.copy()
         sim, xd, y = self.sim, self.xd, self.y
         if train:
             def fn():
-                sim.train_step(st, genes, xd, y)
+                sim.train_step(st, genes, xd, y, monitor=monitor)
         else:
             def fn():
                 sim.forward(st, genes, xd)
@@ -373,6 +374,7 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
 
     fit = None
     binding_pairs: dict[int, list[float]] = {S: [] for S in species}  # without / with, back to back
+    monitor_pairs: dict[int, list[float]] = {S: [] for S in species}  # with an empty monitor / without
     pair_ratios: list[float] = []  # masked / blocks time of each back-to-back pair
     for rnd in range(rounds):
         for S in species:
@@ -383,6 +385,14 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
                     peaks[key] = w.memory(train)
                 ts = measure(key, *w.step_fn(train), min_time)
                 log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
+                if train:  # the same step with a monitor that records nothing at it, right after
+                    from blursim.sim import Monitor
+
+                    key_mon = f"paper-es train empty monitor S={S}"
+                    ts_mon = measure(key_mon, *w.step_fn(True, monitor=Monitor(w.sim, "loss", steps=[])),
+                                     min_time)
+                    monitor_pairs[S].append(statistics.median(ts_mon) / statistics.median(ts))
+                    log(f"#   round {rnd + 1}: {key_mon}: {1e3 * statistics.median(ts_mon):.2f} ms/step")
                 if train and unbound is not None:
                     key_off = f"paper-es train no BLAS binding S={S}"
                     wo = wl[("paper-es no binding", S)]
@@ -421,6 +431,10 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
             key = f"paper-es {'train' if train else 'forward'} S={S}"
             fl = w.sim.flops(w.B, train=train)["total"]
             rows.append(_row(key, S, best[key], fl, roof, peaks[key], {"flops_per_genome_step": fl}))
+            if train:
+                key = f"paper-es train empty monitor S={S}"
+                rows.append(_row(key, S, best[key], fl, roof, None, {
+                    "flops_per_genome_step": fl, "note": "train_step(monitor=a Monitor recording no step)"}))
             if train and unbound is not None:
                 key = f"paper-es train no BLAS binding S={S}"
                 rows.append(_row(key, S, best[key], fl, roof, peaks[key], {
@@ -461,6 +475,8 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     return {
         "machine": info, "roofline_gflops": roof, "roofline_samples": roofs, "rows": rows,
         "blas_binding": binding,
+        "monitor": {"time_ratio": {str(S): statistics.median(r) for S, r in monitor_pairs.items()},
+                    "pair_ratios": {str(S): r for S, r in monitor_pairs.items()}},
         "local_sparse": {"speed_ratio": ratio, "pair_ratios": pair_ratios, "block_density": dens,
                          "target_ratio": 0.5 / dens, "met": ratio >= 0.5 / dens},
         "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -492,13 +508,18 @@ def format_table(res: dict) -> str:
             f"{r.get('gflops', 0):>8.1f} {r['adjacent_roofline']:>6.0f} {r.get('pct_roofline', 0):>6.1f}% "
             f"{r.get('pct_best_roofline', 0):>6.1f}% "
             + (f"{r['peak_bytes'] / 2**20:>9.1f}" if r.get("peak_bytes") is not None else f"{'':>9}"))
+    def pairs(title, ratio, pair_ratios, digits):
+        ratios = ", ".join(f"S = {S} {v:.{digits}f}x" for S, v in ratio.items())
+        n = min(len(v) for v in pair_ratios.values())
+        lines.extend(["", f"{title}, {ratios} (median of {n} back-to-back pairs per S)"])
+
     bb = res.get("blas_binding")
     if bb:
-        lines.append("")
-        ratios = ", ".join(f"S = {S} {v:.2f}x" for S, v in bb["speed_ratio"].items())
-        n = min(len(v) for v in bb["pair_ratios"].values())
-        lines.append(f"BLAS binding ({bb['status']}): training step with it vs without, {ratios} "
-                     f"(median of {n} back-to-back pairs per S)")
+        pairs(f"BLAS binding ({bb['status']}): training step with it vs without", bb["speed_ratio"],
+              bb["pair_ratios"], 2)
+    mon = res.get("monitor")
+    if mon:
+        pairs("empty monitor: training step time with / without it", mon["time_ratio"], mon["pair_ratios"], 3)
     ls = res["local_sparse"]
     lines.append("")
     pr = ls.get("pair_ratios") or [ls["speed_ratio"]]

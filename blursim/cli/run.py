@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from blursim.cli.common import (
@@ -27,6 +29,15 @@ def add_parser(sub) -> None:
     p.add_argument("--replicas", type=int, default=1, help="independent synapse initialisations")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N steps (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rec = p.add_argument_group("recording (blursim.sim.Monitor; docs/design.md, Monitors)")
+    rec.add_argument("--record", action="append", metavar="SPEC",
+                     help="what to record, comma-separated (repeatable): states[:POP][@forward|feedback|"
+                     "backward], feedback, weights[:PROJ|V:PROJ], norms[...], H[...], loss, accuracy, or "
+                     "default (states, norms, loss, accuracy); needs --out")
+    rec.add_argument("--record-every", type=int, default=1, metavar="N",
+                     help="record every N-th step (default 1; step 0: the initial synapses)")
+    rec.add_argument("--record-replicas", metavar="LIST", help="replicas to record, e.g. 0,2 (default all)")
+    rec.add_argument("--out", metavar="DIR", help="directory for record.npz, record.png and record.json")
     add_backend_args(p)
     p.set_defaults(func=cmd_run)
 
@@ -58,11 +69,13 @@ def cmd_run(args) -> int:
     require_memory(spec, batch=args.batch, rows=ds.n_test, replicas=args.replicas, dtype=args.dtype,
                    source=args.spec)
     sim = Simulator(prog, backend=args.backend, dtype=args.dtype)
+    monitor = _monitor(args, sim)
     evals = sorted(set(range(0, args.steps + 1, args.eval_every)) | {args.steps})
     res = train_and_evaluate(
         sim, [genome], ds, steps=args.steps, batch_size=args.batch, replicas=args.replicas,
-        seed=args.seed, eval_steps=evals,
+        seed=args.seed, eval_steps=evals, monitor=monitor,
     )
+    recorded = _write_recording(args, monitor) if monitor is not None else None
     if args.json:
         print_json({
             "spec": args.spec, "task": args.task, "task_options": ds.meta.get("options", {}),
@@ -70,7 +83,10 @@ def cmd_run(args) -> int:
             "steps": res.steps.tolist(), "batch": args.batch, "replicas": args.replicas,
             "backend": sim.backend.name, "dtype": sim.backend.dtype_name, **_json_metrics(res),
             "diverged_replicas": int(res.diverged[0].sum()), "seconds": res.seconds,
+            **({"record": f"{args.out}/record.npz"} if monitor is not None else {}),
         })
+        if recorded:
+            print(recorded, file=sys.stderr)
         return 0
     print(f"# {args.spec} on {args.task}: genome={args.genome or 'preset ' + args.preset}, "
           f"batch={args.batch}, replicas={args.replicas}, seed={args.seed}, "
@@ -93,7 +109,62 @@ def cmd_run(args) -> int:
     if res.diverged.any():
         print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
     print(f"# {final} after {args.steps} steps ({res.seconds:.2f} s)")
+    if recorded:
+        print(recorded)
     return 0
+
+
+def _monitor(args, sim):
+    """The monitor of ``--record`` (checked before any work), or None."""
+    from blursim.errors import SpecError
+    from blursim.sim import Monitor
+
+    if not args.record:
+        if args.out:
+            raise SpecError("--out is where --record writes; say what to record", path="--out",
+                            hint="e.g. --record default")
+        return None
+    if not args.out:
+        raise SpecError("--record needs --out DIR", path="--record")
+    _check_positive("--record-every", args.record_every)
+    replicas = None
+    if args.record_replicas:
+        try:
+            replicas = [int(r) for r in args.record_replicas.split(",") if r.strip()]
+        except ValueError:
+            raise SpecError("--record-replicas takes replica indices, e.g. 0,2", value=args.record_replicas,
+                            path="--record-replicas") from None
+    mon = Monitor(sim, args.record, steps=args.record_every, replicas=replicas)
+    mon.plan(sim, S=1, R=args.replicas, B=args.batch, steps=args.steps)
+    from blursim.cli.common import ensure_writable_dir
+
+    ensure_writable_dir(args.out)
+    return mon
+
+
+def _write_recording(args, monitor) -> str:
+    """``record.npz`` (every recording, no pickle), ``record.json`` (what, when, shapes) and the
+    default figure ``record.png``; returns the line that says so."""
+    from pathlib import Path
+
+    from blursim.errors import BlursimError
+    from blursim.io import atomic_write_json
+    from blursim.sim.monitor import recordings_meta
+
+    out = Path(args.out)
+    monitor.save(out / "record.npz")
+    recs = monitor.recordings()
+    meta = {"spec": args.spec, "task": args.task, "seed": args.seed, **recordings_meta(monitor),
+            "recordings": {n: {"dims": list(r.dims), "shape": list(r.values.shape)} for n, r in recs.items()}}
+    atomic_write_json(out / "record.json", meta)
+    figure = "record.png"
+    try:
+        from blursim.analysis.plots import plot_recordings
+
+        plot_recordings(recs, out / figure)
+    except BlursimError as e:  # nothing drawable was recorded (e.g. only weights)
+        figure = f"no figure ({e})"
+    return f"# recorded {len(recs)} variable(s) into {out / 'record.npz'}; {figure}"
 
 
 def _json_metrics(res) -> dict:

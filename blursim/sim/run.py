@@ -103,16 +103,22 @@ def train_and_evaluate(
     query_batch_size: int | None = None,
     split: str = "test",
     on_step: Callable[[int], None] | None = None,
+    monitor: Any = None,
 ) -> RunResult:
     """Train ``steps`` BLUR steps from fresh synapses and evaluate on held-out data.
 
     ``eval_steps``: ``"all"`` (0..steps), ``"end"`` (only after the last step),
     or an explicit list of step counts (0 = before training).
     ``split``: evaluate on ``"test"`` (held out, default) or ``"train"`` data.
+    ``monitor``: a :class:`~blursim.sim.monitor.Monitor` recording the run (its memory is
+    planned before the first step; step 0 records the initial synapses).
     """
     t0 = time.perf_counter()
     genes = sim.prepare(genomes)
     st = sim.init_synapses(genes, replicas=replicas, seed=seed)
+    if monitor is not None:
+        monitor.plan(sim, S=st.shape_SR[0], R=replicas, B=batch_size, steps=steps)
+        monitor.record_synapses(sim, st)
     evals = eval_step_list(eval_steps, steps)
     xq, yq = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
     qb = query_batches(xq, yq, seed, n_query_batches, query_batch_size)
@@ -126,7 +132,7 @@ def train_and_evaluate(
         _eval()
     for t in range(steps):
         x, y = train_batch(dataset.x_train, dataset.y_train, t, seed, batch_size)
-        sim.train_step(st, genes, x, y)
+        sim.train_step(st, genes, x, y, monitor=monitor)
         if on_step is not None:
             on_step(t + 1)
         if t + 1 in evals:

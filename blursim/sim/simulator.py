@@ -486,16 +486,22 @@ class Simulator:
         st.layout = self.layout
 
     # --------------------------------------------------------------- public API
-    def train_step(self, st: SynapseState, genes: dict[str, _Gene], x, y) -> SynapseState:
-        """One BLUR training step on batch ``(x, y)`` (DESIGN §2); updates ``st`` in place."""
+    def train_step(self, st: SynapseState, genes: dict[str, _Gene], x, y, monitor=None) -> SynapseState:
+        """One BLUR training step on batch ``(x, y)`` (DESIGN §2); updates ``st`` in place.
+
+        ``monitor``: a :class:`~blursim.sim.monitor.Monitor` that records what it was asked for
+        when this step is one of its steps (nothing is copied otherwise)."""
         self._adopt(st)
         S, R = st.shape_SR
         B = int(np.shape(x)[0])
         inputs = self._input_states(x)
         targets = {o: self._targets(y, self.program.pops[o]) for o in self.program.outputs}
         keep = None if self.rules.reset_neurons else self._ensure_persistent(st, S, R, B)
-        self._run(S, R, B, lambda ch: self._train_chunk(st, genes, ch, inputs, targets, B, keep))
+        tap = None if monitor is None else monitor.begin_step(self, st, B)
+        self._run(S, R, B, lambda ch: self._train_chunk(st, genes, ch, inputs, targets, B, keep, tap))
         st.steps += 1
+        if tap is not None:
+            monitor.end_step(self, st, y, tap)
         return st
 
     def forward(self, st: SynapseState, genes: dict[str, _Gene], x) -> list[Any]:
@@ -691,20 +697,28 @@ class Simulator:
                 Ve.append(v)
         return We, be, Ve
 
-    def _train_chunk(self, st, genes, ch: _Chunk, inputs, targets, B: int, keep: set[int] | None) -> None:
+    def _train_chunk(self, st, genes, ch: _Chunk, inputs, targets, B: int, keep: set[int] | None,
+                     tap=None) -> None:
         with self._errstate():
             cf = self._coefs(genes, ch.s0, ch.s1, B)
             W, b, V, We, be, Ve = self._views(st, ch, True, genes, cf)
             run = _StepState(self, cf, ch, inputs, B)
+            run.tap = tap
             for p in keep or ():
                 buf = run.ws.get(("a0", p), run.shape(p))
                 buf[...] = st.a[p][ch.s0:ch.s1, ch.r0:ch.r1]
                 run.a[p] = buf
             self._forward(run, We, be)
+            if tap is not None:
+                tap.states("forward", ch.s0, ch.r0, run.state)
             for o in self.program.outputs:
                 coded, onehot = targets[o]
                 self.feedback(run.state(o), coded, onehot, self.xp)
+            if tap is not None:
+                tap.states("feedback", ch.s0, ch.r0, run.state)
             self._backward(run, We, Ve)
+            if tap is not None:
+                tap.states("backward", ch.s0, ch.r0, run.state)
             self._update(run, W, b, V)
             if keep is not None:
                 for p in self.program.pops:
@@ -870,11 +884,13 @@ class Simulator:
                 jobs.append((self.vops[qi].stored, needs, lambda qi=qi: self._update_syn(run, qi, "V", V[qi], None)))
         self._run_jobs(jobs)
 
-    def _hebbian_base(self, cf, g: str, B: int):
-        """``eta~`` per species, x 1/B for the mean reduction, x 1/k for the channel mean of shared channels."""
+    def _hebbian_base(self, cf, g: str, B: int, eta: bool = True):
+        """``eta~`` per species (``eta=False``: 1), x 1/B for the mean reduction, x 1/k for the
+        channel mean of shared channels."""
         k, mean, shared = self.k, self.rules.batch_reduction == "mean", self.program.shared
         shared = shared and not self._channel0
-        return cf._get(("base", g), lambda: cf.h[g]["eta_tilde"] * (1.0 / B if mean else 1.0) / (k if shared else 1))
+        gain = (lambda: cf.h[g]["eta_tilde"]) if eta else (lambda: np.ones(cf.c))
+        return cf._get(("base", g, eta), lambda: gain() * (1.0 / B if mean else 1.0) / (k if shared else 1))
 
     def _update_syn(self, run, qi: int, which: str, E, bq) -> None:
         """Projection ``qi``'s forward synapses (``which = "W"``, pre -> post, with its bias ``bq``)
@@ -887,6 +903,7 @@ class Simulator:
         shared = self.program.shared
         base = self._hebbian_base(cf, g, B)
         key = ("h" + which, qi, B)
+        per_species = lambda base: base.reshape(-1, 1, 1)  # noqa: E731  (the gemm alpha of a base)
         if self._is_input[q.pre]:  # input states: x in state 0, zeros elsewhere (only a pre can be an input)
             x = run.inputs[q.pre]
             if shared:
@@ -896,22 +913,28 @@ class Simulator:
                 else:
                     mixed, xs = run.flat(mixed), x["tiled"]
                 P, Q = (xs, mixed) if which == "W" else (mixed, xs)
-                alpha = cf.scale(key, lambda: base.reshape(-1, 1, 1))
             elif which == "W":  # (nu~^T x)^c = nu~[0, c] x
                 P, Q = x["x"], run.mix(q.post, g, "mu_tilde")
-                alpha = cf.scale(key, lambda: (base[:, None] * h["nu_tilde"][:, 0, :])[:, None, :])
+                per_species = lambda base: (base[:, None] * h["nu_tilde"][:, 0, :])[:, None, :]  # noqa: E731
             else:  # (mu~ x)^c = mu~[c, 0] x
                 P, Q = run.mix(q.post, g, "nu_tilde_t"), x["x"]
-                alpha = cf.scale(key, lambda: (base[:, None] * h["mu_tilde"][:, :, 0])[:, None, :])
+                per_species = lambda base: (base[:, None] * h["mu_tilde"][:, :, 0])[:, None, :]  # noqa: E731
         else:
             P, Q = run.mix(src, g, "nu_tilde_t"), run.mix(dst, g, "mu_tilde")
             if self._channel0:
                 P, Q = P[:, :, 0:1], Q[:, :, 0:1]
             elif shared:
                 P, Q = run.flat(P), run.flat(Q)
-            alpha = cf.scale(key, lambda: base.reshape(-1, 1, 1))
-        n2 = self._q_sq(run, dst, g) if self.rules.oja == "activity" else None
+        alpha = cf.scale(key, lambda: per_species(base))
         op = self.ops[qi] if which == "W" else self.vops[qi]
+        if run.tap is not None and run.tap.wants_hebbian(qi, which):  # H of eq. (7), same operands
+            unit = self._hebbian_base(cf, g, B, eta=False)
+            H = self.xp.zeros_like(E)
+            op.hebbian_update(P, Q, H, cf.scale(key + ("H",), lambda: per_species(unit)), 0)
+            Hb = None if bq is None else self.xp.matmul(
+                cf.dev(("hbmH", q.index), lambda: self._bias_matrix(cf, g, unit)), run.asum(q.post))
+            run.tap.hebbian(qi, which, run.ch.s0, run.ch.r0, op.to_dense(H), Hb)
+        n2 = self._q_sq(run, dst, g) if self.rules.oja == "activity" else None
         self._update_one(run, q, op, E, bq, P, Q, alpha, n2, run.asum(q.post) if bq is not None else None, base)
 
     def _update_one(self, run, q, op, E, bq, P, Q, alpha, n2, bsum, base) -> None:
@@ -1008,20 +1031,21 @@ class Simulator:
         sums, with ``eta~ (nu~^T 1)^c`` (and the channel mean of shared
         channels) folded into the matrix.
         """
-        cf, k = run.cf, self.k
-        g = q.group
-
-        def matrix():
-            h = cf.h[g]
-            scale = base * (k if self.program.shared and not self._channel0 else 1)  # undo base's 1/k
-            M = (scale[:, None] * h["nu_tilde"].sum(axis=1))[:, :, None] * h["mu_tilde"]  # (c, k, k)
-            if self.program.shared:  # (c, 1, k): channel 0, or the channel mean
-                M = M[:, 0:1] if self._channel0 else M.mean(axis=1, keepdims=True)
-            return M[:, None]
-
-        Hb = self.xp.matmul(cf.dev(("hbm", q.index), matrix), bsum)  # bsum = run.asum(q.post); (c, R, kw, n)
+        cf, g = run.cf, q.group
+        Hb = self.xp.matmul(cf.dev(("hbm", q.index), lambda: self._bias_matrix(cf, g, base)),
+                            bsum)  # bsum = run.asum(q.post); (c, R, kw, n)
         bq *= cf.scalar(g, "f_tilde").b(4) if D is None else D
         bq += Hb
+
+    def _bias_matrix(self, cf, g: str, base):
+        """``base (nu~^T 1)^c mu~[c, :]`` as ``(c, 1, kw, k)``: times ``rho_b a_b`` it is the bias
+        row's Hebbian term (the channel mean, or channel 0, of shared channels)."""
+        h, k = cf.h[g], self.k
+        scale = base * (k if self.program.shared and not self._channel0 else 1)  # undo base's 1/k
+        M = (scale[:, None] * h["nu_tilde"].sum(axis=1))[:, :, None] * h["mu_tilde"]  # (c, k, k)
+        if self.program.shared:  # (c, 1, k): channel 0, or the channel mean
+            M = M[:, 0:1] if self._channel0 else M.mean(axis=1, keepdims=True)
+        return M[:, None]
 
     def _saturate(self, E, cf, g) -> None:
         """``E <- s tanh(E / s)`` in place (Sec. 3.4)."""
@@ -1079,6 +1103,7 @@ class _StepState:
         self.a: dict[int, Any] = {}
         self._mix: dict = {}
         self._asum: dict = {}
+        self.tap = None  # a monitor's hooks for this step (Simulator.train_step), or None
 
     def shape(self, p: int) -> tuple:
         return (self.c, self.R, self.sim.k, self.B, self.sim.program.pops[p].size)
