@@ -104,14 +104,17 @@ def test_blursim_step_equals_the_authors_network_step(name):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_their_T_unroll_steps_are_T_minus_1_learning_steps_and_a_forward_pass(name):
     """unroll_graph's T steps: T - 1 with learning, the last forward only (docs/authors_layout.md)."""
+    from blursim.sim import Monitor
+
     c, d, prog, sim, genes, st = _setup(name)
     T = c["unroll_steps"]
+    mon = Monitor(sim, "states@backward")  # the states a run without reset carries to the next step
     for t in range(1, T):
-        sim.train_step(st, genes, d[f"x/{t - 1}"], d[f"labels/{t - 1}"])
+        sim.train_step(st, genes, d[f"x/{t - 1}"], d[f"labels/{t - 1}"], monitor=mon)
         assert _synapse_error(c, prog, st, d, f"unroll/{t}/synapse") <= RTOL, t
-        if not c["zero_out_neurons"]:  # states carried to the next step (reset_neurons: false)
-            for i in range(1, len(c["sizes"])):
-                kept = np.moveaxis(st.a[i], 2, -1)  # (S, R, k, B, n) -> (S, R, B, n, k)
+        if not c["zero_out_neurons"]:  # (reset_neurons: false): they start step t + 1
+            for i, p in enumerate(prog.pops[1:], start=1):
+                kept = mon[f"states:{p.name}@backward"].sel(step=t).values
                 assert _rel(kept, d[f"unroll/{t}/layers/{i}"]) <= RTOL
     out = np.asarray(sim.forward(st, genes, d[f"x/{T - 1}"])[0])
     theirs = d["unroll/final/output"][..., 0]
