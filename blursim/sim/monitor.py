@@ -527,8 +527,10 @@ def describe(recordings: dict[str, Recording]) -> str:
 
 def recordings_meta(mon: Monitor) -> dict:
     """JSON-ready description of a monitor (what, when, for whom)."""
-    return {"variables": mon.names, "steps": mon.steps_spec if not isinstance(mon.steps_spec, (set, tuple))
-            else sorted(mon.steps_spec), "species": None if mon.species is None else list(map(int, mon.species)),
+    spec = mon.steps_spec
+    steps = spec if isinstance(spec, (str, int, np.integer)) else sorted(int(t) for t in spec)
+    return {"variables": mon.names, "steps": steps if not isinstance(steps, np.integer) else int(steps),
+            "species": None if mon.species is None else list(map(int, mon.species)),
             "replicas": None if mon.replicas is None else list(map(int, mon.replicas)), "batch": mon.batch}
 
 
