@@ -34,7 +34,8 @@ def test_recorded_states_are_the_authors_states(name):
             assert _rel(rec.values[0], d[f"step/{phase}/{i}"]) <= RTOL, (pop, phase)
 
 
-@pytest.mark.parametrize("name", ["untied_additive_k3", "symmetric_single_state_backprop_like"])
+@pytest.mark.parametrize("name", ["untied_additive_k3", "symmetric_single_state_backprop_like",
+                                  "untied_single_state_additive"])
 def test_recorded_H_is_the_authors_update(name):
     """Without an Oja term their update is W <- keep W + update H: H = (W_after - keep W) / update,
     from their arrays alone (the bias row included; channel 0 for their symmetric states)."""
