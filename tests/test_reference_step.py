@@ -12,10 +12,14 @@ evaluates a query batch. Two comparisons with the reference in NumPy float64:
   state before each step equals the Simulator's state after it -- every
   synapse and the kept neuron states (``reset_neurons: false``; the batch
   size may change on the last step) -- and the reference's evaluation of the
-  final state equals the Simulator's outputs, to ``rel <= 1e-12``;
+  final state equals the Simulator's outputs;
 - **free-running**: the reference's own 3-5 step trajectory from the same
-  initial synapses, to ``rel <= 1e-9`` (rounding differences compound over
-  the steps: some drawn networks amplify them ~1e3-fold).
+  initial synapses, compared likewise (rounding differences compound).
+
+Each array must agree to ``rel <= 1e-12``, or, where the computation is
+ill-conditioned, to K = 300 times float64's own rounding error there, measured
+as the float64 reference against the same reference in extended precision
+(``numpy.longdouble``) -- see :func:`compare`.
 
     rel(a, b) = max|a - b| / max(max|b|, 1e-3)   per array
 
@@ -53,7 +57,7 @@ from blursim.testing.strategies import ALL_CONNECTIVITY, network_specs, rules
 
 TOL = 1e-12
 FLOOR = 1e-3
-K = 30  # tolerance per unit of float64's own rounding error (see compare)
+K = 300  # tolerance per unit of float64's own rounding error (see compare)
 
 #: Continuous activations (a step function such as relu_derivative could flip on a rounding
 #: difference at 0 and is left out); per-state lists mix them.
@@ -166,13 +170,13 @@ def simulator_run(case):
     genes = sim.prepare(case["genomes"])
     st_ = sim.init_synapses(genes, replicas=case["R"], seed=case["seed"])
     states = [ref.from_simulator(st_, prog)]
-    # the conversions are exact both ways
-    for (_, _, x), (_, _, y) in zip(arrays(ref.from_simulator(ref.to_simulator(states[0], prog), prog)),
-                                    arrays(states[0])):
-        assert np.array_equal(x, y)
     for x, y in case["batches"]:
         sim.train_step(st_, genes, x, y)
         states.append(ref.from_simulator(st_, prog))
+    for s_ in (states[0], states[-1]):  # the conversions are exact both ways (kept states included)
+        back = arrays(ref.from_simulator(ref.to_simulator(s_, prog), prog))
+        assert [n[:2] for n in back] == [n[:2] for n in arrays(s_)]
+        assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(back, arrays(s_)))
     outputs = [np.array(o) for o in sim.forward(st_, genes, case["query"])]
     return prog, states, outputs
 
@@ -216,7 +220,12 @@ def compare(got, want, truth, tol0: float, tols=None) -> dict:
     N of a batch whose rows agree up to rounding: ``x - mean`` is noise, divided by
     ``sqrt(eps)``; or a free-running trajectory that amplifies rounding). ``want``'s arrays
     after the last of ``got`` are not compared (not finite). ``tols``: the tolerances of an
-    earlier call, in its order (then ``truth`` is not used)."""
+    earlier call, in its order (then ``truth`` is not used).
+
+    ``rel(got, truth)`` is one sample of float64's rounding error at that point; the
+    Simulator's summation order can make a larger one (up to ~50x seen over 2000 examples,
+    where batch normalisation of nearly equal rows amplifies it), hence K = 300.
+    """
     out = {"rel": 0.0, "ratio": 0.0, "where": "", "tol": tol0, "tols": []}
     for t, (g_step, w_step, x_step) in enumerate(zip(got, want, truth or [None] * len(got))):
         where = "evaluation" if g_step and g_step[0][0] == "out" else f"step {t}"
