@@ -142,8 +142,10 @@ def parity_cases(draw, **pin):
     if draw(st.booleans()):
         sizes[-1] = draw(st.integers(1, 4))  # a batch-size change: kept states restart from 0
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    labels = max(n_classes, 3) if n_classes == 1 else n_classes  # one neuron: label 1 vs the rest
-    batches = [(rng.normal(size=(B, n_features)), rng.integers(0, labels, B)) for B in sizes]
+    labels = 2 if n_classes == 1 else n_classes  # one output neuron: labels 0 and 1
+    vectors = spec["rules"]["feedback"] != "error_softmax" and draw(st.booleans())  # real-valued targets
+    batches = [(rng.normal(size=(B, n_features)),
+                rng.normal(size=(B, n_classes)) if vectors else rng.integers(0, labels, B)) for B in sizes]
     query = rng.normal(size=(draw(st.integers(1, 4)), n_features))
     return dict(spec=spec, genomes=genomes, R=R, batches=batches, query=query,
                 seed=draw(st.integers(0, 2**16)), sparse=draw(st.sampled_from(["auto", "masked", "blocks"])))

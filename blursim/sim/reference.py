@@ -58,7 +58,8 @@ Decisions it shares with the simulator (docs/design.md)
 - Input populations hold the data in state 0 and zeros in the other states.
 - Shared channels (``rules.shared_channels``): this module keeps all ``k``
   channels of a synapse in storage, equal to each other; eq. (7) is computed
-  per channel and the stored update is its *mean over channels*, written to
+  per channel and the stored update is its *mean over channels*
+  (``shared_update: "mean"``) or channel 0's (``"channel0"``), written to
   every channel (the simulator stores one channel; :func:`to_simulator`
   keeps channel 0).
 - The bias row's ``P`` is ``Σ_e ν̃[e, c]`` (the bias unit's states are 1);
@@ -97,8 +98,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from blursim.sim.activations import ACTIVATIONS
-from blursim.sim.feedback import FEEDBACK, coded_targets
+from blursim.sim.targets import coded_targets, target_tables
+from blursim.vocab.activations import ACTIVATIONS
+from blursim.vocab.feedback import FEEDBACK
 
 __all__ = [
     "BlurState", "namespace", "genome_arrays", "from_simulator", "to_simulator", "zero_neurons",
@@ -138,6 +140,13 @@ def namespace(*arrays):
 
         return cupy
     return np
+
+
+def _jnp_or_none():
+    """``jax.numpy`` if JAX is imported already (only then can an array be a JAX array)."""
+    import sys
+
+    return sys.modules.get("jax.numpy")
 
 
 def _col(v, ndim: int):
@@ -292,14 +301,32 @@ def forward_pass(program, genome, W, a: list) -> list:
 
 
 # ------------------------------------------------------------ feedback (3.3)
+def targets(program, o: int, y, dtype, xp):
+    """``(coded, onehot)`` ``(B, n_o)`` for output ``o`` (:func:`blursim.sim.targets.coded_targets`,
+    the coding the Simulator uses: labels checked). Labels that are not a NumPy/CuPy array
+    (traced by ``jax.jit``) cannot be checked: they index the same coding tables directly;
+    real-valued target vectors ``(B, n_o)`` are their own coding."""
+    p, rules = program.pops[o], program.rules
+    if namespace(y) is not _jnp_or_none():  # host or CuPy labels: the checked coding
+        y_host = y.get() if type(y).__module__.split(".")[0] == "cupy" else np.asarray(y)
+        return coded_targets(y_host, p.size, rules.target_coding, population=p.name,
+                             feedback=rules.feedback, xp=xp, dtype=dtype)
+    if y.ndim == 2:
+        t = xp.asarray(y, dtype=dtype)
+        return t, t
+    coded, onehot = target_tables(p.size, rules.target_coding)
+    return xp.asarray(coded, dtype=dtype)[y], xp.asarray(onehot, dtype=dtype)[y]
+
+
 def feedback(program, a: list, y) -> list:
-    """Sec. 3.3: every output population's state 1 (and higher) from the labels ``y (B,)``
-    through the feedback kind ``rules.feedback``; state 0 is kept."""
+    """Sec. 3.3: every output population's state 1 (and higher) from the targets ``y`` -- labels
+    ``(B,)`` or target vectors ``(B, n)`` -- through the feedback kind ``rules.feedback``;
+    state 0 is kept."""
     xp = namespace(*[v for v in a if v is not None])
-    rules, kind = program.rules, FEEDBACK.get(program.rules.feedback)
+    kind = FEEDBACK.get(program.rules.feedback)
     a = list(a)
     for o in program.outputs:
-        coded, onehot = coded_targets(y, program.pops[o].size, rules.target_coding, xp)
+        coded, onehot = targets(program, o, y, a[o].dtype, xp)
         states = kind([a[o][..., c] for c in range(program.k)], coded, onehot, xp)
         a[o] = xp.stack(states, axis=-1)
     return a
@@ -402,7 +429,8 @@ def synapse_update(rules, g, E, pre, post, mask):
     unit for a forward ``W`` that has one) and destination states ``post``:
 
     ``E <- M ⊙ (f̃ E + η̃ (H + O))`` with ``H = ρ_b P_b Q_b``, ``P = ν̃ᵀ pre``, ``Q = μ̃ post``;
-    shared channels take the mean of this over channels; then saturation (Sec. 3.4).
+    shared channels take the mean of this over channels (``shared_update: "mean"``) or its
+    channel 0 (``"channel0"``); then saturation (Sec. 3.4).
     ``mask``: ``(rows, cols)`` bool or ``None`` (all-to-all). ``g``: the projection's genome group.
     """
     xp = namespace(E)
@@ -410,7 +438,9 @@ def synapse_update(rules, g, E, pre, post, mask):
     H = hebbian(presynaptic(g["nu_tilde"], pre), Q, rules.batch_reduction)
     O = oja_term(rules.oja, E, Q, g["oja_alpha"], g["eta_tilde"], rules.batch_reduction)
     new = _col(g["f_tilde"], E.ndim) * E + _col(g["eta_tilde"], E.ndim) * (H + O)
-    if rules.shared_channels:
+    if rules.shared_channels and rules.shared_update == "channel0":
+        new = xp.broadcast_to(new[..., :1], new.shape)
+    elif rules.shared_channels:
         new = xp.broadcast_to(xp.mean(new, axis=-1, keepdims=True), new.shape)
     if mask is not None:
         new = new * xp.asarray(mask, dtype=new.dtype)[..., None]

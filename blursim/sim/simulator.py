@@ -713,7 +713,12 @@ class Simulator:
                 tap.states("forward", ch.s0, ch.r0, run.state)
             for o in self.program.outputs:
                 coded, onehot = targets[o]
-                self.feedback(run.state(o), coded, onehot, self.xp)
+                a = run.state(o)
+                old = [a[:, :, c] for c in range(self.k)]
+                new = self.feedback(old, coded, onehot, self.xp)
+                for c in range(1, self.k):  # state 0 is never changed
+                    if new[c] is not old[c]:
+                        a[:, :, c] = new[c]
             if tap is not None:
                 tap.states("feedback", ch.s0, ch.r0, run.state)
             self._backward(run, We, Ve)

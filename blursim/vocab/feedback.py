@@ -1,8 +1,12 @@
 """Feedback into output populations (DESIGN §2 step 4; paper Sec. 3.3).
 
-A feedback function receives the output population's states in the
-simulator's internal layout ``(S, R, k, B, n)`` and overwrites them in place.
-State 0 (the prediction) is never changed.
+A feedback kind is a pure function ``fn(states, coded, onehot, xp)``:
+``states`` is the list of the output population's ``k`` per-state arrays
+``(..., B, n)`` (any leading axes: the simulator's channel-major layout and
+the reference step's layout both call it), ``coded``/``onehot`` the targets
+``(B, n)`` (:func:`blursim.sim.targets.coded_targets`). It returns the new
+list of states; state 0 (the prediction) is never changed. Nothing is written
+in place, so the same functions run on NumPy, CuPy and ``jax.numpy``.
 
 - ``target`` (paper default): state 1 <- coded targets (+1 true class, -1 or 0
   otherwise), states >= 2 <- 0.
@@ -25,35 +29,33 @@ from typing import Any
 
 from blursim.registry import Registry
 
-Feedback = Callable[..., None]
+Feedback = Callable[..., list]
 
 FEEDBACK: Registry[Feedback] = Registry("feedback kind")
 
 
 @FEEDBACK.register("target")
-def target(a, coded, onehot, xp):
+def target(states, coded, onehot, xp):
     """a^1 <- coded targets; a^c <- 0 for c >= 2 (Sec. 3.3)."""
-    a[:, :, 1] = coded
-    if a.shape[2] > 2:
-        a[:, :, 2:] = 0
+    a1 = xp.broadcast_to(xp.asarray(coded, dtype=states[1].dtype), states[1].shape)
+    return [states[0], a1] + [xp.zeros_like(s) for s in states[2:]]
 
 
 @FEEDBACK.register("error_mse")
-def error_mse(a, coded, onehot, xp):
+def error_mse(states, coded, onehot, xp):
     """a^1 <- (T - a^0) * a^1: minus the gradient of 1/2 ||a^0 - T||^2 w.r.t. the pre-activation."""
-    a[:, :, 1] = (coded - a[:, :, 0]) * a[:, :, 1]
+    return [states[0], (coded - states[0]) * states[1]] + list(states[2:])
 
 
 @FEEDBACK.register("error_softmax")
-def error_softmax(a, coded, onehot, xp):
+def error_softmax(states, coded, onehot, xp):
     """a^1 <- onehot(y) - softmax(a^0): minus the gradient of softmax cross-entropy."""
-    logits = a[:, :, 0]
+    logits = states[0]
     if logits.shape[-1] == 1:  # logits [0, a]: softmax's class-1 entry is sigmoid(a) = (1 + tanh(a/2))/2
-        a[:, :, 1] = onehot - 0.5 * (1.0 + xp.tanh(0.5 * logits))
-        return
+        return [states[0], onehot - 0.5 * (1.0 + xp.tanh(0.5 * logits))] + list(states[2:])
     z = logits - xp.max(xp.real(logits), axis=-1, keepdims=True)
     e = xp.exp(z)
-    a[:, :, 1] = onehot - e / xp.sum(e, axis=-1, keepdims=True)
+    return [states[0], onehot - e / xp.sum(e, axis=-1, keepdims=True)] + list(states[2:])
 
 
 def needs(name: str) -> dict[str, Any]:
