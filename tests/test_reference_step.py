@@ -305,7 +305,7 @@ def check(case) -> None:
             f"a genome entry moved by 1e-6 changed the result by only {res['mutant']:.3g} x the tolerance")
 
 
-@settings(max_examples=40)
+@settings(max_examples=60)
 @given(case=parity_cases())
 def test_reference_step_equals_simulator(case):
     check(case)

@@ -56,6 +56,11 @@ Decisions it shares with the simulator (docs/design.md)
 -------------------------------------------------------
 
 - Input populations hold the data in state 0 and zeros in the other states.
+- Targets: class labels ``(B,)`` coded by
+  :func:`blursim.sim.targets.coded_targets` (the Simulator's coding: ``±1`` or
+  one-hot rows; one output neuron takes the labels 0 and 1), or real-valued
+  target vectors ``(B, n)``, which are their own coding. Every output
+  population receives the same targets.
 - Shared channels (``rules.shared_channels``): this module keeps all ``k``
   channels of a synapse in storage, equal to each other; eq. (7) is computed
   per channel and the stored update is its *mean over channels*
