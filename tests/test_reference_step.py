@@ -125,7 +125,7 @@ def parity_cases(draw, **pin):
     spec = draw(network_specs(
         k=k, n_features=n_features, n_classes=n_classes, hidden=(1, 3), outputs=(1, 2), sizes=(1, 4),
         connectivity=ALL_CONNECTIVITY, recurrent_p=0.3 if recurrent else 0.0,
-        rules=rules(recurrent=recurrent, output_size=n_classes, **pin)))
+        rules=rules(recurrent=recurrent, **pin)))  # error_softmax on one neuron: logistic
     # zero initial synapses are drawn, but rarely: with many rules they stay zero (a weak example)
     spec["rules"]["synapse_init"]["distribution"] = draw(st.sampled_from(["normal", "uniform"] * 3 + ["zeros"]))
     for p in spec["populations"]:
