@@ -318,6 +318,14 @@ def test_reference_step_equals_simulator_recurrent_persistent(case):
     check(case)
 
 
+@settings(max_examples=10)
+@given(case=parity_cases(shared_channels=True, shared_update="channel0"))
+def test_reference_step_equals_simulator_channel0(case):
+    """Shared channels updated by channel 0's update (the authors' code, docs/authors_layout.md),
+    every other option drawn (the Oja term included)."""
+    check(case)
+
+
 def test_k1_is_refused():
     spec = {"k": 1, "populations": [{"name": "in", "size": 2, "role": "input"},
                                      {"name": "out", "size": 2, "role": "output"}],
