@@ -10,7 +10,8 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, find, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import find as _find
 from hypothesis import strategies as st
 
 from blursim.graph import compile_network
@@ -18,6 +19,14 @@ from blursim.graph.build import build_graph
 from blursim.spec import load_network
 from blursim.spec.network import Rules
 from blursim.testing.strategies import ALL_CONNECTIVITY, RULE_CHOICES, network_specs, rules
+
+# These tests ask whether an example exists, not for the smallest one: shrinking
+# network specs (each candidate compiled) took over a minute of the suite.
+_NO_SHRINK = settings(phases=[Phase.generate], database=None, max_examples=2000)
+
+
+def find(strategy, condition):
+    return _find(strategy, condition, settings=_NO_SHRINK)
 
 
 def _spec(output_size=2, **kw):
