@@ -291,3 +291,20 @@ def test_readme_monitor_example_runs(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert set(load_recordings(tmp_path / "record.npz")) >= {"loss", "H:in->hidden"}
+
+
+def test_blursim_run_records_a_run_on_a_file_dataset(tmp_path, capsys):
+    """Issue 14's acceptance: `blursim run specs/... --task <file dataset> --record ...` from the
+    command line on a file the test writes."""
+    from blursim.cli.main import main
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 2))
+    np.savez(tmp_path / "data.npz", x=x, y=(x[:, 0] * x[:, 1] > 0).astype(np.int64))
+    rc = main(["run", "specs/mlp_2d.json", "--task", "file", "--task-opt", f"path={tmp_path / 'data.npz'}",
+               "--preset", "backprop", "--lr", "0.5", "--steps", "4", "--record", "loss,H,states:hidden@backward",
+               "--out", str(tmp_path / "rec")])
+    assert rc == 0, capsys.readouterr().err
+    recs = load_recordings(tmp_path / "rec" / "record.npz")
+    assert recs["H:in->hidden"].values.shape[0] == 4 and recs["loss"].coords["step"].tolist() == [1, 2, 3, 4]
+    assert (tmp_path / "rec" / "record.png").exists()
