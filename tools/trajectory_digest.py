@@ -15,7 +15,8 @@ step can change. Two commits whose digests agree computed the same bits.
 Networks: every example network in ``specs/`` plus two small inline ones
 (``local2d`` and ``block_random`` masks, for block-sparse storage). Rule
 variants: the spec's own rules and overrides that reach every branch of the
-step (the three backward updates, tied, shared channels, both Oja modes,
+step (the three backward updates, tied, shared channels updated by the
+channel mean and by channel 0, both Oja modes,
 mean reduction, saturation, both synapse normalisations, persistent neuron
 states, the synchronous schedule, every feedback kind); a variant the spec
 does not validate under is skipped and counted. Genomes: a seeded random
@@ -59,6 +60,8 @@ VARIANTS: dict[str, dict] = {
     "mss-tied-shared": {"backward_update": "multiplicative_second_state", "tied": True,
                         "shared_channels": True, "feedback": "error_mse"},
     "shared-oja-activity-mean": {"shared_channels": True, "oja": "activity", "batch_reduction": "mean"},
+    "shared-channel0-oja-activity": {"shared_channels": True, "shared_update": "channel0", "oja": "activity",
+                                     "feedback": "error_mse"},
     "tied-oja-weights-sat": {"tied": True, "oja": "weights", "saturation": True},
     "norm-stored-softmax": {"synapse_normalization": "stored", "feedback": "error_softmax",
                             "target_coding": "onehot"},

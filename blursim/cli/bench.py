@@ -494,17 +494,17 @@ def format_table(res: dict) -> str:
         f"roofline (float32 GEMM, this run): best {res['roofline_gflops']:.1f} GFLOP/s; "
         "'% roof' is against the roofline measured right before and after each row",
         "",
-        f"{'row':<32} {'S':>3} {'ms/step':>9} {'genome-steps/s':>14} {'GFLOP/s':>8} {'roof':>6} "
+        f"{'row':<37} {'S':>3} {'ms/step':>9} {'genome-steps/s':>14} {'GFLOP/s':>8} {'roof':>6} "
         f"{'% roof':>7} {'% best':>7} {'peak MiB':>9}",
     ]
     for r in res["rows"]:
         if "genome_evaluations_per_s" in r:
-            lines.append(f"{r['row']:<32} {r['S']:>3} {1e3 * r['median_s']:>9.1f} "
+            lines.append(f"{r['row']:<37} {r['S']:>3} {1e3 * r['median_s']:>9.1f} "
                          f"{r['genome_evaluations_per_s']:>9.2f} ev/s {'':>8} {r['adjacent_roofline']:>6.0f} "
                          f"{'':>7} {'':>7} {r['peak_bytes'] / 2**20:>9.1f}")
             continue
         lines.append(
-            f"{r['row']:<32} {r['S']:>3} {1e3 * r['median_s']:>9.2f} {r['genome_steps_per_s']:>14.1f} "
+            f"{r['row']:<37} {r['S']:>3} {1e3 * r['median_s']:>9.2f} {r['genome_steps_per_s']:>14.1f} "
             f"{r.get('gflops', 0):>8.1f} {r['adjacent_roofline']:>6.0f} {r.get('pct_roofline', 0):>6.1f}% "
             f"{r.get('pct_best_roofline', 0):>6.1f}% "
             + (f"{r['peak_bytes'] / 2**20:>9.1f}" if r.get("peak_bytes") is not None else f"{'':>9}"))
