@@ -389,7 +389,7 @@ def test_one_genome_parallel_updates_are_bit_identical(rules, split, monkeypatch
     (``?gemm_batch``, ``split="blas"``) or, without it, to ours, which then also run the synapse
     updates of different projections as parallel jobs; float32 results equal the one-thread run.
     The sizes (batch 128) make the split happen, which the test checks."""
-    import blursim.sim.simulator as simmod
+    import blursim.backend.executor as execmod
 
     cb = NumpyBackend("float32")._cblas
     if cb is None:
@@ -414,11 +414,11 @@ def test_one_genome_parallel_updates_are_bit_identical(rules, split, monkeypatch
             used["submit"] += 1
             return self.pool.submit(*a)
 
-    pool = simmod._pool
+    pool = execmod.thread_pool
     monkeypatch.setattr(_cblas, "_batch", counted_batch)
     monkeypatch.setattr(_cblas, "_judge", lambda *a: None)  # batch whatever the timing (test_slow_batches_back_off)
     monkeypatch.setattr(_cblas, "_PLANS", {})
-    monkeypatch.setattr(simmod, "_pool", lambda n: CountingPool(pool(n)))
+    monkeypatch.setattr(execmod, "thread_pool", lambda n: CountingPool(pool(n)))
     spec = {"k": 2, "populations": [
         {"name": "in", "size": 120, "role": "input"},
         {"name": "h", "size": 160, "role": "hidden", "forward_activation": "relu_tanh", "backward_activation": "relu_tanh"},

@@ -24,6 +24,7 @@ from blursim.graph.connectivity import CONNECTIVITY
 from blursim.registry import Registry
 from blursim.sim import ACTIVATIONS, FEEDBACK, Simulator
 from blursim.spec import SCHEMAS, load_network
+from blursim.vocab.activations import INPLACE
 
 GENERAL = {"tied": False, "shared_channels": False, "feedback": "target",
            "backward_update": "additive"}
@@ -129,6 +130,24 @@ def test_activation_matches_formula(name):
     got = fn(x, np)
     want = np.array([FORMULAS[name](v) for v in POINTS])
     np.testing.assert_allclose(np.broadcast_to(got, x.shape), want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(INPLACE))
+def test_inplace_activation_matches_formula_and_registered(name, dtype):
+    """The simulator's in-place kernels (real dtypes): the textbook formula, the registered function's
+    values, and the same zero for NaN inputs of relu and its derivative."""
+    assert name in ACTIVATIONS
+    x = np.array(POINTS + [0.0], dtype=dtype).reshape(2, 4)
+    got = x.copy()
+    INPLACE[name](got, np)
+    want = np.array([FORMULAS[name](float(v)) for v in x.ravel()]).reshape(x.shape)
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-7)
+    np.testing.assert_array_equal(got, np.broadcast_to(ACTIVATIONS.get(name)(x, np), x.shape))
+    if name in ("relu", "relu_derivative", "relu_tanh"):
+        nan = np.full(3, np.nan, dtype)
+        INPLACE[name](nan, np)
+        np.testing.assert_array_equal(nan, 0)
 
 
 def test_every_activation_has_a_reference_formula():

@@ -19,11 +19,12 @@ Primitives
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 
+from blursim.backend.executor import Executor
 from blursim.errors import SpecError
 
 DTYPES = {"float32": np.float32, "float64": np.float64, "complex128": np.complex128}
@@ -137,6 +138,16 @@ class Backend:
     # ------------------------------------------------------------- parallelism
     #: Worker threads the simulator may use for independent species (1 = none).
     workers = 1
+
+    def executor(self, workers: int | None = None):
+        """How a step's chunks, jobs and buffers run on this backend
+        (:class:`~blursim.backend.executor.Executor`: one chunk, jobs in order)."""
+        return Executor(self)
+
+    def errstate(self):
+        """A context in which floating-point overflow and invalid values pass silently (a genome
+        that diverges is a result, checked by :meth:`~blursim.sim.Simulator.is_finite`)."""
+        return nullcontext()
     #: Whether :meth:`parallel_gemm` splits products on the library's own threads (not ``pool``).
     blas_splits_gemm = False
 

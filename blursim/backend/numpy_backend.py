@@ -32,6 +32,7 @@ import numpy as np
 
 from blursim.backend import _cblas
 from blursim.backend.base import Backend
+from blursim.backend.executor import ThreadedExecutor
 from blursim.backend.threads import blas_threads
 from blursim.machine import usable_cpus
 
@@ -66,6 +67,14 @@ class NumpyBackend(Backend):
 
     def as_strided(self, x, shape, strides):
         return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+
+    def executor(self, workers: int | None = None) -> ThreadedExecutor:
+        """Species chunks on ``workers`` threads (default :attr:`workers`;
+        :class:`~blursim.backend.executor.ThreadedExecutor`)."""
+        return ThreadedExecutor(self, self.workers if workers is None else workers)
+
+    def errstate(self):
+        return np.errstate(all="ignore")
 
     def matmul_into(self, A, B, out) -> None:
         if self.fast:

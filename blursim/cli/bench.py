@@ -282,10 +282,10 @@ def products_only(w: Workload):
             if V[qi] is not None:
                 jobs.append((sim.vops[qi].stored, set(), lambda qi=qi, q=q: sim.vops[qi].hebbian_update(
                     A[q.post], A[q.pre], V[qi], 1e-3, 0.999)))
-        sim._run_jobs(jobs)
+        sim.executor.run_jobs(jobs)
 
     def fn():
-        sim._run(S, 1, B, chunk)
+        sim.executor.run(S, 1, sim.genome_bytes(B), chunk)
     return fn, None
 
 

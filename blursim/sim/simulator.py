@@ -3,336 +3,64 @@
 Arrays carry a species axis ``S`` (genomes side by side, e.g. an ES
 population) and a replica axis ``R`` (independent synapse initialisations
 sharing a genome). Internal layouts are channel-major: neuron states
-``(S, R, k, B, n)``, synapses ``(S, R, kw, ...)`` in the storage layout of
-their operator (:mod:`blursim.sim.operators`: dense ``(n_pre, n_post)`` or
-block tiles). :meth:`SynapseState.get` and :meth:`SynapseState.set` convert
-to and from the dense layout; :meth:`SynapseState.forward_synapses` returns
-DESIGN's layout ``(S, R, n_pre + bias, n_post, k)``.
+``(S, R, k, B, n)``, synapses ``(S, R, kw, ...)`` (:mod:`blursim.sim.synapses`)
+in the storage layout of their operator (:mod:`blursim.sim.operators`: dense
+``(n_pre, n_post)`` or block tiles).
 
-The step, in the order of DESIGN §2 (one method each below):
+The step, in the order of DESIGN §2, one section of :class:`Simulator` each:
 
 1. reset neuron states (``rules.reset_neurons``);
 2. write the input batch into state 0 of the input populations;
-3. forward pass, eq. (5): ``a_j <- sigma_fwd(N(f a_j + eta z_j))`` with
-   ``z_j^c = sum_q sum_i W_q[i, j, c] (nu a_i)^c``            (:meth:`Simulator._forward`);
+3. eq. (5), the forward pass: ``a_j <- sigma_fwd(N(f a_j + eta z_j))``,
+   ``z_j^c = sum_q sum_r W_q[r, j, c] (nu a_i[r])^c``       (:meth:`Simulator._forward`);
 4. feedback into the outputs (Sec. 3.3, :mod:`blursim.vocab.feedback`);
-5. backward pass, eq. (6), by ``rules.backward_update``      (:meth:`Simulator._backward`);
-6. synapse update, eq. (7) with the optional Oja term of eq. (8) / App. B,
-   synapse normalisation (App. C.6) and saturation (Sec. 3.4) (:meth:`Simulator._update`).
+5. eq. (6), the backward pass, by ``rules.backward_update``  (:meth:`Simulator._backward`);
+6. eq. (7), the synapse update ``W <- f~ W + eta~ (H + O)`` with Oja's term
+   (eq. 8 / App. B) and saturation (Sec. 3.4)                 (:meth:`Simulator._synapse_update`),
+   after synapse normalisation (App. C.6, :meth:`Simulator._normalized`).
+
+What the step is made of, elsewhere:
+
+- the genome's numbers, folded once per chunk into gemm scales and ``k x k``
+  matrices: :mod:`blursim.sim.coefficients`;
+- the products, one operator per projection: :mod:`blursim.sim.operators`;
+- activation functions and feedback kinds by name: :mod:`blursim.vocab`;
+- how the work runs -- chunks of species on threads, independent update
+  jobs, per-thread buffers, BLAS threads: the backend's executor
+  (:mod:`blursim.backend.executor`, :mod:`blursim.backend.numpy_backend`).
 
 How it is made fast without changing what it computes (docs/benchmarks.md):
-
-- every scalar of the genome is folded into the ``alpha``/``beta`` of a
-  matrix product or into a ``k x k`` mixing matrix, never applied as a pass
-  over a large array: ``eta z`` is ``alpha = eta``, ``f~ W + eta~ H`` is one
-  ``gemm`` with ``beta = f~``, ``f a + eta y`` one ``gemm`` into ``a``;
-- input populations hold only state 0 (the data), shared by every species,
-  so their mixed states ``(nu x)^c = nu[c, 0] x`` are never materialised;
-- species are cut into chunks that run in worker threads, each with
-  preallocated buffers that stay in cache; BLAS runs single-threaded
-  meanwhile (one species: BLAS threads instead);
-- activations run in place (for real dtypes; complex128 uses the registered
-  functions, which are complex-step safe).
+every scalar of the genome is folded into the ``alpha``/``beta`` of a matrix
+product or into a ``k x k`` mixing matrix, never applied as a pass over a
+large array (``eta z`` is ``alpha = eta``, ``f~ W + eta~ H`` is one ``gemm``
+with ``beta = f~``, ``f a + eta y`` one ``gemm`` into ``a``); input
+populations hold only state 0 (the data), shared by every species, so their
+mixed states ``(nu x)^c = nu[c, 0] x`` are never materialised; activations run
+in place for real dtypes (complex128 uses the registered, complex-step-safe
+functions).
 """
 
 from __future__ import annotations
 
-import math
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from blursim.backend import Backend, get_backend
+from blursim.backend.executor import Chunk
 from blursim.genome.arrays import GenomeBatch, stack_genomes
 from blursim.graph.compile import Program
+from blursim.sim.coefficients import Coefficients, GenomeArrays, PreparedGenomes
 from blursim.sim.metrics import task_metrics
-from blursim.sim.targets import check_targets, coded_targets
 from blursim.sim.operators import make_operator
+from blursim.sim.synapses import TAG_INIT, Layout, SynapseState, draw
+from blursim.sim.targets import check_targets, coded_targets
 from blursim.vocab import ACTIVATIONS, FEEDBACK
+from blursim.vocab.activations import INPLACE
 
-# SeedSequence stream tags (DESIGN §2, Randomness).
-TAG_INIT = 0x696E6974
+# SeedSequence stream tags (DESIGN §2, Randomness); TAG_INIT is the initial synapses'.
 TAG_DATA = 0x64617461
 TAG_QUERY = 0x71727279
-
-
-# --------------------------------------------------------------------- storage
-class _Layout:
-    """How a simulator stores each projection's synapses (converts to/from dense)."""
-
-    def __init__(self, wops, vops, backend) -> None:
-        self.wops, self.vops, self.backend = wops, vops, backend
-        self.key = tuple((type(o).__name__, getattr(o, "tail", None)) for o in wops) + tuple(
-            None if o is None else (type(o).__name__, o.tail) for o in vops)
-
-    def op(self, q: int, which: str):
-        return self.wops[q] if which == "W" else self.vops[q] if which == "V" else None
-
-
-@dataclass
-class SynapseState:
-    """Synapses (and persistent neuron states) of ``S x R`` networks.
-
-    ``W[q]``: forward synapses ``(S, R, kw, ...)`` in projection ``q``'s storage
-    layout (dense ``(n_pre, n_post)`` for all-to-all and masked dense
-    projections, tiles for block-sparse ones); ``b[q]``: ``(S, R, kw, n_post)``
-    or ``None``; ``V[q]``: backward synapses or ``None`` when tied. Read and
-    write them through :meth:`get` / :meth:`set`, which always speak the dense
-    layout. ``a``: neuron states ``(S, R, k, B, n)`` kept between steps when
-    ``reset_neurons`` is off. ``steps``: training steps taken.
-
-    A training step updates the arrays in place.
-    """
-
-    W: list[Any]
-    b: list[Any]
-    V: list[Any]
-    a: list[Any] | None = None
-    steps: int = 0
-    meta: dict = field(default_factory=dict)
-    layout: Any = field(default=None, repr=False, compare=False)
-
-    def copy(self) -> "SynapseState":
-        c = lambda x: None if x is None else x.copy()  # noqa: E731
-        return SynapseState(
-            [c(w) for w in self.W], [c(x) for x in self.b], [c(v) for v in self.V],
-            None if self.a is None else [c(x) for x in self.a], self.steps, dict(self.meta), self.layout,
-        )
-
-    @property
-    def shape_SR(self) -> tuple[int, int]:
-        return int(self.W[0].shape[0]), int(self.W[0].shape[1])
-
-    def _op(self, q: int, which: str):
-        return None if self.layout is None else self.layout.op(q, which)
-
-    def get(self, q: int, which: str = "W"):
-        """A dense copy of projection ``q``'s ``W``, ``b`` or ``V`` (internal layout).
-
-        ``W``: ``(S, R, kw, n_pre, n_post)`` (zeros outside the mask), ``b``:
-        ``(S, R, kw, n_post)`` or None, ``V``: ``(S, R, kw, n_post, n_pre)`` or None.
-        The result is a new array (block-sparse storage is gathered); write
-        changes back with :meth:`set`.
-        """
-        arr = {"W": self.W, "b": self.b, "V": self.V}[which][q]
-        if arr is None:
-            return None
-        op = self._op(q, which)
-        return arr.copy() if op is None else op.to_dense(arr)
-
-    def set(self, q: int, which: str, value) -> None:
-        """Replace projection ``q``'s ``W``/``b``/``V`` with a dense internal-layout array.
-
-        The value is cast to the stored dtype (a complex value into real
-        synapses is an error: use ``Simulator(..., dtype="complex128")``) and
-        entries outside the mask are dropped.
-        """
-        lists = {"W": self.W, "b": self.b, "V": self.V}
-        old = lists[which][q]
-        if value is None:
-            lists[which][q] = None
-            return
-        op = self._op(q, which)
-        xp = op.xp if op is not None else (self.layout.backend.xp if self.layout is not None else np)
-        v = xp.asarray(value)
-        dt = old.dtype if old is not None else v.dtype
-        if np.dtype(v.dtype).kind == "c" and np.dtype(dt).kind != "c":
-            raise TypeError(
-                f"cannot store complex synapses in {np.dtype(dt).name} storage; "
-                "create the simulator with dtype='complex128'")
-        v = v.astype(dt, copy=True)
-        lists[which][q] = v if op is None else op.from_dense(v)
-
-    def forward_synapses(self, q: int, k: int, to_numpy=np.asarray) -> np.ndarray:
-        """Projection ``q``'s forward synapses in DESIGN's layout ``(S, R, n_pre + bias, n_post, k)``."""
-        W = to_numpy(self.get(q, "W"))
-        S, R, kw, n_pre, n_post = W.shape
-        W = np.broadcast_to(W, (S, R, k, n_pre, n_post))
-        if self.b[q] is not None:
-            b = np.broadcast_to(to_numpy(self.get(q, "b")), (S, R, k, n_post))
-            W = np.concatenate([W, b[:, :, :, None, :]], axis=3)
-        return np.array(np.moveaxis(W, 2, -1), order="C", copy=True)
-
-    def backward_synapses(self, q: int, k: int, to_numpy=np.asarray) -> np.ndarray | None:
-        """Projection ``q``'s backward synapses ``(S, R, n_post, n_pre, k)``; ``None`` when tied."""
-        if self.V[q] is None:
-            return None
-        V = to_numpy(self.get(q, "V"))
-        S, R, kw, n_post, n_pre = V.shape
-        return np.array(np.moveaxis(np.broadcast_to(V, (S, R, k, n_post, n_pre)), 2, -1), order="C", copy=True)
-
-
-# ---------------------------------------------------------------------- genomes
-class _Gene:
-    """One genome group: the genome arrays on the host, ``(S, ...)`` float64."""
-
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.host = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
-        self.S = int(self.host["f"].shape[0])
-        self.init_scale = self.host["init_scale"]
-
-
-class _Genes(dict):
-    """``{group: _Gene}`` plus per-chunk coefficient caches (what :meth:`Simulator.prepare` returns)."""
-
-    def __init__(self, *a, **kw) -> None:
-        super().__init__(*a, **kw)
-        self.coef_cache: dict = {}
-
-
-class _Coefs:
-    """Genome-derived factors for species ``s0:s1`` as gemm scales and small device arrays.
-
-    Names follow the paper: ``f, eta`` (neurons), ``f_tilde, eta_tilde``
-    (synapses), ``nu, mu`` (forward/backward mixing), ``nu_tilde, mu_tilde``
-    (pre/postsynaptic mixing). Everything is computed once per chunk and
-    batch size and cached.
-    """
-
-    def __init__(self, sim: "Simulator", genes: dict, s0: int, s1: int, B: int) -> None:
-        self.sim, self.b_ = sim, sim.backend
-        self.h = {g: {k: v[s0:s1] for k, v in genes[g].host.items()} for g in genes}
-        self.c = s1 - s0
-        self.k = sim.k
-        self.B = B
-        self._cache: dict = {}
-
-    def _get(self, key, make):
-        v = self._cache.get(key)
-        if v is None:
-            v = make()
-            self._cache[key] = v
-        return v
-
-    # scales, host shape (c, 1, 1) or (c, 1, k): one value per (species, channel) slice
-    def scalar(self, g: str, name: str):
-        return self._get(("s", g, name), lambda: self.b_.scale(self.h[g][name].reshape(-1, 1, 1)))
-
-    def scale(self, key, host):
-        return self._get(("x",) + key, lambda: self.b_.scale(host()))
-
-    def mat(self, g: str, name: str):
-        """``(c, 1, k, k)`` device matrix acting on the state axis."""
-        def make():
-            h = self.h[g]
-            m = {
-                "nu": lambda: h["nu"], "mu": lambda: h["mu"],
-                "nu_tilde_t": lambda: np.swapaxes(h["nu_tilde"], 1, 2),
-                "mu_tilde": lambda: h["mu_tilde"],
-                # rows scaled by the input's coefficient, for shared-channel Hebbians of input projections
-                "mu_tilde_in": lambda: h["nu_tilde"][:, 0, :, None] * h["mu_tilde"],
-                "nu_tilde_t_in": lambda: h["mu_tilde"][:, :, 0, None] * np.swapaxes(h["nu_tilde"], 1, 2),
-            }[name]()
-            return self.b_.asarray(np.ascontiguousarray(m[:, None]))
-        return self._get(("m", g, name), make)
-
-    def dev(self, key, host):
-        """A small device array computed on the host by ``host()``."""
-        return self._get(("d",) + key, lambda: self.b_.asarray(np.ascontiguousarray(host())))
-
-
-# --------------------------------------------------------------- fast kernels
-_ZEROS: dict = {}
-
-
-def _zeros(x, xp):
-    """A read-only array of zeros shaped like ``x`` (NumPy's ``fmax`` runs twice as fast against an
-    array as against a broadcast scalar); the scalar 0 elsewhere."""
-    if xp is not np:
-        return 0
-    key = (x.shape, x.dtype)
-    z = _ZEROS.get(key)
-    if z is None:
-        if len(_ZEROS) > 64:
-            _ZEROS.clear()
-        z = np.zeros(x.shape, x.dtype)
-        z.flags.writeable = False
-        _ZEROS[key] = z
-    return z
-
-
-def _inplace_kernels() -> dict:
-    """In-place versions of registered activations by name, for real dtypes (same operations, same
-    results)."""
-
-    def tanh_d(x, xp):
-        xp.tanh(x, out=x)
-        xp.multiply(x, x, out=x)
-        xp.subtract(1, x, out=x)
-
-    def sigmoid(x, xp):
-        x *= 0.5
-        xp.tanh(x, out=x)
-        x += 1
-        x *= 0.5
-
-    def relu(x, xp):
-        xp.fmax(x, _zeros(x, xp), out=x)  # NaN -> 0, as where(x > 0, x, 0)
-
-    def relu_tanh(x, xp):
-        relu(x, xp)
-        xp.tanh(x, out=x)
-
-    table = {
-        "identity": lambda x, xp: None,
-        "tanh": lambda x, xp: xp.tanh(x, out=x),
-        "tanh_derivative": tanh_d,
-        "sigmoid": sigmoid,
-        "relu": relu,
-        "relu_tanh": relu_tanh,
-        "relu_derivative": lambda x, xp: xp.greater(x, _zeros(x, xp), out=x),
-        "one": lambda x, xp: x.fill(1),
-        "zero": lambda x, xp: x.fill(0),
-        "sin": lambda x, xp: xp.sin(x, out=x),
-    }
-    return {n: f for n, f in table.items() if n in ACTIVATIONS}
-
-
-_INPLACE = _inplace_kernels()
-
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    with _POOLS_LOCK:
-        p = _POOLS.get(n)
-        if p is None:
-            p = _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="blursim")
-        return p
-
-
-class _Workspace:
-    """Per-thread reusable buffers, keyed by name and shape."""
-
-    def __init__(self, xp, dtype) -> None:
-        self.xp, self.dtype = xp, dtype
-        self.bufs: dict = {}
-
-    def get(self, name, shape, zero: bool = False):
-        key = (name, shape)
-        buf = self.bufs.get(key)
-        if buf is None:
-            if len(self.bufs) > 512:
-                self.bufs.clear()
-            buf = self.bufs[key] = self.xp.empty(shape, dtype=self.dtype)
-        if zero:
-            buf.fill(0)
-        return buf
-
-
-@dataclass
-class _Chunk:
-    """Species ``s0:s1`` and replicas ``r0:r1`` of one step, with their state."""
-
-    s0: int
-    s1: int
-    r0: int
-    r1: int
 
 
 class Simulator:
@@ -355,7 +83,8 @@ class Simulator:
         Results agree to rounding; only speed and memory differ.
     threads:
         Worker threads for independent species (NumPy backend; default: the
-        backend's, i.e. ``BLURSIM_THREADS`` or the usable CPUs).
+        backend's, i.e. ``BLURSIM_THREADS`` or the usable CPUs); the backend's
+        executor decides how they are used (:mod:`blursim.backend.executor`).
     """
 
     def __init__(self, program: Program, backend: Backend | str | None = None, dtype: str | None = None,
@@ -373,21 +102,21 @@ class Simulator:
         self.ops = [make_operator(q, self.backend, sparse=sparse, tied=tied) for q in program.projs]
         self.vops = [None if tied else make_operator(q, self.backend, transposed=True, sparse=sparse)
                      for q in program.projs]
-        self.layout = _Layout(self.ops, self.vops, self.backend)
+        self.layout = Layout(self.ops, self.vops, self.backend)
         self.feedback = FEEDBACK.get(self.rules.feedback)
         # the program names each population's activations; resolved here (blursim.vocab)
         self._fwd = [[ACTIVATIONS.get(n) for n in p.fwd_names] for p in program.pops]
         self._bwd = [[ACTIVATIONS.get(n) for n in p.bwd_names] for p in program.pops]
-        self.workers = self.backend.workers if threads is None else max(1, int(threads))
+        #: How this step's chunks, jobs and buffers run (the backend's; blursim.backend.executor).
+        self.executor = self.backend.executor(threads)
         self._real = np.dtype(self.backend.dtype).kind != "c"
-        self._tls = threading.local()
         # inputs feeding each projection (pre population is an input)
         self._is_input = [p.role == "input" for p in program.pops]
         # shared channels store channel 0's update instead of the channel mean (rules.shared_update)
         self._channel0 = program.shared and self.rules.shared_update == "channel0"
 
     # ------------------------------------------------------------------ genomes
-    def prepare(self, genomes) -> dict[str, _Gene]:
+    def prepare(self, genomes) -> PreparedGenomes:
         """Genome documents or a :class:`GenomeBatch` -> per-group arrays for the simulator."""
         if not isinstance(genomes, GenomeBatch):
             genomes = stack_genomes(genomes, k=self.k, groups=self.program.groups)
@@ -397,22 +126,22 @@ class Simulator:
             missing = [g for g in self.program.groups if g not in genomes.arrays]
             if missing:
                 stack_genomes([genomes.species(0)], k=self.k, groups=self.program.groups)
-        return _Genes({g: _Gene(genomes.arrays[g]) for g in self.program.groups})
+        return PreparedGenomes({g: GenomeArrays(genomes.arrays[g]) for g in self.program.groups})
 
-    def _coefs(self, genes, s0: int, s1: int, B: int) -> _Coefs:
+    def _coefs(self, genes, s0: int, s1: int, B: int) -> Coefficients:
         cache = getattr(genes, "coef_cache", None)
         if cache is None:
-            return _Coefs(self, genes, s0, s1, B)
+            return Coefficients(self.backend, self.k, genes, s0, s1, B)
         key = (id(self), s0, s1, B)
         c = cache.get(key)
         if c is None:
             if len(cache) > 256:
                 cache.clear()
-            c = cache[key] = _Coefs(self, genes, s0, s1, B)
+            c = cache[key] = Coefficients(self.backend, self.k, genes, s0, s1, B)
         return c
 
     # ----------------------------------------------------------------- synapses
-    def init_synapses(self, genes: dict[str, _Gene], replicas: int = 1, seed: int = 0) -> SynapseState:
+    def init_synapses(self, genes: PreparedGenomes, replicas: int = 1, seed: int = 0) -> SynapseState:
         """Fresh synapses. Replica ``r`` depends only on ``seed`` and ``r`` (common to all species)."""
         init = self.rules.synapse_init
         per_replica = []
@@ -421,14 +150,14 @@ class Simulator:
             draws = []
             for q in self.program.projs:
                 fan_w = q.n_pre + (1 if q.bias else 0)
-                W = self._draw(rng, (self.kw, q.n_pre, q.n_post), init, fan_w)
+                W = draw(rng, (self.kw, q.n_pre, q.n_post), init, fan_w)
                 b = None
                 if q.bias:
-                    b = (self._draw(rng, (self.kw, q.n_post), init, fan_w)
+                    b = (draw(rng, (self.kw, q.n_post), init, fan_w)
                          if init.bias == "same" else np.zeros((self.kw, q.n_post)))
                 V = None
                 if not self.rules.tied:
-                    V = self._draw(rng, (self.kw, q.n_post, q.n_pre), init, q.n_post)
+                    V = draw(rng, (self.kw, q.n_post, q.n_pre), init, q.n_post)
                 if q.mask is not None:
                     W = W * q.mask
                     if V is not None:
@@ -458,61 +187,34 @@ class Simulator:
             out[s] = self.backend.asarray(X * f)
         return out
 
-    @staticmethod
-    def _draw(rng, shape, init, fan):
-        s = init.scale / (np.sqrt(fan) if init.fan_in else 1.0)
-        if init.distribution == "normal":
-            return rng.standard_normal(shape) * s
-        if init.distribution == "uniform":
-            return rng.uniform(-1.0, 1.0, shape) * s
-        return np.zeros(shape)
-
-    def _adopt(self, st: SynapseState) -> None:
-        """Bring a state made elsewhere (dense arrays, another layout or dtype) into this simulator's."""
-        if st.layout is self.layout:
-            return
-        dt = np.dtype(self.backend.dtype)
-        same = st.layout is not None and st.layout.key == self.layout.key
-        for q in range(len(self.program.projs)):
-            for which, lst in (("W", st.W), ("b", st.b), ("V", st.V)):
-                if lst[q] is None:
-                    continue
-                if np.dtype(lst[q].dtype).kind == "c" and dt.kind != "c":
-                    raise TypeError("complex synapses need a simulator with dtype='complex128'")
-                if same or which == "b":
-                    lst[q] = self.backend.asarray(lst[q])
-                else:
-                    lst[q] = self.layout.op(q, which).from_dense(self.backend.asarray(SynapseState.get(st, q, which)))
-        st.layout = self.layout
-
     # --------------------------------------------------------------- public API
-    def train_step(self, st: SynapseState, genes: dict[str, _Gene], x, y, monitor=None) -> SynapseState:
+    def train_step(self, st: SynapseState, genes: PreparedGenomes, x, y, monitor=None) -> SynapseState:
         """One BLUR training step on batch ``(x, y)`` (DESIGN §2); updates ``st`` in place.
 
         ``monitor``: a :class:`~blursim.sim.monitor.Monitor` that records what it was asked for
         when this step is one of its steps (nothing is copied otherwise)."""
-        self._adopt(st)
+        self.layout.adopt(st)
         S, R = st.shape_SR
         B = int(np.shape(x)[0])
         inputs = self._input_states(x)
         targets = {o: self._targets(y, self.program.pops[o]) for o in self.program.outputs}
         keep = None if self.rules.reset_neurons else self._ensure_persistent(st, S, R, B)
         tap = None if monitor is None else monitor.begin_step(self, st, B)
-        self._run(S, R, B, lambda ch: self._train_chunk(st, genes, ch, inputs, targets, B, keep, tap))
+        self.executor.run(S, R, self.genome_bytes(B), lambda ch: self._train_chunk(st, genes, ch, inputs, targets, B, keep, tap))
         st.steps += 1
         if tap is not None:
             monitor.end_step(self, st, y, tap)
         return st
 
-    def forward(self, st: SynapseState, genes: dict[str, _Gene], x) -> list[Any]:
+    def forward(self, st: SynapseState, genes: PreparedGenomes, x) -> list[Any]:
         """Forward pass only (neurons reset); state 0 of every output, ``(S, R, B, n_out)`` each."""
-        self._adopt(st)
+        self.layout.adopt(st)
         S, R = st.shape_SR
         B = int(np.shape(x)[0])
         inputs = self._input_states(x)
         outs = {o: self.xp.empty((S, R, B, self.program.pops[o].size), dtype=self.backend.dtype)
                 for o in self.program.outputs}
-        self._run(S, R, B, lambda ch: self._forward_chunk(st, genes, ch, inputs, B, outs))
+        self.executor.run(S, R, self.genome_bytes(B), lambda ch: self._forward_chunk(st, genes, ch, inputs, B, outs))
         return [outs[o] for o in self.program.outputs]
 
     def evaluate(self, st: SynapseState, genes, x, y) -> dict[str, np.ndarray]:
@@ -561,58 +263,15 @@ class Simulator:
         """Bytes held by the stored synapses of ``st``."""
         return int(sum(a.nbytes for lst in (st.W, st.b, st.V) for a in lst if a is not None))
 
-    # ------------------------------------------------------------------ driving
-    def _chunks(self, S: int, R: int, B: int) -> list[_Chunk]:
-        w = self.workers
-        if w <= 1 or S * R == 1:
-            return [_Chunk(0, S, 0, R)]
-        per = self._genome_bytes(B)
-        target = 10 << 20  # a few MB per chunk: states, mixes and synapses stay in cache (paper-es: 2 genomes)
-        if S >= 2:
-            cs = max(1, min(math.ceil(S / w), int(target // max(per * R, 1))))
-            return [_Chunk(s, min(S, s + cs), 0, R) for s in range(0, S, cs)]
-        cs = max(1, min(math.ceil(R / w), int(target // max(per, 1))))
-        return [_Chunk(0, S, r, min(R, r + cs)) for r in range(0, R, cs)]
-
-    def _genome_bytes(self, B: int) -> int:
+    def genome_bytes(self, B: int) -> int:
+        """Bytes one genome and replica of a step touches at batch size ``B`` (synapses and states):
+        what the executor sizes its chunks of species by."""
         it = np.dtype(self.backend.dtype).itemsize
         syn = sum(op.stored for op in self.ops) + sum(op.stored for op in self.vops if op is not None)
         neurons = sum(p.size for p in self.program.pops)
         return int(it * (self.kw * syn + 4 * self.k * B * neurons))
 
-    def _run(self, S: int, R: int, B: int, fn) -> None:
-        """Run ``fn`` on every chunk of species. BLAS is single-threaded throughout, so that every
-        product is the same BLAS call whatever the number of threads (bit-identical results)."""
-        chunks = self._chunks(S, R, B)
-        if len(chunks) == 1:
-            if self.workers > 1:  # one chunk: the slices of its large products go to the threads,
-                pool = _pool(self.workers)  # and so do independent synapse updates (_run_jobs) --
-                # unless BLAS's own threads take the slices: then the updates run in order, as
-                # handing them to our threads costs more than it saves (docs/benchmarks.md)
-                self._tls.pool = None if self.backend.blas_splits_gemm else (pool, self.workers)
-                try:
-                    with self.backend.parallel_gemm(pool, self.workers):
-                        fn(chunks[0])
-                finally:
-                    self._tls.pool = None
-            else:
-                with self.backend.blas_threads(1):
-                    fn(chunks[0])
-            return
-        n = min(self.workers, len(chunks))
-        with self.backend.blas_threads(1):
-            for f in [_pool(n).submit(fn, ch) for ch in chunks]:
-                f.result()
-
-    def _ws(self) -> _Workspace:
-        ws = getattr(self._tls, "ws", None)
-        if ws is None:
-            ws = self._tls.ws = _Workspace(self.xp, self.backend.dtype)
-        return ws
-
-    def _errstate(self):
-        return np.errstate(all="ignore") if self.xp is np else nullcontext()
-
+    # ------------------------------------------------------------------ driving
     def _input_states(self, x) -> dict[int, dict]:
         """Per input population: the data ``(1, 1, 1, B, n)`` (state 0; other states are 0)."""
         xp = self.xp
@@ -656,7 +315,7 @@ class Simulator:
         return valid
 
     # -------------------------------------------------------------- one chunk
-    def _views(self, st: SynapseState, ch: _Chunk, effective: bool, genes, cf: _Coefs):
+    def _views(self, st: SynapseState, ch: Chunk, effective: bool, genes, cf: Coefficients):
         sl = (slice(ch.s0, ch.s1), slice(ch.r0, ch.r1))
         W = [w[sl] for w in st.W]
         b = [None if x is None else x[sl] for x in st.b]
@@ -669,7 +328,7 @@ class Simulator:
             return W, b, V, W, b, V  # normalised in place
         return W, b, V, We, be, Ve
 
-    def _normalized(self, W, b, V, cf: _Coefs, copy: bool):
+    def _normalized(self, W, b, V, cf: Coefficients, copy: bool):
         """App. C.6: ``W' = rescale * W / sqrt(sum_i W^2 (+ b^2) + eps)`` per postsynaptic neuron and channel."""
         xp, eps = self.xp, self.rules.synapse_norm_eps
         We, be, Ve = [], [], []
@@ -697,52 +356,60 @@ class Simulator:
                 Ve.append(v)
         return We, be, Ve
 
-    def _train_chunk(self, st, genes, ch: _Chunk, inputs, targets, B: int, keep: set[int] | None,
+    def _train_chunk(self, st, genes, ch: Chunk, inputs, targets, B: int, keep: set[int] | None,
                      tap=None) -> None:
-        with self._errstate():
-            cf = self._coefs(genes, ch.s0, ch.s1, B)
-            W, b, V, We, be, Ve = self._views(st, ch, True, genes, cf)
-            run = _StepState(self, cf, ch, inputs, B)
-            run.tap = tap
-            for p in keep or ():
-                buf = run.ws.get(("a0", p), run.shape(p))
-                buf[...] = st.a[p][ch.s0:ch.s1, ch.r0:ch.r1]
-                run.a[p] = buf
-            self._forward(run, We, be)
-            if tap is not None:
-                tap.states("forward", ch.s0, ch.r0, run.state)
-            for o in self.program.outputs:
-                coded, onehot = targets[o]
-                a = run.state(o)
-                old = [a[:, :, c] for c in range(self.k)]
-                new = self.feedback(old, coded, onehot, self.xp)
-                for c in range(1, self.k):  # state 0 is never changed
-                    if new[c] is not old[c]:
-                        a[:, :, c] = new[c]
-            if tap is not None:
-                tap.states("feedback", ch.s0, ch.r0, run.state)
-            self._backward(run, We, Ve)
-            if tap is not None:
-                tap.states("backward", ch.s0, ch.r0, run.state)
-            self._update(run, W, b, V)
-            if keep is not None:
-                for p in self.program.pops:
-                    if p.role != "input":
-                        st.a[p.index][ch.s0:ch.s1, ch.r0:ch.r1] = run.state(p.index)
+        cf = self._coefs(genes, ch.s0, ch.s1, B)
+        W, b, V, We, be, Ve = self._views(st, ch, True, genes, cf)
+        run = _StepState(self, cf, ch, inputs, B)
+        run.tap = tap
+        for p in keep or ():
+            buf = run.ws.get(("a0", p), run.shape(p))
+            buf[...] = st.a[p][ch.s0:ch.s1, ch.r0:ch.r1]
+            run.a[p] = buf
+        self._forward(run, We, be)
+        if tap is not None:
+            tap.states("forward", ch.s0, ch.r0, run.state)
+        for o in self.program.outputs:
+            coded, onehot = targets[o]
+            a = run.state(o)
+            old = [a[:, :, c] for c in range(self.k)]
+            new = self.feedback(old, coded, onehot, self.xp)
+            for c in range(1, self.k):  # state 0 is never changed
+                if new[c] is not old[c]:
+                    a[:, :, c] = new[c]
+        if tap is not None:
+            tap.states("feedback", ch.s0, ch.r0, run.state)
+        self._backward(run, We, Ve)
+        if tap is not None:
+            tap.states("backward", ch.s0, ch.r0, run.state)
+        self._update(run, W, b, V)
+        if keep is not None:
+            for p in self.program.pops:
+                if p.role != "input":
+                    st.a[p.index][ch.s0:ch.s1, ch.r0:ch.r1] = run.state(p.index)
 
-    def _forward_chunk(self, st, genes, ch: _Chunk, inputs, B: int, outs) -> None:
-        with self._errstate():
-            cf = self._coefs(genes, ch.s0, ch.s1, B)
-            _, _, _, We, be, _ = self._views(st, ch, self.rules.synapse_normalization == "activations",
-                                             genes, cf)
-            run = _StepState(self, cf, ch, inputs, B)
-            self._forward(run, We, be)
-            for o in self.program.outputs:
-                outs[o][ch.s0:ch.s1, ch.r0:ch.r1] = run.state(o)[:, :, 0]
+    def _forward_chunk(self, st, genes, ch: Chunk, inputs, B: int, outs) -> None:
+        cf = self._coefs(genes, ch.s0, ch.s1, B)
+        _, _, _, We, be, _ = self._views(st, ch, self.rules.synapse_normalization == "activations",
+                                         genes, cf)
+        run = _StepState(self, cf, ch, inputs, B)
+        self._forward(run, We, be)
+        for o in self.program.outputs:
+            outs[o][ch.s0:ch.s1, ch.r0:ch.r1] = run.state(o)[:, :, 0]
 
-    # -------------------------------------------------------------------- passes
+    # ============================================================ eq. (5): forward pass
     def _forward(self, run: "_StepState", W, b) -> None:
-        """Eq. (5) over all non-input populations (topological or synchronous sweeps)."""
+        """Eq. (5), every non-input population ``j`` in topological order (or ``sweeps`` synchronous
+        sweeps, each from the previous sweep's states)::
+
+            z_j^c = sum_{q: i -> j} sum_r W_q[r, j, c] (nu_q abar_i[r])^c     (abar: a plus the bias unit, all 1)
+            a_j  <- sigma_fwd( N( f a_j + eta z_j ) )
+
+        ``f``, ``eta`` from ``j``'s genome group, ``nu_q`` from ``q``'s; ``N`` (Sec. 3.4) only if the
+        population normalises its forward pass. ``eta`` is folded into each product's ``alpha``; the
+        mixed states ``nu a_i`` are computed once per population (:meth:`_StepState.mix`); an input
+        holds only state 0, so its ``(nu x)^c = nu[c, 0] x`` goes into ``alpha`` instead.
+        """
         prog, cf = self.program, run.cf
         sync = self.rules.schedule == "synchronous"
         for sweep in range(self.rules.sweeps if sync else 1):
@@ -811,8 +478,20 @@ class Simulator:
             total = t if total is None else total + t
         return total
 
+    # =========================================================== eq. (6): backward pass
     def _backward(self, run: "_StepState", W, V) -> None:
-        """Eq. (6) over non-input populations with outgoing projections, reverse order."""
+        """Eq. (6), every non-input population ``i`` with outgoing projections, in reverse order (or
+        ``sweeps`` synchronous sweeps)::
+
+            y_i^c = sum_{q: i -> j} sum_{j'} V_q[j', i, c] (mu_q a_j[j'])^c     (V_q = W_q^T when tied)
+
+            additive:                     a_i <- sigma_bwd( N( f a_i + eta y_i ) )
+            multiplicative:               a_i <- sigma_bwd( f a_i * y_i )
+            multiplicative_second_state:  a_i <- sigma_bwd( f [a_i^0, a_i^1 y_i^1, ..., a_i^{k-1} y_i^{k-1}] )
+
+        ``f a_i + eta y_i`` is one gemm per projection into ``a_i`` (``beta = f``, ``alpha = eta``);
+        the multiplicative modes fold ``f`` into ``y``.
+        """
         prog, xp, cf = self.program, self.xp, run.cf
         mode = self.rules.backward_update
         sync = self.rules.schedule == "synchronous"
@@ -848,7 +527,7 @@ class Simulator:
                 run.set(i, C)
 
     def _backward_products(self, run, i, W, V, C, alpha, beta) -> None:
-        """``C <- beta C + alpha sum_q (V_q or W_q^T)(mu a_post)``."""
+        """``C <- beta C + alpha y_i`` with ``y_i = sum_q (V_q or W_q^T)(mu a_j)``."""
         prog = self.program
         for qi in prog.pops[i].outgoing:
             q = prog.projs[qi]
@@ -863,17 +542,12 @@ class Simulator:
         if beta == 0:
             C.fill(0)
 
+    # ================================================ eq. (7)-(8): synapse update
     def _update(self, run: "_StepState", W, b, V) -> None:
-        """Eq. (7) (+ Oja, eq. 8 / App. B; saturation, Sec. 3.4) for every projection.
-
-        ``W <- f~ W + eta~ (H + O)`` is computed as ``W <- D W + eta~ H`` with
-        ``D = f~ - eta~ sign(eta~) |alpha| n2`` (``D = f~`` without Oja), one
-        gemm with ``beta = D`` when ``D`` is a scalar per species.
-
-        The updates of each projection's ``W`` (with ``b``) and ``V`` only read
-        neuron states, so they are independent jobs (:meth:`_run_jobs`); each
-        prepares its own operands (mixed states are cached per thread).
-        """
+        """Eq. (7) for every projection's ``W`` (with its bias row) and untied ``V``
+        (:meth:`_synapse_update`). They only read neuron states, so they are independent jobs that
+        the executor may run side by side; each prepares its own operands (mixed states are cached
+        per workspace, i.e. per thread)."""
         if self.program.shared:
             for i in self.program.inputs:  # shared cache, filled before any job runs
                 self._tiled(run.inputs[i])
@@ -883,32 +557,44 @@ class Simulator:
             inp = self._is_input[i]
             # the mixed states each job reads (jobs sharing them are best run by one thread)
             needs = {(j, g, "mu_tilde")} | (set() if inp else {(i, g, "nu_tilde_t")})
-            jobs.append((self.ops[qi].stored, needs, lambda qi=qi: self._update_syn(run, qi, "W", W[qi], b[qi])))
+            jobs.append((self.ops[qi].stored, needs,
+                         lambda qi=qi: self._synapse_update(run, qi, "W", W[qi], b[qi])))
             if self.vops[qi] is not None:
                 needs = {(j, g, "nu_tilde_t")} | (set() if inp else {(i, g, "mu_tilde")})
-                jobs.append((self.vops[qi].stored, needs, lambda qi=qi: self._update_syn(run, qi, "V", V[qi], None)))
-        self._run_jobs(jobs)
+                jobs.append((self.vops[qi].stored, needs,
+                             lambda qi=qi: self._synapse_update(run, qi, "V", V[qi], None)))
+        self.executor.run_jobs(jobs)
 
-    def _hebbian_base(self, cf, g: str, B: int, eta: bool = True):
-        """``eta~`` per species (``eta=False``: 1), x 1/B for the mean reduction, x 1/k for the
-        channel mean of shared channels."""
-        k, mean, shared = self.k, self.rules.batch_reduction == "mean", self.program.shared
-        shared = shared and not self._channel0
-        gain = (lambda: cf.h[g]["eta_tilde"]) if eta else (lambda: np.ones(cf.c))
-        return cf._get(("base", g, eta), lambda: gain() * (1.0 / B if mean else 1.0) / (k if shared else 1))
+    def _synapse_update(self, run: "_StepState", qi: int, which: str, E, bq) -> None:
+        """Eq. (7), with the Oja term of eq. (8) / App. B and saturation (Sec. 3.4), for the synapses
+        ``E`` of projection ``q``: its forward synapses (``which = "W"``: ``src = pre``,
+        ``dst = post``, with the bias row ``bq``) or its untied backward synapses (``"V"``:
+        ``src = post``, ``dst = pre``, no bias)::
 
-    def _update_syn(self, run, qi: int, which: str, E, bq) -> None:
-        """Projection ``qi``'s forward synapses (``which = "W"``, pre -> post, with its bias ``bq``)
-        or untied backward synapses (``"V"``, post -> pre): eq. (7) with ``P = nu~^T a_src`` from the
-        synapses' source side and ``Q = mu~ a_dst`` from their destination side."""
+            P^c = sum_e nu~[e, c] a_src^e              Q^c = sum_d mu~[c, d] a_dst^d
+            H   = rho_b P_b^T Q_b                       rho: sum over the batch (1/B sum with "mean")
+            O   = -sign(eta~) |alpha| E n2              n2 = sum_r E[r]^2 ("weights") or rho_b Q_b^2 ("activity")
+            E  <- f~ E + eta~ (H + O)       =  D E + eta~ H,   D = f~ - |eta~| |alpha| n2
+            E  <- s tanh(E / s)                         s = |saturation| (with rules.saturation)
+
+        ``f~, eta~, nu~, mu~, alpha, s`` from ``q``'s genome group. ``D E + eta~ H`` is one gemm into
+        ``E`` (``beta = f~`` without Oja, else ``E`` is scaled by ``D`` first). The bias row's
+        presynaptic unit has all states 1, so its ``P^c = sum_e nu~[e, c]``. Shared channels
+        (``kw = 1``) store the mean over channels of the ``k`` per-channel updates (all channels
+        batched into one product, ``1/k`` in ``alpha``), or channel 0's (``shared_update``).
+        """
         q, cf, B = self.program.projs[qi], run.cf, run.B
         g = q.group
         src, dst = (q.pre, q.post) if which == "W" else (q.post, q.pre)
         h = cf.h[g]
         shared = self.program.shared
+        op = self.ops[qi] if which == "W" else self.vops[qi]
+        # eta~ rho (1/k for the channel mean): the gemm's alpha, per species or per (species, channel)
         base = self._hebbian_base(cf, g, B)
         key = ("h" + which, qi, B)
         per_species = lambda base: base.reshape(-1, 1, 1)  # noqa: E731  (the gemm alpha of a base)
+
+        # -- P = nu~^T a_src, Q = mu~ a_dst
         if self._is_input[q.pre]:  # input states: x in state 0, zeros elsewhere (only a pre can be an input)
             x = run.inputs[q.pre]
             if shared:
@@ -931,66 +617,63 @@ class Simulator:
             elif shared:
                 P, Q = run.flat(P), run.flat(Q)
         alpha = cf.scale(key, lambda: per_species(base))
-        op = self.ops[qi] if which == "W" else self.vops[qi]
-        if run.tap is not None and run.tap.wants_hebbian(qi, which):  # H of eq. (7), same operands
+        if run.tap is not None and run.tap.wants_hebbian(qi, which):  # a monitor records H, same operands
             unit = self._hebbian_base(cf, g, B, eta=False)
             H = self.xp.zeros_like(E)
             op.hebbian_update(P, Q, H, cf.scale(key + ("H",), lambda: per_species(unit)), 0)
             Hb = None if bq is None else self.xp.matmul(
                 cf.dev(("hbmH", q.index), lambda: self._bias_matrix(cf, g, unit)), run.asum(q.post))
             run.tap.hebbian(qi, which, run.ch.s0, run.ch.r0, op.to_dense(H), Hb)
-        n2 = self._q_sq(run, dst, g) if self.rules.oja == "activity" else None
-        self._update_one(run, q, op, E, bq, P, Q, alpha, n2, run.asum(q.post) if bq is not None else None, base)
+        q_sq = self._q_sq(run, dst, g) if self.rules.oja == "activity" else None
+        bsum = run.asum(q.post) if bq is not None else None  # rho_b a_post, for the bias row
 
-    def _update_one(self, run, q, op, E, bq, P, Q, alpha, n2, bsum, base) -> None:
-        """One projection's ``W`` (with its bias ``bq``) or ``V``: keep gate, Hebbian, saturation."""
-        cf, g = run.cf, q.group
-        D = self._keep(run, q, op, E, bq, n2)
+        # -- keep factor D = f~ - |eta~| |alpha| n2 of eq. (8) (``None``: D = f~, folded into the gemm)
+        D = None
+        if self.rules.oja != "none":
+            if self.rules.oja == "weights":
+                n2 = op.colsq(E)
+                if bq is not None:
+                    n2 = n2 + bq * bq
+            else:
+                n2 = q_sq
+                if self.rules.batch_reduction == "mean":
+                    n2 = n2 / run.B
+                if self.kw == 1:
+                    n2 = n2[:, :, 0:1] if self._channel0 else n2.mean(axis=2, keepdims=True)
+            ft = cf.dev(("ft4", g), lambda: cf.h[g]["f_tilde"].reshape(-1, 1, 1, 1))
+            oc = cf.dev(("oja4", g), lambda: (np.abs(cf.h[g]["oja_alpha"]) * np.abs(cf.h[g]["eta_tilde"])).reshape(-1, 1, 1, 1))
+            D = ft - oc * n2  # (c, R, kw, n_dst)
+            op.scale_dst(E, D)
+
+        # -- E <- D E + eta~ H: one gemm
         op.hebbian_update(P, Q, E, alpha, cf.scalar(g, "f_tilde") if D is None else 1)
+
+        # -- the bias row: b <- D b + eta~ rho_b (nu~^T 1)^c Q_b, with rho_b Q_b = mu~ (rho_b a_post)
         if bq is not None:
-            self._update_bias(run, q, bq, D, base, bsum)
+            Hb = self.xp.matmul(cf.dev(("hbm", q.index), lambda: self._bias_matrix(cf, g, base)), bsum)
+            bq *= cf.scalar(g, "f_tilde").b(4) if D is None else D
+            bq += Hb
+
+        # -- saturation: E <- s tanh(E / s), and the bias row likewise
         if self.rules.saturation:
             self._saturate(E, cf, g)
             if bq is not None:
                 self._saturate(bq, cf, g)
 
-    def _run_jobs(self, jobs) -> None:
-        """Run independent ``(cost, needs, fn)`` jobs: in order, or, when this step is the only chunk
-        and worker threads are free (:meth:`_run`), split across them. Each job makes the same BLAS
-        calls either way, so results do not depend on the split.
+    def _saturate(self, E, cf, g: str) -> None:
+        """``E <- s tanh(E / s)`` in place, ``s = |saturation|`` of genome group ``g`` (Sec. 3.4)."""
+        s = cf.scale(("sat", g), lambda: np.maximum(np.abs(cf.h[g]["saturation"]), 1e-12).reshape(-1, 1, 1))
+        E /= s.b(E.ndim)
+        self.xp.tanh(E, out=E)
+        E *= s.b(E.ndim)
 
-        The split is greedy, longest job first, onto the least loaded thread -- or, among threads
-        loaded within half the job's cost of the least, onto the one that already reads most of
-        the mixed states in ``needs`` (so that a mix is computed by one thread, not two)."""
-        par = getattr(self._tls, "pool", None)
-        if par is None or len(jobs) < 2:
-            for _, _, fn in jobs:
-                fn()
-            return
-        pool, n = par
-        groups: list[list] = [[] for _ in range(min(n, len(jobs)))]
-        load = [0.0] * len(groups)
-        reads: list[set] = [set() for _ in groups]
-        for cost, needs, fn in sorted(jobs, key=lambda j: -j[0]):
-            low = min(load)
-            near = [w for w in range(len(groups)) if load[w] <= low + 0.5 * cost]
-            w = max(near, key=lambda w: (len(reads[w] & needs), -load[w], -w))
-            groups[w].append(fn)
-            load[w] += cost
-            reads[w] |= needs
-
-        def work(group):
-            with self._errstate():
-                for fn in group:
-                    fn()
-
-        futs = [pool.submit(work, grp) for grp in groups[1:]]
-        try:
-            with self.backend.parallel_gemm(None, 1):
-                work(groups[0])
-        finally:
-            for f in futs:
-                f.result()
+    def _hebbian_base(self, cf, g: str, B: int, eta: bool = True):
+        """``eta~`` per species (``eta=False``: 1), x 1/B for the mean reduction, x 1/k for the
+        channel mean of shared channels."""
+        k, mean, shared = self.k, self.rules.batch_reduction == "mean", self.program.shared
+        shared = shared and not self._channel0
+        gain = (lambda: cf.h[g]["eta_tilde"]) if eta else (lambda: np.ones(cf.c))
+        return cf.cached(("base", g, eta), lambda: gain() * (1.0 / B if mean else 1.0) / (k if shared else 1))
 
     def _q_sq(self, run, p: int, g: str):
         """``rho_b (Q_b)^2`` with ``Q = mu~ a_p`` (Oja activity mode): ``(c, R|1, k, n)``."""
@@ -1005,43 +688,6 @@ class Simulator:
             n2 = (Q * Q).sum(axis=-2)
         return n2
 
-    def _keep(self, run, q, op, E, bq, q_sq):
-        """Keep factor ``D`` of eq. (8) as ``(c, R, kw, n_dst)``, applied to ``E`` (and ``bq``); ``None`` without Oja.
-
-        ``q_sq``: :meth:`_q_sq` of the postsynaptic side (activity mode), computed beforehand."""
-        rules, cf = self.rules, run.cf
-        if rules.oja == "none":
-            return None
-        if rules.oja == "weights":
-            n2 = op.colsq(E)
-            if bq is not None:
-                n2 = n2 + bq * bq
-        else:
-            n2 = q_sq
-            if rules.batch_reduction == "mean":
-                n2 = n2 / run.B
-            if self.kw == 1:
-                n2 = n2[:, :, 0:1] if self._channel0 else n2.mean(axis=2, keepdims=True)
-        g = q.group
-        ft = cf.dev(("ft4", g), lambda: cf.h[g]["f_tilde"].reshape(-1, 1, 1, 1))
-        oc = cf.dev(("oja4", g), lambda: (np.abs(cf.h[g]["oja_alpha"]) * np.abs(cf.h[g]["eta_tilde"])).reshape(-1, 1, 1, 1))
-        D = ft - oc * n2
-        op.scale_dst(E, D)
-        return D
-
-    def _update_bias(self, run, q, bq, D, base, bsum) -> None:
-        """``b <- D b + eta~ rho_b (nu~^T 1)^c Q_b`` (the bias unit's Hebbian term).
-
-        ``rho_b Q_b = mu~ (rho_b a_b)``: one small matrix product on the batch
-        sums, with ``eta~ (nu~^T 1)^c`` (and the channel mean of shared
-        channels) folded into the matrix.
-        """
-        cf, g = run.cf, q.group
-        Hb = self.xp.matmul(cf.dev(("hbm", q.index), lambda: self._bias_matrix(cf, g, base)),
-                            bsum)  # bsum = run.asum(q.post); (c, R, kw, n)
-        bq *= cf.scalar(g, "f_tilde").b(4) if D is None else D
-        bq += Hb
-
     def _bias_matrix(self, cf, g: str, base):
         """``base (nu~^T 1)^c mu~[c, :]`` as ``(c, 1, kw, k)``: times ``rho_b a_b`` it is the bias
         row's Hebbian term (the channel mean, or channel 0, of shared channels)."""
@@ -1052,15 +698,8 @@ class Simulator:
             M = M[:, 0:1] if self._channel0 else M.mean(axis=1, keepdims=True)
         return M[:, None]
 
-    def _saturate(self, E, cf, g) -> None:
-        """``E <- s tanh(E / s)`` in place (Sec. 3.4)."""
-        s = cf.scale(("sat", g), lambda: np.maximum(np.abs(cf.h[g]["saturation"]), 1e-12).reshape(-1, 1, 1))
-        E /= s.b(E.ndim)
-        self.xp.tanh(E, out=E)
-        E *= s.b(E.ndim)
-
     # ------------------------------------------------------------ small kernels
-    def _normalize(self, x, cf: _Coefs, g: str) -> None:
+    def _normalize(self, x, cf: Coefficients, g: str) -> None:
         """N of Sec. 3.4 in place: per neuron and state over the batch, then gain/shift from the genome."""
         xp = self.xp
         gain = cf.dev(("gain", g), lambda: cf.h[g]["norm_gain"].reshape(cf.c, 1, self.k, 1, 1))
@@ -1074,7 +713,7 @@ class Simulator:
         """Apply the per-state activations (``names``, resolved to ``fns``) to ``x (c, R, k, B, n)`` in place."""
         xp = self.xp
         if all(n == names[0] for n in names):
-            fast = _INPLACE.get(names[0]) if self._real else None
+            fast = INPLACE.get(names[0]) if self._real else None
             if fast is not None:
                 fast(x, xp)
             else:
@@ -1082,7 +721,7 @@ class Simulator:
             return
         for c, fn in enumerate(fns):
             xc = x[:, :, c]
-            fast = _INPLACE.get(names[c]) if self._real else None
+            fast = INPLACE.get(names[c]) if self._real else None
             if fast is not None:
                 fast(xc, xp)
             else:
@@ -1096,14 +735,15 @@ class _StepState:
     zero, e.g. right after a reset). ``mix(p, g, name)`` returns ``M a_p``
     for the genome group's ``k x k`` matrix ``name`` and caches it until
     ``a_p`` changes. Mixes and batch sums are computed and cached per
-    thread (in that thread's workspace), so that the independent synapse
-    updates of :meth:`Simulator._update` may run side by side; states only
-    change between those phases, in the thread that drives the step.
+    workspace (the executor gives each thread its own), so that the
+    independent synapse updates of :meth:`Simulator._update` may run side by
+    side; states only change between those phases, in the thread that drives
+    the step.
     """
 
-    def __init__(self, sim: Simulator, cf: _Coefs, ch: _Chunk, inputs, B: int) -> None:
+    def __init__(self, sim: Simulator, cf: Coefficients, ch: Chunk, inputs, B: int) -> None:
         self.sim, self.cf, self.ch, self.inputs, self.B = sim, cf, ch, inputs, B
-        self.ws = sim._ws()
+        self.ws = sim.executor.workspace()
         self.c, self.R = ch.s1 - ch.s0, ch.r1 - ch.r0
         self.a: dict[int, Any] = {}
         self._mix: dict = {}
@@ -1125,12 +765,13 @@ class _StepState:
                 del cache[key]
 
     def mix(self, p: int, g: str, name: str):
-        key = (p, g, name, threading.get_ident())
+        ws = self.sim.executor.workspace()  # this thread's: update jobs may run side by side
+        key = (p, g, name, id(ws))
         out = self._mix.get(key)
         if out is None:
             a = self.state(p)
             sh = a.shape
-            out = self.sim._ws().get(("mix", p, g, name), sh)
+            out = ws.get(("mix", p, g, name), sh)
             self.sim.backend.matmul_into(self.cf.mat(g, name), a.reshape(sh[:3] + (sh[3] * sh[4],)),
                                          out.reshape(sh[:3] + (sh[3] * sh[4],)))
             self._mix[key] = out
@@ -1143,7 +784,7 @@ class _StepState:
 
     def asum(self, p: int):
         """``sum_b a_p``: ``(c, R, k, n)``."""
-        key = (p, threading.get_ident())
+        key = (p, id(self.sim.executor.workspace()))
         s = self._asum.get(key)
         if s is None:
             s = self._asum[key] = self.state(p).sum(axis=-2)
