@@ -161,3 +161,50 @@ def test_blobs5_runs_on_the_five_output_toy_network(capsys):
     rc = main(["run", str(ROOT / "specs" / "toy_blur.json"), "--task", "blobs5", "--preset", "random",
                "--steps", "1"])
     assert rc == 2 and "5 classes" in capsys.readouterr().err
+
+
+# --------------------------------------------- tabular sets without images
+
+
+@pytest.mark.parametrize("name,loader,shape,counts", [
+    ("breast_cancer", "load_breast_cancer", (569, 30), [212, 357]),
+    ("wine", "load_wine", (178, 13), [59, 71, 48]),
+])
+def test_tabular_sets_are_sklearns_rows_split_stratified_and_scaled_by_train_only(name, loader, shape, counts):
+    import sklearn.datasets
+
+    bunch = getattr(sklearn.datasets, loader)()
+    ds = load_dataset(name)
+    assert bunch.data.shape == shape and ds.n_features == shape[1] and ds.n_classes == len(counts)
+    tr, te = np.asarray(ds.meta["train_index"]), np.asarray(ds.meta["test_index"])
+    assert sorted(np.concatenate([tr, te]).tolist()) == list(range(shape[0]))  # a partition of the rows
+    for c, n in enumerate(counts):  # 30% of each class in the test split
+        assert (bunch.target[te] == c).sum() == round(0.3 * n)
+    assert np.array_equal(ds.y_train, bunch.target[tr]) and np.array_equal(ds.y_test, bunch.target[te])
+    # z-scores with the train split's own mean and std, applied to the test rows too
+    raw_tr, raw_te = bunch.data[tr], bunch.data[te]
+    mu, sd = raw_tr.mean(axis=0), raw_tr.std(axis=0)
+    assert np.allclose(ds.x_train, (raw_tr - mu) / sd) and np.allclose(ds.x_test, (raw_te - mu) / sd)
+    assert np.allclose(ds.x_train.mean(axis=0), 0, atol=1e-12) and np.allclose(ds.x_train.std(axis=0), 1)
+    assert not np.allclose(ds.x_test.mean(axis=0), 0, atol=1e-6)  # the test split did not set the scale
+    unit = load_dataset(name, {"scale": "unit"})
+    assert unit.x_train.min(axis=0).tolist() == [0.0] * shape[1]
+    assert np.allclose(unit.x_train.max(axis=0), 1.0)
+
+
+def test_tabular_split_seed_and_bad_options():
+    a, b = load_dataset("wine", {"split_seed": 1}), load_dataset("wine")
+    assert a.meta["test_index"] != b.meta["test_index"]
+    with pytest.raises(SpecError) as err:
+        load_dataset("breast_cancer", {"scale": "minmax"}, path="$.task")
+    assert "$.task.options.scale" in str(err.value)
+
+
+def test_a_constant_feature_is_only_shifted():
+    from blursim.data.tabular import scale_by_train
+
+    tr = np.array([[1.0, 5.0], [3.0, 5.0]])
+    te = np.array([[2.0, 6.0]])
+    for scale, want in (("standard", [[0.0, 1.0]]), ("unit", [[0.5, 1.0]])):
+        _, out = scale_by_train(tr, te, scale)
+        assert out.tolist() == want

@@ -12,12 +12,14 @@ defaults. Importing this package registers all of them:
 * :mod:`blursim.data.mnist_1d` -- MNIST-1D, generated offline (``mnist1d``);
 * :mod:`blursim.data.mnist` -- MNIST, Fashion-MNIST and EMNIST read from
   local IDX files (:func:`read_idx`);
+* :mod:`blursim.data.tabular` -- scikit-learn's bundled tabular sets
+  ``breast_cancer`` and ``wine`` (measurements, no images);
 * :mod:`blursim.data.files` -- your own NPZ, NPY or CSV file (``file``), with
   class labels or real-valued target vectors.
 """
 
 from blursim.data.base import DATASETS, Dataset, dataset_options, load_dataset
 from blursim.data.idx import read_idx
-from blursim.data import digits, files, mnist, mnist_1d, toy  # noqa: F401  (register the datasets)
+from blursim.data import digits, files, mnist, mnist_1d, tabular, toy  # noqa: F401  (register the datasets)
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_options", "read_idx"]
