@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,14 @@ def test_repro_toy(toy):
     s = doc["results"]["summary"]
     assert set(s["per_task_mean_over_runs"]) == set(s["train_tasks"] + s["validation_tasks"])
     assert (tmp / "repro_toy_genome.json").exists()
+    # Fig. 4's correlation panel, from the runs' own numbers
+    c = s["correlation"]
+    runs = doc["results"]["runs"]
+    assert c["runs"] == len(runs) == 3
+    x = np.array([r["train_mean"] for r in runs])
+    y = np.array([r["validation_mean"] for r in runs])
+    if x.std() > 0 and y.std() > 0:
+        assert c["pearson_r"] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-9)
 
 
 def test_repro_digits_es_repeats(tmp_path):
@@ -76,18 +85,6 @@ def test_repro_digits_curriculum(tmp_path):
                 assert t["selected_lr"] in t["lrs"] and len(t["train_final_accuracy"]) == len(t["lrs"])
 
 
-def test_repro_depth(tmp_path):
-    doc = run("repro_depth", tmp_path)
-    acc = doc["results"]["accuracy"]
-    assert set(acc) == {"trained on 1", "trained on 2", "trained on 4", "initial genome"}
-    assert all(set(v) == {"1", "2", "3", "4", "10", "dag_skip"} for v in acc.values())
-
-
-def test_repro_ablation(tmp_path):
-    doc = run("repro_ablation", tmp_path)
-    assert len(doc["results"]["rows"]) == 2
-
-
 def test_repro_fig2_and_make_results(toy):
     tmp, _ = toy
     doc = run("repro_fig2", tmp, "--genome", str(tmp / "repro_toy_genome.json"))
@@ -104,3 +101,155 @@ def test_repro_fig2_and_make_results(toy):
     text = out.read_text()
     assert "Smoke run" in text and "tools/repro_toy.py --quick" in text
     assert "no results yet" in text  # repro_depth was not run in this directory
+
+
+# ------------------------------------------------ issue 15: generalisation, Oja, sweeps, seeds
+sys.path.insert(0, str(TOOLS))
+
+
+def test_spread_and_separation_by_hand():
+    import repro_common as rc
+
+    s = rc.spread([1.0, 2.0, 3.0])
+    assert (s["mean"], s["std"], s["n"]) == (2.0, 1.0, 3)  # sample standard deviation
+    assert rc.spread([0.7])["std"] == 0.0
+    # Welch: t = -3 / sqrt(1/3 + 1/3) = -3.674 with 4 degrees of freedom -> p = 0.0213
+    v = rc.separation([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    assert v["difference"] == -3.0 and v["welch_p"] == pytest.approx(0.02131, abs=2e-4) and v["separated"]
+    near = rc.separation([1.0, 2.0, 3.0], [2.5, 3.5, 4.5])  # intervals overlap
+    assert not near["separated"] and near["welch_p"] > 0.05
+    assert not rc.separation([0.5], [0.1])["separated"]  # one seed: no spread, no claim
+
+
+def test_tuned_baselines_choose_the_lr_on_the_training_split_per_horizon():
+    import repro_common as rc
+
+    from blursim.baselines import train_baseline
+    from blursim.data import load_dataset
+    from blursim.graph import compile_network
+
+    spec = rc.resized_network(rc.load_spec(rc.SPECS / "repro_digits_blur_64.json"), n_in=2, n_out=2)
+    data = load_dataset("xor", {"n_train": 200, "n_test": 100})
+    lrs = [1e-3, 0.3, 3.0]
+    out = rc.tuned_baselines(spec, data, optimizers=["sgd"], lrs=lrs, horizons=[2, 6], steps=6, replicas=2,
+                             seed=5, batch_size=16)["sgd"]
+    for j, h in enumerate([2, 6]):  # the argmax of training-split accuracy, recomputed independently
+        train = [train_baseline(compile_network(spec), data, "sgd", lr, steps=h, batch_size=16, replicas=2, seed=5,
+                                eval_steps="end", split="train").accuracy.mean() for lr in lrs]
+        test = train_baseline(compile_network(spec), data, "sgd", out["selected"][str(h)]["lr"], steps=h,
+                              batch_size=16, replicas=2, seed=5, eval_steps="end", split="test").accuracy.mean()
+        assert out["selected"][str(h)]["lr"] == lrs[int(np.argmax(train))]
+        assert out["selected"][str(h)]["test"] == pytest.approx(test)
+
+
+def run_here(script: str, tmp: Path) -> dict:
+    """:func:`run` in this process (the imports are paid once for all scripts): the same checks."""
+    import contextlib
+    import importlib
+    import io
+
+    out = tmp / f"{script}.json"
+    argv = [str(TOOLS / f"{script}.py"), "--quick", "--quiet", "--out", str(out), "--fig-dir", str(tmp / "figures")]
+    saved, sys.argv = sys.argv, argv
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            assert importlib.import_module(script).main(argv[1:]) == 0
+    finally:
+        sys.argv = saved
+    assert buf.getvalue().startswith("[estimate]"), buf.getvalue()[:500]
+    doc = json.loads(out.read_text())
+    assert doc["format"] == "blursim.repro/1" and doc["name"] == script and doc["quick"] is True
+    assert f"tools/{script}.py" in doc["command"] and "--quick" in doc["command"]
+    assert doc["wall_seconds"] >= 0 and doc["machine"]["cores"] >= 1 and doc["machine"]["cpu"]
+    for f in doc["figures"]:
+        assert Path(f).exists() and Path(f).stat().st_size > 1000, f
+    return doc
+
+
+@pytest.fixture(scope="module")
+def issue15(tmp_path_factory):
+    """Every new script's smoke run, in one directory (make_results renders them all)."""
+    tmp = tmp_path_factory.mktemp("issue15")
+    return tmp, {s: run_here(s, tmp) for s in ("repro_transfer", "repro_ablation", "repro_depth", "repro_deep10",
+                                                "repro_oja", "repro_norm", "repro_nonlin", "repro_states")}
+
+
+def test_repro_transfer(issue15):
+    _, docs = issue15
+    r = docs["repro_transfer"]["results"]
+    blur64 = r["per_family"]["blur64"]
+    assert {"mnist1d", "breast_cancer"} <= set(blur64)  # two tasks that share no images with digits
+    for e in blur64.values():
+        assert {"digits3 (new)", "mnist1d3 (new)", "curriculum (shipped)"} <= set(e["blur"])
+        for t in e["baselines"].values():  # lr chosen on the training split, for each horizon
+            train = np.asarray(t["train_accuracy"])
+            for j, h in enumerate(r["horizons"]):
+                assert t["selected"][str(h)]["lr"] == t["lrs"][int(np.argmax(train[:, j]))]
+    assert "digits" in r["per_family"]["toy20"]  # the toy genome on digits (Fig. 4's out-of-domain task)
+    assert set(r["horizons"]) <= set(blur64["digits"]["steps"])
+
+
+def test_repro_ablation_and_depth_have_seeds(issue15):
+    _, docs = issue15
+    a = docs["repro_ablation"]["results"]
+    assert len(a["rows"]) == 2 and all(x["final"]["n"] == 2 for x in a["rows"])
+    assert a["best"] == a["ranking"][0]
+    d = docs["repro_depth"]["results"]
+    assert set(d["accuracy"]) == {"trained on 1", "trained on 2", "trained on 4", "initial genome"}
+    assert all(len(v) == 2 for t in d["per_seed"].values() for v in t.values())
+    assert set(d["compare"]["trained on 4 vs trained on 1"]) == {"1", "2", "3", "4", "10", "dag_skip"}
+    ten = docs["repro_deep10"]["results"]
+    assert set(ten["final"]) == {"4 hidden, long", "10 hidden, direct"}
+    assert all(set(v) == {"1", "2", "4", "10"} for v in ten["final"].values())
+
+
+def test_repro_oja_searches_oja_alpha_and_records_norms(issue15):
+    _, docs = issue15
+    r = docs["repro_oja"]["results"]
+    assert len(r["cells"]) == 6
+    for lab, e in r["cells"].items():
+        for p, n in e["norms"].items():
+            assert n["steps"] == list(range(0, 41, 10))  # the monitor, every 10 steps of 40
+            assert np.all(np.asarray(n["per_seed"]) > 0)
+        if e["oja"] == "none":
+            assert e["oja_alpha"] == [0.0]
+        else:  # searched from 0.05: CMA-ES moved it
+            assert all(a != 0.05 for a in e["oja_alpha"])
+    stored = r["cells"]["no Oja, synapse norm stored"]["norms"]["in->h1"]
+    assert np.asarray(stored["per_seed"])[0, 0] != pytest.approx(1.0)  # initial synapses are not normalised yet
+
+
+def test_repro_norm_searches_gain_and_shift(issue15):
+    _, docs = issue15
+    runs = docs["repro_norm"]["results"]["runs"]
+    for r in runs["normalisation, gain/shift fixed"] + runs["no normalisation"]:
+        assert r["norm_gain"] == [1.0, 1.0] and r["norm_shift"] == [0.0, 0.0]
+    for r in runs["normalisation, gain/shift searched"]:
+        assert r["norm_gain"] != [1.0, 1.0] and r["norm_shift"] != [0.0, 0.0]
+
+
+def test_repro_sweeps(issue15):
+    _, docs = issue15
+    n = docs["repro_nonlin"]["results"]
+    assert set(n["cells"]) == {"identity / identity", "tanh / tanh", "tanh / identity"}
+    s = docs["repro_states"]["results"]
+    g = s["runs"]["k=3, relu_tanh"][0]["genome"]["default"]
+    assert len(g["nu"]) == 3 and len(g["mu_tilde"][0]) == 3
+    assert set(s["vs_k2"]) == {"k=3, relu_tanh", "k=3, identity"}
+
+
+def test_make_results_renders_the_new_tables(issue15):
+    tmp, docs = issue15
+    names = list(docs)
+    template = tmp / "template.md"
+    template.write_text("\n\n".join(f"{{{{header:{n}}}}}\n{{{{table:{n}}}}}\n{{{{figure:{n}}}}}" for n in names))
+    out = tmp / "results.md"
+    proc = subprocess.run([sys.executable, str(TOOLS / "make_results.py"), "--results", str(tmp),
+                           "--template", str(template), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    for n in names:
+        assert f"tools/{n}.py --quick" in text
+    assert "lr tuned on train" in text and "larger than the spread" in text

@@ -162,24 +162,131 @@ def table_curriculum(doc: dict) -> str:
     return "\n\n".join(out)
 
 
+def pm(st: dict, digits: int = 3) -> str:
+    """``mean ± std`` of a spread record (:func:`repro_common.spread`)."""
+    return f"{st['mean']:.{digits}f} ± {st['std']:.{digits}f}"
+
+
+def sep_mark(v: dict) -> str:
+    """A separation record (:func:`repro_common.separation`) in a few characters."""
+    p = v.get("welch_p")
+    return ("**yes**" if v["separated"] else "no") + (f" (p={p:.2g})" if p is not None else "")
+
+
+def arch_name(a: str) -> str:
+    return f"{a} hidden" if a.isdigit() else "skip DAG"
+
+
 def table_depth(doc: dict) -> str:
     r = doc["results"]
     archs = doc["scale"]["eval_architectures"]
-    rows = [[n] + [r["accuracy"][n][a] for a in archs] for n in r["accuracy"]]
-    return md_table(["genome \\ evaluated on"] + [f"{a} hidden" if a.isdigit() else "skip DAG" for a in archs], rows)
+    rows = [[n] + [f"{r['accuracy'][n][a]:.3f} ± {r['std'][n][a]:.3f}" for a in archs] for n in r["accuracy"]]
+    t = md_table(["genome \\ evaluated on"] + [arch_name(a) for a in archs], rows)
+    comp = [[k] + [f"{v[a]['difference']:+.3f} {sep_mark(v[a])}" for a in archs] for k, v in r["compare"].items()]
+    return (t + "\n\nDifferences of the means, and whether each is larger than the spread (**yes**: the intervals "
+            "mean ± std do not overlap; p: Welch's t-test over seeds):\n\n"
+            + md_table(["comparison"] + [arch_name(a) for a in archs], comp))
 
 
 def table_ablation(doc: dict) -> str:
     r = doc["results"]
+    best = r["best"]
     rows = []
-    for i in r["ranking"]:
-        x = r["rows"][i]
+    for x in r["rows"]:
+        v = r["vs_best"].get(x["label"])
         rows.append([x["backward_update"], "tied" if x["tied"] else "untied",
-                     "shared" if x["shared"] else "multi-channel", x["init"],
-                     x["initial_accuracy"], f"{x['final_accuracy']:.3f} ± {x['final_std']:.3f}",
-                     x["final_training_fitness"]])
-    return md_table(["backward update", "synapses", "channels", "initial genome", "initial test acc.",
-                     "final test acc. (± std over inits)", "final training fitness"], rows)
+                     "shared" if x["shared"] else "multi-channel", x["init"], f"{x['initial']['mean']:.3f}",
+                     pm(x["final"]), " ".join(f"{a:.2f}" for a in x["final"]["values"]),
+                     "(best)" if x["label"] == best else sep_mark(v), f"{x['final_training_fitness']['mean']:.3f}"])
+    t = md_table(["backward update", "synapses", "channels", "initial genome", "initial test acc.",
+                  "final test acc. (mean ± std over seeds)", "per seed", "below the best by more than the spread?",
+                  "final training fitness"], rows)
+    pairs = [[k, f"{v['difference']:+.3f}", sep_mark(v)] for k, v in r["backprop_vs_random_init"].items()]
+    return (t + "\n\nBackprop initial genome minus random initial genome, cell by cell:\n\n"
+            + md_table(["cell", "difference of means", "larger than the spread?"], pairs))
+
+
+def table_cells(doc: dict) -> str:
+    """The sweeps (non-linearities, states): one row per cell in ranking order."""
+    r = doc["results"]
+    rows = []
+    for c in r["ranking"]:
+        v = r["vs_best"].get(c)
+        rows.append([c, f"{r['initial'][c]['mean']:.3f}", pm(r["stats"][c]),
+                     " ".join(f"{a:.2f}" for a in r["stats"][c]["values"]),
+                     "(best)" if c == r["best"] else sep_mark(v), f"{r['training_fitness'][c]['mean']:.3f}"])
+    return md_table(["cell", "initial test acc.", "final test acc. (mean ± std over seeds)", "per seed",
+                     "below the best by more than the spread?", "final training fitness"], rows)
+
+
+def table_states(doc: dict) -> str:
+    r = doc["results"]
+    rows = [[c, f"{v['difference']:+.3f}", sep_mark(v)] for c, v in r["vs_k2"].items()]
+    return table_cells(doc) + "\n\nEach k against k = 2 with the same activation:\n\n" + md_table(
+        ["cell", "difference from k = 2", "larger than the spread?"], rows)
+
+
+def table_transfer(doc: dict) -> str:
+    r = doc["results"]
+    hs = [str(h) for h in r["horizons"]]
+    out = []
+    for fam, per in r["summary"].items():
+        for ds, row in per.items():
+            e = r["per_family"][fam][ds]
+            rows = []
+            for m, at in row.items():
+                if "tuned" in m:
+                    cells = [f"{at[h]['mean']:.3f} (lr {at[h]['lr']:g})" for h in hs]
+                elif at[hs[0]]["n"] > 1:
+                    cells = [pm(at[h]) for h in hs]
+                else:
+                    cells = [f"{at[h]['mean']:.3f}" for h in hs]
+                rows.append([f"**{m}**" if "(new)" in m else m] + cells)
+            out.append(f"**{ds}** on the {fam} network ({e['relation']}; {e['n_features']} inputs, "
+                       f"{e['n_classes']} classes, {e['n_test']} test rows, majority class "
+                       f"{e['majority_class']:.3f})\n\n" + md_table(["method"] + [f"step {h}" for h in hs], rows))
+    wins = [[g, ds] + [f"{at[h]['margin']:+.3f}" for h in hs]
+            for g, per in r["wins"].items() for ds, at in per.items()]
+    out.append("BLUR genome (mean over its seeds) minus the best of the three tuned optimizers at each horizon "
+               "(positive: the genome is ahead):\n\n" + md_table(["genome", "task"] + [f"step {h}" for h in hs], wins))
+    return "\n\n".join(out)
+
+
+def table_deep10(doc: dict) -> str:
+    r = doc["results"]
+    depths = list(next(iter(r["final"].values())))
+    t = md_table(["meta-trained"] + [f"{d} hidden" for d in depths],
+                 [[k] + [pm(v[d]) for d in depths] for k, v in r["final"].items()])
+    b = r["ten_hidden_by_budget"]
+    t2 = md_table(["generations of the 4-hidden-layer runs"] + list(b),
+                  [["10-hidden test accuracy (mean ± std over seeds)"] + [pm(v) for v in b.values()]])
+    return t + "\n\n" + t2
+
+
+def table_oja(doc: dict) -> str:
+    r = doc["results"]
+    steps = [str(s) for s in r["report_steps"]]
+    projs = list(next(iter(r["cells"].values()))["final_norm"])
+    rows = []
+    for lab, e in r["cells"].items():
+        rows.append([lab] + [pm(e["at"][s], 2) for s in steps] + [pm(e["peak"], 2)]
+                    + [f"{e['final_norm'][p]['mean']:.3g}" for p in projs]
+                    + [", ".join(f"{a:.3f}" for a in e["oja_alpha"]) if e["oja"] != "none" else "-",
+                       sum(e["diverged_replicas"])])
+    return md_table(["cell"] + [f"acc. step {s}" for s in steps] + ["peak acc."]
+                    + [f"synapse norm {p} at the end" for p in projs]
+                    + ["learned oja_alpha per seed", "diverged replicas"], rows)
+
+
+def table_norm(doc: dict) -> str:
+    r = doc["results"]
+    settings = doc["scale"]["settings"]
+    rows = [[a, pm(r["training_fitness"][a])] + [pm(r["accuracy"][a][s]) for s in settings] for a in r["accuracy"]]
+    t = md_table(["arm", "final training fitness"] + settings, rows)
+    comp = [[k, sep_mark(v["training fitness"])] + [f"{v[s]['difference']:+.3f} {sep_mark(v[s])}" for s in settings]
+            for k, v in r["compare"].items()]
+    return t + "\n\nDifferences of the means and whether they exceed the spread:\n\n" + md_table(
+        ["comparison", "training fitness"] + settings, comp)
 
 
 def table_fig2(doc: dict) -> str:
@@ -199,7 +306,9 @@ def table_fig2(doc: dict) -> str:
 
 TABLES = {"repro_toy": table_toy, "repro_digits_es": table_digits_es,
           "repro_digits_curriculum": table_curriculum, "repro_depth": table_depth,
-          "repro_ablation": table_ablation, "repro_fig2": table_fig2}
+          "repro_ablation": table_ablation, "repro_fig2": table_fig2, "repro_transfer": table_transfer,
+          "repro_deep10": table_deep10, "repro_oja": table_oja, "repro_norm": table_norm,
+          "repro_nonlin": table_cells, "repro_states": table_states}
 
 
 def render(template: str, docs: dict[str, dict]) -> str:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Ablation in the spirit of Fig. 9 / App. C.7 (paper Sec. 4.5), at small scale:
 backward update type x tied/untied synapses x shared/multi-channel synapses x random or
-backprop initial genome -- sixteen meta-training runs.
+backprop initial genome -- twenty-four cells, each meta-trained with ``--seeds`` (5)
+seeds, reported as mean +- standard deviation over seeds.
 
 Network: 8x8 digits, 64 -> ``--width`` (32) -> 10, per-state hidden activations
 (tanh, tanh'), identity logits, softmax-error feedback -- the rules under which the
@@ -10,11 +11,15 @@ update is ``multiplicative_second_state`` (DESIGN §3); each run changes
 ``backward_update`` (``multiplicative_second_state`` or ``additive``), ``tied`` and
 ``shared_channels``, and starts CMA-ES either from a random genome (seed ``--seed``)
 or from the backprop genome (lr 0.1; the paper's "initialised close to
-backpropagation"). CMA-ES, population ``--popsize``, unroll 10, fitness = accuracy
-on the training split. Reported: the digits test accuracy after 10 steps of the
-initial and of the final CMA-ES mean genome (``--replicas`` initialisations).
+backpropagation"). Seed ``s`` (``--seed`` .. ``--seed + seeds - 1``) fixes the root
+seed of the run (task batches, CMA-ES sampler) and the random initial genome.
+CMA-ES, population ``--popsize``, unroll 10, fitness = accuracy on the training
+split. Reported per run: the digits test accuracy after 10 steps of the initial and
+of the final CMA-ES mean genome (``--replicas`` initialisations, the same for every
+run); per cell: mean and standard deviation over seeds, and whether the cell's
+difference from the best cell is larger than that spread.
 
-    python tools/repro_ablation.py                   # 24 runs x 100 generations, population 24 (a few minutes on 2 cores)
+    python tools/repro_ablation.py                   # 24 cells x 5 seeds x 100 generations, population 24 (about 45 min on 2 shared cores)
     python tools/repro_ablation.py --generations 300 --popsize 32
     python tools/repro_ablation.py --quick
 
@@ -26,8 +31,6 @@ from __future__ import annotations
 import argparse
 import itertools
 from pathlib import Path
-
-import numpy as np
 
 import repro_common as rc
 
@@ -58,9 +61,15 @@ def experiment(cfg: dict, args) -> dict:
     return rc.digits_experiment("repro_ablation", network_doc, init, args)
 
 
+def label(cfg: dict) -> str:
+    u = {"multiplicative_second_state": "mult2", "multiplicative": "mult", "additive": "add"}[cfg["backward_update"]]
+    return f"{u}/{'tied' if cfg['tied'] else 'untied'}/{'shared' if cfg['shared'] else 'multi'}/{cfg['init'][:4]}"
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     rc.add_common_args(p, NAME)
+    p.add_argument("--seeds", type=int, default=5, help="meta-training seeds per cell (default 5)")
     p.add_argument("--generations", type=int, default=100, help="generations per run (default 100)")
     p.add_argument("--popsize", type=int, default=24, help="CMA-ES population (default 24)")
     p.add_argument("--width", type=int, default=32, help="hidden width (default 32)")
@@ -70,61 +79,50 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from blursim.spec import NetworkSpec
-
     timer = rc.Timer()
     if args.quick:
-        args.generations, args.popsize, args.replicas = 1, 4, 2
+        args.generations, args.popsize, args.replicas, args.seeds = 1, 4, 2, 2
     cfgs = [{"backward_update": u, "tied": t, "shared": s, "init": i}
             for u, t, s, i in itertools.product(UPDATES, [True, False], [True, False], ["backprop", "random"])]
     if args.quick:
         cfgs = cfgs[:2]
-    per_gen = rc.seconds_per_generation(experiment(cfgs[-1], args))
-    rc.estimate(f"{len(cfgs)} runs x {args.generations} generations, population {args.popsize}",
-                per_gen * args.generations * len(cfgs) * 1.2 + 20)
-    rows = []
-    bar = rc.progress(len(cfgs), "ablation", args.quiet, "run")
-    for cfg in cfgs:
-        doc = experiment(cfg, args)
-        res = rc.run_meta(doc, generations=args.generations, quiet=True)
-        spec = NetworkSpec.model_validate(doc["network"])
-        r = rc.evaluate_genome(spec, [res.setup.base_genome, res.mean_genome], "digits", steps=10,
-                               replicas=args.replicas, seed=1000 + args.seed, batch_size=32,
-                               backend=args.backend, eval_steps="end")
-        rows.append({**cfg,
-                     "initial_accuracy": float(r["mean"][0, -1]), "initial_std": float(r["std"][0, -1]),
-                     "final_accuracy": float(r["mean"][1, -1]), "final_std": float(r["std"][1, -1]),
-                     "final_diverged_replicas": int(r["diverged"][1]),
-                     "final_training_fitness": res.records[-1]["mean"]["fitness"],
-                     "curve": rc.curve(res.records)["mean_genome_train"]})
-        bar.update(1)
-    bar.close()
-    order = sorted(range(len(rows)), key=lambda i: -rows[i]["final_accuracy"])
+    seeds = [args.seed + i for i in range(args.seeds)]
+    per_gen = rc.seconds_per_generation(experiment(cfgs[-1], args), args.quick)
+    rc.estimate(f"{len(cfgs)} cells x {len(seeds)} seeds x {args.generations} generations, population {args.popsize}",
+                per_gen * args.generations * len(cfgs) * len(seeds) * 1.2 + 20)
+    by_label = {label(c): c for c in cfgs}
+    eval_seed = 1000 + args.seed
+    cells = {label(c): (lambda s, c=c: experiment(c, rc.with_seed(args, s))) for c in cfgs}
+    runs, table = rc.digits_cells(cells, seeds, args, "ablation")
+    init_stats, fit_stats = table["initial"], table["training_fitness"]
+    # backprop vs random initial genome, cell by cell (the paper: backprop init helps)
+    init_pairs = {}
+    for c in cfgs:
+        if c["init"] == "backprop":
+            a, b = label(c), label({**c, "init": "random"})
+            if a in runs and b in runs:
+                init_pairs[a[:-5]] = rc.separation(table["stats"][a]["values"], table["stats"][b]["values"])
+    order = table["ranking"]
+    rows = [{**by_label[lab], "label": lab, "final": table["stats"][lab], "initial": init_stats[lab],
+             "final_training_fitness": fit_stats[lab], "runs": runs[lab]} for lab in order]
+    f1 = rc.plot_cells(runs, table, Path(args.fig_dir) / f"{NAME}.png", generations=args.generations,
+                       title="ablation: backward update / synapse symmetry / channels / initial genome (dots: seeds)")
 
-    plt = rc.pyplot()
-    fig, ax = plt.subplots(figsize=(11, 4.2))
-    labels = [("mult2" if r["backward_update"].startswith("mult") else "add") + ("/tied" if r["tied"] else "/untied")
-              + ("/shared" if r["shared"] else "/multi") + f"/{r['init'][:4]}" for r in rows]
-    xs = np.arange(len(rows))
-    ax.bar(xs - 0.2, [r["initial_accuracy"] for r in rows], 0.4, color="lightgray", label="initial genome")
-    ax.bar(xs + 0.2, [r["final_accuracy"] for r in rows], 0.4, yerr=[r["final_std"] for r in rows],
-           color="tab:blue", label=f"after {args.generations} generations")
-    ax.set_xticks(xs, labels, rotation=60, ha="right", fontsize=7)
-    ax.set(ylabel="digits test accuracy after 10 steps", ylim=(0, 1),
-           title="ablation: backward update / synapse symmetry / channels / initial genome")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    f1 = rc.save_figure(fig, Path(args.fig_dir) / f"{NAME}.png")
-
-    scale = {"runs": len(cfgs), "generations": args.generations, "popsize": args.popsize,
+    scale = {"cells": len(cfgs), "seeds_per_cell": len(seeds), "generations": args.generations,
+             "popsize": args.popsize,
              "network": f"64 -> {args.width} -> 10 (tanh, identity logits, softmax-error feedback)",
              "unroll": 10, "replicas": args.replicas, "dataset": "8x8 digits",
-             "paper": "MNIST and 10-way Omniglot episodes, 8 variants, gradient-based meta-training"}
-    rc.write_json(args.out, rc.envelope(NAME, args, timer, {"root_and_random_genome": args.seed,
-                                                            "evaluation": 1000 + args.seed},
-                                        scale, {"rows": rows, "ranking": order}, [f1]))
-    for i in order:
-        print(f"{labels[i]:32s} initial {rows[i]['initial_accuracy']:.3f} -> final {rows[i]['final_accuracy']:.3f}")
+             "paper": "MNIST and 10-way Omniglot episodes, 8 variants, best of 8 runs plotted, "
+                      "gradient-based meta-training"}
+    results = {"rows": rows, "ranking": order, "best": table["best"], "vs_best": table["vs_best"],
+               "backprop_vs_random_init": init_pairs,
+               "not_separated_from_best": [table["best"]] + [c for c, v in table["vs_best"].items()
+                                                             if not v["separated"]]}
+    rc.write_json(args.out, rc.envelope(NAME, args, timer, {"meta_training": seeds, "evaluation": eval_seed},
+                                        scale, results, [f1]))
+    for lab in order:
+        st = table["stats"][lab]
+        print(f"{lab:28s} initial {init_stats[lab]['mean']:.3f} -> final {st['mean']:.3f} +- {st['std']:.3f}")
     print(f"wrote {args.out} ({timer.seconds:.0f} s)")
     return 0
 

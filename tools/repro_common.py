@@ -179,11 +179,14 @@ def load_spec(path: str | Path):
 
 def evaluate_genome(network, genome, task: str, *, steps: int, replicas: int, seed: int,
                     batch_size: int, backend: str = "numpy", options: dict | None = None,
-                    eval_steps: Any = "all", split: str = "test") -> dict[str, Any]:
+                    eval_steps: Any = "all", split: str = "test", record: list[str] | None = None,
+                    record_steps: Any = "all") -> dict[str, Any]:
     """Held-out accuracy of ``genome`` (or a list of genomes) trained from fresh synapses on ``task``.
 
     Returns ``{"steps", "mean" (S, E), "std" (S, E), "diverged" (S,)}`` over
-    ``replicas`` initialisations, with the dataset drawn from ``seed`` too.
+    ``replicas`` initialisations (synapses and batches drawn from ``seed``). With
+    ``record`` (monitor variables, :mod:`blursim.sim.monitor`, e.g. ``["norms"]``) a
+    monitor records them at ``record_steps`` and ``"recordings"`` holds them by name.
     """
     from blursim.data import load_dataset
     from blursim.graph import compile_network
@@ -195,15 +198,23 @@ def evaluate_genome(network, genome, task: str, *, steps: int, replicas: int, se
     prog = compile_network(spec)
     sim = Simulator(prog, backend=backend, dtype="float32")
     data = load_dataset(task, dict(options or {}))
+    mon = None
+    if record:
+        from blursim.sim.monitor import Monitor
+
+        mon = Monitor(sim, record, steps=record_steps)
     res = train_and_evaluate(sim, genomes, data, steps=steps, batch_size=batch_size, replicas=replicas,
-                             seed=seed, eval_steps=eval_steps, split=split)
+                             seed=seed, eval_steps=eval_steps, split=split, monitor=mon)
     acc = np.nan_to_num(res.accuracy, nan=0.0)  # (S, R, E); the simulator's own accuracy
-    return {
+    out = {
         "steps": res.steps,
         "mean": acc.mean(axis=1),
         "std": acc.std(axis=1),
         "diverged": res.diverged.sum(axis=1),
     }
+    if mon is not None:
+        out["recordings"] = mon.recordings()
+    return out
 
 
 # ---------------------------------------------------------------- meta-training
@@ -216,9 +227,13 @@ def run_meta(doc: dict[str, Any], *, generations: int, quiet: bool = False, out:
     return meta_train(doc, out=out, generations=generations, observers=[bar], plot=False)
 
 
-def seconds_per_generation(doc: dict[str, Any]) -> float:
-    """Measure one generation of ``doc`` (no files written): the basis of the printed estimate."""
+def seconds_per_generation(doc: dict[str, Any], quick: bool = False) -> float:
+    """Measure one generation of ``doc`` (no files written): the basis of the printed estimate.
+    A smoke run (``quick``) measures nothing and says 0.05 s."""
     from blursim.meta import meta_train
+
+    if quick:
+        return 0.05
 
     r = meta_train({**doc, "validation": {**doc.get("validation", {}), "every": 10**6}},
                    out=None, generations=1, plot=False)
@@ -272,23 +287,237 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
-def digits_experiment(name: str, network: dict, init: dict, args) -> dict:
-    """A small CMA-ES experiment on the digits (training-split fitness, unroll 10), as used by
-    the depth and ablation scripts; ``args`` supplies popsize, generations, seed and backend."""
-    return {
+CORE_FIELDS = ["f", "eta", "f_tilde", "eta_tilde", "nu", "mu", "nu_tilde", "mu_tilde"]
+CORE_BOUNDS = {"f_tilde": [0, 1.2], "eta_tilde": [-1, 1]}
+
+
+def meta_experiment(name: str, network: Any, init: dict, args, *, tasks: list[dict] | None = None,
+                    validation_tasks: list[dict] | None = None, fields: list[str] | None = None,
+                    bounds: dict | None = None, set_: dict | None = None, inner: dict | None = None,
+                    curriculum: dict | None = None, validation: dict | None = None) -> dict:
+    """A CMA-ES experiment document (training-split accuracy fitness); ``args`` supplies
+    popsize, generations, seed and backend. Defaults: the digits, unroll 10, the eight core
+    fields with the bounds of every reproduction script."""
+    doc = {
         "format": "blursim.experiment/1",
         "name": name,
         "network": network,
-        "training_tasks": [{"name": "digits"}],
-        "validation_tasks": [{"name": "digits", "label": "digits_test"}],
-        "inner": {"steps": 10, "batch_size": 32, "query_batches": 4, "query_batch_size": 128, "replicas": 1},
-        "genome": {"init": init,
-                   "fields": ["f", "eta", "f_tilde", "eta_tilde", "nu", "mu", "nu_tilde", "mu_tilde"],
-                   "bounds": {"f_tilde": [0, 1.2], "eta_tilde": [-1, 1]}},
+        "training_tasks": tasks if tasks is not None else [{"name": "digits"}],
+        "validation_tasks": (validation_tasks if validation_tasks is not None
+                             else [{"name": "digits", "label": "digits_test"}]),
+        "inner": inner or {"steps": 10, "batch_size": 32, "query_batches": 4, "query_batch_size": 128,
+                           "replicas": 1},
+        "genome": {"init": init, "fields": list(fields or CORE_FIELDS), "bounds": dict(bounds or CORE_BOUNDS)},
         "strategy": {"name": "cma_es", "sigma0": 0.1, "popsize": args.popsize},
         "fitness": {"metric": "accuracy"},
-        "validation": {"every": 10, "replicas": 2},
+        "validation": validation or {"every": 10, "replicas": 2},
         "generations": args.generations,
         "seed": args.seed,
         "execution": {"backend": args.backend, "dtype": "float32"},
     }
+    if set_:
+        doc["genome"]["set"] = dict(set_)
+    if curriculum:
+        doc["curriculum"] = dict(curriculum)
+    return doc
+
+
+def digits_experiment(name: str, network: dict, init: dict, args) -> dict:
+    """A small CMA-ES experiment on the digits (training-split fitness, unroll 10), as used by
+    the depth and ablation scripts; ``args`` supplies popsize, generations, seed and backend."""
+    return meta_experiment(name, network, init, args)
+
+
+def mlp_network(name: str, n_in: int, hidden: list[int], n_out: int, *, k: int = 2,
+                activation: Any = "relu_tanh", backward_activation: Any = None, output_activation: Any = "tanh",
+                normalization: str = "both", rules: dict | None = None) -> dict:
+    """A chain network document ``n_in -> hidden... -> n_out`` with the paper's general rule
+    family by default (relu o tanh on both passes, normalisation on both passes, additive
+    backward update, untied multi-channel synapses, +-1 target feedback, Oja term in
+    ``weights`` mode -- which does nothing unless the genome's ``oja_alpha`` is non-zero);
+    ``rules`` entries replace the defaults."""
+    h = {"role": "hidden", "forward_activation": activation,
+         "backward_activation": activation if backward_activation is None else backward_activation,
+         "normalization": normalization}
+    pops = [{"name": "in", "size": n_in, "role": "input"}]
+    pops += [{"name": f"h{i + 1}", **h, "size": w} for i, w in enumerate(hidden)]
+    pops += [{"name": "out", "size": n_out, "role": "output", "forward_activation": output_activation,
+              "backward_activation": output_activation}]
+    projs = [{"from": pops[i]["name"], "to": pops[i + 1]["name"]} for i in range(len(pops) - 1)]
+    base = {"backward_update": "additive", "tied": False, "shared_channels": False,
+            "feedback": "target", "oja": "weights", "batch_reduction": "mean"}
+    return {"format": "blursim.network/1", "name": name, "k": k, "populations": pops, "projections": projs,
+            "rules": {**base, **(rules or {})}}
+
+
+def resized_network(spec, n_in: int | None = None, n_out: int | None = None):
+    """A copy of network ``spec`` (a NetworkSpec) with other input and/or output sizes (one
+    input and one output population), e.g. to apply a genome to another dataset."""
+    from blursim.spec import NetworkSpec
+
+    d = spec.model_dump(mode="json", by_alias=True)
+    for p in d["populations"]:
+        if p["role"] == "input" and n_in is not None:
+            p["size"] = n_in
+            p["grid"] = None
+        if p["role"] == "output" and n_out is not None:
+            p["size"] = n_out
+            p["grid"] = None
+    return NetworkSpec.model_validate(d)
+
+
+# ------------------------------------------------------- cells x seeds
+def with_seed(args, seed: int):
+    """A copy of the parsed ``args`` with another root seed."""
+    import argparse
+
+    return argparse.Namespace(**{**vars(args), "seed": seed})
+
+
+def run_cells(cells: dict[str, Any], seeds: list[int], args, evaluate, desc: str) -> dict[str, list[dict]]:
+    """Meta-train every cell for every seed and evaluate each run.
+
+    ``cells`` maps a label to ``make_doc(seed) -> experiment document``; ``evaluate(label,
+    result)`` returns a dict of numbers for one run (a :class:`blursim.meta.MetaResult`).
+    Returns ``{label: [one dict per seed: seed, final training fitness of the mean genome, its
+    meta-training curve, the mean genome, and evaluate's numbers]}``.
+    """
+    out: dict[str, list[dict]] = {}
+    bar = progress(len(cells) * len(seeds), desc, args.quiet, "run")
+    for label, make in cells.items():
+        for s in seeds:
+            res = run_meta(make(s), generations=args.generations, quiet=True)
+            out.setdefault(label, []).append({
+                "seed": s, "final_training_fitness": res.records[-1]["mean"]["fitness"],
+                "curve": curve(res.records)["mean_genome_train"],
+                "genome": res.mean_genome.model_dump(mode="json")["groups"],
+                **evaluate(label, res)})
+            bar.update(1)
+    bar.close()
+    return out
+
+
+def cell_table(runs: dict[str, list[dict]], key: str) -> dict[str, Any]:
+    """Per cell, the spread over seeds of ``key``; the ranking by mean; and, for every other
+    cell, whether its difference from the best cell is larger than the spread
+    (:func:`separation`)."""
+    stats = {c: spread([r[key] for r in rows]) for c, rows in runs.items()}
+    order = sorted(stats, key=lambda c: -stats[c]["mean"])
+    best = order[0]
+    return {"stats": stats, "ranking": order, "best": best,
+            "vs_best": {c: separation(stats[best]["values"], stats[c]["values"]) for c in order[1:]}}
+
+
+def digits_cells(cells: dict[str, Any], seeds: list[int], args, desc: str, *, eval_steps: int = 10) -> tuple:
+    """:func:`run_cells` with the evaluation of the ablation-style sweeps: the initial and the
+    final CMA-ES mean genome of each run train fresh copies of the run's own network on the
+    digits for ``eval_steps`` steps (test split, ``args.replicas`` initialisations, evaluation
+    seed ``1000 + args.seed`` for every run). Returns ``(runs, table)`` with
+    :func:`cell_table` of ``final_accuracy`` and, per cell, ``initial`` spreads."""
+    seed = 1000 + args.seed
+
+    def evaluate(label, res):
+        r = evaluate_genome(res.setup.networks[0], [res.setup.base_genome, res.mean_genome], "digits",
+                            steps=eval_steps, replicas=args.replicas, seed=seed, batch_size=32,
+                            backend=args.backend, eval_steps="end")
+        return {"initial_accuracy": float(r["mean"][0, -1]), "initial_std": float(r["std"][0, -1]),
+                "final_accuracy": float(r["mean"][1, -1]), "final_std": float(r["std"][1, -1]),
+                "final_diverged_replicas": int(r["diverged"][1])}
+
+    runs = run_cells(cells, seeds, args, evaluate, desc)
+    table = cell_table(runs, "final_accuracy")
+    table["initial"] = {c: spread([r["initial_accuracy"] for r in rows]) for c, rows in runs.items()}
+    table["training_fitness"] = {c: spread([r["final_training_fitness"] for r in rows]) for c, rows in runs.items()}
+    return runs, table
+
+
+def plot_cells(runs: dict, table: dict, path: str | Path, *, title: str, generations: int,
+               ylabel: str = "digits test accuracy after 10 steps", order: list[str] | None = None) -> Path:
+    """Bars of the initial and final accuracy of every cell (final: mean +- std over seeds, one
+    dot per seed), in ``order`` (default: ranked)."""
+    plt = pyplot()
+    order = order or table["ranking"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(order) + 2), 4.2))
+    xs = np.arange(len(order))
+    ax.bar(xs - 0.2, [table["initial"][c]["mean"] for c in order], 0.4, color="lightgray", label="initial genome")
+    n = len(next(iter(runs.values())))
+    ax.bar(xs + 0.2, [table["stats"][c]["mean"] for c in order], 0.4, yerr=[table["stats"][c]["std"] for c in order],
+           color="tab:blue", capsize=2, label=f"after {generations} generations (mean ± std over {n} seeds)")
+    for x, c in zip(xs, order):
+        ax.scatter(np.full(len(runs[c]), x + 0.2), [r["final_accuracy"] for r in runs[c]], s=6, color="k", zorder=3)
+    ax.set_xticks(xs, order, rotation=60, ha="right", fontsize=7)
+    ax.set(ylabel=ylabel, ylim=(0, 1), title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- statistics
+def spread(values) -> dict[str, Any]:
+    """Mean and sample standard deviation (``ddof=1``; 0 for a single value) of per-seed values,
+    with the values."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size),
+            "values": v.tolist()}
+
+
+def separation(a, b) -> dict[str, Any]:
+    """Is the difference of two cells' per-seed values larger than their spread?
+
+    ``separated`` holds when both (a) the intervals mean +- std (sample standard deviations)
+    of the two cells do not overlap and (b) Welch's two-sided t-test gives p < 0.05;
+    ``welch_p`` is that p-value (``None`` with fewer than two values per cell or no spread
+    at all, and then ``separated`` is false).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = float(a.mean() - b.mean())
+    p = None
+    if a.size >= 2 and b.size >= 2 and (a.std() > 0 or b.std() > 0):
+        import warnings
+
+        from scipy.stats import ttest_ind
+
+        with warnings.catch_warnings():  # nearly equal samples: scipy warns about precision, p is still right
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(ttest_ind(a, b, equal_var=False).pvalue)
+    apart = p is not None and abs(d) > float(a.std(ddof=1) + b.std(ddof=1))
+    return {"difference": d, "separated": bool(apart and p < 0.05), "welch_p": p}
+
+
+# ---------------------------------------------------------------- baselines
+def tuned_baselines(spec, data, *, optimizers, lrs, horizons: list[int], steps: int, replicas: int,
+                    seed: int, batch_size: int, test_steps: Any = "all") -> dict[str, Any]:
+    """SGD / momentum / Adam on the plain network of ``spec`` (its state-0 path), the batches and
+    initial weights of a BLUR run with the same ``seed``, with the learning rate chosen **on the
+    training split** separately for each horizon in ``horizons`` (accuracy after that many
+    steps); the test curves of every learning rate (at ``test_steps``, which must include the
+    horizons) are kept, so the whole sweep can be shown.
+
+    Returns ``{opt: {"label", "lrs", "train_accuracy" (L, H), "test_mean" (L, E), "test_std",
+    "steps" (E,), "diverged" (L,), "selected": {h: {"lr", "test", "test_std"}}}}``.
+    """
+    from blursim.baselines import lr_sweep
+    from blursim.graph import compile_network
+
+    prog = compile_network(spec)
+    out = {}
+    for opt in optimizers:
+        sel = lr_sweep(prog, data, optimizers=[opt], lrs=lrs, steps=steps, batch_size=batch_size,
+                       replicas=replicas, seed=seed, eval_steps=horizons, split="train")
+        train_acc = np.nan_to_num(sel.accuracy[0].mean(axis=1), nan=0.0)  # (L, H)
+        tab = lr_sweep(prog, data, optimizers=[opt], lrs=lrs, steps=steps, batch_size=batch_size,
+                       replicas=replicas, seed=seed, eval_steps=test_steps, split="test")
+        acc = np.nan_to_num(tab.accuracy[0], nan=0.0)  # (L, R, E)
+        mean, std = acc.mean(axis=1), acc.std(axis=1)
+        test_steps = [int(s) for s in tab.steps]
+        chosen = {}
+        for j, h in enumerate(horizons):
+            i = int(np.argmax(train_acc[:, j]))
+            e = test_steps.index(h)
+            chosen[str(h)] = {"lr": float(lrs[i]), "train": float(train_acc[i, j]),
+                              "test": float(mean[i, e]), "test_std": float(std[i, e])}
+        out[opt] = {"label": tab.optimizers[0], "lrs": [float(x) for x in lrs], "train_accuracy": train_acc,
+                    "test_mean": mean, "test_std": std, "steps": test_steps,
+                    "diverged": tab.diverged[0].sum(axis=1), "selected": chosen}
+    return out

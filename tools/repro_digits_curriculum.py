@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         over.update(generations=2, strategy={"popsize": 6})
         lrs = [1e-2, 1e-1]
     doc = rc.experiment_dict(EXPERIMENT, **over)
-    per_gen = rc.seconds_per_generation(doc)
+    per_gen = rc.seconds_per_generation(doc, args.quick)
     sweep_runs = len(TASKS) * 2 * len(OPTIMIZERS) * len(lrs)
     rc.estimate(f"{args.generations} generations (population {doc['strategy']['popsize']}) + "
                 f"{2 * sweep_runs} baseline runs",

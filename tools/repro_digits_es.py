@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         over["network"] = {**rc.load_spec(rc.SPECS / "digits_es_512.json").model_dump(mode="json", by_alias=True)}
         over["network"]["populations"][1]["size"] = 16
     doc = rc.experiment_dict(EXPERIMENT, **over)
-    per_gen = rc.seconds_per_generation(doc)
+    per_gen = rc.seconds_per_generation(doc, args.quick)
     rc.estimate(f"{args.generations} generations, population {doc['strategy']['popsize']}",
                 per_gen * args.generations * 1.05 + 20)
 

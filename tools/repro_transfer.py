@@ -1,0 +1,315 @@
+#!/usr/bin/env python
+"""Cross-domain generalisation (paper Sec. 4.1-4.3, Fig. 4 and Fig. 5): genomes applied to
+datasets they never saw, against SGD, momentum and Adam tuned on the training split.
+
+Genomes (every one a final CMA-ES mean, never chosen on a test split):
+
+* ``digits3`` -- new, meta-trained here on the digits' three tasks (all ten digits, 0-4, 5-9;
+  the paper's three MNIST tasks of Sec. 4.2), ``--seeds`` independent runs (random initial
+  genome and CMA-ES seed ``seed + i``), 64 -> 64 -> C networks with the general rules
+  (``specs/repro_digits_blur_64.json``; 5-output copies for the halves), unroll 10 -> 30 by
+  curriculum, population ``--popsize``, ``--generations`` generations;
+* ``mnist1d3`` -- the reverse direction: the same on MNIST-1D (all ten classes, 0-4, 5-9;
+  40 -> 64 -> C);
+* the shipped genomes: ``docs/results/repro_digits_curriculum_genome.json`` (digits only, same
+  network), ``repro_digits_es_mean_genome.json`` (Sec. 4.4, hidden 512, batches of 128) and
+  ``repro_toy_genome.json`` (2-D toy tasks, hidden 20: Fig. 4's out-of-domain MNIST check,
+  here the digits).
+
+Evaluation tasks (test split; input and output sizes of each network adapted to the task,
+the genome unchanged): ``digits`` (the meta-training images), ``digits_resized`` at 4x4 and
+16x16 (the same images at other resolutions), and three tasks that share **no** data with
+the digits: ``mnist1d`` (1-D signals, 40 features, 10 classes), ``breast_cancer`` (30
+tabular features, 2 classes) and ``xor`` (the paper's Fig. 5 out-of-domain Boolean task, 2
+inputs). Each genome trains fresh networks for ``--steps`` (100) steps, ``--replicas``
+initialisations. Baselines: SGD, momentum 0.9 and Adam on the *same* network (its state-0
+path), the same batches and the same initial weights, learning rates 1e-4 .. 1; for each
+horizon 5, 10, 20 and 100 steps the learning rate is chosen separately by **training-split**
+accuracy after that many steps, and its test accuracy is reported.
+
+    python tools/repro_transfer.py                   # 2 x 3 meta-training runs + evaluation (about 25 min on 2 shared cores)
+    python tools/repro_transfer.py --seeds 5 --generations 300
+    python tools/repro_transfer.py --quick
+
+Writes docs/figures/repro_transfer.png (bars at 5/10/20/100 steps),
+docs/figures/repro_transfer_curves.png and docs/results/repro_transfer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+import repro_common as rc
+
+NAME = "repro_transfer"
+HORIZONS = [5, 10, 20, 100]
+CURVE_STEPS = [0, 1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100]
+OPTIMIZERS = ["sgd", "momentum", "adam"]
+LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+
+#: label -> (dataset, options, relation to the digits)
+EVAL_SETS = {
+    "digits": ("digits", {}, "meta-training images (test split)"),
+    "digits_4x4": ("digits_resized", {"size": 4}, "same images, 4x4"),
+    "digits_16x16": ("digits_resized", {"size": 16}, "same images, 16x16"),
+    "mnist1d": ("mnist1d", {}, "no shared data: 1-D signals"),
+    "breast_cancer": ("breast_cancer", {}, "no shared data: tabular"),
+    "xor": ("xor", {}, "no shared data: Boolean (Fig. 5)"),
+}
+#: family -> (network file, batch size, evaluation sets)
+FAMILIES = {
+    "blur64": ("repro_digits_blur_64.json", 32, list(EVAL_SETS)),
+    "es512": ("digits_es_512.json", 128, ["digits", "mnist1d", "breast_cancer", "xor"]),
+    "toy20": ("toy_blur.json", 32, ["digits", "mnist1d", "breast_cancer", "xor"]),
+}
+SHIPPED = {  # genome label -> (family, file, what it was meta-trained on)
+    "curriculum (shipped)": ("blur64", "repro_digits_curriculum_genome.json", "digits (10 classes)"),
+    "sec4.4 ES (shipped)": ("es512", "repro_digits_es_mean_genome.json", "digits (10 classes)"),
+    "toy (shipped)": ("toy20", "repro_toy_genome.json", "xor, and, two_moons"),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    rc.add_common_args(p, NAME)
+    p.add_argument("--seeds", type=int, default=3, help="meta-training runs per new genome (default 3)")
+    p.add_argument("--generations", type=int, default=200, help="generations per run (default 200)")
+    p.add_argument("--popsize", type=int, default=24, help="CMA-ES population (default 24)")
+    p.add_argument("--steps", type=int, default=100, help="training steps of the comparison (default 100)")
+    p.add_argument("--replicas", type=int, default=8, help="synapse initialisations (default 8)")
+    return p.parse_args(argv)
+
+
+def task_options(name: str, options: dict, quick: bool) -> dict:
+    if quick and name == "mnist1d":
+        return {**options, "n_samples": 500}
+    return dict(options)
+
+
+def meta_doc(source: str, seed: int, args) -> dict:
+    """The three-task experiment on ``source`` (digits or mnist1d) for one seed."""
+    from blursim.data import load_dataset
+
+    base = rc.load_spec(rc.SPECS / "repro_digits_blur_64.json")
+    opts = task_options("mnist1d", {}, args.quick) if source == "mnist1d" else {}
+    n_in = load_dataset(source, opts).n_features
+    net10 = rc.resized_network(base, n_in=n_in, n_out=10).model_dump(mode="json", by_alias=True)
+    net5 = rc.resized_network(base, n_in=n_in, n_out=5).model_dump(mode="json", by_alias=True)
+    if source == "digits":
+        tasks = [{"name": "digits"}, {"name": "digits_0_4", "network": net5}, {"name": "digits_5_9", "network": net5}]
+    else:
+        tasks = [{"name": "mnist1d", "options": opts},
+                 {"name": "mnist1d", "label": "mnist1d_0_4", "options": {**opts, "classes": [0, 1, 2, 3, 4]},
+                  "network": net5},
+                 {"name": "mnist1d", "label": "mnist1d_5_9", "options": {**opts, "classes": [5, 6, 7, 8, 9]},
+                  "network": net5}]
+    every = max(1, args.generations // 5)
+    a = argparse.Namespace(**{**vars(args), "seed": seed})
+    return rc.meta_experiment(
+        f"{NAME}_{source}3", net10, {"kind": "random", "seed": seed}, a, tasks=tasks,
+        validation_tasks=[{"name": source, "label": f"{source}_test", "options": opts}],
+        curriculum={"increment": 5, "every": every, "max_steps": 30},
+        validation={"every": max(1, args.generations // 10), "replicas": 2})
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from blursim.data import load_dataset
+    from blursim.spec import load_genome
+
+    timer = rc.Timer()
+    lrs, horizons = LRS, HORIZONS
+    eval_sets, families = dict(EVAL_SETS), {k: list(v) for k, v in FAMILIES.items()}
+    if args.quick:
+        args.seeds, args.generations, args.popsize, args.steps, args.replicas = 1, 2, 6, 10, 2
+        lrs, horizons = [1e-2, 1e-1], [5, 10]
+        eval_sets = {k: eval_sets[k] for k in ("digits", "mnist1d", "breast_cancer")}
+        families = {"blur64": [families["blur64"][0], 32, list(eval_sets)],
+                    "toy20": [families["toy20"][0], 32, ["digits"]]}
+    curve_steps = sorted({s for s in CURVE_STEPS if s <= args.steps} | set(horizons) | {args.steps})
+    seeds = [args.seed + i for i in range(args.seeds)]
+    docs = {src: [meta_doc(src, s, args) for s in seeds] for src in ("digits", "mnist1d")}
+    per_gen = sum(rc.seconds_per_generation(docs[src][0], args.quick) for src in docs)
+    n_base = sum(len(f[2]) for f in families.values()) * len(OPTIMIZERS) * len(lrs) * 2
+    rc.estimate(f"2 x {args.seeds} meta-training run(s) x {args.generations} generations + {n_base} baseline runs",
+                per_gen * 2.0 * args.generations * args.seeds + n_base * 0.004 * args.steps * args.replicas + 60)
+
+    # ------------------------------------------------------------- meta-training
+    genomes: dict[str, list] = {}  # label -> list of genomes (one per seed)
+    origin: dict[str, dict] = {}
+    meta_curves = {}
+    initial = None
+    for src in ("digits", "mnist1d"):
+        label = f"{src}3 (new)"
+        genomes[label], meta_curves[label] = [], []
+        for doc in docs[src]:
+            res = rc.run_meta(doc, generations=args.generations, quiet=args.quiet)
+            genomes[label].append(res.mean_genome)
+            c = rc.curve(res.records)
+            meta_curves[label].append({"seed": doc["seed"],
+                                       "final_training_fitness": res.records[-1]["mean"]["fitness"],
+                                       "final_unroll": res.records[-1]["unroll"], "curve": c,
+                                       "genome": res.mean_genome.model_dump(mode="json")})
+            if initial is None:
+                initial = res.setup.base_genome
+        origin[label] = {"family": "blur64", "trained_on": f"{src}, {src} 0-4, {src} 5-9 (training split)"}
+    for label, (fam, file, trained) in SHIPPED.items():
+        if fam in families:
+            genomes[label] = [load_genome(rc.RESULTS / file)]
+            origin[label] = {"family": fam, "trained_on": trained, "file": f"docs/results/{file}"}
+    genomes[f"initial random (seed {seeds[0]})"] = [initial]
+    origin[f"initial random (seed {seeds[0]})"] = {"family": "blur64", "trained_on": "nothing (reference)"}
+
+    # ------------------------------------------------------------- evaluation
+    seed = 1000 + args.seed
+    results: dict[str, dict] = {}
+    n_jobs = sum(len(f[2]) for f in families.values())
+    bar = rc.progress(n_jobs, "evaluate", args.quiet, "task")
+    for fam, (net_file, batch, sets) in families.items():
+        base = rc.load_spec(rc.SPECS / net_file)
+        labels = [g for g in genomes if origin[g]["family"] == fam]
+        flat = [(g, i) for g in labels for i in range(len(genomes[g]))]
+        for ds_label in sets:
+            ds_name, ds_opts, _ = eval_sets[ds_label]
+            ds_opts = task_options(ds_name, ds_opts, args.quick)
+            data = load_dataset(ds_name, ds_opts)
+            spec = rc.resized_network(base, n_in=data.n_features, n_out=data.n_classes)
+            ev = rc.evaluate_genome(spec, [genomes[g][i] for g, i in flat], ds_name, steps=args.steps,
+                                    replicas=args.replicas, seed=seed, batch_size=batch, backend=args.backend,
+                                    options=ds_opts, eval_steps=curve_steps)
+            steps = [int(s) for s in ev["steps"]]
+            blur = {}
+            for g in labels:
+                rows = [k for k, (gg, _) in enumerate(flat) if gg == g]
+                m = np.asarray(ev["mean"])[rows]  # (seeds, E): each seed's mean over replicas
+                at = {str(h): rc.spread(m[:, steps.index(h)]) for h in horizons}
+                if len(rows) == 1:  # one genome: the spread over initialisations instead
+                    for h in horizons:
+                        at[str(h)]["std"] = float(np.asarray(ev["std"])[rows[0], steps.index(h)])
+                        at[str(h)]["std_over"] = "initialisations"
+                blur[g] = {"curve_mean": m.mean(axis=0), "curve_std_over_seeds": m.std(axis=0),
+                           "n_genomes": len(rows), "at": at,
+                           "diverged_replicas": [int(ev["diverged"][r]) for r in rows]}
+            base_res = rc.tuned_baselines(spec, data, optimizers=OPTIMIZERS, lrs=lrs, horizons=horizons,
+                                          steps=args.steps, replicas=args.replicas, seed=seed, batch_size=batch,
+                                          test_steps=curve_steps)
+            results.setdefault(fam, {})[ds_label] = {
+                "dataset": ds_name, "options": ds_opts, "relation": eval_sets[ds_label][2],
+                "n_features": data.n_features, "n_classes": data.n_classes, "n_test": int(data.y_test.size),
+                "majority_class": float(np.bincount(data.y_test).max() / data.y_test.size),
+                "steps": steps, "blur": blur, "baselines": base_res}
+            bar.update(1)
+    bar.close()
+
+    # ------------------------------------------------------------- summary
+    summary = {}
+    for fam, per in results.items():
+        for ds_label, e in per.items():
+            row = {}
+            for g, b in e["blur"].items():
+                row[g] = {h: b["at"][h] for h in map(str, horizons)}
+            for opt, t in e["baselines"].items():
+                row[f"{t['label']} (lr tuned on train)"] = {
+                    h: {"mean": t["selected"][h]["test"], "std": t["selected"][h]["test_std"],
+                        "lr": t["selected"][h]["lr"]} for h in map(str, horizons)}
+            summary.setdefault(fam, {})[ds_label] = row
+    # where does each new genome beat every tuned baseline? (mean over seeds vs baseline mean)
+    wins = {}
+    for ds_label, row in summary.get("blur64", {}).items():
+        for g in [x for x in row if "(new)" in x or "shipped" in x]:
+            for h in map(str, horizons):
+                best_base = max(v[h]["mean"] for k, v in row.items() if "tuned" in k)
+                wins.setdefault(g, {}).setdefault(ds_label, {})[h] = {
+                    "blur": row[g][h]["mean"], "best_tuned_baseline": best_base,
+                    "margin": row[g][h]["mean"] - best_base}
+
+    figs = plot(results, horizons, args, origin)
+    scale = {"seeds_per_new_genome": args.seeds, "generations": args.generations, "popsize": args.popsize,
+             "unroll": "10 -> 30 (+5 every generations/5)", "inner": docs["digits"][0]["inner"],
+             "comparison_steps": args.steps, "replicas": args.replicas, "learning_rates": lrs,
+             "horizons": horizons, "networks": {f: v[0] for f, v in families.items()},
+             "paper": "MNIST 10x10 meta-training (gradient, curriculum to unroll 50); evaluation on 28x28 MNIST, "
+                      "EMNIST, Fashion-MNIST and a Boolean task; SGD lrs over 4 decades (Fig. 5/6)"}
+    rc.write_json(args.out, rc.envelope(NAME, args, timer, {"meta_training": seeds, "evaluation": seed}, scale,
+                                        {"summary": summary, "wins": wins, "per_family": results,
+                                         "genomes": origin, "meta_training": meta_curves,
+                                         "horizons": horizons}, figs))
+    for ds_label, row in summary.get("blur64", {}).items():
+        g = "digits3 (new)"
+        if g in row:
+            print(f"{ds_label:14s} digits3 genome "
+                  + " ".join(f"{h}:{row[g][h]['mean']:.3f}" for h in map(str, horizons)))
+    print(f"wrote {args.out} ({timer.seconds:.0f} s)")
+    return 0
+
+
+COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "adam": "tab:green"}
+BLUR_COLORS = ["black", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:gray"]
+
+
+def plot(results, horizons, args, origin) -> list:
+    plt = rc.pyplot()
+    out = []
+    # 1. bars at the horizons, one panel per (family, dataset)
+    panels = [(f, d) for f, per in results.items() for d in per]
+    cols = 4
+    rows = int(np.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
+    for ax, (fam, ds) in zip(axes.flat, panels):
+        e = results[fam][ds]
+        methods = [(g, e["blur"][g]["at"]) for g in e["blur"] if not g.startswith("initial")]
+        methods += [(t["label"] + "*", {h: {"mean": t["selected"][h]["test"], "std": t["selected"][h]["test_std"]}
+                                          for h in map(str, horizons)}) for t in e["baselines"].values()]
+        w = 0.8 / len(methods)
+        xs = np.arange(len(horizons))
+        for i, (lab, at) in enumerate(methods):
+            opt = next((o for o in COLORS if lab.startswith(o)), None)
+            ax.bar(xs + (i - len(methods) / 2 + 0.5) * w, [at[str(h)]["mean"] for h in horizons], w,
+                   yerr=[at[str(h)]["std"] for h in horizons], label=lab, capsize=1.5,
+                   color=COLORS[opt] if opt else BLUR_COLORS[i % len(BLUR_COLORS)],
+                   hatch="//" if opt else None, edgecolor="white" if opt else None)
+        ax.axhline(e["majority_class"], color="gray", lw=0.8, ls=":")
+        ax.set_xticks(xs, [f"{h} steps" for h in horizons], fontsize=8)
+        ax.set(ylim=(0, 1), title=f"{ds} [{fam}] - {e['relation']}")
+        ax.title.set_fontsize(8)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=5.5, loc="lower right")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle("test accuracy after 5/10/20/100 steps. BLUR genomes: mean +- std over meta-training seeds "
+                 "(new) or over initialisations (shipped); * = lr chosen on the training split for that horizon; "
+                 "dotted: majority class", fontsize=8)
+    fig.tight_layout()
+    out.append(rc.save_figure(fig, Path(args.fig_dir) / f"{NAME}.png"))
+    # 2. curves, blur64 family
+    per = results.get("blur64", {})
+    fig, axes = plt.subplots(1, len(per), figsize=(3.9 * len(per), 3.4), squeeze=False)
+    for ax, (ds, e) in zip(axes[0], per.items()):
+        st = e["steps"]
+        for j, (g, b) in enumerate(e["blur"].items()):
+            m, s = np.asarray(b["curve_mean"]), np.asarray(b["curve_std_over_seeds"])
+            ls = ":" if g.startswith("initial") else "-"
+            c = BLUR_COLORS[j % len(BLUR_COLORS)]
+            ax.plot(st, m, ls=ls, lw=2 if "(new)" in g else 1.2, label=g, color=c)
+            if b["n_genomes"] > 1:
+                ax.fill_between(st, m - s, m + s, alpha=0.15, color=c)
+        for opt, t in e["baselines"].items():
+            i = t["lrs"].index(t["selected"][str(horizons[-1])]["lr"])
+            ax.plot(t["steps"], np.asarray(t["test_mean"])[i], color=COLORS[opt], lw=1, ls="--",
+                    label=f"{t['label']} lr={t['lrs'][i]:g}")
+        ax.set(xscale="symlog", xlabel="training step", ylim=(0, 1), title=ds)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("test accuracy")
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle("64-hidden network: BLUR genomes vs optimizers (dashed: lr chosen on the training split at "
+                 f"{horizons[-1]} steps)", fontsize=8)
+    fig.tight_layout()
+    out.append(rc.save_figure(fig, Path(args.fig_dir) / f"{NAME}_curves.png"))
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
