@@ -180,6 +180,9 @@ def arch_name(a: str) -> str:
 def table_depth(doc: dict) -> str:
     r = doc["results"]
     archs = doc["scale"]["eval_architectures"]
+    if "compare" not in r:  # a one-seed run of an older version of the script
+        return md_table(["genome \\ evaluated on"] + [arch_name(a) for a in archs],
+                        [[n] + [r["accuracy"][n][a] for a in archs] for n in r["accuracy"]])
     rows = [[n] + [f"{r['accuracy'][n][a]:.3f} ± {r['std'][n][a]:.3f}" for a in archs] for n in r["accuracy"]]
     t = md_table(["genome \\ evaluated on"] + [arch_name(a) for a in archs], rows)
     comp = [[k] + [f"{v[a]['difference']:+.3f} {sep_mark(v[a])}" for a in archs] for k, v in r["compare"].items()]
@@ -190,6 +193,13 @@ def table_depth(doc: dict) -> str:
 
 def table_ablation(doc: dict) -> str:
     r = doc["results"]
+    if "best" not in r:  # a one-seed run of an older version of the script
+        rows = [[x["backward_update"], "tied" if x["tied"] else "untied",
+                 "shared" if x["shared"] else "multi-channel", x["init"], x["initial_accuracy"],
+                 f"{x['final_accuracy']:.3f} ± {x['final_std']:.3f}", x["final_training_fitness"]]
+                for x in (r["rows"][i] for i in r["ranking"])]
+        return md_table(["backward update", "synapses", "channels", "initial genome", "initial test acc.",
+                         "final test acc. (± std over inits)", "final training fitness"], rows)
     best = r["best"]
     rows = []
     for x in r["rows"]:
