@@ -127,7 +127,10 @@ def _with_bad_option(part, name, option):
         return exp, f"$.training_tasks[0].options.{option}"
     opts = {**_required(PARTS[part][1].options(name)), option: BAD}
     if part == "strategy":
-        exp["strategy"] = {"name": name, "sigma0": 0.2, "popsize": 6, "options": opts}
+        from blursim.meta.strategies import is_evolution
+
+        es = {"sigma0": 0.2, "popsize": 6} if is_evolution(name) else {}  # gradient refuses them
+        exp["strategy"] = {"name": name, **es, "options": opts}
         return exp, f"$.strategy.options.{option}"
     exp["genome"]["init"] = {"kind": "preset", "name": name, "options": opts}
     return exp, f"$.genome.init.options.{option}"

@@ -188,21 +188,70 @@ class GenomeSearch(Strict):
         return v
 
 
+#: The fields of an evolution strategy that gradient meta-training does not take.
+ES_FIELDS = {
+    "sigma0": (float, "the initial step size of the search distribution", dict(gt=0.0, le=L.MAX_SIGMA0)),
+    "popsize": (int, "candidates per generation", dict(ge=2, le=L.MAX_POPSIZE)),
+}
+
+
 class StrategySpec(Choice):
-    """The evolution strategy (``blursim list strategies``): initial step size,
-    population size and strategy options (defaults listed by each strategy)."""
+    """The meta-optimizer (``blursim list strategies``) and its options (defaults listed by
+    each strategy). An evolution strategy (``cma_es``, ``sep_cma_es``, ``openai_es``) needs
+    its initial step size ``sigma0`` and population size ``popsize``; ``gradient`` (meta-gradients
+    through the unroll, Sec. 3.3) takes neither.
+
+    **Decision.** ``sigma0`` and ``popsize`` given to ``gradient`` are refused (not ignored): a
+    document that states them expects them to act, and under gradient descent they would
+    not (its step size is ``options.learning_rate``, its genomes per step ``options.runs``).
+    """
 
     what: ClassVar[str] = "strategy"
 
     name: str = Field(default="cma_es", min_length=1, validate_default=True)
-    sigma0: float = Field(gt=0.0, le=L.MAX_SIGMA0)
-    popsize: int = Field(ge=2, le=L.MAX_POPSIZE)
+    sigma0: float | None = Field(default=None, gt=0.0, le=L.MAX_SIGMA0,
+                                 description="evolution strategies: " + ES_FIELDS["sigma0"][1])
+    popsize: int | None = Field(default=None, ge=2, le=L.MAX_POPSIZE,
+                                description="evolution strategies: " + ES_FIELDS["popsize"][1])
 
     @classmethod
     def registry(cls):
         from blursim.meta.strategies import STRATEGIES
 
         return STRATEGIES
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fields_of_the_kind(cls, data):
+        from blursim.meta.strategies import STRATEGIES, is_evolution
+
+        if not isinstance(data, dict):
+            return data
+        name = data.get("name", cls.model_fields["name"].default)
+        if not isinstance(name, str) or name not in STRATEGIES:
+            return data  # the name's own error is reported
+        for field, (_, what, _) in ES_FIELDS.items():
+            if is_evolution(name) and data.get(field) is None:
+                raise error_at((field,), f"strategy {name!r} needs {field} ({what})")
+            if not is_evolution(name) and field in data:
+                instead = ("options.learning_rate" if field == "sigma0" else "options.runs")
+                raise error_at(
+                    (field,), f"{field} is a setting of the evolution strategies; strategy {name!r} "
+                    f"does not take it (its counterpart is {instead}): remove {field}",
+                    value=data[field],
+                )
+        return data
+
+    @classmethod
+    def variant_field(cls, name, field, info):
+        from blursim.meta.strategies import is_evolution
+
+        if field not in ES_FIELDS:
+            return super().variant_field(name, field, info)
+        if not is_evolution(name):
+            return None
+        typ, what, limits = ES_FIELDS[field]
+        return typ, Field(description=what, **limits)
 
 
 class FitnessSpec(Strict):
@@ -392,7 +441,7 @@ class Setup:
         tasks = {"train": self.train_tasks, "validation": self.val_tasks}
         return plan_memory(self.programs, datasets, tasks, protocols,
                            itemsize=np.dtype(ex.dtype).itemsize, budget=budget,
-                           popsize=self.experiment.strategy.popsize, local=local, path=path)
+                           popsize=self.strategy.popsize, local=local, path=path)
 
     @property
     def name(self) -> str:
@@ -651,7 +700,7 @@ def prepare_experiment(src: str | Path | dict | ExperimentSpec) -> Setup:
     """
     from blursim.genome import GenomeLayout
     from blursim.meta.seeds import strategy_seed
-    from blursim.meta.strategies import STRATEGIES
+    from blursim.meta.strategies import STRATEGIES, is_evolution
 
     exp = load_experiment(src)
     source = source_of(exp)[0]
@@ -701,12 +750,17 @@ def prepare_experiment(src: str | Path | dict | ExperimentSpec) -> Setup:
 
     # the strategy (its name and options were validated with the document)
     cls = STRATEGIES.get(exp.strategy.name)
+    bounds = None if lower is None else (lower, upper)
     try:
-        strategy = cls(
-            dim=layout.size, x0=x0, sigma0=exp.strategy.sigma0, popsize=exp.strategy.popsize,
-            seed=strategy_seed(exp.seed), bounds=None if lower is None else (lower, upper),
-            options=exp.strategy.options,
-        )
+        if is_evolution(exp.strategy.name):
+            strategy = cls(
+                dim=layout.size, x0=x0, sigma0=exp.strategy.sigma0, popsize=exp.strategy.popsize,
+                seed=strategy_seed(exp.seed), bounds=bounds, options=exp.strategy.options,
+            )
+        else:  # gradient meta-training: synchronised at curriculum stages by default
+            stage = exp.curriculum.every if exp.curriculum is not None else None
+            strategy = cls(dim=layout.size, x0=x0, seed=strategy_seed(exp.seed), bounds=bounds,
+                           options=exp.strategy.options, stage=stage)
     except SpecError as e:
         if e.path and e.path.startswith("$"):
             raise relocate(e, exp) from None

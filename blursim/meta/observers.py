@@ -161,8 +161,9 @@ class RunDirectory:
             mio.atomic_write_text(self.path / "best_genome.json", dump_spec(g))
         elif rec["generation"] > 0:  # every candidate diverged: there is no best of this generation
             remove_file(self.path / "best_genome.json")
+        measured = rec["mean"] or {}  # gradient steps measure the current genome periodically
         g = trainer.genome(gen.mean_x, kind="mean", generation=rec["generation"],
-                           fitness=rec["mean"]["fitness"], validation_mean=rec["mean"]["validation_mean"])
+                           fitness=measured.get("fitness"), validation_mean=measured.get("validation_mean"))
         mio.atomic_write_text(self.path / "mean_genome.json", dump_spec(g))
         if state.generation % trainer.exp.execution.checkpoint_every == 0:
             self._checkpoint(trainer, state)
@@ -188,7 +189,8 @@ class RunDirectory:
 
 
 class ProgressBar:
-    """A tqdm bar over generations on stderr; silent when ``quiet`` or stderr is not a TTY."""
+    """A tqdm bar over generations (gradient steps) on stderr; silent when ``quiet`` or stderr is
+    not a TTY."""
 
     def __init__(self, total: int, *, quiet: bool = False, stream: Any = None) -> None:
         self.total = total
@@ -211,11 +213,15 @@ class ProgressBar:
         if rec["fitness"] is not None and rec["fitness"]["best"] is not None:
             post["best"] = f"{rec['fitness']['best']:.3f}"
             post["mean"] = f"{rec['fitness']['mean']:.3f}"
-        if rec["mean"]["validation_mean"] is not None:
+        if (rec.get("meta_loss") or {}).get("mean") is not None:
+            post["loss"] = f"{rec['meta_loss']['mean']:.4f}"
+        if (rec["mean"] or {}).get("validation_mean") is not None:
             post["val"] = f"{rec['mean']['validation_mean']:.3f}"
         post["T"] = rec["unroll"]
         if rec["diverged"]:
             post["div"] = rec["diverged"]
+        if rec.get("skipped"):
+            post["skipped"] = rec["skipped"]
         self.bar.set_postfix(post, refresh=False)
         if rec["generation"] > 0:
             self.bar.update(1)

@@ -13,6 +13,9 @@ fitness, generation ``g``,     ``(seed, TRAIN, g, i)`` -> one      every species
 training task ``i``            32-bit task seed                    ``g`` (common random numbers)
 validation task ``i``          ``(seed, VALID, i)`` -> one         every generation and genome
                                32-bit task seed
+gradient: run ``r``, 0-based   ``(seed, GRAD, r, g, m, i)`` -> one  the meta-gradient of run ``r``
+step ``g``, draw ``m``,        32-bit task seed                    in step ``g``
+training task ``i``
 ============================  ==================================  ==========================
 
 A task seed then drives the simulation as in DESIGN §2: synapse init of
@@ -32,6 +35,7 @@ import numpy as np
 TAG_ES = 0x65735F73  # "es_s"
 TAG_TRAIN = 0x6D74726E  # "mtrn"
 TAG_VALID = 0x6D76616C  # "mval"
+TAG_GRAD = 0x67726164  # "grad"
 
 
 def strategy_seed(root: int) -> np.random.SeedSequence:
@@ -51,3 +55,9 @@ def train_seeds(root: int, generation: int, n_tasks: int) -> list[int]:
 def validation_seeds(root: int, n_tasks: int) -> list[int]:
     """Task seeds of the validation tasks (the same in every generation)."""
     return [_one([int(root), TAG_VALID, i]) for i in range(n_tasks)]
+
+
+def gradient_seeds(root: int, run: int, step: int, draw: int, n_tasks: int) -> list[int]:
+    """Task seeds of draw ``draw`` of the meta-batch of run ``run`` in 0-based gradient step
+    ``step``, one per training task (runs differ in their draws, Sec. 4.2)."""
+    return [_one([int(root), TAG_GRAD, int(run), int(step), int(draw), i]) for i in range(n_tasks)]

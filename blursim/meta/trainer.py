@@ -42,7 +42,7 @@ from blursim import __version__
 from blursim.meta.evaluate import Engine, PopulationEvaluator, Protocol, install_engine, make_job
 from blursim.meta.experiment import ExperimentSpec, Setup, prepare_experiment
 from blursim.meta.seeds import train_seeds, validation_seeds
-from blursim.errors import SpecError
+from blursim.errors import BlursimError, SpecError
 from blursim.spec.genome import GenomeSpec
 from blursim.spec.loading import relocate
 
@@ -74,6 +74,7 @@ class Generation:
     best_x: np.ndarray | None
     mean_x: np.ndarray
     state: TrainerState
+    error: BaseException | None = None  # raised after the observers have this generation
 
 
 class MetaTrainer:
@@ -218,7 +219,8 @@ class MetaTrainer:
         Observers get ``on_start(trainer, state)`` (``state`` None for a fresh
         run), ``on_generation(trainer, generation)`` for record 0 of a fresh run
         and after every generation, and ``on_end(trainer, state, completed)``
-        -- also when the run is interrupted (``completed`` False).
+        -- also when the run is interrupted (``completed`` False). A generation that
+        carries an ``error`` is handed to the observers, then the error is raised.
         """
         for o in observers:
             _call(o, "on_start", self, state)
@@ -234,6 +236,8 @@ class MetaTrainer:
                 state = gen.state
                 for o in observers:
                     _call(o, "on_generation", self, gen)
+                if gen.error is not None:  # logged and checkpointed, then the run stops
+                    raise gen.error
             completed = True
         finally:
             if state is not None:
@@ -307,6 +311,7 @@ def meta_train(
     observers: Sequence[Any] = (),
     memory_budget_mb: float | None = None,
     plot: bool = True,
+    objective: Any = None,
 ) -> MetaResult:
     """Meta-train the genome of ``experiment`` for ``generations`` (default: the
     experiment's) generations in total.
@@ -318,8 +323,10 @@ def meta_train(
     when it stopped before its first checkpoint (refused when ``out`` was made
     by a different experiment). ``executor``: ``None`` uses the
     experiment's ``execution.dask`` setting (a local evaluation when absent).
+    ``objective``: for the ``gradient`` strategy, the meta-objective to differentiate (default:
+    :class:`blursim.meta.objective.MetaObjective` of the training tasks; any object with its
+    ``value_and_grad``).
     """
-    from blursim.errors import BlursimError
     from blursim.meta.distributed import make_executor
     from blursim.meta.observers import RunDirectory
 
@@ -338,7 +345,8 @@ def meta_train(
             state = rundir.resume(setup) if resume else rundir.create(setup)
         if own:
             executor = make_executor(setup.experiment.execution.dask)
-        trainer = MetaTrainer(setup, executor=executor, memory_budget_mb=memory_budget_mb)
+        trainer = make_trainer(setup, executor=executor, memory_budget_mb=memory_budget_mb,
+                               objective=objective)
         obs = ([rundir] if rundir is not None else []) + list(observers)
         keep = _Keep()
         state = trainer.run(state, total, obs + [keep])
@@ -359,6 +367,21 @@ def meta_train(
     mean = trainer.genome(mean_x, kind="mean", generation=last["generation"])
     return MetaResult(setup, state, state.records, best, mean,
                       None if rundir is None else rundir.path, time.perf_counter() - t0)
+
+
+def make_trainer(setup: Setup, *, executor: Any = None, memory_budget_mb: float | None = None,
+                 objective: Any = None) -> MetaTrainer:
+    """The trainer of ``setup``'s strategy: :class:`MetaTrainer` for an evolution strategy,
+    :class:`~blursim.meta.gradient.GradientTrainer` for ``gradient``."""
+    from blursim.meta.strategies import is_evolution
+
+    if is_evolution(setup.experiment.strategy.name):
+        if objective is not None:
+            raise BlursimError(f"an objective is for the gradient strategy, not {setup.experiment.strategy.name!r}")
+        return MetaTrainer(setup, executor=executor, memory_budget_mb=memory_budget_mb)
+    from blursim.meta.gradient import GradientTrainer
+
+    return GradientTrainer(setup, executor=executor, memory_budget_mb=memory_budget_mb, objective=objective)
 
 
 class _Keep:

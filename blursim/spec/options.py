@@ -214,12 +214,21 @@ class Choice(Strict):
             elif fname == "options":
                 fields[fname] = (model, Field(default_factory=dict, description=f"options of {cls.what} {name!r}"))
             else:
-                fields[fname] = (info.annotation, info)
+                field = cls.variant_field(name, fname, info)
+                if field is not None:
+                    fields[fname] = field
         out = create_model(
             f"{cls.__name__}_{name}", __base__=Strict, __doc__=doc or None, **fields
         )
         Choice._variants[key] = out
         return out
+
+    @classmethod
+    def variant_field(cls, name: str, field: str, info: Any) -> tuple[Any, Any] | None:
+        """``(annotation, FieldInfo)`` of ``field`` in the alternative of entry ``name``, or
+        ``None`` when that entry does not take the field (subclasses whose extra fields
+        depend on the entry override this)."""
+        return info.annotation, info
 
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Callable) -> dict[str, Any]:

@@ -1,9 +1,13 @@
-"""Evolution strategies behind one ask/tell interface with explicit state.
+"""Meta-optimizers: evolution strategies behind one ask/tell interface with explicit state,
+and gradient meta-training.
 
-Strategies are registered by name in :data:`STRATEGIES` (``cma_es``,
-``sep_cma_es``, ``openai_es``); see :mod:`blursim.meta.strategies.base` for
-the interface, the fitness convention (maximised, decided in
-:func:`fitness_to_cost`) and the checkpoint format.
+Strategies are registered by name in :data:`STRATEGIES`: the evolution
+strategies ``cma_es``, ``sep_cma_es``, ``openai_es`` (:class:`Strategy`
+subclasses; see :mod:`blursim.meta.strategies.base` for the interface, the
+fitness convention -- maximised, decided in :func:`fitness_to_cost` -- and the
+checkpoint format) and ``gradient`` (:mod:`blursim.meta.strategies.gradient`:
+Adam on the meta-gradient, the same checkpoint format). :func:`is_evolution`
+tells them apart.
 """
 
 from blursim.meta.strategies.base import (
@@ -22,13 +26,24 @@ from blursim.meta.strategies.base import (
     strategy_for,
 )
 from blursim.meta.strategies import cma_es, openai_es  # noqa: E402  (registers them)
+from blursim.meta.strategies import gradient  # noqa: E402  (registered after the evolution strategies)
 from blursim.meta.strategies.cma_es import CMAES, CMAState, SepCMAES
+from blursim.meta.strategies.gradient import GradientDescent, GradientState
 from blursim.meta.strategies.openai_es import OpenAIES, OpenAIESState, centred_ranks
+
+
+def is_evolution(name: str) -> bool:
+    """Whether registered strategy ``name`` is an evolution strategy (samples a population of
+    ``popsize`` around ``sigma0``), not gradient meta-training."""
+    return issubclass(STRATEGIES.get(name, path="strategy"), Strategy)
+
 
 __all__ = [
     "CMAES",
     "FORMAT",
     "FORMAT_VERSION",
+    "GradientDescent",
+    "GradientState",
     "STRATEGIES",
     "CMAState",
     "CheckpointError",
@@ -42,6 +57,8 @@ __all__ = [
     "centred_ranks",
     "cma_es",
     "fitness_to_cost",
+    "gradient",
+    "is_evolution",
     "load_state",
     "make_strategy",
     "openai_es",
