@@ -37,7 +37,7 @@ from blursim.meta.strategies import (
     strategy_for,
 )
 
-ALL = sorted(n for n in STRATEGIES.names() if is_evolution(n))  # gradient: test_meta_gradient.py
+ALL = sorted(n for n in STRATEGIES.names() if is_evolution(n))  # gradient: test_gradient_training.py
 CMA_KINDS = {"cma_es": False, "sep_cma_es": True}  # name -> pycma CMA_diagonal
 
 DIM = 10

@@ -1,4 +1,5 @@
-"""``blursim meta-train`` (evolve a genome) and ``blursim evaluate`` (a genome's learning curve)."""
+"""``blursim meta-train`` (meta-learn a genome: evolution strategies or gradient descent) and
+``blursim evaluate`` (a genome's learning curve)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from blursim.cli.common import add_backend_args, parse_options, print_json, requ
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "meta-train", help="meta-train a genome with an evolution strategy (experiment JSON)",
+        "meta-train", help="meta-train a genome with an evolution strategy or by gradient (experiment JSON)",
         description="Meta-train a BLUR genome as described by an experiment document "
-                    "(blursim schema experiment). Writes log.jsonl, best_genome.json, "
+                    "(blursim schema experiment): with an evolution strategy, or by gradient descent "
+                    "through the unroll (strategy 'gradient', needs the jax extra). Writes log.jsonl, best_genome.json, "
                     "mean_genome.json, a checkpoint and meta_training.png into the output "
                     "directory; a stopped run continues with --resume DIR.",
     )
@@ -23,7 +25,7 @@ def add_parser(sub) -> None:
                    help="output directory, new or empty (default: the experiment's 'output', else "
                         "runs/NAME; those must lie inside the current directory)")
     p.add_argument("--generations", type=int, metavar="N",
-                   help="total number of generations (default: the experiment's)")
+                   help="total number of generations, or gradient steps (default: the experiment's)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR from its checkpoint, or restart it if it stopped "
                         "before one (DIR must have been made by this experiment)")

@@ -1,4 +1,5 @@
-"""Meta-learning: evolving BLUR genomes with evolution strategies (paper Sec. 3.3, 4.4).
+"""Meta-learning BLUR genomes: by gradient through the unroll (paper Sec. 3.3, 4.2) and with
+evolution strategies (Sec. 4.4).
 
 - :mod:`~blursim.meta.experiment` -- the experiment document
   (``blursim.experiment/1``), :func:`load_experiment`, and
@@ -9,6 +10,8 @@
   chunked by a memory budget; :mod:`~blursim.meta.distributed` -- the same
   chunks on a Dask cluster (optional extra);
 - :mod:`~blursim.meta.trainer` -- the generation loop, :func:`meta_train`;
+  :mod:`~blursim.meta.gradient` -- the step loop of the ``gradient`` strategy
+  (:mod:`~blursim.meta.strategies.gradient`: Adam, synchronised runs);
 - :mod:`~blursim.meta.observers` / :mod:`~blursim.meta.io` -- run directory
   (log, genomes, checkpoint, plot; atomic writes), progress bar.
 

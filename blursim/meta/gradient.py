@@ -35,6 +35,7 @@ tool reads both):
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -163,12 +164,28 @@ class GradientTrainer(MetaTrainer):
         return Generation(record, best_x, mean_x, TrainerState(g + 1, new, state.records + [record]), error)
 
 
+_OBJECTIVES: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_MAX_OBJECTIVES = 4
+
+
 def default_objective(setup: Any) -> Any:
     """The meta-objective of ``setup``'s training tasks (JAX), or a clear error naming the
-    install command when JAX or optax is missing."""
+    install command when JAX or optax is missing.
+
+    Objectives are cached in this process by the experiment's hash and dtype (which determine
+    everything they compute), like the population evaluator's engines, so that a resumed or
+    repeated run reuses the compiled unroll instead of compiling it again.
+    """
     from blursim.meta.strategies.gradient import require_jax
 
     require_jax()
     from blursim.meta.objective import MetaObjective
 
-    return MetaObjective(setup, "train", dtype=setup.experiment.execution.dtype)
+    key = (setup.spec_hash, setup.experiment.execution.dtype)
+    obj = _OBJECTIVES.get(key)
+    if obj is None:
+        obj = _OBJECTIVES[key] = MetaObjective(setup, "train", dtype=key[1])
+        while len(_OBJECTIVES) > _MAX_OBJECTIVES:
+            _OBJECTIVES.popitem(last=False)
+    _OBJECTIVES.move_to_end(key)
+    return obj

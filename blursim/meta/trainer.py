@@ -1,5 +1,9 @@
 """Meta-training: the generation loop of an evolution strategy over BLUR genomes.
 
+(Gradient meta-training, strategy ``gradient``, runs the same loop, files and
+checks with its own step: :mod:`blursim.meta.gradient`; :func:`meta_train` and
+:func:`make_trainer` pick the trainer.)
+
 One generation ``g`` (0-based; the log calls it ``g + 1``, "generations done"):
 
 1. ``X = ask()`` -- ``popsize`` genome vectors;

@@ -187,6 +187,21 @@ class Seed:
         return cls(entropy, tuple(int(k) for k in data["spawn_key"]), int(data["pool_size"]))
 
 
+def differing_fields(a: Any, b: Any, scalars: tuple[str, ...]) -> list[str]:
+    """Names of the fields in which two strategy configurations differ: the plain fields
+    ``scalars``, then ``x0``, ``lower`` and ``upper`` (arrays or ``None``) and ``options``."""
+    out = [f for f in scalars if getattr(a, f) != getattr(b, f)]
+    if not np.array_equal(a.x0, b.x0):
+        out.append("x0")
+    for field in ("lower", "upper"):
+        u, v = getattr(a, field), getattr(b, field)
+        if (u is None) != (v is None) or (u is not None and not np.array_equal(u, v)):
+            out.append(field)
+    if dict(a.options) != dict(b.options):
+        out.append("options")
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class StrategyConfig:
     """Everything that defines a strategy run before it starts (validated)."""
@@ -212,19 +227,7 @@ class StrategyConfig:
 
     def differences(self, other: "StrategyConfig") -> list[str]:
         """Names of the fields in which two configurations differ."""
-        out = []
-        for field in ("name", "sigma0", "popsize", "seed"):
-            if getattr(self, field) != getattr(other, field):
-                out.append(field)
-        if not np.array_equal(self.x0, other.x0):
-            out.append("x0")
-        for field in ("lower", "upper"):
-            a, b = getattr(self, field), getattr(other, field)
-            if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
-                out.append(field)
-        if dict(self.options) != dict(other.options):
-            out.append("options")
-        return out
+        return differing_fields(self, other, ("name", "sigma0", "popsize", "seed"))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, StrategyConfig) and not self.differences(other)

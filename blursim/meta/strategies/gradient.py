@@ -61,6 +61,7 @@ from blursim.meta.strategies.base import (
     StrategyOptions,
     _vector,
     check_header,
+    differing_fields,
     readonly,
     resolve_options,
 )
@@ -118,16 +119,8 @@ class GradientConfig:
         return int(self.x0.shape[0])
 
     def differences(self, other: "GradientConfig") -> list[str]:
-        out = [f for f in ("name", "seed", "sync_every") if getattr(self, f) != getattr(other, f)]
-        if not np.array_equal(self.x0, other.x0):
-            out.append("x0")
-        for f in ("lower", "upper"):
-            a, b = getattr(self, f), getattr(other, f)
-            if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
-                out.append(f)
-        if dict(self.options) != dict(other.options):
-            out.append("options")
-        return out
+        """Names of the fields in which two configurations differ."""
+        return differing_fields(self, other, ("name", "seed", "sync_every"))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, GradientConfig) and not self.differences(other)
