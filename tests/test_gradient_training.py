@@ -368,6 +368,10 @@ def test_missing_jax_is_a_clear_error(monkeypatch):
 # ------------------------------------------------------------------ the real meta-objective (JAX)
 ROOT = Path(__file__).resolve().parent.parent
 TOY = ROOT / "specs" / "experiments" / "toy_gradient.json"
+#: Until blursim/meta/objective.py (issue 11 item 4, developer "jax") is on main, the tests of
+#: the real objective wait for it; they run wherever the module exists.
+needs_objective = pytest.mark.skipif(not (ROOT / "blursim" / "meta" / "objective.py").exists(),
+                                     reason="blursim.meta.objective has not landed yet")
 
 
 @pytest.fixture(scope="module")
@@ -379,6 +383,7 @@ def toy10(tmp_path_factory):
     return out
 
 
+@needs_objective
 def test_toy_gradient_improves_the_held_out_mean_from_the_command_line(toy10, tmp_path, capsys):
     """The shipped experiment, its first 10 steps from the command line (the full 300-step run
     is reported in docs/meta.md): the current genome beats its random start on the held-out
@@ -407,6 +412,7 @@ def test_toy_gradient_improves_the_held_out_mean_from_the_command_line(toy10, tm
     assert ev["final_accuracy_mean"] == pytest.approx(end["validation"]["cross"], abs=1e-12)
 
 
+@needs_objective
 def test_killed_process_resumes_to_the_uninterrupted_result(toy10, tmp_path):
     """SIGKILL a gradient `blursim meta-train` process mid-run, resume it, compare bit for bit."""
     import os
