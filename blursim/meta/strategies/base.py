@@ -330,7 +330,7 @@ class Strategy(abc.ABC):
         if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral) or dim < 1:
             raise SpecError("dim must be a positive integer", path="dim", value=dim)
         dim = int(dim)
-        x0 = _vector(x0, dim, "x0", allow_inf=False)
+        x0 = checked_vector(x0, dim, "x0", allow_inf=False)
         if isinstance(sigma0, (bool, np.bool_)) or not isinstance(sigma0, numbers.Real) or not (
             math.isfinite(sigma0) and sigma0 > 0
         ):
@@ -343,8 +343,8 @@ class Strategy(abc.ABC):
         if bounds is not None:
             if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
                 raise SpecError("bounds must be None or a pair (lower, upper)", path="bounds")
-            lower = _vector(bounds[0], dim, "bounds[0]", allow_inf=True)
-            upper = _vector(bounds[1], dim, "bounds[1]", allow_inf=True)
+            lower = checked_vector(bounds[0], dim, "bounds[0]", allow_inf=True)
+            upper = checked_vector(bounds[1], dim, "bounds[1]", allow_inf=True)
             if not np.all(lower < upper):
                 i = int(np.argmin(lower < upper))
                 raise SpecError(
@@ -609,7 +609,9 @@ def readonly(a: Any) -> np.ndarray:
     return out
 
 
-def _vector(v: Any, dim: int, path: str, *, allow_inf: bool) -> np.ndarray:
+def checked_vector(v: Any, dim: int, path: str, *, allow_inf: bool) -> np.ndarray:
+    """``v`` as a read-only float64 vector of ``dim`` entries, finite (``allow_inf``: not NaN), or a
+    SpecError at ``path``."""
     try:
         a = np.array(v, dtype=np.float64)
     except (TypeError, ValueError):

@@ -59,8 +59,8 @@ from blursim.meta.strategies.base import (
     CheckpointError,
     Seed,
     StrategyOptions,
-    _vector,
     check_header,
+    checked_vector,
     differing_fields,
     readonly,
     resolve_options,
@@ -203,11 +203,11 @@ class GradientDescent:
 
         if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise SpecError("dim must be a positive integer", path="dim", value=dim)
-        x0 = _vector(x0, int(dim), "x0", allow_inf=False)
+        x0 = checked_vector(x0, int(dim), "x0", allow_inf=False)
         lower = upper = None
         if bounds is not None:
-            lower = _vector(bounds[0], int(dim), "bounds[0]", allow_inf=True)
-            upper = _vector(bounds[1], int(dim), "bounds[1]", allow_inf=True)
+            lower = checked_vector(bounds[0], int(dim), "bounds[0]", allow_inf=True)
+            upper = checked_vector(bounds[1], int(dim), "bounds[1]", allow_inf=True)
             if not np.all(lower < upper) or np.any((x0 < lower) | (x0 > upper)):
                 raise SpecError("bounds must satisfy lower < upper and contain x0", path="bounds")
         opts = resolve_options(self.name, self.Options, options)
