@@ -39,7 +39,9 @@ def fails(tmp_path, exp, match, path=None):
 def test_example_experiments_are_valid(path):
     setup = prepare_experiment(path)
     assert setup.layout.size > 0 and setup.train_tasks and setup.val_tasks
-    assert setup.strategy.popsize == setup.experiment.strategy.popsize
+    spec = setup.experiment.strategy
+    # an evolution strategy's population, or the gradient strategy's runs
+    assert setup.strategy.popsize == (spec.popsize if spec.popsize is not None else spec.options.runs)
 
 
 def test_digits_example_is_the_sec_4_4_analogue():
