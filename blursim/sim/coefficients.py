@@ -13,12 +13,26 @@ import numpy as np
 
 
 class GenomeArrays:
-    """One genome group: the genome arrays on the host, ``(S, ...)`` float64."""
+    """One genome group: the genome arrays on the host, ``(S, ...)`` float64 -- complex128 for
+    a field given as complex numbers (complex-step derivatives in genome entries, with
+    ``dtype="complex128"``; :mod:`blursim.meta.objective`)."""
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.host = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+        self.host = {k: np.asarray(v, dtype=np.complex128 if np.iscomplexobj(v) else np.float64)
+                     for k, v in arrays.items()}
         self.S = int(self.host["f"].shape[0])
         self.init_scale = self.host["init_scale"]
+
+
+def genome_abs(v: np.ndarray) -> np.ndarray:
+    """``|v|`` of a genome array as ``v sign(Re v)``: the same numbers for real ``v``, and
+    complex-step safe for complex ``v`` (``np.abs`` would drop the imaginary direction)."""
+    return v * np.sign(np.real(v))
+
+
+def floor_real(v: np.ndarray, low: float) -> np.ndarray:
+    """``max(v, low)`` comparing real parts (``np.maximum`` for real ``v``; complex-step safe)."""
+    return np.maximum(v, low) if not np.iscomplexobj(v) else np.where(np.real(v) > low, v, low)
 
 
 class PreparedGenomes(dict):

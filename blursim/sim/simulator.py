@@ -50,7 +50,7 @@ from blursim.backend import Backend, get_backend
 from blursim.backend.executor import Chunk
 from blursim.genome.arrays import GenomeBatch, stack_genomes
 from blursim.graph.compile import Program
-from blursim.sim.coefficients import Coefficients, GenomeArrays, PreparedGenomes
+from blursim.sim.coefficients import Coefficients, GenomeArrays, PreparedGenomes, floor_real, genome_abs
 from blursim.sim.metrics import task_metrics
 from blursim.sim.operators import make_operator
 from blursim.sim.synapses import TAG_INIT, Layout, SynapseState, draw
@@ -641,7 +641,7 @@ class Simulator:
                 if self.kw == 1:
                     n2 = n2[:, :, 0:1] if self._channel0 else n2.mean(axis=2, keepdims=True)
             ft = cf.dev(("ft4", g), lambda: cf.h[g]["f_tilde"].reshape(-1, 1, 1, 1))
-            oc = cf.dev(("oja4", g), lambda: (np.abs(cf.h[g]["oja_alpha"]) * np.abs(cf.h[g]["eta_tilde"])).reshape(-1, 1, 1, 1))
+            oc = cf.dev(("oja4", g), lambda: (genome_abs(cf.h[g]["oja_alpha"]) * genome_abs(cf.h[g]["eta_tilde"])).reshape(-1, 1, 1, 1))
             D = ft - oc * n2  # (c, R, kw, n_dst)
             op.scale_dst(E, D)
 
@@ -662,7 +662,7 @@ class Simulator:
 
     def _saturate(self, E, cf, g: str) -> None:
         """``E <- s tanh(E / s)`` in place, ``s = |saturation|`` of genome group ``g`` (Sec. 3.4)."""
-        s = cf.scale(("sat", g), lambda: np.maximum(np.abs(cf.h[g]["saturation"]), 1e-12).reshape(-1, 1, 1))
+        s = cf.scale(("sat", g), lambda: floor_real(genome_abs(cf.h[g]["saturation"]), 1e-12).reshape(-1, 1, 1))
         E /= s.b(E.ndim)
         self.xp.tanh(E, out=E)
         E *= s.b(E.ndim)
