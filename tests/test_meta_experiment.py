@@ -260,3 +260,28 @@ def test_cli_evaluate_rejects_a_task_that_does_not_fit(tmp_path, capsys):
 def test_load_experiment_accepts_dicts_and_models():
     exp = load_experiment(tiny_experiment())
     assert load_experiment(exp) is exp and exp.format == "blursim.experiment/1"
+
+
+def test_searching_one_of_two_genome_groups_keeps_the_other():
+    """``genome.groups`` naming a subset: populations are evaluated with every group (the others
+    from the initial genome), and a genome vector becomes a genome of every group."""
+    from blursim.meta.evaluate import evaluate_chunk, make_job
+
+    net = {"k": 2, "populations": [{"name": "in", "size": 2, "role": "input"},
+                                   {"name": "h", "size": 3, "role": "hidden"},
+                                   {"name": "out", "size": 2, "role": "output", "genome": "g1"}],
+           "projections": [{"from": "in", "to": "h"}, {"from": "h", "to": "out", "genome": "g1"}]}
+    exp = {"network": net, "training_tasks": [{"name": "xor", "options": {"n_train": 32, "n_test": 32}}],
+           "inner": {"steps": 2, "batch_size": 4, "query_batches": 1}, "genome": {
+               "init": {"kind": "random", "seed": 1}, "groups": ["g1"], "fields": ["eta_tilde"]},
+           "strategy": {"name": "cma_es", "sigma0": 0.1, "popsize": 2}, "generations": 1}
+    setup = prepare_experiment(exp)
+    assert setup.layout.labels() == ["g1.eta_tilde"]
+    x = setup.x0 + 0.25
+    genome = setup.layout.from_vector(x, setup.base_genome)
+    assert set(genome.groups) == {"default", "g1"}
+    assert genome.groups["g1"].eta_tilde == pytest.approx(x[0])
+    for f in ("eta_tilde", "f_tilde", "nu", "mu_tilde"):
+        assert getattr(genome.groups["default"], f) == getattr(setup.base_genome.groups["default"], f)
+    res = evaluate_chunk(make_job(setup), x[None], "train", [5], setup.train_protocol(0))
+    assert res["finite"].all() and np.isfinite(res["cross_entropy"]).all()

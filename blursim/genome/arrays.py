@@ -153,14 +153,16 @@ class GenomeLayout:
         return np.concatenate(parts, axis=1)
 
     def matrix_to_batch(self, X: np.ndarray, base: GenomeSpec) -> GenomeBatch:
-        """Genomes equal to ``base`` except for the fields in this layout, taken from rows of X."""
-        X = np.asarray(X, dtype=np.float64)
+        """Genomes equal to ``base`` except for the fields in this layout, taken from rows of X
+        (float64; complex rows stay complex128, for complex-step derivatives). Every group of
+        ``base`` is kept, also those the layout does not search (a network needs them all)."""
+        X = np.asarray(X, dtype=np.complex128 if np.iscomplexobj(X) else np.float64)
         if X.ndim != 2 or X.shape[1] != self.size:
             raise GenomeError(
                 f"expected a (P, {self.size}) matrix of genome vectors", value=X.shape
             )
         P = X.shape[0]
-        b = stack_genomes(base, k=self.k, groups=self.groups)
+        b = stack_genomes(base, k=self.k, groups=list(dict.fromkeys([*self.groups, *base.groups])))
         arrays = {g: {n: np.repeat(a, P, axis=0) for n, a in f.items()} for g, f in b.arrays.items()}
         col = 0
         for g in self.groups:
