@@ -6,15 +6,39 @@ from __future__ import annotations
 import numpy as np
 
 
-def logits_of(out: np.ndarray) -> np.ndarray:
+def logits_of(out, xp=np):
     """Class logits from an output population's state 0 ``(..., B, n)``.
 
     A single output neuron predicts class 1 when its state is positive: its
-    logits are ``[0, a]`` (softmax of which is ``sigmoid(a)``).
+    logits are ``[0, a]`` (softmax of which is ``sigmoid(a)``). ``xp``: the
+    array module (NumPy, ``jax.numpy``).
     """
     if out.shape[-1] == 1:
-        return np.concatenate([np.zeros_like(out), out], axis=-1)
+        return xp.concatenate([xp.zeros_like(out), out], axis=-1)
     return out
+
+
+def softmax_cross_entropy(z, y, xp=np):
+    """Per-example softmax cross-entropy ``logsumexp(z) - z_y`` of logits ``z (..., B, C)`` for
+    labels ``y (B,)``: the paper's meta-loss (Sec. 3.3) before averaging.
+
+    Written once for every array module: NumPy (float and complex128), ``jax.numpy`` (traced
+    and differentiated by :mod:`blursim.meta.objective`). Complex-step safe: the shift that
+    keeps ``exp`` in range is the largest *real part* (a constant; the result does not depend on
+    it), so a complex ``z`` gives the analytic continuation. Non-finite logits give a
+    non-finite result (callers mask them).
+    """
+    r = xp.real(z)
+    zmax = xp.max(xp.where(xp.isfinite(r), r, 0.0), axis=-1, keepdims=True)
+    lse = xp.log(xp.exp(z - zmax).sum(axis=-1)) + zmax[..., 0]
+    idx = xp.broadcast_to(xp.reshape(y, (1,) * (z.ndim - 2) + (-1, 1)), z.shape[:-1] + (1,))
+    return lse - xp.take_along_axis(z, idx, axis=-1)[..., 0]
+
+
+def predicted_class(z, xp=np):
+    """Argmax over classes of logits ``z (..., B, C)``; non-finite logits never win."""
+    r = xp.real(z)
+    return xp.argmax(xp.where(xp.isfinite(r), r, -xp.inf), axis=-1)
 
 
 def accuracy_and_ce(outputs: list[np.ndarray], y: np.ndarray) -> dict[str, np.ndarray]:
@@ -27,13 +51,9 @@ def accuracy_and_ce(outputs: list[np.ndarray], y: np.ndarray) -> dict[str, np.nd
     for out in outputs:
         z = logits_of(np.asarray(out, dtype=np.float64))
         finite = np.isfinite(z).all(axis=(-1, -2))
-        pred = np.argmax(np.where(np.isfinite(z), z, -np.inf), axis=-1)
-        acc = (pred == y).mean(axis=-1)
-        zmax = np.max(np.where(np.isfinite(z), z, 0.0), axis=-1, keepdims=True)
+        acc = (predicted_class(z) == y).mean(axis=-1)
         with np.errstate(all="ignore"):
-            lse = np.log(np.exp(z - zmax).sum(axis=-1)) + zmax[..., 0]
-            picked = np.take_along_axis(z, y.reshape((1,) * (z.ndim - 2) + (-1, 1)) * np.ones(z.shape[:-1] + (1,), dtype=np.int64), axis=-1)[..., 0]
-            ce = (lse - picked).mean(axis=-1)
+            ce = softmax_cross_entropy(z, y).mean(axis=-1)
         accs.append(np.where(finite, acc, 0.0))
         ces.append(np.where(finite & np.isfinite(ce), ce, np.inf))
     return {"accuracy": np.mean(accs, axis=0), "cross_entropy": np.mean(ces, axis=0)}
