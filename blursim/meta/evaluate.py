@@ -121,14 +121,14 @@ class Engine:
         from blursim.data import load_dataset
         from blursim.genome import GenomeLayout
         from blursim.graph import compile_network
-        from blursim.sim import Simulator
+        from blursim.sim import make_simulator
         from blursim.spec import GenomeSpec, load_network
 
         self.job = job
         if programs is None:
             programs = [compile_network(load_network(json.loads(n))) for n in job.networks]
         self.programs = list(programs)
-        self.sims = [Simulator(p, backend=job.backend, dtype=job.dtype) for p in self.programs]
+        self.sims = [make_simulator(p, job.backend, job.dtype) for p in self.programs]
         self.datasets: dict[str, list[Any]] = {}
         for which in ("train", "validation"):
             if datasets is not None and which in datasets:
@@ -140,17 +140,15 @@ class Engine:
 
     def run_task(self, X: np.ndarray, which: str, i: int, seed: int, proto: Protocol) -> dict[str, np.ndarray]:
         """Task ``i`` of ``which`` for the genomes ``X``: ``(P, R)`` accuracy, cross-entropy, finite."""
-        from blursim.sim import query_batches, train_batch
-        from blursim.sim.run import evaluate_batches
+        from blursim.sim import query_batches
+        from blursim.sim.run import evaluate_batches, train_unroll
 
         ref = self.job.tasks(which)[i]
         sim = self.sims[ref.network]
         ds = self.datasets[which][i]
         genes = sim.prepare(self.layout.matrix_to_batch(X, self.base))
         st = sim.init_synapses(genes, replicas=proto.replicas, seed=seed)
-        for t in range(proto.steps):
-            x, y = train_batch(ds.x_train, ds.y_train, t, seed, proto.batch_size)
-            sim.train_step(st, genes, x, y)
+        train_unroll(sim, st, genes, ds.x_train, ds.y_train, proto.steps, seed, proto.batch_size)
         xq, yq = (ds.x_train, ds.y_train) if proto.split == "train" else (ds.x_test, ds.y_test)
         qb = query_batches(xq, yq, seed, proto.query_batches, proto.query_size)
         m = evaluate_batches(sim, st, genes, qb)

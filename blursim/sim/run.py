@@ -26,6 +26,25 @@ def train_batch(x: np.ndarray, y: np.ndarray, step: int, seed: int, batch_size: 
     return x[idx], y[idx]
 
 
+def training_batches(x: np.ndarray, y: np.ndarray, steps: int, seed: int, batch_size: int) -> list:
+    """The batches of training steps ``0 .. steps - 1`` (:func:`train_batch`)."""
+    return [train_batch(x, y, t, seed, batch_size) for t in range(steps)]
+
+
+def train_unroll(sim: Any, st: Any, genes: Any, x: np.ndarray, y: np.ndarray, steps: int, seed: int,
+                 batch_size: int) -> Any:
+    """``steps`` training steps of ``sim`` on the batches :func:`train_batch` draws from ``(x, y)``:
+    one step at a time, or the whole unroll in one call where the simulator has
+    ``train_steps`` (the JAX engine's ``lax.scan``). Returns ``st``."""
+    many = getattr(sim, "train_steps", None)
+    if many is not None:
+        return many(st, genes, training_batches(x, y, steps, seed, batch_size))
+    for t in range(steps):
+        xb, yb = train_batch(x, y, t, seed, batch_size)
+        sim.train_step(st, genes, xb, yb)
+    return st
+
+
 def query_batches(
     x: np.ndarray, y: np.ndarray, seed: int, n_batches: int | None, batch_size: int | None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
