@@ -36,8 +36,9 @@ def add_genome_args(p) -> None:
 
 
 def add_backend_args(p) -> None:
-    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
-                   help="array backend (default: $BLURSIM_BACKEND or numpy)")
+    p.add_argument("--backend", choices=["numpy", "cupy", "jax"], default=None,
+                   help="array backend: numpy, cupy, or the JAX engine (pip install -e \".[jax]\"); "
+                   "default: $BLURSIM_BACKEND or numpy")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="floating point precision (default float32)")
 

@@ -136,7 +136,7 @@ def _document_output(setup) -> Path:
 def cmd_evaluate(args) -> int:
     from blursim.data import load_dataset
     from blursim.graph import check_dataset_fit, compile_network
-    from blursim.sim import Simulator, train_and_evaluate
+    from blursim.sim import make_simulator, train_and_evaluate
     from blursim.spec import load_genome, load_network
 
     _positive("--steps", args.steps, 0)
@@ -152,7 +152,7 @@ def cmd_evaluate(args) -> int:
     rows = args.batch if args.query_batches else (ds.n_test if args.split == "test" else ds.n_train)
     require_memory(spec, batch=args.batch, rows=rows, replicas=args.replicas, dtype=args.dtype,
                    source=args.spec)
-    sim = Simulator(prog, backend=args.backend, dtype=args.dtype)
+    sim = make_simulator(prog, args.backend, args.dtype)
     evals = sorted(set(range(0, args.steps + 1, args.eval_every)) | {args.steps})
     res = train_and_evaluate(
         sim, [genome], ds, steps=args.steps, batch_size=args.batch, replicas=args.replicas,

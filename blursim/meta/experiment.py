@@ -304,9 +304,11 @@ class DaskSpec(Strict):
 
 class ExecutionSpec(Strict):
     """Where and how to compute. ``backend`` and ``dtype`` change results; the
-    memory budget, checkpoint interval and Dask settings never do."""
+    memory budget, checkpoint interval and Dask settings never do. ``backend: "jax"`` evaluates
+    populations on the JAX engine (the optional extra; :mod:`blursim.sim.jax_engine`), which
+    also reaches GPUs through JAX."""
 
-    backend: Literal["numpy", "cupy"] = "numpy"
+    backend: Literal["numpy", "cupy", "jax"] = "numpy"
     dtype: Literal["float32", "float64"] = "float32"
     memory_budget_mb: float = Field(default=1024.0, gt=0.0, le=L.MAX_MEMORY_BUDGET_MB)
     checkpoint_every: int = Field(default=1, ge=1, le=L.MAX_GENERATIONS)
@@ -705,6 +707,16 @@ def prepare_experiment(src: str | Path | dict | ExperimentSpec) -> Setup:
     exp = load_experiment(src)
     source = source_of(exp)[0]
     base = Path(source).resolve().parent if source else Path.cwd()
+    if exp.execution.backend == "jax":
+        from blursim.errors import BackendError
+        from blursim.sim.jax_engine import INSTALL, require_jax
+
+        try:
+            require_jax()
+        except BackendError:
+            raise _fail(exp, "execution.backend 'jax' needs the optional JAX extra, which is not installed",
+                        "$.execution.backend", value="jax",
+                        hint=f"Install it ({INSTALL}) or choose backend 'numpy'.") from None
 
     net0 = _load_network(exp, exp.network, base, "$.network")
     networks = [net0]
