@@ -1,0 +1,267 @@
+"""The meta-loss of an experiment as a differentiable function of the genome vector (Sec. 3.3).
+
+The paper meta-trains genomes mainly by gradient descent *through* the
+unrolled learning process (Sec. 3.3, App. C.1): the meta-loss is the softmax
+cross-entropy of the query predictions after ``T`` training steps from fresh
+synapses. :class:`MetaObjective` computes it, and its exact gradient, for the
+tasks of an experiment:
+
+    L(x) = mean over tasks, replicas, query batches and output populations of
+           mean over the query batch of CE(logits of state 0, label)
+
+as a function of the flat genome vector ``x`` in the experiment's
+:class:`~blursim.genome.GenomeLayout` order -- the same vector the evolution
+strategies search; every other genome entry comes from the experiment's base
+genome. One-neuron outputs use the logits ``[0, a]`` (as
+:mod:`blursim.sim.metrics`); tasks with real-valued target vectors (fitness
+metric ``mse``) use the mean squared error of state 0 instead.
+
+Randomness follows DESIGN §2 and :mod:`blursim.meta.seeds`: a task seed fixes
+the initial synapses of every replica and every training and query batch, so
+``value_and_grad(x, seeds, proto)`` is a deterministic function of ``x``. The
+synapse *draws* and the data are not differentiated (DESIGN §4); the genome's
+``init_scale``, which multiplies the draws, is (when it is searched): its
+derivative is the draws' contribution.
+
+The unroll runs on the JAX engine (:mod:`blursim.sim.jax_engine`: the
+reference step under ``lax.scan`` and ``jax.checkpoint``), one jitted
+function per network, compiled again when the protocol's shapes change
+(e.g. the curriculum's ``T``). :func:`simulator_meta_loss` computes the same
+meta-loss with the NumPy :class:`~blursim.sim.Simulator` in any dtype,
+complex128 included: the tests check the JAX gradient against its complex
+step and its central differences (``tests/test_meta_gradient.py``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from blursim.errors import SpecError
+from blursim.sim import reference as ref
+from blursim.sim import jax_engine as je
+
+
+def _kind(setup) -> str:
+    """``"mse"`` for experiments of target vectors, else the paper's ``"cross_entropy"``."""
+    return "mse" if setup.experiment.fitness.metric == "mse" else "cross_entropy"
+
+
+def task_data(dataset, seed: int, proto) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(xs, ys, xq, yq)``: the ``proto.steps`` training batches of ``seed``
+    (:func:`~blursim.sim.train_batch`) stacked ``(T, B, ...)``, and its query batches
+    (:func:`~blursim.sim.query_batches`) stacked ``(Q, B_q, ...)``."""
+    from blursim.sim.run import query_batches, training_batches
+
+    batches = training_batches(dataset.x_train, dataset.y_train, proto.steps, seed, proto.batch_size)
+    xq, yq = (dataset.x_train, dataset.y_train) if proto.split == "train" else (dataset.x_test, dataset.y_test)
+    qb = query_batches(xq, yq, seed, proto.query_batches, proto.query_size)
+    return (np.stack([b[0] for b in batches]), np.stack([b[1] for b in batches]),
+            np.stack([b[0] for b in qb]), np.stack([b[1] for b in qb]))
+
+
+class MetaObjective:
+    """Meta-loss of an experiment's training (or validation) tasks as a function of the flat
+    genome vector (GenomeLayout order), computed by the JAX engine.
+
+    ``setup``: a :class:`~blursim.meta.experiment.Setup`; ``which``: ``"train"`` (the training
+    tasks) or ``"validation"``; ``dtype``: ``"float32"`` (default) or ``"float64"``.
+    """
+
+    def __init__(self, setup, which: str = "train", *, dtype: str = "float32") -> None:
+        je.require_jax()
+        if which not in ("train", "validation"):
+            raise SpecError("which tasks: 'train' or 'validation'", value=which, choices=("train", "validation"))
+        self.setup = setup
+        self.which = which
+        self.dtype_name = je.check_dtype(dtype)
+        self.dtype = np.dtype(self.dtype_name)
+        self.layout = setup.layout
+        self.tasks = list(setup.train_tasks if which == "train" else setup.val_tasks)
+        self.kind = _kind(setup)
+        #: The genome that supplies every entry the layout does not search (the experiment's base).
+        self.base_genome = setup.base_genome
+        self._draws: OrderedDict[tuple, ref.BlurState] = OrderedDict()
+
+    @property
+    def dim(self) -> int:
+        return self.layout.size
+
+    # ------------------------------------------------------------------ API
+    def value_and_grad(self, x: np.ndarray, seeds: Sequence[int], proto) -> tuple[float, np.ndarray, dict]:
+        """(meta-loss, d loss / d x as float64 (dim,), metrics) where metrics has 'accuracy' and
+        'cross_entropy' per task (n_tasks,) and 'finite' (bool).
+
+        ``seeds``: one task seed per task (:func:`blursim.meta.seeds.train_seeds` /
+        ``validation_seeds``); ``proto``: a :class:`~blursim.meta.evaluate.Protocol`. metrics
+        also has ``'loss'`` per task, ``'finite_tasks'`` per task and, for target vectors,
+        ``'mse'`` per task (then ``'accuracy'`` and ``'cross_entropy'`` are NaN). The loss is
+        NaN or infinite (and ``finite`` False) when a simulation diverges.
+        """
+        loss, grad, m = self._run(x, seeds, proto, grad=True)
+        return loss, grad, m
+
+    def value(self, x: np.ndarray, seeds: Sequence[int], proto) -> tuple[float, dict]:
+        """(meta-loss, metrics) as :meth:`value_and_grad`, without the gradient."""
+        loss, _, m = self._run(x, seeds, proto, grad=False)
+        return loss, m
+
+    # ------------------------------------------------------------- internals
+    def _vector(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.dim,):
+            raise SpecError(f"expected a genome vector of {self.dim} values (the experiment's layout)",
+                            value=x.shape, path="x")
+        return x
+
+    def _unit_draws(self, network: int, seed: int, replicas: int) -> ref.BlurState:
+        key = (network, int(seed), int(replicas))
+        d = self._draws.get(key)
+        if d is None:
+            d = self._draws[key] = je.unit_draws(self.setup.programs[network], replicas, seed)
+            while len(self._draws) > 8:
+                self._draws.popitem(last=False)
+        else:
+            self._draws.move_to_end(key)
+        return d
+
+    def _run(self, x, seeds, proto, grad: bool):
+        import jax.numpy as jnp
+
+        x = self._vector(x)
+        seeds = list(seeds)
+        if len(seeds) != len(self.tasks):
+            raise SpecError(f"expected one seed per {self.which} task ({len(self.tasks)})", value=len(seeds),
+                            path="seeds")
+        n = len(self.tasks)
+        per = {key: np.full(n, np.nan) for key in ("loss", "accuracy", "cross_entropy", "mse")}
+        fin = np.zeros(n, dtype=bool)
+        total_grad = np.zeros(self.dim)
+        batch = self.layout.matrix_to_batch(x[None, :], self.base_genome)
+        searched_scale = "init_scale" in self.layout.fields
+        for i, (task, seed) in enumerate(zip(self.tasks, seeds)):
+            prog = self.setup.programs[task.network]
+            xs, ys, xq, yq = task_data(task.dataset, int(seed), proto)
+            je.check_labels(prog, ys)
+            je.check_labels(prog, yq)
+            draws = self._unit_draws(task.network, seed, proto.replicas)
+            scales = {g: batch.arrays[g]["init_scale"] for g in prog.groups}
+            s0 = je.scale_draws(prog, draws, scales, self.dtype)
+            base = {g: {f: np.asarray(v, dtype=self.dtype) for f, v in batch.arrays[g].items()} for g in prog.groups}
+            fn = self._fn(task.network, grad, searched_scale)
+            cast = lambda a: np.asarray(a, dtype=self.dtype)  # noqa: E731
+            target = cast if self.kind == "mse" else je.label_array  # target vectors or labels
+            args = (cast(x), base, s0, draws if searched_scale else None, cast(xs), target(ys), cast(xq),
+                    target(yq))
+            with je.precision(self.dtype_name):
+                args = tuple(_device(a, jnp) for a in args)
+                out = fn(*args)
+            if grad:
+                (loss, aux), g = out
+                total_grad += np.asarray(g, dtype=np.float64)
+            else:
+                loss, aux = out
+            acc, metric, ok = (np.asarray(a) for a in aux)
+            per["loss"][i] = float(loss)
+            per["accuracy"][i] = float(acc)
+            per["mse" if self.kind == "mse" else "cross_entropy"][i] = float(metric)
+            fin[i] = bool(ok) and np.isfinite(float(loss))
+        loss = float(np.mean(per["loss"])) if n else float("nan")
+        metrics = {"accuracy": per["accuracy"], "cross_entropy": per["cross_entropy"], "loss": per["loss"],
+                   "finite": bool(fin.all()), "finite_tasks": fin}
+        if self.kind == "mse":
+            metrics["mse"] = per["mse"]
+        return loss, (total_grad / n if n else total_grad), metrics
+
+    def _fn(self, network: int, grad: bool, searched_scale: bool):
+        prog = self.setup.programs[network]
+        key = ("meta", self.layout, self.kind, grad, searched_scale)
+        return je.compiled(prog, key, lambda: _compiled_loss(prog, self.layout, self.kind, grad, searched_scale))
+
+
+def _device(a, jnp):
+    """Host arrays (and dicts/BlurStates of them) as JAX arrays; ``None`` stays."""
+    if a is None:
+        return None
+    if isinstance(a, dict):
+        return {k: _device(v, jnp) for k, v in a.items()}
+    if isinstance(a, ref.BlurState):
+        return ref.BlurState(*(None if part is None else tuple(_device(v, jnp) for v in part) for part in a))
+    return jnp.asarray(a)
+
+
+def genome_of(layout, x, base: dict) -> dict:
+    """The genome arrays ``{group: {field: (1, ...)}}`` of ``base`` with the fields of ``layout``
+    taken from the (traced) vector ``x`` (layout order: group, field, row-major entries)."""
+    from blursim.spec.genome import field_shape
+
+    G = {g: dict(f) for g, f in base.items()}
+    col = 0
+    for g in layout.groups:
+        for f in layout.fields:
+            shape = field_shape(f, layout.k)
+            n = int(np.prod(shape))
+            if g in G:
+                G[g][f] = x[col: col + n].reshape((1, *shape))
+            col += n
+    return G
+
+
+def _compiled_loss(program, layout, kind: str, grad: bool, searched_scale: bool):
+    """The jitted ``(x, base, s0, draws, xs, ys, xq, yq) -> (loss, (accuracy, metric, finite))``
+    of one task on ``program`` (with its gradient in ``x`` when ``grad``)."""
+    jax = je.require_jax()
+    import jax.numpy as jnp
+
+    def loss_fn(x, base, s0, draws, xs, ys, xq, yq):
+        G = genome_of(layout, x, base)
+        if searched_scale:  # W0 = draws x init_scale: the value as stored, the derivative d(scale) x draws
+            def moved(w0, d, q):
+                s = G[q.group]["init_scale"]
+                return w0 + d * (s - jax.lax.stop_gradient(s)).reshape((1,) * (w0.ndim))
+
+            s0 = ref.BlurState(
+                tuple(moved(w, d, q) for w, d, q in zip(s0.W, draws.W, program.projs)),
+                tuple(None if v is None else moved(v, d, q) for v, d, q in zip(s0.V, draws.V, program.projs)),
+                None)
+        s = je.unroll(program, G, s0, xs, ys)
+        losses, accs, ok = je.query_losses(program, G, s, xq, yq, kind)
+        ok = ok.all() & je.synapses_finite(s).all()
+        loss = jnp.mean(losses)
+        return loss, (jnp.mean(accs), loss, ok)
+
+    if grad:
+        return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+    return jax.jit(loss_fn)
+
+
+# ------------------------------------------------------------ NumPy reference
+def simulator_meta_loss(program, genomes, dataset, seed: int, proto, *, kind: str = "cross_entropy",
+                        dtype: str = "float64") -> np.ndarray:
+    """The same meta-loss computed by the NumPy :class:`~blursim.sim.Simulator` for the
+    genomes ``genomes`` (a :class:`~blursim.genome.GenomeBatch`; complex entries with
+    ``dtype="complex128"``): ``(S,)``, the mean over replicas, query batches and outputs of
+    the per-batch mean cross-entropy (or squared error). Complex-step safe: with one genome
+    entry moved by ``i h``, ``imag(loss) / h`` is its derivative to rounding."""
+    from blursim.sim.metrics import logits_of, softmax_cross_entropy
+    from blursim.sim.run import query_batches, train_unroll
+    from blursim.sim.simulator import Simulator
+
+    sim = Simulator(program, backend="numpy", dtype=dtype, sparse="masked")
+    genes = sim.prepare(genomes)
+    st = sim.init_synapses(genes, replicas=proto.replicas, seed=seed)
+    train_unroll(sim, st, genes, dataset.x_train, dataset.y_train, proto.steps, seed, proto.batch_size)
+    xq, yq = (dataset.x_train, dataset.y_train) if proto.split == "train" else (dataset.x_test, dataset.y_test)
+    total = 0
+    qb = query_batches(xq, yq, seed, proto.query_batches, proto.query_size)
+    for xb, yb in qb:
+        outs = sim.forward(st, genes, xb)
+        if kind == "mse":
+            per = [((o - yb) ** 2).mean(axis=(-1, -2)) for o in outs]
+        else:
+            per = [softmax_cross_entropy(logits_of(o), yb).mean(axis=-1) for o in outs]
+        total = total + sum(per) / len(per)
+    return (total / len(qb)).mean(axis=1)
