@@ -45,8 +45,9 @@ from blursim.sim import reference as ref
 from blursim.sim import jax_engine as je
 
 
-def _kind(setup) -> str:
-    """``"mse"`` for experiments of target vectors, else the paper's ``"cross_entropy"``."""
+def meta_loss_kind(setup) -> str:
+    """The meta-loss of an experiment: ``"mse"`` when its fitness metric is the mean squared error
+    (tasks with target vectors), else the paper's ``"cross_entropy"``."""
     return "mse" if setup.experiment.fitness.metric == "mse" else "cross_entropy"
 
 
@@ -81,7 +82,7 @@ class MetaObjective:
         self.dtype = np.dtype(self.dtype_name)
         self.layout = setup.layout
         self.tasks = list(setup.train_tasks if which == "train" else setup.val_tasks)
-        self.kind = _kind(setup)
+        self.kind = meta_loss_kind(setup)
         #: The genome that supplies every entry the layout does not search (the experiment's base).
         self.base_genome = setup.base_genome
         self._draws: OrderedDict[tuple, ref.BlurState] = OrderedDict()

@@ -41,12 +41,12 @@ def simulator_losses(setup, X: np.ndarray, seeds: Sequence[int], proto, which: s
     """The meta-loss of each genome row of ``X`` (``(P, dim)``; complex rows run in complex128)
     by the NumPy simulator (:func:`~blursim.meta.objective.simulator_meta_loss`): ``(P,)``,
     averaged over the tasks of ``which`` like :class:`~blursim.meta.objective.MetaObjective`."""
-    from blursim.meta.objective import _kind, simulator_meta_loss
+    from blursim.meta.objective import meta_loss_kind, simulator_meta_loss
 
     tasks = setup.train_tasks if which == "train" else setup.val_tasks
     batch = setup.layout.matrix_to_batch(X, setup.base_genome)
     dtype = "complex128" if np.iscomplexobj(X) else "float64"
-    per = [simulator_meta_loss(setup.programs[t.network], batch, t.dataset, int(s), proto, kind=_kind(setup),
+    per = [simulator_meta_loss(setup.programs[t.network], batch, t.dataset, int(s), proto, kind=meta_loss_kind(setup),
                                dtype=dtype) for t, s in zip(tasks, seeds)]
     return np.mean(per, axis=0)
 
