@@ -27,6 +27,10 @@ from blursim.meta.io import RunDirError, read_log
 from blursim.meta.seeds import gradient_seeds
 
 
+ROOT = Path(__file__).resolve().parent.parent
+TOY = ROOT / "specs" / "experiments" / "toy_gradient.json"
+
+
 def gradient_experiment(options=None, **changes):
     exp = tiny_experiment(**changes)
     exp["strategy"] = {"name": "gradient", "options": dict(options or {})}
@@ -357,6 +361,11 @@ def test_schema_alternative_of_gradient_has_no_evolution_fields():
     assert {"sigma0", "popsize"} <= set(by_name["cma_es"]["required"])
 
 
+def test_validate_describes_a_gradient_experiment(capsys):
+    assert main(["validate", str(TOY)]) == 0
+    assert "gradient with 2 run(s), 300 steps; memory" in capsys.readouterr().out
+
+
 def test_missing_jax_is_a_clear_error(monkeypatch):
     import sys
 
@@ -366,8 +375,6 @@ def test_missing_jax_is_a_clear_error(monkeypatch):
 
 
 # ------------------------------------------------------------------ the real meta-objective (JAX)
-ROOT = Path(__file__).resolve().parent.parent
-TOY = ROOT / "specs" / "experiments" / "toy_gradient.json"
 #: Until blursim/meta/objective.py (issue 11 item 4, developer "jax") is on main, the tests of
 #: the real objective wait for it; they run wherever the module exists.
 needs_objective = pytest.mark.skipif(not (ROOT / "blursim" / "meta" / "objective.py").exists(),

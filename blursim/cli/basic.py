@@ -90,10 +90,13 @@ def _validate_experiment(path: str, doc) -> None:
 
     setup = prepare_experiment(doc)
     exp, plan = setup.experiment, setup.memory
+    if exp.strategy.popsize is not None:
+        how = f"{exp.strategy.name} with popsize {exp.strategy.popsize}, {exp.generations} generations"
+    else:  # gradient meta-training
+        how = f"{exp.strategy.name} with {setup.strategy.runs} run(s), {exp.generations} steps"
     print(f"{path}: ok (experiment {setup.name!r}: {len(setup.train_tasks)} training and "
           f"{len(setup.val_tasks)} validation task(s), genome of {setup.layout.size} values, "
-          f"{exp.strategy.name} with popsize {exp.strategy.popsize}, {exp.generations} generations; "
-          f"{plan.describe()}{_beyond(plan.chunk_bytes)})")
+          f"{how}; {plan.describe()}{_beyond(plan.chunk_bytes)})")
 
 
 def cmd_schema(args) -> int:
