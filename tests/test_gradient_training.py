@@ -419,9 +419,15 @@ def test_toy_gradient_improves_the_held_out_mean_from_the_command_line(toy10, tm
     assert ev["final_accuracy_mean"] == pytest.approx(end["validation"]["cross"], abs=1e-12)
 
 
+@pytest.mark.slow
 @needs_objective
 def test_killed_process_resumes_to_the_uninterrupted_result(toy10, tmp_path):
-    """SIGKILL a gradient `blursim meta-train` process mid-run, resume it, compare bit for bit."""
+    """SIGKILL a gradient `blursim meta-train` process mid-run, resume it in another process,
+    compare bit for bit (the unroll compiled in two processes gives the same bits on CPU).
+
+    Slow (a second process compiles the unroll again, 10-15 s on 2 cores): ``python -m pytest -m
+    slow tests/test_gradient_training.py``; the default suite kills a run at every file write
+    in process (above)."""
     import os
     import signal
     import subprocess

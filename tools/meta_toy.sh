@@ -2,6 +2,7 @@
 # Meta-train the toy genome (paper Sec. 4.1) and evaluate it on the held-out tasks.
 #   tools/meta_toy.sh            # the quick example (about a minute on 2 cores)
 #   tools/meta_toy.sh long       # specs/experiments/toy_long.json (10-15 minutes)
+#   tools/meta_toy.sh toy_gradient   # by gradient through the unroll (docs/meta.md; a few minutes)
 # A stopped run continues with: blursim meta-train EXP --resume DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
