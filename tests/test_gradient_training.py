@@ -366,19 +366,16 @@ def test_validate_describes_a_gradient_experiment(capsys):
     assert "gradient with 2 run(s), 300 steps; memory" in capsys.readouterr().out
 
 
-def test_missing_jax_is_a_clear_error(monkeypatch):
+@pytest.mark.parametrize("module", ["jax", "optax"])
+def test_missing_jax_is_a_clear_error(monkeypatch, module):
     import sys
 
-    monkeypatch.setitem(sys.modules, "optax", None)  # as if not installed
-    with pytest.raises(BlursimError, match=r"needs JAX and optax .*pip install -e \"\.\[jax\]\""):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    with pytest.raises(BlursimError, match=rf"needs .*{module}.*install .*pip install -e \"\.\[jax\]\""):
         meta_train(gradient_experiment(generations=1))
 
 
 # ------------------------------------------------------------------ the real meta-objective (JAX)
-#: Until blursim/meta/objective.py (issue 11 item 4, developer "jax") is on main, the tests of
-#: the real objective wait for it; they run wherever the module exists.
-needs_objective = pytest.mark.skipif(not (ROOT / "blursim" / "meta" / "objective.py").exists(),
-                                     reason="blursim.meta.objective has not landed yet")
 
 
 @pytest.fixture(scope="module")
@@ -390,7 +387,6 @@ def toy10(tmp_path_factory):
     return out
 
 
-@needs_objective
 def test_toy_gradient_improves_the_held_out_mean_from_the_command_line(toy10, tmp_path, capsys):
     """The shipped experiment, its first 10 steps from the command line (the full 300-step run
     is reported in docs/meta.md): the current genome beats its random start on the held-out
@@ -420,7 +416,6 @@ def test_toy_gradient_improves_the_held_out_mean_from_the_command_line(toy10, tm
 
 
 @pytest.mark.slow
-@needs_objective
 def test_killed_process_resumes_to_the_uninterrupted_result(toy10, tmp_path):
     """SIGKILL a gradient `blursim meta-train` process mid-run, resume it in another process,
     compare bit for bit (the unroll compiled in two processes gives the same bits on CPU).

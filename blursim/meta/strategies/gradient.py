@@ -35,8 +35,8 @@ and Adam state unchanged) and counted; otherwise
 ``x <- clip_to_bounds(x + adam(clip_by_global_norm(g)))``. A run that skips
 ``options.max_skips`` consecutive steps stops the training with an error.
 
-The optimizer runs in float64 whatever the objective's dtype (optax under a
-scoped ``jax.enable_x64``); its state is checkpointed as the leaves of optax's
+The optimizer runs in float64 whatever the objective's dtype (optax inside
+:func:`blursim.sim.jax_engine.precision`, which never changes JAX's global setting); its state is checkpointed as the leaves of optax's
 state tree, stacked over runs, and rebuilt from ``optimizer.init`` (no pickle).
 """
 
@@ -51,7 +51,7 @@ import numpy as np
 from pydantic import Field
 
 from blursim import limits as L
-from blursim.errors import BlursimError, SpecError
+from blursim.errors import BackendError, SpecError
 from blursim.meta.strategies.base import (
     FORMAT,
     FORMAT_VERSION,
@@ -65,8 +65,6 @@ from blursim.meta.strategies.base import (
     readonly,
     resolve_options,
 )
-
-JAX_EXTRA = "pip install -e \".[jax]\""
 
 
 class GradientOptions(StrategyOptions):
@@ -167,15 +165,15 @@ class StepOutcome:
 
 
 def require_jax():
-    """``(jax, optax)``, or a clear error naming the install command when either is missing."""
+    """``(jax, optax)``, or a one-line error naming the install command when either is missing."""
+    from blursim.sim import jax_engine as je
+
+    jax = je.require_jax()
     try:
-        import jax
         import optax
     except ImportError as e:
-        raise BlursimError(
-            f"the gradient strategy needs JAX and optax ({e.name or e} is not installed); install "
-            f"them with: {JAX_EXTRA}"
-        ) from None
+        raise BackendError(f"the gradient strategy needs optax, which is not installed ({e}); install "
+                           f"the JAX extra with: {je.INSTALL}") from None
     return jax, optax
 
 
@@ -253,7 +251,9 @@ class GradientDescent:
     def _template(self):
         """optax's state of one run (float64) and its tree structure."""
         jax, _ = require_jax()
-        with jax.enable_x64(True):
+        from blursim.sim.jax_engine import precision
+
+        with precision("float64"):
             tree = self.optimizer().init(np.zeros(self.dim))
         leaves, treedef = jax.tree_util.tree_flatten(tree)
         return [np.asarray(leaf) for leaf in leaves], treedef
@@ -309,7 +309,9 @@ class GradientDescent:
         x = np.array(state.x)
         opt = [np.array(leaf) for leaf in state.opt]
         fn = self._step_fn()
-        with jax.enable_x64(True):
+        from blursim.sim.jax_engine import precision
+
+        with precision("float64"):
             for r in np.flatnonzero(ok):
                 s = jax.tree_util.tree_unflatten(treedef, [leaf[r] for leaf in opt])
                 xr, s = fn(grads[r], s, x[r])
