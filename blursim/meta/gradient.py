@@ -179,13 +179,7 @@ def default_objective(setup: Any) -> Any:
     from blursim.meta.strategies.gradient import require_jax
 
     require_jax()
-    try:
-        from blursim.meta.objective import MetaObjective
-    except ModuleNotFoundError as e:  # until issue 11 item 4 lands
-        if e.name != "blursim.meta.objective":
-            raise
-        raise BlursimError("gradient meta-training needs blursim.meta.objective (the JAX meta-gradient, "
-                           "issue 11 item 4), which this blursim does not have yet") from None
+    from blursim.meta.objective import MetaObjective
 
     key = (setup.spec_hash, setup.experiment.execution.dtype)
     obj = _OBJECTIVES.get(key)
