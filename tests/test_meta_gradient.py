@@ -118,3 +118,47 @@ def test_bad_arguments_are_one_line_errors(objective, setup):
         objective.value(np.zeros(3), SEEDS, setup.train_protocol(0))
     with pytest.raises(SpecError, match=r"one seed per train task \(2\)"):
         objective.value(setup.x0, [1], setup.train_protocol(0))
+
+
+# ------------------------------------------- issue 15: the Oja multiplier, normalisation gain and shift
+def oja_norm_experiment(oja: str, normalization: str) -> dict:
+    """A tiny experiment that searches *only* ``oja_alpha``, ``norm_gain`` and ``norm_shift``
+    (Sec. 3.4's learnable mean and deviation of N, eq. 8's Oja multiplier), the network
+    normalised on the given passes and with the given Oja mode; unroll 3 so the Oja term (which
+    acts from the second step on, once synapses have moved) shapes the loss."""
+    return {
+        "network": {"k": 2, "populations": [
+            {"name": "in", "size": 2, "role": "input"},
+            {"name": "h", "size": 4, "role": "hidden", "forward_activation": "tanh",
+             "backward_activation": "tanh", "normalization": normalization},
+            {"name": "out", "size": 2, "role": "output", "forward_activation": "tanh"}],
+            "projections": [{"from": "in", "to": "h"}, {"from": "h", "to": "out"}],
+            "rules": {"oja": oja}},
+        "training_tasks": [{"name": "two_moons", "options": {"n_train": 64, "n_test": 64}}],
+        "inner": {"steps": 3, "batch_size": 8, "query_batches": 2, "replicas": 2},
+        "genome": {"init": {"kind": "random", "seed": 5},
+                   "set": {"oja_alpha": 0.4, "norm_gain": [1.3, 0.7], "norm_shift": [0.2, -0.3]},
+                   "fields": ["oja_alpha", "norm_gain", "norm_shift"]},
+        "strategy": {"name": "gradient"},
+        "generations": 1,
+        "execution": {"dtype": "float64"},
+    }
+
+
+@pytest.mark.parametrize("oja,normalization", [("weights", "both"), ("activity", "forward")])
+def test_gradient_in_oja_alpha_norm_gain_and_shift(oja, normalization):
+    """The meta-gradient with respect to exactly the Oja multiplier and the normalisation gain and
+    shift (issue 15: searchable by gradient) agrees with the complex step and the central
+    differences of the NumPy simulator; every searched entry matters (a non-zero derivative,
+    so the agreement is not a comparison of zeros), and the mutant check must fail."""
+    setup = prepare_experiment(oja_norm_experiment(oja, normalization))
+    obj = MetaObjective(setup, dtype="float64")
+    labels = setup.layout.labels()
+    assert labels == ["default.oja_alpha", "default.norm_gain[0]", "default.norm_gain[1]",
+                      "default.norm_shift[0]", "default.norm_shift[1]"]
+    res = agreement(obj, setup.x0, [21], setup.train_protocol(0))
+    check(res)
+    _, g, _ = obj.value_and_grad(setup.x0, [21], setup.train_protocol(0))
+    # backward-pass normalisation (the 'both' case) also makes the state-1 gain and shift matter;
+    # 'forward' normalises state 0 and 1 of the forward pass alike (one entry per state)
+    assert np.all(np.abs(g) > 1e-6 * np.abs(g).max()), dict(zip(labels, g))
