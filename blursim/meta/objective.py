@@ -130,8 +130,6 @@ class MetaObjective:
         return d
 
     def _run(self, x, seeds, proto, grad: bool):
-        import jax.numpy as jnp
-
         x = self._vector(x)
         seeds = list(seeds)
         if len(seeds) != len(self.tasks):
@@ -145,21 +143,11 @@ class MetaObjective:
         searched_scale = "init_scale" in self.layout.fields
         for i, (task, seed) in enumerate(zip(self.tasks, seeds)):
             prog = self.setup.programs[task.network]
-            xs, ys, xq, yq = task_data(task.dataset, int(seed), proto)
-            je.check_labels(prog, ys)
-            je.check_labels(prog, yq)
+            data = task_data(task.dataset, int(seed), proto)
             draws = self._unit_draws(task.network, seed, proto.replicas)
-            scales = {g: batch.arrays[g]["init_scale"] for g in prog.groups}
-            s0 = je.scale_draws(prog, draws, scales, self.dtype)
-            base = {g: {f: np.asarray(v, dtype=self.dtype) for f, v in batch.arrays[g].items()} for g in prog.groups}
-            fn = self._fn(task.network, grad, searched_scale)
-            cast = lambda a: np.asarray(a, dtype=self.dtype)  # noqa: E731
-            target = cast if self.kind == "mse" else je.label_array  # target vectors or labels
-            args = (cast(x), base, s0, draws if searched_scale else None, cast(xs), target(ys), cast(xq),
-                    target(yq))
+            fn = loss_function(prog, self.layout, self.kind, grad, searched_scale)
             with je.precision(self.dtype_name):
-                args = tuple(_device(a, jnp) for a in args)
-                out = fn(*args)
+                out = fn(*loss_arguments(prog, batch, x, data, draws, self.dtype, self.kind, searched_scale))
             if grad:
                 (loss, aux), g = out
                 total_grad += np.asarray(g, dtype=np.float64)
@@ -177,10 +165,32 @@ class MetaObjective:
             metrics["mse"] = per["mse"]
         return loss, (total_grad / n if n else total_grad), metrics
 
-    def _fn(self, network: int, grad: bool, searched_scale: bool):
-        prog = self.setup.programs[network]
-        key = ("meta", self.layout, self.kind, grad, searched_scale)
-        return je.compiled(prog, key, lambda: _compiled_loss(prog, self.layout, self.kind, grad, searched_scale))
+
+def loss_function(program, layout, kind: str, grad: bool, searched_scale: bool):
+    """The jitted loss of one task on ``program`` (:func:`loss_arguments` in, ``(loss, (accuracy,
+    metric, finite))`` out, with ``d loss / d x`` when ``grad``), compiled once per process for
+    an equal network and layout (:func:`blursim.sim.jax_engine.compiled`)."""
+    key = ("meta", layout, kind, grad, searched_scale)
+    return je.compiled(program, key, lambda: _compiled_loss(program, layout, kind, grad, searched_scale))
+
+
+def loss_arguments(program, batch, x, data, draws: ref.BlurState, dtype, kind: str, searched_scale: bool) -> tuple:
+    """The device arguments of :func:`loss_function` for one task (call inside
+    :func:`~blursim.sim.jax_engine.precision`): the genome vector ``x``, the genome ``batch``
+    (one species: every other entry), the initial synapses ``draws x init_scale`` as the NumPy
+    simulator stores them (and the ``draws`` when ``init_scale`` is searched), the task's
+    ``data`` (:func:`task_data`) in ``dtype``; labels checked against every output."""
+    import jax.numpy as jnp
+
+    xs, ys, xq, yq = data
+    je.check_labels(program, ys)
+    je.check_labels(program, yq)
+    cast = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
+    target = cast if kind == "mse" else je.label_array  # target vectors or labels
+    s0 = je.scale_draws(program, draws, {g: batch.arrays[g]["init_scale"] for g in program.groups}, dtype)
+    base = {g: {f: cast(v) for f, v in batch.arrays[g].items()} for g in program.groups}
+    args = (cast(x), base, s0, draws if searched_scale else None, cast(xs), target(ys), cast(xq), target(yq))
+    return tuple(_device(a, jnp) for a in args)
 
 
 def _device(a, jnp):

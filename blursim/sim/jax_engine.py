@@ -351,7 +351,10 @@ class JaxSimulator:
         self.backend = _Info(self.dtype_name)
 
     # ------------------------------------------------------------- compiled
-    def _fn(self, name: str):
+    def jitted(self, name: str):
+        """The jitted ``"step"`` ``(genome, state, x, y) -> state``, ``"steps"`` (the unroll of
+        stacked batches), ``"forward"`` ``(genome, state, x) -> outputs`` or ``"finite"``; call
+        them inside :func:`precision` with device arrays (:meth:`device_data`)."""
         jax = require_jax()
         prog = self.program
         make = {
@@ -364,15 +367,17 @@ class JaxSimulator:
 
     def _call(self, name: str, *args):
         with precision(self.dtype_name):
-            return self._fn(name)(*args)
+            return self.jitted(name)(*args)
 
-    def _data(self, x):
+    def device_data(self, x):
+        """Inputs (or target vectors) as a device array in the engine's dtype."""
         import jax.numpy as jnp
 
         with precision(self.dtype_name):
             return jnp.asarray(np.asarray(x, dtype=self.dtype))
 
-    def _labels(self, y):
+    def device_labels(self, y):
+        """Labels (checked against every output) or target vectors as a device array."""
         import jax.numpy as jnp
 
         check_labels(self.program, y)
@@ -412,7 +417,12 @@ class JaxSimulator:
         if monitor is not None:
             raise BackendError("recording a run (a Monitor, --record) needs the numpy or cupy backend; "
                                "the JAX engine does not record")
-        st.blur = self._call("step", genes.arrays, st.blur, self._data(x), self._labels(y))
+        import jax.numpy as jnp
+
+        x = self.device_data(x)
+        with precision(self.dtype_name):  # kept states as one structure from the first step on (one trace)
+            blur = kept_states(self.program, st.blur, x.shape[0], jnp)
+        st.blur = self._call("step", genes.arrays, blur, x, self.device_labels(y))
         st.steps += 1
         return st
 
@@ -423,13 +433,13 @@ class JaxSimulator:
             return st
         xs = np.stack([np.asarray(x) for x, _ in batches])
         ys = np.stack([np.asarray(y) for _, y in batches])
-        st.blur = self._call("steps", genes.arrays, st.blur, self._data(xs), self._labels(ys))
+        st.blur = self._call("steps", genes.arrays, st.blur, self.device_data(xs), self.device_labels(ys))
         st.steps += len(batches)
         return st
 
     def forward(self, st: JaxState, genes: JaxGenes, x) -> list:
         """Forward pass only (neurons reset); state 0 of every output, ``(S, R, B, n_out)``."""
-        return list(self._call("forward", genes.arrays, st.blur, self._data(x)))
+        return list(self._call("forward", genes.arrays, st.blur, self.device_data(x)))
 
     def evaluate(self, st: JaxState, genes: JaxGenes, x, y) -> dict[str, np.ndarray]:
         """The metrics of :meth:`Simulator.evaluate` (the same host code on the outputs)."""
