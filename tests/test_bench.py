@@ -13,6 +13,13 @@ import pytest
 from blursim.backend import get_backend
 from blursim.cli import bench
 
+try:
+    import jax  # noqa: F401
+
+    HAVE_JAX = True
+except ImportError:
+    HAVE_JAX = False
+
 
 @pytest.fixture(scope="module")
 def backend():
@@ -84,7 +91,10 @@ def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys, backen
             for kind in ("train", "forward", "products only", "train empty monitor")
             + (("train no BLAS binding",) if bound else ())}
     want |= {"local-sparse train blocks S=8", "local-sparse train masked S=8", "fitness S=2"}
-    assert set(rows) == want
+    jax_rows = {"paper-es train jax S=1", "paper-es train jax S=2", "meta-gradient forward T=2",
+                "meta-gradient value_and_grad T=2"} if HAVE_JAX else set()
+    assert set(rows) == want | jax_rows
+    check_jax_part(res, rows, (1, 2))
     for name, r in rows.items():
         assert r["median_s"] > 0 and r["best_s"] <= r["median_s"] and r["adjacent_roofline"] > 0
         if "genome_steps_per_s" in r:
@@ -113,10 +123,64 @@ def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys, backen
     for name in want:
         assert name in table
     assert "block density" in table and ("BLAS binding (on" in table) == bound and "empty monitor:" in table
+    for name in jax_rows:
+        assert name in table
+    assert ("meta-gradient T = 2: value_and_grad / forward unroll time" in table) == HAVE_JAX
+
+
+def check_jax_part(res, rows, species) -> None:
+    """The JAX rows: a step and a meta-gradient that cost time and memory, their ratios."""
+    if not HAVE_JAX:
+        assert res["jax"] is None
+        return
+    jx = res["jax"]
+    assert jx["device"]["platform"] in ("cpu", "gpu", "cuda", "rocm", "tpu")
+    for S in species:
+        r = rows[f"paper-es train jax S={S}"]
+        assert r["median_s"] > 0 and r["peak_bytes"] > 0
+        assert r["flops_per_genome_step"] == rows.get(f"paper-es train S={S}", r)["flops_per_genome_step"]
+    mg = jx["meta_gradient"]
+    fwd, vg = rows["meta-gradient forward T=2"], rows["meta-gradient value_and_grad T=2"]
+    assert vg["unroll"] == fwd["unroll"] == 2 and mg["time_ratio"]["2"] == pytest.approx(np.median(mg["pair_ratios"]["2"]))
+    # reverse mode keeps one synapse state per step: more memory than the forward unroll
+    assert mg["peak_bytes"]["2"]["value_and_grad"] > mg["peak_bytes"]["2"]["forward"] > 0
+    if jx["speed_ratio"] is not None:
+        for S in species:
+            assert jx["speed_ratio"][str(S)] == pytest.approx(np.median(jx["pair_ratios"][str(S)]))
+
+
+def test_jax_backend_runs_only_the_jax_rows(tmp_path, capsys):
+    pytest.importorskip("jax")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--backend", "jax", "--quick", "--species", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    rows = {r["row"]: r for r in res["rows"]}
+    assert set(rows) == {"paper-es train jax S=1", "meta-gradient forward T=2", "meta-gradient value_and_grad T=2"}
+    assert res["jax"]["speed_ratio"] is None and "local_sparse" not in res
+    check_jax_part(res, rows, (1,))
+    assert "JAX engine on" in capsys.readouterr().out
+
+
+def test_jax_backend_without_the_extra_names_the_install_command(monkeypatch, capsys):
+    import sys
+
+    from blursim.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "jax", None)
+    assert main(["bench", "--backend", "jax", "--quick"]) == 2
+    assert 'pip install -e ".[jax]"' in capsys.readouterr().err
+
+
+def test_no_jax_with_the_jax_backend_is_refused(capsys):
+    from blursim.cli.main import main
+
+    assert main(["bench", "--backend", "jax", "--no-jax", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "--no-jax" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("argv", [["--species", "1,x"], ["--species", "0"], ["--rounds", "0"],
-                                  ["--fitness-species", "-3"]])
+                                  ["--fitness-species", "-3"], ["--unrolls", "0"]])
 def test_bad_arguments_are_usage_errors(argv, tmp_path):
     with pytest.raises(SystemExit) as e:
         bench.main(argv + ["--json", str(tmp_path / "never.json")])

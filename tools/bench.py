@@ -3,13 +3,14 @@
 
     python tools/bench.py --json bench.json          # NumPy (default)
     python tools/bench.py --backend cupy             # on a GPU
+    python tools/bench.py --backend jax              # the JAX engine's rows only
 
 See blursim/cli/bench.py for what each row measures, docs/benchmarks.md for results.
 """
 
 import sys
 
-from blursim.cli.bench import main
+from blursim.cli.main import main
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # through blursim's CLI: a user error is one line, not a traceback
+    sys.exit(main(["bench", *sys.argv[1:]]))

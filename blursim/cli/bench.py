@@ -324,20 +324,37 @@ def _fitness(backend, S: int, steps: int = 15, queries: int = 20, B: int = 128):
 
 
 def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: int = 2,
-                  min_time: float = 1.0, quick: bool = False, log=print, fitness_species: int = 80) -> dict:
+                  min_time: float = 1.0, quick: bool = False, log=print, fitness_species: int = 80,
+                  jax: bool | None = None, unrolls=(10, 50)) -> dict:
     """Measure every row; returns ``{"machine": ..., "roofline_gflops": ..., "rows": [...]}``.
 
     Each timed row is bracketed by two short roofline measurements; its
     ``pct_roofline`` is relative to their mean (the machine as it was during
     that row: on a shared machine other work slows both alike), and
     ``pct_best_roofline`` to the best roofline of the whole run.
+
+    ``jax``: also measure the JAX engine's rows (:mod:`blursim.cli.bench_jax`; default: when
+    the JAX extra is installed), with meta-gradient unrolls of ``unrolls`` steps (``--quick``:
+    2). ``backend_name="jax"``: the JAX rows only (the roofline and the flop counts from the
+    NumPy backend).
     """
     from blursim.backend import get_backend
+    from blursim.cli import bench_jax
+    from blursim.sim.engines import engine_name
 
+    only_jax = engine_name(backend_name) == "jax"
+    if only_jax:
+        from blursim.sim.jax_engine import require_jax
+
+        require_jax()  # a one-line error naming the install command
+        backend_name, jax = "numpy", True
+    if jax is None:
+        jax = bench_jax.available()
     backend = get_backend(backend_name, "float32")
     info = machine_info(backend)
     if quick:
         min_time, rounds = 0.3, 1
+        unrolls = (2,)
     log(f"# blursim bench on {info.get('cpu')} ({info.get('cpus')} CPUs), backend {backend.name}")
     roof_gemm = Roofline(backend, (1024,) if quick else None)
     adjacent = (roof_gemm.sizes[0],)  # the smaller size only, before and after every row
@@ -355,6 +372,13 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
         unbound = NumpyBackend("float32", blas_binding=False)
         for S in species:
             wl[("paper-es no binding", S)] = Workload(PAPER_ES, S, unbound)
+    jwl: dict = {}  # the JAX engine's workloads: paper-es by S, meta-gradients by T
+    if jax:
+        log(f"# JAX engine on {bench_jax.device_info()['device']}: compiling its rows")
+        for S in species:
+            jwl[S] = bench_jax.JaxWorkload(wl[("paper-es", S)])
+        for T in unrolls:
+            jwl[("grad", T)] = bench_jax.GradWorkload(PAPER_ES, T)
     S_loc = 8
     wl[("local-sparse", "blocks")] = Workload(local_sparse_spec(), S_loc, backend, sparse="blocks")
     wl[("local-sparse", "masked")] = Workload(local_sparse_spec(), S_loc, backend, sparse="masked")
@@ -376,15 +400,22 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     binding_pairs: dict[int, list[float]] = {S: [] for S in species}  # without / with, back to back
     monitor_pairs: dict[int, list[float]] = {S: [] for S in species}  # with an empty monitor / without
     pair_ratios: list[float] = []  # masked / blocks time of each back-to-back pair
+    jax_pairs: dict[int, list[float]] = {S: [] for S in species}  # Simulator / JAX time, back to back
+    grad_pairs: dict[int, list[float]] = {T: [] for T in unrolls}  # value_and_grad / forward time
     for rnd in range(rounds):
         for S in species:
             w = wl[("paper-es", S)]
+            if only_jax:
+                _jax_step(jwl[S], S, None, measure, peaks, min_time, jax_pairs, log, rnd)
+                continue
             for train in (True, False):
                 key = f"paper-es {'train' if train else 'forward'} S={S}"
                 if key not in peaks:
                     peaks[key] = w.memory(train)
                 ts = measure(key, *w.step_fn(train), min_time)
                 log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
+                if train and jax:  # the JAX engine's step, right after
+                    _jax_step(jwl[S], S, ts, measure, peaks, min_time, jax_pairs, log, rnd)
                 if train:  # the same step with a monitor that records nothing at it, right after
                     from blursim.sim import Monitor
 
@@ -404,6 +435,19 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
             key = f"paper-es products only S={S}"
             ts = measure(key, *products_only(w), min_time / 2)
             log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
+        for T in unrolls if jax else ():  # the meta-gradient and its forward unroll, back to back
+            g = jwl[("grad", T)]
+            med = {}
+            for kind in ("forward", "value_and_grad"):
+                key = f"meta-gradient {kind} T={T}"
+                if key not in peaks:
+                    peaks[key] = bench_jax.xla_bytes(g.grad if kind != "forward" else g.forward)
+                ts = measure(key, g.fn(kind != "forward"), None, min_time, min_reps=3, max_reps=50)
+                med[kind] = statistics.median(ts)
+                log(f"#   round {rnd + 1}: {key}: {1e3 * med[kind]:.1f} ms")
+            grad_pairs[T].append(med["value_and_grad"] / med["forward"])
+        if only_jax:
+            continue
         for i in range(3):  # blocks and masked dense back to back, three pairs, alternating which goes first
             pair = {}
             for mode in ("blocks", "masked") if i % 2 == 0 else ("masked", "blocks"):
@@ -425,12 +469,33 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     roof = max(roofs)
 
     rows = []
+    jax_res = None
+    jax_rows = {}
+    if jax:
+        dev = bench_jax.device_info()
+        for S in species:
+            w = wl[("paper-es", S)]
+            key = f"paper-es train jax S={S}"
+            fl = w.sim.flops(w.B, train=True)["total"]
+            jax_rows[S] = _row(key, S, best[key], fl, roof, peaks[key], {
+                "flops_per_genome_step": fl, "device": dev["device"],
+                "note": "the JAX engine's jitted reference step, float32; peak: XLA buffer assignment"})
+        grows, summary = bench_jax.grad_rows(best, peaks, grad_pairs, unrolls)
+        jax_res = {"device": dev, "meta_gradient": summary,
+                   "speed_ratio": None if only_jax else {str(S): statistics.median(r) for S, r in jax_pairs.items()},
+                   "pair_ratios": None if only_jax else {str(S): r for S, r in jax_pairs.items()}}
+    if only_jax:
+        rows.extend(list(jax_rows.values()) + grows)
+        return {"machine": info, "roofline_gflops": roof, "roofline_samples": roofs, "rows": rows, "jax": jax_res,
+                "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     for S in species:
         w = wl[("paper-es", S)]
         for train in (True, False):
             key = f"paper-es {'train' if train else 'forward'} S={S}"
             fl = w.sim.flops(w.B, train=train)["total"]
             rows.append(_row(key, S, best[key], fl, roof, peaks[key], {"flops_per_genome_step": fl}))
+            if train and jax:
+                rows.append(jax_rows[S])
             if train:
                 key = f"paper-es train empty monitor S={S}"
                 rows.append(_row(key, S, best[key], fl, roof, None, {
@@ -467,6 +532,8 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     rows.append({"row": fkey, "S": fitness_species, "median_s": med, "best_s": min(fts), "reps": len(fts),
                  "genome_evaluations_per_s": fitness_species / med, "peak_bytes": peaks[fkey], "adjacent_roofline": froof,
                  "evaluation": "15 training steps + 20 query batches of 128"})
+    if jax:
+        rows.extend(grows)
     binding = None
     if unbound is not None:
         binding = {"status": info.get("blas_binding"),
@@ -479,8 +546,21 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
                     "pair_ratios": {str(S): r for S, r in monitor_pairs.items()}},
         "local_sparse": {"speed_ratio": ratio, "pair_ratios": pair_ratios, "block_density": dens,
                          "target_ratio": 0.5 / dens, "met": ratio >= 0.5 / dens},
+        "jax": jax_res,
         "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def _jax_step(jw, S, ts_sim, measure, peaks, min_time, pairs, log, rnd) -> None:
+    """The JAX engine's training step of ``paper-es`` at ``S`` (after the Simulator's, whose times
+    are ``ts_sim``: their ratio is one back-to-back pair)."""
+    key = f"paper-es train jax S={S}"
+    if key not in peaks:
+        peaks[key] = jw.memory(True)
+    ts = measure(key, *jw.step_fn(True), min_time)
+    if ts_sim is not None:
+        pairs[S].append(statistics.median(ts_sim) / statistics.median(ts))
+    log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
 
 
 def format_table(res: dict) -> str:
@@ -498,6 +578,12 @@ def format_table(res: dict) -> str:
         f"{'% roof':>7} {'% best':>7} {'peak MiB':>9}",
     ]
     for r in res["rows"]:
+        if "unroll" in r:  # a meta-loss (and gradient) through the unroll: time per evaluation
+            peak = f"{r['peak_bytes'] / 2**20:>9.1f}" if r.get("peak_bytes") is not None else f"{'':>9}"
+            lines.append(f"{r['row']:<37} {r['S']:>3} {1e3 * r['median_s']:>9.1f} "
+                         f"{r['unroll_steps_per_s']:>8.1f} st/s {'':>8} {r['adjacent_roofline']:>6.0f} "
+                         f"{'':>7} {'':>7} {peak}")
+            continue
         if "genome_evaluations_per_s" in r:
             lines.append(f"{r['row']:<37} {r['S']:>3} {1e3 * r['median_s']:>9.1f} "
                          f"{r['genome_evaluations_per_s']:>9.2f} ev/s {'':>8} {r['adjacent_roofline']:>6.0f} "
@@ -520,12 +606,17 @@ def format_table(res: dict) -> str:
     mon = res.get("monitor")
     if mon:
         pairs("empty monitor: training step time with / without it", mon["time_ratio"], mon["pair_ratios"], 3)
-    ls = res["local_sparse"]
-    lines.append("")
-    pr = ls.get("pair_ratios") or [ls["speed_ratio"]]
-    lines.append(f"local-sparse: block density {ls['block_density']:.3f}, blocks vs masked dense speed ratio "
-                 f"{ls['speed_ratio']:.2f}x (median of {len(pr)} back-to-back pairs, {min(pr):.2f}-{max(pr):.2f}x; "
-                 f"target >= {ls['target_ratio']:.2f}x: {'met' if ls['met'] else 'NOT met'})")
+    ls = res.get("local_sparse")
+    if ls:
+        lines.append("")
+        pr = ls.get("pair_ratios") or [ls["speed_ratio"]]
+        lines.append(f"local-sparse: block density {ls['block_density']:.3f}, blocks vs masked dense speed ratio "
+                     f"{ls['speed_ratio']:.2f}x (median of {len(pr)} back-to-back pairs, "
+                     f"{min(pr):.2f}-{max(pr):.2f}x; target >= {ls['target_ratio']:.2f}x: "
+                     f"{'met' if ls['met'] else 'NOT met'})")
+    from blursim.cli.bench_jax import format_lines
+
+    lines.extend(format_lines(res))
     return "\n".join(lines)
 
 
@@ -554,22 +645,31 @@ def _species(text: str) -> tuple[int, ...]:
 
 
 def _arguments(p) -> None:
-    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
-                   help="array backend (default: $BLURSIM_BACKEND or numpy)")
+    p.add_argument("--backend", choices=["numpy", "cupy", "jax"], default=None,
+                   help="array backend (default: $BLURSIM_BACKEND or numpy); jax: the JAX engine's rows only")
     p.add_argument("--species", type=_species, default=(1, 8, 80), metavar="S1,S2,...",
                    help="species counts of the paper-es rows (default 1,8,80)")
     p.add_argument("--fitness-species", type=_positive, default=80, metavar="N",
                    help="population of the fitness-evaluation row (default 80, as in Sec. 4.4)")
     p.add_argument("--rounds", type=_positive, default=2, help="interleaved rounds; the best is kept (default 2)")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of repeats per row and round")
+    p.add_argument("--unrolls", type=_species, default=(10, 50), metavar="T1,T2,...",
+                   help="unroll lengths of the meta-gradient rows (default 10,50; --quick: 2)")
+    p.add_argument("--no-jax", action="store_true", help="leave out the JAX engine's rows")
     p.add_argument("--quick", action="store_true", help="short run (smoke test; numbers are rough)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
 
 
 def cmd_bench(args) -> int:
+    if args.no_jax and args.backend == "jax":
+        from blursim.errors import BackendError
+
+        raise BackendError("bench: --no-jax leaves out the JAX rows, --backend jax measures only them: "
+                           "drop one of the two")
     res = run_benchmark(args.backend, species=args.species, rounds=args.rounds, min_time=args.min_time,
                         quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True),
-                        fitness_species=args.fitness_species)
+                        fitness_species=args.fitness_species, jax=False if args.no_jax else None,
+                        unrolls=args.unrolls)
     if args.json:
         from blursim.io import atomic_write_text
 
