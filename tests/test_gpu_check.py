@@ -96,3 +96,41 @@ def test_gpu_check_without_a_gpu_says_so(monkeypatch, count, capsys):
     monkeypatch.setitem(sys.modules, "cupy", fake)
     assert _load_script().main(["--skip-bench"]) == 2
     assert "no CUDA GPU" in capsys.readouterr().out
+
+
+def test_gpu_check_jax_path_on_the_cpu_stand_in(monkeypatch, tmp_path, capsys):
+    """Without CuPy, ``--jax-cpu`` runs the JAX parity on JAX's CPU (where CI has no GPU); one tiny
+    spec keeps it to two compilations. A JAX engine that is off by 1e-6 in its outputs fails it."""
+    pytest.importorskip("jax")
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    out = tmp_path / "gpu.json"
+    script = _load_script()
+    assert script.main(["--jax-cpu", "--skip-bench", "--specs", "mlp_2d", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["parity"] == [] and doc["device"] is None and doc["jax_device"]["platform"] == "cpu"
+    assert [(r["spec"], r["dtype"]) for r in doc["jax_parity"]] == [("mlp_2d", "float64"), ("mlp_2d", "float32")]
+    assert all(r["ok"] for r in doc["jax_parity"])
+    assert doc["jax_parity"][0]["max_rel_err"] <= 1e-9
+    text = capsys.readouterr().out
+    assert "JAX (" in text and "CuPy vs NumPy" not in text
+
+    from blursim.sim.jax_engine import JaxSimulator
+
+    forward = JaxSimulator.forward
+    monkeypatch.setattr(JaxSimulator, "forward", lambda self, *a: [np.asarray(o) + 1e-6 for o in forward(self, *a)])
+    assert script.main(["--jax-cpu", "--skip-bench", "--specs", "mlp_2d"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_gpu_check_jax_on_the_cpu_alone_is_no_gpu(monkeypatch, capsys):
+    pytest.importorskip("jax")
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert _load_script().main(["--skip-bench"]) == 2
+    text = capsys.readouterr().out
+    assert "pip install 'blursim[gpu]'" in text and "--jax-cpu" in text
+
+
+def test_gpu_check_unknown_spec_is_one_line(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
+    assert _load_script().main(["--skip-bench", "--specs", "nope"]) == 2
+    assert "--specs: unknown network(s) nope" in capsys.readouterr().out
