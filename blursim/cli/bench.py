@@ -26,8 +26,13 @@ One run measures, on the chosen backend:
 - ``local-sparse``: 28x28 -> 28x28 (local2d, radius 2) -> 10, run with
   block tiles and, in the same run, as masked dense; the speed ratio and the
   block density;
+- with the ``jax`` extra (:mod:`blursim.cli.bench_jax`; ``--no-jax`` leaves them
+  out, ``--backend jax`` runs only them): ``paper-es train jax``, the JAX
+  engine's training step back to back with the Simulator's at every S, and
+  ``meta-gradient forward / value_and_grad``, the Sec. 3.3 meta-loss through
+  T-step unrolls (``--unrolls``) and its exact gradient, back to back;
 - peak memory of every row (NumPy: ``tracemalloc`` peak of one step from
-  fresh synapses; CuPy: memory-pool bytes).
+  fresh synapses; CuPy: memory-pool bytes; JAX: XLA's buffer assignment).
 
 Times are the median of repeated steps (the best is reported too); every
 row is measured ``--rounds`` times interleaved with the others and the best
