@@ -178,7 +178,9 @@ def simulator_run(case):
     for s_ in (states[0], states[-1]):  # the conversions are exact both ways (kept states included)
         back = arrays(ref.from_simulator(ref.to_simulator(s_, prog), prog))
         assert [n[:2] for n in back] == [n[:2] for n in arrays(s_)]
-        assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(back, arrays(s_)))
+        # a drawn rule may diverge (the last state NaN; the parity below stops before it): the
+        # conversion must still carry every entry, NaN to NaN in the same places
+        assert all(np.array_equal(a, b, equal_nan=True) for (_, _, a), (_, _, b) in zip(back, arrays(s_)))
     outputs = [np.array(o) for o in sim.forward(st_, genes, case["query"])]
     return prog, states, outputs
 
