@@ -239,9 +239,9 @@ def test_repro_sweeps(issue15):
     assert set(s["vs_k2"]) == {"k=3, relu_tanh", "k=3, identity"}
 
 
-def test_make_results_renders_the_new_tables(issue15):
-    tmp, docs = issue15
-    names = list(docs)
+def render_all(tmp: Path, names) -> str:
+    """tools/make_results.py on the smoke runs in ``tmp``: header, table and figure of each of
+    ``names``; every one must render (its command shown)."""
     template = tmp / "template.md"
     template.write_text("\n\n".join(f"{{{{header:{n}}}}}\n{{{{table:{n}}}}}\n{{{{figure:{n}}}}}" for n in names))
     out = tmp / "results.md"
@@ -252,4 +252,69 @@ def test_make_results_renders_the_new_tables(issue15):
     text = out.read_text()
     for n in names:
         assert f"tools/{n}.py --quick" in text
+    return text
+
+
+def test_make_results_renders_the_new_tables(issue15):
+    tmp, docs = issue15
+    text = render_all(tmp, list(docs))
     assert "lr tuned on train" in text and "larger than the spread" in text
+
+
+# ------------------------------------------ issue 11 item 7 / issue 15: gradient meta-training
+@pytest.fixture(scope="module")
+def gradient_repros(tmp_path_factory):
+    """The gradient reproductions' smoke runs, in one directory (JAX compiles their unrolls)."""
+    pytest.importorskip("jax")
+    tmp = tmp_path_factory.mktemp("gradient")
+    return tmp, {s: run_here(s, tmp) for s in ("repro_toy_gradient", "repro_es_vs_gradient",
+                                                "repro_curriculum_gradient")}
+
+
+def test_repro_toy_gradient(gradient_repros):
+    _, docs = gradient_repros
+    r = docs["repro_toy_gradient"]["results"]
+    runs, s = r["runs"], r["summary"]
+    assert len(runs) == 2 and all(len(x["meta_loss"]) == 5 for x in runs)  # record 0 + 4 steps
+    assert s["validation_mean_over_runs"] == pytest.approx(np.mean([x["validation_mean"] for x in runs]))
+    for x in runs:  # Fig. 4's protocol: every training and held-out task evaluated
+        assert set(x["evaluation"]) == set(s["train_tasks"] + s["validation_tasks"])
+        assert x["final_unroll"] == 2 and x["final_training_fitness_mean_genome"] is not None
+    cma = r["cmaes"]
+    if cma is not None:  # the CMA-ES side is read from docs/results/repro_toy.json
+        assert cma["runs"] == len(cma["validation_per_run"]) and not cma["same_protocol"]  # quick: 2 replicas
+
+
+def test_repro_es_vs_gradient(gradient_repros):
+    _, docs = gradient_repros
+    doc = docs["repro_es_vs_gradient"]
+    r = doc["results"]
+    for arm in ("cma_es", "gradient"):
+        a = r["arms"][arm]
+        assert len(a["runs"]) == 2
+        # best of N is chosen on the training split
+        assert a["best_run"] == int(np.argmax([x["train_accuracy_at_T"] for x in a["runs"]]))
+        for x in a["runs"]:  # each run steps until its wall-clock budget is spent
+            assert x["seconds"] >= doc["scale"]["budget_seconds_per_run"] and x["steps"] >= 1
+            assert len(x["trajectory"]["seconds"]) == x["steps"] + 1
+    # run i of both arms starts from the same genome: the same initial training fitness
+    for c, g in zip(r["arms"]["cma_es"]["runs"], r["arms"]["gradient"]["runs"]):
+        assert c["trajectory"]["training_fitness"][0] == g["trajectory"]["training_fitness"][0]
+
+
+def test_repro_curriculum_gradient(gradient_repros):
+    _, docs = gradient_repros
+    r = docs["repro_curriculum_gradient"]["results"]
+    t = r["training"]
+    assert r["final_unroll"] == 3 and t["unroll"] == [2, 2, 3, 3]  # 2 -> 3, two steps per stage
+    assert t["synchronised_at"] == [2, 4]  # at every stage change (and the end of the last stage)
+    assert all(len(m) == 2 for m in t["meta_loss_runs"])
+    for tabs in r["per_task"]["digits"]["baselines"].values():
+        for b in tabs.values():
+            assert b["selected_lr"] == b["lrs"][int(np.argmax(b["train_final_accuracy"]))]
+
+
+def test_make_results_renders_the_gradient_tables(gradient_repros):
+    tmp, docs = gradient_repros
+    text = render_all(tmp, list(docs))
+    assert "CMA-ES" in text and "larger than the spread" in text and "selected on the training split" in text

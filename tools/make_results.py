@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -314,11 +315,106 @@ def table_fig2(doc: dict) -> str:
     return t
 
 
+def table_toy_gradient(doc: dict) -> str:
+    r = doc["results"]
+    s, cma = r["summary"], r.get("cmaes")
+    cs = (cma or {}).get("summary", {})
+    tasks = s["train_tasks"] + s["validation_tasks"]
+
+    def cell(sm, key_t=None, agg=None):
+        if not sm:
+            return "n/a"
+        if key_t is not None:
+            return (f"{sm['per_task_mean_over_runs'][key_t]:.3f} ({sm['per_task_min_over_runs'][key_t]:.3f}"
+                    f"..{sm['per_task_max_over_runs'][key_t]:.3f})")
+        return f"{sm['validation_mean_over_runs']:.3f} ({sm['validation_min_run']:.3f}..{sm['validation_max_run']:.3f})"
+
+    maj = cs.get("majority_class_rate", {})
+    rows = [[t, "training" if t in s["train_tasks"] else "held out", maj.get(t), s["per_task_initial_genome"][t],
+             cell(cs, t), cell(s, t)] for t in tasks]
+    rows.append(["**mean of held-out tasks**", "", None, s["initial_validation_mean"], cell(cs), cell(s)])
+    n_c = cma["runs"] if cma else 0
+    head = ["task", "role", "majority class", "initial genome (seed 0)",
+            f"CMA-ES: mean (worst..best) of {n_c} runs", f"gradient: mean (worst..best) of {len(r['runs'])} runs"]
+    per_run = md_table(["gradient run seed", "final training fitness", "training tasks (test split)",
+                        "held-out tasks (test split)", "meta-training s"],
+                       [[x["seed"], x["final_training_fitness_mean_genome"], x["train_mean"], x["validation_mean"],
+                         x["meta_training_seconds"]] for x in r["runs"]])
+    out = md_table(head, rows) + "\n\n" + per_run
+    if cma:
+        sep = r["separation_validation"]
+        out += (f"\n\nCMA-ES side: `{cma['command']}` ({cma['runs']} runs, {cma['scale'].get('generations')} "
+                f"generations of {cma['scale'].get('popsize')}, {cma['seconds_per_run']:.0f} s per run"
+                f"{', a smoke run' if cma['quick'] else ''}; same evaluation protocol: "
+                f"{'yes' if cma['same_protocol'] else '**no**'}). Held-out mean, gradient minus CMA-ES: "
+                f"{r['difference_validation_mean']:+.3f}; larger than the spread over runs: {sep_mark(sep)}.")
+    return out
+
+
+def table_es_vs_gradient(doc: dict) -> str:
+    r = doc["results"]
+    steps = r["steps"]
+    show = [x for x in (0, 5, 10, 15, 20, 30, 45) if x in steps]
+    names = {"cma_es": "CMA-ES", "gradient": "gradient"}
+    rows, curves = [], []
+    for arm, a in r["arms"].items():
+        b = a["runs"][a["best_run"]]
+        rows.append([names[arm], len(a["runs"]), pm(a["steps_per_run"], 0), b["seed"], b["train_accuracy_at_T"],
+                     b["test_accuracy_at_T"], pm(a["test_at_T"]), b["test_accuracy_final"]])
+        curves.append([f"{names[arm]} best run (seed {b['seed']})"] + [b["test_curve"][steps.index(x)] for x in show])
+    curves.append(["initial random genome"] + [r["initial_genome"]["test_curve"][steps.index(x)] for x in show])
+    T = r["unroll"]
+    t1 = md_table(["arm", "runs", "steps (generations) per run", "best run (seed; chosen on train split)",
+                   f"best run: train acc. after {T}", f"best run: test acc. after {T}",
+                   f"all runs: test acc. after {T} (mean ± std)", f"best run: test acc. after {steps[-1]}"], rows)
+    per = md_table(["arm", "seed", "steps", "seconds", f"train acc. after {T}", f"test acc. after {T}"],
+                   [[names[arm], x["seed"], x["steps"], x["seconds"], x["train_accuracy_at_T"], x["test_accuracy_at_T"]]
+                    for arm, a in r["arms"].items() for x in a["runs"]])
+    sep = r["test_at_T_separation"]
+    return (t1 + f"\n\nGradient minus CMA-ES, test accuracy after {T} steps over runs: {sep['difference']:+.3f}; "
+            f"larger than the spread: {sep_mark(sep)}.\n\nEvery run:\n\n" + per
+            + "\n\nTest accuracy (held-out split, mean over replicas) versus training step:\n\n"
+            + md_table(["genome"] + [f"step {x}" for x in show], curves))
+
+
+def table_curriculum_gradient(doc: dict) -> str:
+    r = doc["results"]
+    t = r["training"]
+    stages = []
+    us = t["unroll"]
+    for u in sorted(set(us)):
+        idx = [i for i, v in enumerate(us) if v == u]
+        last = [v for v in t["meta_loss_runs"][idx[-1]] if v is not None]
+        gn = [t["grad_norm_mean"][i] for i in idx if t["grad_norm_mean"][i] is not None]
+        val = [v for g, uu, v in t["stage_end_validation"] if uu == u]
+        stages.append([u, len(idx), sum(last) / len(last) if last else None,
+                       f"{statistics.median(gn):.3g}" if gn else None, sum(t["clipped"][i] for i in idx),
+                       val[-1] if val else None])
+    out = md_table(["unroll", "steps", "meta-loss, stage's last step (mean of runs)", "median gradient norm",
+                    "clipped run-steps", "current genome, held-out digits at stage end"], stages)
+    out += (f"\n\nSynchronised at steps {', '.join(map(str, t['synchronised_at']))}; leaders "
+            f"{', '.join(map(str, t['leader_at_sync']))}; skipped run-steps (NaN/Inf): {t['skipped']}.")
+    cma = r.get("cmaes_curriculum")
+    if cma:
+        rep = r["report_steps"]
+        rows = []
+        for task, row in r["summary"].items():
+            rows.append([task, "gradient (this run)"] + [row["blur"][str(x)] for x in rep])
+            if task in cma["blur"]:
+                rows.append([task, "CMA-ES (repro_digits_curriculum)"] + [cma["blur"][task].get(str(x)) for x in rep])
+        out += (f"\n\nThe gradient genome beside the CMA-ES curriculum genome (`{cma['command']}`; same evaluation "
+                f"protocol: {'yes' if cma['same_protocol'] else '**no**'}), test accuracy:\n\n"
+                + md_table(["task", "genome"] + [f"step {x}" for x in rep], rows))
+    return out + "\n\n" + table_curriculum(doc)
+
+
 TABLES = {"repro_toy": table_toy, "repro_digits_es": table_digits_es,
           "repro_digits_curriculum": table_curriculum, "repro_depth": table_depth,
           "repro_ablation": table_ablation, "repro_fig2": table_fig2, "repro_transfer": table_transfer,
           "repro_deep10": table_deep10, "repro_oja": table_oja, "repro_norm": table_norm,
-          "repro_nonlin": table_cells, "repro_states": table_states}
+          "repro_nonlin": table_cells, "repro_states": table_states,
+          "repro_toy_gradient": table_toy_gradient, "repro_es_vs_gradient": table_es_vs_gradient,
+          "repro_curriculum_gradient": table_curriculum_gradient}
 
 
 def render(template: str, docs: dict[str, dict]) -> str:

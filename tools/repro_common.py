@@ -240,6 +240,26 @@ def seconds_per_generation(doc: dict[str, Any], quick: bool = False) -> float:
     return float(r.records[-1]["time"]["seconds"])
 
 
+def gradient_step_seconds(doc: dict[str, Any], quick: bool = False, steps: int = 2) -> tuple[float, float]:
+    """Measure a ``gradient`` experiment's steps (no files written): ``(first, steady)``, the
+    first step's seconds (it compiles the unroll) and the mean of the next ``steps``; the basis
+    of the printed estimate. A smoke run (``quick``) measures nothing: ``(0.05, 0.05)``."""
+    from blursim.meta import prepare_experiment
+    from blursim.meta.trainer import make_trainer
+
+    if quick:
+        return 0.05, 0.05
+    trainer = make_trainer(prepare_experiment({**doc, "validation": {**doc.get("validation", {}), "every": 10**6}}))
+    state = trainer.start().state
+    t0 = time.perf_counter()
+    state = trainer.step(state).state
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state = trainer.step(state).state
+    return first, (time.perf_counter() - t0) / steps
+
+
 def unroll_factor(doc: dict[str, Any], generations: int) -> float:
     """Mean unroll over ``generations`` relative to the first (curriculum), for the estimate."""
     inner, cur = doc["inner"], doc.get("curriculum")

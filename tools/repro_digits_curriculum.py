@@ -64,42 +64,26 @@ def with_outputs(spec, n: int):
     return NetworkSpec.model_validate(d)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def compare(genome, base_genome, args, lrs, tasks=TASKS) -> dict:
+    """Step 2 and 3 of the module docstring for ``genome`` (and the ``base_genome`` it started
+    from): per task of ``tasks``, BLUR's test curves from fresh synapses and the whole
+    SGD / momentum / Adam sweep over ``lrs`` on the standard MLP and on the BLUR network itself,
+    on the batches and initial weights of seed ``1000 + args.seed``; each optimizer's
+    ``selected_lr`` chosen on the training split (accuracy after ``args.steps`` steps)."""
     from blursim.baselines import lr_sweep
     from blursim.data import load_dataset
     from blursim.graph import compile_network
-
-    timer = rc.Timer()
-    over = dict(seed=args.seed, generations=args.generations, genome={"init": {"kind": "random", "seed": args.seed}},
-                execution={"backend": args.backend, "dtype": "float32"})
-    lrs = LRS
-    if args.quick:
-        args.generations, args.steps, args.replicas = 2, 6, 2
-        over.update(generations=2, strategy={"popsize": 6})
-        lrs = [1e-2, 1e-1]
-    doc = rc.experiment_dict(EXPERIMENT, **over)
-    per_gen = rc.seconds_per_generation(doc, args.quick)
-    sweep_runs = len(TASKS) * 2 * len(OPTIMIZERS) * len(lrs)
-    rc.estimate(f"{args.generations} generations (population {doc['strategy']['popsize']}) + "
-                f"{2 * sweep_runs} baseline runs",
-                per_gen * rc.unroll_factor(doc, args.generations) * args.generations * 1.1
-                + 2 * sweep_runs * 0.02 * args.steps * args.replicas / 8 + 20)
-
-    res = rc.run_meta(doc, generations=args.generations, quiet=args.quiet)
-    genome_path = Path(args.out).with_name(Path(args.out).stem + "_genome.json")
-    rc.write_text(genome_path, rc.genome_json(res.mean_genome))
 
     blur_spec = rc.load_spec(rc.SPECS / "repro_digits_blur_64.json")
     mlp_spec = rc.load_spec(rc.SPECS / "repro_digits_mlp_64.json")
     seed = 1000 + args.seed
     per_task = {}
-    bar = rc.progress(len(TASKS) * (1 + 2 * 2 * len(OPTIMIZERS)), "comparison", args.quiet, "run")
-    for task in TASKS:
+    bar = rc.progress(len(tasks) * (1 + 2 * 2 * len(OPTIMIZERS)), "comparison", args.quiet, "run")
+    for task in tasks:
         data = load_dataset(task, {})
         nc = data.n_classes
         bspec, mspec = with_outputs(blur_spec, nc), with_outputs(mlp_spec, nc)
-        ev = rc.evaluate_genome(bspec, [res.mean_genome, res.setup.base_genome], task, steps=args.steps,
+        ev = rc.evaluate_genome(bspec, [genome, base_genome], task, steps=args.steps,
                                 replicas=args.replicas, seed=seed, batch_size=32, backend=args.backend)
         bar.update(1)
         entry = {"n_classes": nc, "steps": ev["steps"],
@@ -132,9 +116,16 @@ def main(argv=None) -> int:
             entry["baselines"][net_name] = tab_entry
         per_task[task] = entry
     bar.close()
+    return per_task
 
+
+def summarize(per_task: dict, lrs) -> tuple[dict, list[int]]:
+    """Accuracy at the report steps: BLUR against each optimizer at its training-selected
+    learning rate (and, for reference, the test-split maximum of its sweep). Returns
+    ``(summary, report_steps)``."""
+    tasks = list(per_task)
     # summary table: accuracy at a few steps, BLUR vs each optimizer at its train-selected lr
-    steps = list(per_task[TASKS[0]]["steps"])
+    steps = list(per_task[tasks[0]]["steps"])
     rep = [s for s in REPORT_STEPS if s in steps]
     summary = {}
     for task, e in per_task.items():
@@ -149,11 +140,17 @@ def main(argv=None) -> int:
                 row[f"{opt} sweep max ({net_name})"] = {
                     s: float(np.asarray(t["test_mean"])[:, steps.index(s)].max()) for s in rep}
         summary[task] = row
+    return summary, rep
 
+
+def plot_comparison(per_task: dict, lrs, path, label: str = "BLUR meta-learned genome") -> Path:
+    """Test curves per task: the whole sweep (thin), each optimizer at its training-selected
+    learning rate (bold: standard MLP; dashed: the BLUR network), BLUR's genome (black)."""
+    tasks = list(per_task)
     plt = rc.pyplot()
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(5.2 * len(TASKS), 4.4), sharey=True)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.4), sharey=True)
     colors = {"sgd": "tab:blue", "momentum": "tab:orange", "adam": "tab:green"}
-    for ax, task in zip(axes, TASKS):
+    for ax, task in zip(np.atleast_1d(axes), tasks):
         e = per_task[task]
         st = e["steps"]
         for opt in OPTIMIZERS:
@@ -168,17 +165,45 @@ def main(argv=None) -> int:
             ax.plot(st, np.asarray(t2["test_mean"])[j], color=colors[opt], lw=1.2, ls="--",
                     label=f"{t2['label']} lr={lrs[j]:g} (BLUR net)")
         m, s = np.asarray(e["blur_mean_genome"]["mean"]), np.asarray(e["blur_mean_genome"]["std"])
-        ax.plot(st, m, color="k", lw=2.2, label="BLUR meta-learned genome")
+        ax.plot(st, m, color="k", lw=2.2, label=label)
         ax.fill_between(st, m - s, m + s, color="k", alpha=0.15)
         ax.plot(st, e["blur_initial_genome"]["mean"], color="gray", ls=":", label="BLUR initial random genome")
         ax.set(title=f"{task} (test split){'' if task == 'digits' else ' - unseen task'}", xlabel="training step",
                ylim=(0, 1))
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy")
-    axes[0].legend(fontsize=6.5, loc="lower right")
+    np.atleast_1d(axes)[0].set_ylabel("test accuracy")
+    np.atleast_1d(axes)[0].legend(fontsize=6.5, loc="lower right")
     fig.suptitle("thin lines: the whole learning-rate sweep 1e-4..1 (standard MLP); bold: lr selected on the "
                  "training split", fontsize=9)
-    f1 = rc.save_figure(fig, Path(args.fig_dir) / f"{NAME}.png")
+    return rc.save_figure(fig, path)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    timer = rc.Timer()
+    over = dict(seed=args.seed, generations=args.generations, genome={"init": {"kind": "random", "seed": args.seed}},
+                execution={"backend": args.backend, "dtype": "float32"})
+    lrs = LRS
+    if args.quick:
+        args.generations, args.steps, args.replicas = 2, 6, 2
+        over.update(generations=2, strategy={"popsize": 6})
+        lrs = [1e-2, 1e-1]
+    doc = rc.experiment_dict(EXPERIMENT, **over)
+    per_gen = rc.seconds_per_generation(doc, args.quick)
+    sweep_runs = len(TASKS) * 2 * len(OPTIMIZERS) * len(lrs)
+    rc.estimate(f"{args.generations} generations (population {doc['strategy']['popsize']}) + "
+                f"{2 * sweep_runs} baseline runs",
+                per_gen * rc.unroll_factor(doc, args.generations) * args.generations * 1.1
+                + 2 * sweep_runs * 0.02 * args.steps * args.replicas / 8 + 20)
+
+    res = rc.run_meta(doc, generations=args.generations, quiet=args.quiet)
+    genome_path = Path(args.out).with_name(Path(args.out).stem + "_genome.json")
+    rc.write_text(genome_path, rc.genome_json(res.mean_genome))
+
+    per_task = compare(res.mean_genome, res.setup.base_genome, args, lrs)
+    summary, rep = summarize(per_task, lrs)
+    f1 = plot_comparison(per_task, lrs, Path(args.fig_dir) / f"{NAME}.png")
+    seed = 1000 + args.seed
 
     c = rc.curve(res.records)
     scale = {"generations": args.generations, "popsize": doc["strategy"]["popsize"],

@@ -76,6 +76,39 @@ def boundaries(network, genome, tasks, *, steps, seed, grid, backend):
     return g, out
 
 
+def evaluate_run(res, network, args, seed: int) -> dict:
+    """Fig. 4's evaluation of one meta-training run (a :class:`blursim.meta.MetaResult`): its
+    current (mean) genome and its initial genome trained from fresh synapses for
+    ``args.eval_steps`` steps on every training and held-out task, scored on the task's test
+    split over ``args.replicas`` initialisations (dataset and synapse seed ``1000 + args.seed``,
+    independent of the meta-training seeds). The run's record, with the genome under ``"genome"``."""
+    init = res.setup.base_genome
+    tasks = TRAIN_TASKS + VAL_TASKS
+    ev = {}
+    bar = rc.progress(len(tasks), f"evaluate run {seed}", args.quiet, "task")
+    for task in tasks:
+        r = rc.evaluate_genome(network, [res.mean_genome, init], task, steps=args.eval_steps,
+                               replicas=args.replicas, seed=1000 + args.seed, batch_size=32,
+                               backend=args.backend, options={"seed": 1000 + args.seed})
+        ev[task] = {"mean_genome": float(r["mean"][0, -1]), "mean_genome_std": float(r["std"][0, -1]),
+                    "initial_genome": float(r["mean"][1, -1]),
+                    "curve_mean_genome": r["mean"][0], "diverged": int(r["diverged"][0])}
+        bar.update(1)
+    bar.close()
+    last = res.records[-1]
+    return {
+        "seed": seed,
+        "final_training_fitness_mean_genome": (last["mean"] or {}).get("fitness"),
+        "final_unroll": last["unroll"],
+        "curve": rc.curve(res.records),
+        "evaluation": ev,
+        "train_mean": float(np.mean([ev[t]["mean_genome"] for t in TRAIN_TASKS])),
+        "validation_mean": float(np.mean([ev[t]["mean_genome"] for t in VAL_TASKS])),
+        "initial_validation_mean": float(np.mean([ev[t]["initial_genome"] for t in VAL_TASKS])),
+        "genome": res.mean_genome,
+    }
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from blursim.spec import load_network
@@ -103,32 +136,7 @@ def main(argv=None) -> int:
     runs = []
     for s in seeds:
         res = rc.run_meta(doc_for(s), generations=args.generations, quiet=args.quiet)
-        init = res.setup.base_genome
-        tasks = TRAIN_TASKS + VAL_TASKS
-        ev = {}
-        bar = rc.progress(len(tasks), f"evaluate run {s}", args.quiet, "task")
-        for task in tasks:
-            # dataset and synapse seed: fixed per task, independent of the meta-training seeds
-            r = rc.evaluate_genome(network, [res.mean_genome, init], task, steps=args.eval_steps,
-                                   replicas=args.replicas, seed=1000 + args.seed, batch_size=32,
-                                   backend=args.backend, options={"seed": 1000 + args.seed})
-            ev[task] = {"mean_genome": float(r["mean"][0, -1]), "mean_genome_std": float(r["std"][0, -1]),
-                        "initial_genome": float(r["mean"][1, -1]),
-                        "curve_mean_genome": r["mean"][0], "diverged": int(r["diverged"][0])}
-            bar.update(1)
-        bar.close()
-        last = res.records[-1]
-        runs.append({
-            "seed": s,
-            "final_training_fitness_mean_genome": last["mean"]["fitness"],
-            "final_unroll": last["unroll"],
-            "curve": rc.curve(res.records),
-            "evaluation": ev,
-            "train_mean": float(np.mean([ev[t]["mean_genome"] for t in TRAIN_TASKS])),
-            "validation_mean": float(np.mean([ev[t]["mean_genome"] for t in VAL_TASKS])),
-            "initial_validation_mean": float(np.mean([ev[t]["initial_genome"] for t in VAL_TASKS])),
-            "genome": res.mean_genome,
-        })
+        runs.append(evaluate_run(res, network, args, s))
 
     # the run with the highest final training fitness (no validation data involved)
     sel = max(range(len(runs)), key=lambda i: runs[i]["final_training_fitness_mean_genome"] or -1)
@@ -189,7 +197,7 @@ def main(argv=None) -> int:
                  fontsize=9)
     f2 = rc.save_figure(fig, fig_dir / f"{NAME}_boundaries.png")
 
-    corr = correlation(runs)
+    corr = correlation(runs)  # drawn here, written by over_runs
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     xs_, ys_ = [r["train_mean"] for r in runs], [r["validation_mean"] for r in runs]
     ax.scatter(xs_, ys_, c=[r["final_training_fitness_mean_genome"] for r in runs], cmap="viridis", s=30)
@@ -214,17 +222,8 @@ def main(argv=None) -> int:
     summary = {
         "train_tasks": TRAIN_TASKS, "validation_tasks": VAL_TASKS,
         "majority_class_rate": majority,
-        "per_task_mean_over_runs": {t: float(vals[:, j].mean()) for j, t in enumerate(tasks)},
-        "per_task_min_over_runs": {t: float(vals[:, j].min()) for j, t in enumerate(tasks)},
-        "per_task_max_over_runs": {t: float(vals[:, j].max()) for j, t in enumerate(tasks)},
-        "per_task_initial_genome": {t: float(init[j]) for j, t in enumerate(tasks)},
-        "validation_mean_over_runs": float(np.mean([r["validation_mean"] for r in runs])),
-        "validation_min_run": float(np.min([r["validation_mean"] for r in runs])),
-        "validation_max_run": float(np.max([r["validation_mean"] for r in runs])),
-        "train_mean_over_runs": float(np.mean([r["train_mean"] for r in runs])),
-        "initial_validation_mean": float(np.mean([r["initial_validation_mean"] for r in runs])),
+        **over_runs(runs),
         "selected_run_seed": runs[sel]["seed"],
-        "correlation": corr,
         "selected_genome": str(genome_path.resolve().relative_to(rc.ROOT)) if genome_path.resolve().is_relative_to(rc.ROOT) else str(genome_path),
     }
     scale = {"runs": args.runs, "generations": args.generations, "popsize": args.popsize,
@@ -237,6 +236,26 @@ def main(argv=None) -> int:
           f"{summary['validation_mean_over_runs']:.3f} (initial genome {summary['initial_validation_mean']:.3f}); "
           f"wrote {args.out} ({timer.seconds:.0f} s)")
     return 0
+
+
+def over_runs(runs: list[dict]) -> dict:
+    """The Fig. 4 numbers over runs (each from :func:`evaluate_run`): per task the mean, worst
+    and best run and the initial genome (of the first run); the held-out and training means;
+    the correlation panel (:func:`correlation`)."""
+    tasks = TRAIN_TASKS + VAL_TASKS
+    vals = np.array([[r["evaluation"][t]["mean_genome"] for t in tasks] for r in runs])
+    return {
+        "per_task_mean_over_runs": {t: float(vals[:, j].mean()) for j, t in enumerate(tasks)},
+        "per_task_min_over_runs": {t: float(vals[:, j].min()) for j, t in enumerate(tasks)},
+        "per_task_max_over_runs": {t: float(vals[:, j].max()) for j, t in enumerate(tasks)},
+        "per_task_initial_genome": {t: float(runs[0]["evaluation"][t]["initial_genome"]) for t in tasks},
+        "validation_mean_over_runs": float(np.mean([r["validation_mean"] for r in runs])),
+        "validation_min_run": float(np.min([r["validation_mean"] for r in runs])),
+        "validation_max_run": float(np.max([r["validation_mean"] for r in runs])),
+        "train_mean_over_runs": float(np.mean([r["train_mean"] for r in runs])),
+        "initial_validation_mean": float(np.mean([r["initial_validation_mean"] for r in runs])),
+        "correlation": correlation(runs),
+    }
 
 
 def correlation(runs: list[dict]) -> dict:
