@@ -332,14 +332,16 @@ def table_toy_gradient(doc: dict) -> str:
     maj = cs.get("majority_class_rate", {})
     rows = [[t, "training" if t in s["train_tasks"] else "held out", maj.get(t), s["per_task_initial_genome"][t],
              cell(cs, t), cell(s, t)] for t in tasks]
-    rows.append(["**mean of held-out tasks**", "", None, s["initial_validation_mean"], cell(cs), cell(s)])
+    vt = s["validation_tasks"]
+    rows.append(["**mean of held-out tasks**", "", sum(maj[t] for t in vt) / len(vt) if maj else None,
+                 s["initial_validation_mean"], cell(cs), cell(s)])
     n_c = cma["runs"] if cma else 0
-    head = ["task", "role", "majority class", "initial genome (seed 0)",
+    head = ["task", "role", "majority class", "initial genome (seed 0; last row: mean of the runs')",
             f"CMA-ES: mean (worst..best) of {n_c} runs", f"gradient: mean (worst..best) of {len(r['runs'])} runs"]
     per_run = md_table(["gradient run seed", "final training fitness", "training tasks (test split)",
                         "held-out tasks (test split)", "meta-training s"],
                        [[x["seed"], x["final_training_fitness_mean_genome"], x["train_mean"], x["validation_mean"],
-                         x["meta_training_seconds"]] for x in r["runs"]])
+                         f"{x['meta_training_seconds']:.0f}"] for x in r["runs"]])
     out = md_table(head, rows) + "\n\n" + per_run
     if cma:
         sep = r["separation_validation"]

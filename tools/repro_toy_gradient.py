@@ -113,14 +113,14 @@ def main(argv=None) -> int:
     axes[0].set_xticks(xs, tasks, rotation=40, ha="right", fontsize=8)
     axes[0].set(ylim=(0.3, 1.02), ylabel=f"test accuracy after {args.eval_steps} steps ({args.replicas} inits)",
                 title="training tasks (left 3), held-out tasks (right 5)")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="lower left")
     axes[0].grid(alpha=0.3, axis="y")
     for r in runs:
         c = r["curve"]
         vg = [(g, v) for g, v in zip(c["generation"], c["mean_genome_validation"]) if v is not None]
         axes[1].plot(*zip(*vg), marker=".", label=f"seed {r['seed']}")
-    axes[1].set(xlabel="gradient step", ylabel="held-out tasks, test split (current genome)",
-                title="meta-training by gradient: held-out accuracy of the current genome")
+    axes[1].set(xlabel="gradient step", ylabel="held-out tasks, test split, after the current unroll",
+                title="during meta-training: the current genome (validation: 4 inits, T = 10 or 15 steps)")
     axes[1].legend(fontsize=7)
     axes[1].grid(alpha=0.3)
     f1 = rc.save_figure(fig, Path(args.fig_dir) / f"{NAME}.png")
