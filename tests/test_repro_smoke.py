@@ -318,3 +318,18 @@ def test_make_results_renders_the_gradient_tables(gradient_repros):
     tmp, docs = gradient_repros
     text = render_all(tmp, list(docs))
     assert "CMA-ES" in text and "larger than the spread" in text and "selected on the training split" in text
+
+
+def test_make_results_oja_table_reports_overflowed_norms():
+    """A seed whose synapse norm overflowed (None in the JSON, as ``repro_oja`` writes NaN) is
+    reported as such, not formatted as a number."""
+    sys.path.insert(0, str(TOOLS))
+    import make_results
+
+    at = {"mean": 0.5, "std": 0.1, "n": 2, "values": [0.4, 0.6]}
+    cell = {"at": {"10": at}, "peak": at, "oja": "none", "oja_alpha": [0.0, 0.0], "diverged_replicas": [4, 0],
+            "final_norm": {"in->h1": {"mean": None, "std": None, "n": 2, "values": [None, 2.0]},
+                           "h1->out": {"mean": 1.5, "std": 0.1, "n": 2, "values": [1.4, 1.6]}}}
+    text = make_results.table_oja({"results": {"report_steps": [10], "cells": {"no Oja": cell}}})
+    row = next(line for line in text.splitlines() if line.startswith("| no Oja"))
+    assert "non-finite in 1 of 2 seeds" in row and "| 1.5 |" in row and row.endswith("| 4 |")

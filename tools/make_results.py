@@ -274,6 +274,15 @@ def table_deep10(doc: dict) -> str:
     return t + "\n\n" + t2
 
 
+def norm_cell(st: dict) -> str:
+    """A synapse-norm spread record: its mean, or -- when some seed's norm overflowed (stored as
+    ``None``) -- how many seeds did."""
+    if st["mean"] is not None:
+        return f"{st['mean']:.3g}"
+    bad = sum(v is None for v in st["values"])
+    return f"non-finite in {bad} of {len(st['values'])} seeds"
+
+
 def table_oja(doc: dict) -> str:
     r = doc["results"]
     steps = [str(s) for s in r["report_steps"]]
@@ -281,8 +290,8 @@ def table_oja(doc: dict) -> str:
     rows = []
     for lab, e in r["cells"].items():
         rows.append([lab] + [pm(e["at"][s], 2) for s in steps] + [pm(e["peak"], 2)]
-                    + [f"{e['final_norm'][p]['mean']:.3g}" for p in projs]
-                    + [", ".join(f"{a:.3f}" for a in e["oja_alpha"]) if e["oja"] != "none" else "-",
+                    + [norm_cell(e["final_norm"][p]) for p in projs]
+                    + [", ".join(f"{a:.2g}" for a in e["oja_alpha"]) if e["oja"] != "none" else "-",
                        sum(e["diverged_replicas"])])
     return md_table(["cell"] + [f"acc. step {s}" for s in steps] + ["peak acc."]
                     + [f"synapse norm {p} at the end" for p in projs]
