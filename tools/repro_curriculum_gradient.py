@@ -16,8 +16,8 @@ Adam.
    ``--steps`` training steps, on ``--tasks``. The CMA-ES curriculum genome's numbers of
    docs/results/repro_digits_curriculum.json are put beside it when that file exists.
 
-    python tools/repro_curriculum_gradient.py                  # 4 runs, 60 steps per stage (about 20 min on one core)
-    python tools/repro_curriculum_gradient.py --sync-runs 8 --stage-steps 500
+    python tools/repro_curriculum_gradient.py                  # 4 runs, 60 steps per stage (about 5 min on one core)
+    python tools/repro_curriculum_gradient.py --sync-runs 8 --stage-steps 100   # docs/results.md (15 min)
     python tools/repro_curriculum_gradient.py --quick          # smoke run
 
 Writes docs/figures/repro_curriculum_gradient.png (the comparison),

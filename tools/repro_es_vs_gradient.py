@@ -21,6 +21,7 @@ selection ("best of N" = the highest training-split accuracy after 15 steps), an
 split up to ``--unrolls`` steps for the report (Fig. 7 right).
 
     python tools/repro_es_vs_gradient.py                            # 3 runs per arm x 180 s
+    python tools/repro_es_vs_gradient.py --runs 4 --budget 150      # docs/results.md (20 min)
     python tools/repro_es_vs_gradient.py --runs 8 --budget 600      # the paper's best of 8
     python tools/repro_es_vs_gradient.py --quick                    # smoke run
 

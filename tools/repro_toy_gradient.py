@@ -16,7 +16,7 @@ held-out task, scored on the test split, ``--replicas`` initialisations, evaluat
 written by ``python tools/repro_toy.py``), not rerun.
 
     python tools/repro_toy_gradient.py                 # 5 runs x 300 steps (about 7 min on one core)
-    python tools/repro_toy_gradient.py --runs 10
+    python tools/repro_toy_gradient.py --runs 10       # docs/results.md (about 4 min)
     python tools/repro_toy_gradient.py --quick         # smoke run
 
 Writes docs/figures/repro_toy_gradient.png and docs/results/repro_toy_gradient.json.
