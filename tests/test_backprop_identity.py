@@ -6,7 +6,7 @@ itself checked against finite differences (tests/test_reference_backprop.py).
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from reference.backprop import sgd
 
@@ -90,6 +90,10 @@ def test_backprop_genome_is_sgd(feedback, reduction, data):
         if isinstance(p.get("forward_activation"), tuple):
             p["forward_activation"] = list(p["forward_activation"])
     err, moved = blur_vs_sgd(spec, feedback, reduction, seed=data.draw(st.integers(0, 1000)))
+    # a sparse draw can leave an output with no synapse at all (e.g. fixed_probability drawing no
+    # pair of a 1 x 3 projection, no bias): nothing can learn, SGD moves exactly nothing; such
+    # draws are skipped (if every draw were, Hypothesis would fail the test as unsatisfiable)
+    assume(moved > 0.0)
     assert moved > 1e-3, "SGD did not move the weights: the comparison would be vacuous"
     assert err <= 1e-10
 
