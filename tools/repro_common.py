@@ -94,6 +94,18 @@ def add_common_args(p, name: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_es_args(p, *, seeds: int, generations: int, popsize: int, width: int = 32, replicas: int,
+                per: str = "cell", replicas_help: str = "synapse initialisations") -> None:
+    """The meta-training options the CMA-ES sweeps share (``--seeds`` per ``per``,
+    ``--generations``, ``--popsize``, ``--width``, ``--replicas``), with each script's defaults."""
+    p.add_argument("--seeds", type=int, default=seeds, help=f"meta-training seeds per {per} (default {seeds})")
+    p.add_argument("--generations", type=int, default=generations,
+                   help=f"generations per run (default {generations})")
+    p.add_argument("--popsize", type=int, default=popsize, help=f"CMA-ES population (default {popsize})")
+    p.add_argument("--width", type=int, default=width, help=f"hidden width (default {width})")
+    p.add_argument("--replicas", type=int, default=replicas, help=f"{replicas_help} (default {replicas})")
+
+
 def progress(total: int, desc: str, quiet: bool = False, unit: str = "it"):
     """A tqdm bar on stderr, silent when ``quiet`` or stderr is not a terminal."""
     from tqdm import tqdm

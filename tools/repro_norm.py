@@ -64,11 +64,7 @@ def experiment(arm: str, seed: int, args) -> dict:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     rc.add_common_args(p, NAME)
-    p.add_argument("--seeds", type=int, default=5, help="meta-training seeds per arm (default 5)")
-    p.add_argument("--generations", type=int, default=100, help="generations per run (default 100)")
-    p.add_argument("--popsize", type=int, default=24, help="CMA-ES population (default 24)")
-    p.add_argument("--width", type=int, default=32, help="hidden width (default 32)")
-    p.add_argument("--replicas", type=int, default=8, help="synapse initialisations (default 8)")
+    rc.add_es_args(p, seeds=5, generations=100, popsize=24, replicas=8, per="arm")
     return p.parse_args(argv)
 
 

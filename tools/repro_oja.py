@@ -61,13 +61,10 @@ def experiment(oja: str, syn: str, seed: int, args) -> dict:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     rc.add_common_args(p, NAME)
-    p.add_argument("--seeds", type=int, default=3, help="meta-training seeds per cell (default 3)")
-    p.add_argument("--generations", type=int, default=100, help="generations per run (default 100)")
-    p.add_argument("--popsize", type=int, default=24, help="CMA-ES population (default 24)")
-    p.add_argument("--width", type=int, default=32, help="hidden width (default 32)")
+    rc.add_es_args(p, seeds=3, generations=100, popsize=24, replicas=4,
+                   replicas_help="initialisations of the long runs")
     p.add_argument("--oja-start", type=float, default=0.05, help="initial oja_alpha of the Oja cells (default 0.05)")
     p.add_argument("--long-steps", type=int, default=1000, help="training steps of the long runs (default 1000)")
-    p.add_argument("--replicas", type=int, default=4, help="initialisations of the long runs (default 4)")
     return p.parse_args(argv)
 
 
