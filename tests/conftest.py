@@ -50,3 +50,33 @@ def all_synapses(sim, state):
         if v is not None:
             out.append(v)
     return out
+
+
+def kill_meta_train_at(args, out: Path, generation: int, timeout: float):
+    """Start ``blursim meta-train ARGS`` in another process, SIGKILL it once ``out``'s checkpoint
+    has reached ``generation`` (or after ``timeout`` s); returns ``(killed, stderr)``: whether it
+    was still running when killed, and what it wrote to stderr."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "blursim.cli.main", "meta-train", *map(str, args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if json.loads((out / "checkpoint.json").read_text())["generation"] >= generation:
+                    break
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+            time.sleep(0.005)
+        killed = proc.poll() is None
+        if killed:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return killed, proc.stderr.read().decode(errors="replace")

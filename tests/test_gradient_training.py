@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import kill_meta_train_at
 from test_meta_train import files_of, tiny_experiment
 
 from blursim.cli.main import main
@@ -424,32 +425,11 @@ def test_killed_process_resumes_to_the_uninterrupted_result(toy10, tmp_path):
     slow tests/test_gradient_training.py``; the default suite kills a run at every file write
     in process (above)."""
     import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "blursim.cli.main", "meta-train", str(TOY), "--generations",
-                             "10", "--out", str(out), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if json.loads((out / "checkpoint.json").read_text())["generation"] >= 2:
-                    break
-            except (FileNotFoundError, json.JSONDecodeError):
-                pass
-            time.sleep(0.005)
-        killed = proc.poll() is None
-        if killed:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    killed, err = kill_meta_train_at([TOY, "--generations", "10", "--out", out, "--quiet"], out, 2, timeout=300)
     if not killed:  # pragma: no cover - machine too fast to catch it mid-run
-        pytest.skip(f"the run finished before it could be killed ({proc.stderr.read()[-300:]!r})")
+        pytest.skip(f"the run finished before it could be killed ({err[-300:]!r})")
     done = json.loads((out / "checkpoint.json").read_text())["generation"]
     assert 2 <= done < 10
     assert main(["meta-train", str(TOY), "--generations", "10", "--resume", str(out), "--quiet"]) == 0

@@ -7,14 +7,11 @@ and unrolls of 3-5 steps; the real runs live in tools/ and specs/experiments/.
 import copy
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import kill_meta_train_at
 
 from blursim.meta import MetaTrainer, meta_train, prepare_experiment
 from blursim.meta.evaluate import EvalResult, Protocol, bytes_per_species
@@ -321,23 +318,7 @@ def test_killed_process_resumes_to_the_uninterrupted_result(tmp_path):
     path.write_text(json.dumps(exp))
     meta_train(exp, out=tmp_path / "full")
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "blursim.cli.main", "meta-train", str(path),
-                             "--out", str(out), "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            ck = out / "checkpoint.json"
-            if ck.exists() and json.loads(ck.read_text())["generation"] >= 3:
-                break
-            time.sleep(0.01)
-        killed = proc.poll() is None
-        if killed:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    killed, _ = kill_meta_train_at([path, "--out", out, "--quiet"], out, 3, timeout=60)
     if not killed:  # pragma: no cover - machine too fast to catch it mid-run
         pytest.skip("the run finished before it could be killed")
     done = json.loads((out / "checkpoint.json").read_text())["generation"]
