@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import sys
 
-from blursim.cli.common import add_genome_args, genome_from_args, parse_options, print_json, require_memory
+from blursim.cli.common import (
+    add_genome_args,
+    genome_from_args,
+    network_for_genome,
+    parse_options,
+    print_json,
+    require_memory,
+)
 
 def parse_bytes(text: str) -> int:
     """``"512MiB"``, ``"2G"``, ``"1000000"`` -> bytes."""
@@ -79,7 +86,7 @@ def cmd_analyze(args) -> int:
         raise SpecError("--metric-states must be >= 0", value=args.metric_states, path="--metric-states")
     budget = parse_bytes(args.memory_budget)
     kind, n_steps = parse_state(args.state)
-    spec = load_network(args.spec)
+    spec = network_for_genome(args, load_network(args.spec), source=args.spec)
     prog = compile_network(spec)
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
     check_dataset_fit(spec, ds, args.task, labels_only=True)

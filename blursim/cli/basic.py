@@ -165,6 +165,7 @@ def cmd_graph(args) -> int:
 def cmd_list(args) -> int:
     from blursim.data import DATASETS
     from blursim.genome import PRESETS
+    from blursim.genome.presets import PRESET_REQUIREMENTS
     from blursim.spec.options import option_table
     from blursim.graph.connectivity import CONNECTIVITY
     from blursim.sim import ACTIVATIONS, FEEDBACK
@@ -193,5 +194,7 @@ def cmd_list(args) -> int:
             if args.verbose:
                 for _, shown, what in table:
                     print(f"      {shown:<30} {what}")
+                if name == "presets" and item in PRESET_REQUIREMENTS:  # the rules it needs (docs/zoo.md)
+                    print(f"      needs: {PRESET_REQUIREMENTS[item].note}")
     sys.stdout.flush()
     return 0

@@ -29,9 +29,13 @@ def parse_options(pairs: list[str] | None, flag: str = "--task-opt") -> dict[str
 def add_genome_args(p) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--genome", metavar="FILE", help="genome JSON file")
-    g.add_argument("--preset", metavar="NAME", help="genome preset: backprop or random")
+    g.add_argument("--preset", metavar="NAME",
+                   help="genome preset (blursim list presets): backprop, hebbian, oja, random")
+    p.add_argument("--apply-preset-rules", action="store_true",
+                   help="run the preset with the rules it needs (printed) where the spec's rules differ; "
+                        "without it such a spec is refused with the list of changes")
     p.add_argument("--lr", type=float, default=None,
-                   help="eta_tilde of the backprop preset (default 0.1)")
+                   help="eta_tilde of the backprop (default 0.1), hebbian and oja (default 0.01) presets")
     p.add_argument("--genome-seed", type=int, default=0, help="seed of the random preset")
 
 
@@ -43,12 +47,35 @@ def add_backend_args(p) -> None:
                    help="floating point precision (default float32)")
 
 
+def network_for_genome(args, spec, source: str | None = None):
+    """The network spec to run ``--preset NAME`` on: ``spec`` itself when it has the rules the
+    preset needs (or with ``--genome``); with ``--apply-preset-rules`` the spec with the
+    preset's rules applied, the changes printed (on stderr with ``--json``); otherwise a
+    one-line error naming every change (:func:`blursim.genome.requirements.preset_spec`)."""
+    from blursim.genome.requirements import describe_changes, preset_spec
+
+    preset = getattr(args, "preset", None)
+    if not preset:
+        return spec
+    spec, changes = preset_spec(preset, spec, apply_rules=getattr(args, "apply_preset_rules", False),
+                                source=source)
+    if changes:
+        print(f"# preset {preset}: applied the rules it needs: {describe_changes(changes)}",
+              file=sys.stderr if getattr(args, "json", False) else sys.stdout, flush=True)
+    return spec
+
+
 def genome_from_args(args, program):
+    """The genome of ``--genome FILE`` or ``--preset NAME`` for ``program``. A preset on a
+    program whose rules it does not have is refused (commands that accept
+    ``--apply-preset-rules`` apply them first, with :func:`network_for_genome`)."""
     from blursim.genome import make_preset
+    from blursim.genome.requirements import preset_spec
     from blursim.spec import load_genome
 
     if args.genome:
         return load_genome(args.genome)
+    preset_spec(args.preset, program.spec, source=getattr(args, "spec", None))
     kw = {}
     if args.lr is not None:
         if not math.isfinite(args.lr) or abs(args.lr) > 1e30:

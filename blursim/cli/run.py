@@ -10,6 +10,7 @@ from blursim.cli.common import (
     add_backend_args,
     add_genome_args,
     genome_from_args,
+    network_for_genome,
     parse_options,
     print_json,
     require_memory,
@@ -62,7 +63,7 @@ def cmd_run(args) -> int:
     _check_positive("--eval-every", args.eval_every)
     _check_positive("--seed", args.seed, 0)
     _check_positive("--genome-seed", args.genome_seed, 0)
-    spec = load_network(args.spec)
+    spec = network_for_genome(args, load_network(args.spec), source=args.spec)
     prog = compile_network(spec)
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
     check_dataset_fit(spec, ds, args.task)

@@ -1,10 +1,18 @@
-"""Genome presets: ``backprop`` and ``random``.
+"""Genome presets: the rule zoo (``backprop``, ``hebbian``, ``oja``) and ``random``.
 
 A preset is a function ``f(k=..., groups=..., **options) -> GenomeSpec``
 registered in :data:`PRESETS` with its options model: the options a document
 may give (``{"kind": "preset", "name": "random", "options": {"seed": 3}}``)
 and ``make_preset`` accepts. ``k`` and ``groups`` come from the network, not
 from the options.
+
+A preset of a known learning rule also declares the rules it needs from the
+network spec (:data:`PRESET_REQUIREMENTS`, a
+:class:`~blursim.genome.requirements.Requirements` per preset): the genome
+alone is that rule only under those rules (DESIGN §3, §6). ``blursim run
+--preset NAME`` refuses a spec that lacks them, naming each change, or applies
+them with ``--apply-preset-rules`` (:func:`~blursim.genome.requirements.with_preset`).
+Citations and the mapping of every rule to eq. (5)-(8): ``docs/zoo.md``.
 """
 
 from __future__ import annotations
@@ -16,11 +24,20 @@ import numpy as np
 from pydantic import Field
 
 from blursim.errors import GenomeError
+from blursim.genome.requirements import (
+    Requirements,
+    SpecChange,
+    backprop_activations,
+    identity_backward,
+)
 from blursim.registry import Registry
 from blursim.spec.genome import GenomeParams, GenomeSpec
 from blursim.spec.options import Options, validate_options
 
 PRESETS: Registry[Callable[..., GenomeSpec]] = Registry("genome preset")
+
+#: preset name -> the rules it needs from the network spec (presets without an entry need none).
+PRESET_REQUIREMENTS: dict[str, Requirements] = {}
 
 
 class BackpropOptions(Options):
@@ -41,11 +58,29 @@ class RandomOptions(Options):
     )
 
 
+class HebbianOptions(Options):
+    """Options of the ``hebbian`` and ``oja`` presets."""
+
+    lr: float = Field(0.01, ge=-1e6, le=1e6, description="learning rate eta: the synapse update gain eta_tilde")
+
+
+PRESET_REQUIREMENTS["backprop"] = Requirements(
+    k=2,
+    rules={"tied": True, "shared_channels": True, "backward_update": "multiplicative_second_state",
+           "oja": "none", "synapse_normalization": "none", "saturation": False, "reset_neurons": True,
+           "schedule": "topological"},
+    choices={"feedback": ("error_softmax", "error_mse")},
+    populations=backprop_activations,
+    note="DESIGN §3: k = 2, tied, shared channels, multiplicative_second_state, error feedback, "
+         "hidden [σ, σ'], outputs [identity, one], backward identity, no normalisation/Oja/saturation",
+)
+
+
 @PRESETS.register("backprop", options=BackpropOptions)
 def backprop_genome(
     k: int = 2, lr: float = 0.1, groups: Iterable[str] = ("default",), seed: int | None = None
 ) -> GenomeSpec:
-    """The backpropagation genome of eq. (4) / DESIGN §3 (k = 2).
+    """Backpropagation (Rumelhart, Hinton & Williams 1986): the genome of eq. (4), DESIGN §3 (k = 2).
 
     ``nu = [[1,0],[1,0]]``, ``mu = [[0,0],[0,1]]``, ``nu_tilde = [[1,1],[0,0]]``,
     ``mu_tilde = [[0,1],[0,1]]``, ``f = eta = f_tilde = 1``, ``eta_tilde = lr``.
@@ -71,12 +106,79 @@ def backprop_genome(
     return GenomeSpec(k=2, groups={g: params for g in groups}, meta={"preset": "backprop", "lr": lr})
 
 
+def _state0_only_channels(spec) -> list[SpecChange]:
+    """Shared channels averaged over ``k`` would divide a state-0 rule by ``k``: with shared
+    channels the Hebbian rules need channel 0's update (``shared_update: "channel0"``)."""
+    r = spec.rules
+    if r.shared_channels and r.shared_update != "channel0":
+        return [SpecChange("$.rules.shared_update", r.shared_update, "channel0")]
+    return []
+
+
+_HEBBIAN_RULES = {"synapse_normalization": "none", "saturation": False, "reset_neurons": True,
+                  "schedule": "topological"}
+_HEBBIAN_NOTE = ("state 0 only: topological schedule, reset neurons, no normalisation/saturation, "
+                 "backward_update additive or multiplicative_second_state with backward identity "
+                 "(the backward pass leaves state 0 as the forward pass set it)")
+
+PRESET_REQUIREMENTS["hebbian"] = Requirements(
+    rules={**_HEBBIAN_RULES, "oja": "none"},
+    choices={"backward_update": ("additive", "multiplicative_second_state")},
+    custom=_state0_only_channels, populations=identity_backward,
+    note="Hebb (1949) on " + _HEBBIAN_NOTE + "; oja none",
+)
+PRESET_REQUIREMENTS["oja"] = Requirements(
+    rules={**_HEBBIAN_RULES, "oja": "activity"},
+    choices={"backward_update": ("additive", "multiplicative_second_state")},
+    custom=_state0_only_channels, populations=identity_backward,
+    note="Oja (1982) on " + _HEBBIAN_NOTE + "; oja activity (eq. 8 / App. B with alpha = 1)",
+)
+
+
+def _hebbian_params(k: int, lr: float, oja: bool) -> GenomeParams:
+    """State 0 is the activity: ``ν = μ̃ = ν̃ = e₀e₀ᵀ`` (``z = W x``, ``P = x``, ``Q = y``),
+    ``μ = 0`` (nothing flows backwards), ``f = η = f̃ = 1``, ``η̃ = lr``."""
+    if k < 2:
+        raise GenomeError("the Hebbian presets are defined for k >= 2 states (state 1 takes the feedback)",
+                          value=k, path="k", hint="Use a network spec with \"k\": 2.")
+    e00 = np.zeros((k, k))
+    e00[0, 0] = 1.0
+    return GenomeParams(
+        f=1.0, eta=1.0, f_tilde=1.0, eta_tilde=float(lr), nu=e00.tolist(), mu=np.zeros((k, k)).tolist(),
+        nu_tilde=e00.tolist(), mu_tilde=e00.tolist(), **({"oja_alpha": 1.0} if oja else {}),
+    )
+
+
+@PRESETS.register("hebbian", options=HebbianOptions)
+def hebbian_genome(k: int = 2, lr: float = 0.01, groups: Iterable[str] = ("default",)) -> GenomeSpec:
+    """Plain Hebbian learning, ΔW = η x_l x_{l-1}ᵀ summed over the batch (Hebb 1949; DESIGN §6).
+
+    On state 0 only: the forward pass computes ``x_l = σ(W x_{l-1})``, nothing flows
+    backwards, and eq. (7) with ``P = x_{l-1}``, ``Q = x_l`` is ``H = ρ_b x_{l-1} x_lᵀ``.
+    Unsupervised: the feedback written into the outputs' state 1 is never read.
+    """
+    p = _hebbian_params(k, lr, oja=False)
+    return GenomeSpec(k=k, groups={g: p for g in groups}, meta={"preset": "hebbian", "lr": lr})
+
+
+@PRESETS.register("oja", options=HebbianOptions)
+def oja_genome(k: int = 2, lr: float = 0.01, groups: Iterable[str] = ("default",)) -> GenomeSpec:
+    """Oja's rule, Δw_i = η y_i (x − y_i w_i) summed over the batch (Oja, J. Math. Biol. 1982; DESIGN §6).
+
+    The ``hebbian`` genome plus eq. (8)'s Oja term in ``activity`` mode with ``α = 1``:
+    ``η̃ (H + O) = η̃ ρ_b (x yᵀ − W y²)`` -- exactly Oja's rule for ``η̃ > 0`` (the term is
+    multiplied by ``sign(η̃)``, so for ``η̃ < 0`` it is anti-Hebbian with Oja's decay).
+    """
+    p = _hebbian_params(k, lr, oja=True)
+    return GenomeSpec(k=k, groups={g: p for g in groups}, meta={"preset": "oja", "lr": lr})
+
+
 @PRESETS.register("random", options=RandomOptions)
 def random_genome(
     k: int = 2, seed: int = 0, groups: Iterable[str] = ("default",), scale: float = 0.5,
     lr: float | None = None,
 ) -> GenomeSpec:
-    """A random genome drawn from ``seed``.
+    """A random genome drawn from its seed (no rule of its own: runs on any spec).
 
     Mixing matrices ~ N(0, scale^2); ``f`` ~ U(0, 1); ``eta`` ~ U(0.5, 1.5);
     ``f_tilde`` ~ U(0.9, 1); ``eta_tilde`` ~ U(0.005, 0.05) (``lr`` overrides it).

@@ -1,0 +1,144 @@
+"""Presets come with the rules they need (issue 21 item 1) and the Hebbian zoo entries (item 2).
+
+- ``--preset backprop`` on a spec with the paper's general rules is refused with one line
+  naming each change, or runs with them applied (``--apply-preset-rules``) and says so; the
+  applied spec meets DESIGN §3 as the ``backprop_equals_sgd`` law (written apart) checks it.
+- The ``hebbian`` and ``oja`` presets equal the independent references of
+  ``tests/reference/zoo.py`` step by step on Hypothesis-drawn layered networks (float64,
+  <= 1e-10 relative).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import zoo
+
+from blursim.cli.main import main
+from blursim.genome import PRESETS, make_preset
+from blursim.genome.presets import PRESET_REQUIREMENTS
+from blursim.genome.requirements import (
+    PresetRulesError,
+    apply_preset_rules,
+    check_preset_rules,
+    with_preset,
+)
+from blursim.graph import compile_network
+from blursim.sim import Simulator
+from blursim.spec import load_network
+from blursim.testing import laws
+
+from conftest import SPECS
+
+GENERAL = SPECS / "toy_blur.json"  # the paper's general rules: untied, additive, Oja weights, norm
+
+
+def test_backprop_on_general_rules_is_refused_naming_every_change(capsys):
+    rc = main(["run", str(GENERAL), "--task", "cross", "--preset", "backprop", "--steps", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    for path in ("$.rules.tied", "$.rules.shared_channels", "$.rules.backward_update", "$.rules.oja",
+                 "$.rules.feedback", "$.populations[1].normalization", "$.populations[2].forward_activation"):
+        assert path in err, path
+    assert "--apply-preset-rules" in err and "toy_blur.json" in err
+
+
+def test_apply_preset_rules_prints_the_changes_and_gives_the_design_section_3_spec(capsys):
+    rc = main(["run", str(GENERAL), "--task", "cross", "--preset", "backprop", "--steps", "3",
+               "--apply-preset-rules", "--json"])
+    out = capsys.readouterr()
+    assert rc == 0
+    assert "applied the rules it needs" in out.err and "$.rules.tied: false -> true" in out.err
+    assert json.loads(out.out)["steps"][-1] == 3
+    new, changes = apply_preset_rules("backprop", GENERAL)
+    assert [c.path for c in changes] == [c.path for c in check_preset_rules("backprop", GENERAL)]
+    assert check_preset_rules("backprop", new) == []
+    assert laws.backprop_equals_sgd.why_not(new, make_preset("backprop", k=2, groups=["default"])) is None
+    # everything the preset does not need is the user's: sizes, seeds, batch reduction, init
+    old = load_network(GENERAL)
+    assert [p.size for p in new.populations] == [p.size for p in old.populations]
+    assert new.rules.batch_reduction == old.rules.batch_reduction
+    assert new.rules.synapse_init == old.rules.synapse_init
+
+
+def test_a_spec_with_the_rules_runs_unchanged_and_random_needs_nothing():
+    for name in ("mlp_2d.json", "digits_backprop.json"):
+        setup = with_preset(SPECS / name, "backprop", lr=0.2)
+        assert setup.changes == [] and setup.spec == load_network(SPECS / name)
+        assert setup.genome.groups["default"].eta_tilde == 0.2
+    assert check_preset_rules("random", GENERAL) == []
+
+
+def test_python_api_refuses_or_applies_like_the_command_line():
+    with pytest.raises(PresetRulesError) as e:
+        with_preset(GENERAL, "oja")
+    assert "$.rules.oja: \"weights\" -> \"activity\"" in str(e.value) and "\n" not in str(e.value)
+    setup = with_preset(GENERAL, "oja", apply_rules=True, lr=0.05)
+    assert {c.path for c in setup.changes} >= {"$.rules.oja", "$.populations[1].backward_activation"}
+    assert setup.spec.rules.oja == "activity"
+    assert setup.genome.groups["default"].oja_alpha == 1.0
+
+
+def test_unknown_preset_lists_the_zoo():
+    with pytest.raises(Exception) as e:
+        check_preset_rules("sign_symmetry", GENERAL)
+    assert "backprop" in str(e.value) and "oja" in str(e.value)
+
+
+def test_every_preset_with_requirements_is_registered_and_listed(capsys):
+    assert set(PRESET_REQUIREMENTS) <= set(PRESETS.names())
+    assert main(["list", "presets", "-v"]) == 0
+    out = capsys.readouterr().out
+    for name in ("backprop", "hebbian", "oja", "random"):
+        assert f"  {name} " in out
+    assert "needs:" in out and "Oja (1982)" in out
+
+
+# ---------------------------------------------------------------- Hebb and Oja
+ACTS = ("tanh", "sigmoid", "softplus", "identity")
+
+
+def _chain_spec(sizes, acts, bias):
+    """A layered network with the paper's general rules (the presets' rules are applied)."""
+    pops = [{"name": "p0", "size": sizes[0], "role": "input"}]
+    for l in range(1, len(sizes)):
+        role = "output" if l == len(sizes) - 1 else "hidden"
+        pops.append({"name": f"p{l}", "size": sizes[l], "role": role, "forward_activation": acts[l - 1],
+                     "backward_activation": "tanh"})
+    projs = [{"from": f"p{l - 1}", "to": f"p{l}", "bias": bias} for l in range(1, len(sizes))]
+    return {"k": 2, "populations": pops, "projections": projs}
+
+
+@pytest.mark.parametrize("name", ["hebbian", "oja"])
+@settings(max_examples=15)
+@given(data=st.data())
+def test_hebbian_presets_equal_the_reference_step_by_step(name, data):
+    n_layers = data.draw(st.integers(1, 3))
+    sizes = [data.draw(st.integers(1, 4)) for _ in range(n_layers + 1)]
+    acts = [data.draw(st.sampled_from(ACTS)) for _ in range(n_layers)]
+    bias = data.draw(st.booleans())
+    reduction = data.draw(st.sampled_from(["sum", "mean"]))
+    spec = _chain_spec(sizes, acts, bias)
+    spec["rules"] = {"batch_reduction": reduction, "shared_channels": data.draw(st.booleans())}
+    setup = with_preset(spec, name, apply_rules=True, lr=0.05)
+    prog = compile_network(setup.spec)
+    sim = Simulator(prog, dtype="float64")
+    genes = sim.prepare([setup.genome])
+    state = sim.init_synapses(genes, replicas=1, seed=data.draw(st.integers(0, 99)))
+    W = [state.forward_synapses(i, 2)[0, 0, :, :, 0].copy() for i in range(n_layers)]
+    W0 = [w.copy() for w in W]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    for _ in range(4):
+        x = rng.normal(size=(int(rng.integers(1, 6)), sizes[0]))
+        y = rng.integers(0, sizes[-1], x.shape[0]) if sizes[-1] > 1 else rng.integers(0, 2, x.shape[0])
+        sim.train_step(state, genes, x, y)
+        W = zoo.hebbian_step(acts, W, x, 0.05, bias=bias, oja=name == "oja", reduction=reduction)
+        for i, want in enumerate(W):
+            got = state.forward_synapses(i, 2)[0, 0, :, :, 0]
+            assert np.linalg.norm(got - want) <= 1e-10 * max(np.linalg.norm(want), 1e-300)
+    assert any(np.abs(w - w0).max() > 1e-6 for w, w0 in zip(W, W0))  # the rule moved the weights
