@@ -221,3 +221,109 @@ def lr_sweep(
         accuracy=np.asarray(acc), cross_entropy=np.asarray(ce), diverged=np.asarray(div),
         seconds=time.perf_counter() - t0,
     )
+
+
+# ------------------------------------------------------------------ tuning on a validation split
+def validation_split(dataset: Any, fraction: float = 0.2, seed: int = 0) -> Any:
+    """A dataset whose training split is ``dataset``'s training split minus a held-out part and
+    whose *test* split is that part: the validation split, carved from the training split only
+    (the test split is never seen). Labels are split stratified
+    (:func:`blursim.data.stratified_split`), target vectors uniformly; ``seed`` fixes the carve.
+    """
+    from blursim.data import Dataset
+    from blursim.data.base import stratified_split
+
+    if not 0.0 < float(fraction) < 1.0:
+        raise SpecError("the validation fraction must lie strictly between 0 and 1", value=fraction,
+                        path="val_fraction")
+    n = dataset.x_train.shape[0]
+    if n < 2:
+        raise SpecError(f"dataset {dataset.name!r} has {n} training example(s); a validation split needs 2",
+                        path="val_fraction")
+    if dataset.targets == "labels":
+        tr, va = stratified_split(dataset.y_train, fraction, seed)
+    else:
+        perm = np.random.default_rng(seed).permutation(n)
+        k = min(max(int(round(fraction * n)), 1), n - 1)
+        va, tr = np.sort(perm[:k]), np.sort(perm[k:])
+    meta = {**dataset.meta, "validation": {"fraction": float(fraction), "seed": int(seed),
+                                           "n_train": int(tr.size), "n_validation": int(va.size)}}
+    return Dataset(dataset.name, dataset.x_train[tr], dataset.y_train[tr], dataset.x_train[va],
+                   dataset.y_train[va], n_classes=dataset.n_classes, meta=meta)
+
+
+def half_decade_grid(lo: float, hi: float) -> list[float]:
+    """Learning rates ``10^(m/2)`` from ``lo`` to ``hi`` (both rounded to the nearest half decade)."""
+    a, b = round(2 * np.log10(lo)), round(2 * np.log10(hi))
+    return [float(10.0 ** (m / 2)) for m in range(int(a), int(b) + 1)]
+
+
+@dataclass
+class LrTuning:
+    """What :func:`tune_lr` tried and chose: ``lrs`` ``(L,)`` ascending, validation ``accuracy``
+    and ``cross_entropy`` ``(L, H)`` at each horizon, the ``chosen`` learning rate per horizon,
+    and the learning rates added beyond the first grid (``extended``)."""
+
+    lrs: list[float]
+    horizons: list[int]
+    accuracy: np.ndarray
+    cross_entropy: np.ndarray
+    chosen: dict[int, float]
+    extended: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lrs": self.lrs, "horizons": self.horizons,
+                "validation_accuracy": self.accuracy.tolist(),
+                "validation_cross_entropy": [[c if np.isfinite(c) else None for c in row]
+                                             for row in self.cross_entropy.tolist()],
+                "chosen": {str(h): lr for h, lr in self.chosen.items()}, "extended": self.extended}
+
+
+def _best(acc: np.ndarray, ce: np.ndarray) -> int:
+    """Highest validation accuracy; ties (within 1e-12) by the lowest cross-entropy."""
+    acc = np.nan_to_num(acc, nan=-1.0)
+    top = np.flatnonzero(acc >= acc.max() - 1e-12)
+    return int(top[np.argmin(np.nan_to_num(ce[top], nan=np.inf))])
+
+
+def tune_lr(
+    score: Callable[[list[float]], tuple[np.ndarray, np.ndarray]],
+    grid: Sequence[float],
+    horizons: Sequence[int],
+    *,
+    bounds: tuple[float, float] = (1e-7, 1e2),
+    max_extensions: int = 6,
+) -> LrTuning:
+    """Choose a learning rate per horizon on validation data, extending a half-decade grid
+    where the best one lies at its edge.
+
+    ``score(lrs)`` returns validation ``(accuracy, cross_entropy)`` of shape ``(len(lrs), H)``
+    (one column per horizon, the value after that many steps). The best learning rate of a
+    horizon has the highest accuracy (ties: the lowest cross-entropy). While it is the
+    smallest (largest) one tried, the next half decade below (above) is scored too -- at most
+    ``max_extensions`` times, within ``bounds``.
+    """
+    horizons = [int(h) for h in horizons]
+    tried: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+    new = sorted({float(v) for v in grid})
+    if not new:
+        raise SpecError("learning-rate tuning needs at least one learning rate", path="lrs")
+    extended: list[float] = []
+    for _ in range(max_extensions + 1):
+        acc, ce = score(new)
+        for i, lr in enumerate(new):
+            tried[lr] = (np.asarray(acc[i], dtype=float), np.asarray(ce[i], dtype=float))
+        lrs = sorted(tried)
+        A = np.stack([tried[v][0] for v in lrs])
+        C = np.stack([tried[v][1] for v in lrs])
+        best = [_best(A[:, j], C[:, j]) for j in range(len(horizons))]
+        new = []
+        if any(b == 0 for b in best) and lrs[0] / 10**0.5 >= bounds[0] * (1 - 1e-9):
+            new.append(lrs[0] / 10**0.5)
+        if any(b == len(lrs) - 1 for b in best) and lrs[-1] * 10**0.5 <= bounds[1] * (1 + 1e-9):
+            new.append(lrs[-1] * 10**0.5)
+        if not new or len(extended) >= max_extensions:
+            break
+        extended.extend(new)
+    return LrTuning(lrs=lrs, horizons=horizons, accuracy=A, cross_entropy=C,
+                    chosen={h: lrs[b] for h, b in zip(horizons, best)}, extended=extended)

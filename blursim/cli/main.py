@@ -25,6 +25,7 @@ COMMANDS = [
     "blursim.cli.bench",  # bench
     "blursim.cli.replay",  # replay (law counterexamples, blursim.testing)
     "blursim.cli.genome",  # genome import / export (the paper authors' layout)
+    "blursim.cli.compare",  # compare (genomes, zoo presets, optimizers x tasks x horizons)
 ]
 
 
