@@ -169,15 +169,33 @@ def _blur_curves(setting: _Setting, spec: Any, genomes: list, data: Any) -> tupl
 
 def _adopt_init(sim: Any, st: Any, genes: Any, common: list[np.ndarray]) -> None:
     """Forward synapses (and biases) of every species and channel := the common draw, times each
-    species' ``init_scale`` (as :meth:`Simulator.init_synapses` scales its own draw)."""
+    species' ``init_scale`` (as :meth:`Simulator.init_synapses` scales its own draw). The NumPy
+    and CuPy simulators take dense internal-layout arrays (``SynapseState.set``); the JAX engine's
+    state holds DESIGN-layout arrays ``(S, R, n_pre + bias, n_post, k)``."""
+    blur = getattr(st, "blur", None)
+    newW = []
     for qi, q in enumerate(sim.program.projs):
+        batch = getattr(genes, "batch", None)  # JAX genes keep the host GenomeBatch
+        scale = np.asarray(batch.arrays[q.group]["init_scale"] if batch is not None else genes[q.group].init_scale,
+                           dtype=np.float64)
+        w = common[qi]  # (R, n_pre + bias, n_post)
+        if blur is not None:
+            S, R, rows, cols, k = blur.W[qi].shape
+            newW.append(scale.reshape(S, 1, 1, 1, 1) * np.broadcast_to(w[None, ..., None], (S, R, rows, cols, k)))
+            continue
         W = st.get(qi, "W")
         S, R, kw = W.shape[:3]
-        scale = np.asarray(genes[q.group].init_scale, dtype=np.float64).reshape(S, 1, 1, 1, 1)
-        w = common[qi]
+        scale = scale.reshape(S, 1, 1, 1, 1)
         st.set(qi, "W", scale * np.broadcast_to(w[:, None, : q.n_pre, :], (S, R, kw, q.n_pre, q.n_post)))
         if q.bias:
             st.set(qi, "b", scale[..., 0] * np.broadcast_to(w[:, None, q.n_pre, :], (S, R, kw, q.n_post)))
+    if blur is not None:
+        import jax.numpy as jnp
+
+        from blursim.sim.jax_engine import precision
+
+        with precision(sim.dtype_name):
+            st.blur = blur._replace(W=tuple(jnp.asarray(w, dtype=blur.W[0].dtype) for w in newW))
 
 
 def _optimizer_curves(setting: _Setting, entry: Entry, lrs: list[float], data: Any) -> tuple[np.ndarray, np.ndarray]:

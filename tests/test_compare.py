@@ -127,3 +127,14 @@ def test_quick_runs_under_a_minute(tmp_path, capsys):
     assert main(["compare", "--quick", "--out", str(tmp_path)]) == 0
     assert time.perf_counter() - t0 < 60
     assert Task("cross").title == "cross"
+
+
+def test_the_jax_engine_gives_the_numpy_comparison():
+    pytest.importorskip("jax")
+    kw = dict(entries=[Entry("preset", "backprop", options={"lr": 0.05})], tasks=["cross"],
+              horizons=[2, 4], seeds=2, replicas=2, batch_size=8)
+    a = compare(_spec("sum"), backend="jax", **kw)
+    b = compare(_spec("sum"), **kw)
+    for ra, rb in zip(a.rows, b.rows):
+        np.testing.assert_allclose(ra["per_seed"], rb["per_seed"], atol=1e-12)
+    assert a.settings["backend"] == "jax"
