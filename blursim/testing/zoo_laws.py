@@ -1,0 +1,142 @@
+r"""Laws of the rule zoo (docs/zoo.md): what the classical rules are known to do, as laws.
+
+They are :class:`~blursim.testing.laws.Law` s like those of :mod:`blursim.testing.laws`
+(same call, same :class:`~blursim.testing.report.LawViolation`, registered in the same
+:data:`~blursim.testing.laws.LAWS` when this module is imported), for the presets of
+:mod:`blursim.genome.presets` under the rules those presets need.
+
+``oja_norms_stay_bounded``  (Oja, J. Math. Biol. 1982)
+    For a linear neuron ``y = wᵀx`` (bias row included as an input of 1) the batch update of
+    the ``oja`` preset is ``w' = (1 − a) w + η C w`` with ``C = ρ_b x̄_b x̄_bᵀ`` and
+    ``a = η wᵀCw``. With ``c = η λ_max(C)`` and ``n = ‖w‖²``:
+    ``‖w'‖² = (1 − a)² n + 2a(1 − a) + η²‖Cw‖² ≤ (1 − a)² n + 2a(1 − a) + a c``. If ``a ≤ 1``
+    this is ``≤ n`` when ``n ≥ 1 + c`` and ``≤ 1 + c`` otherwise. So every neuron's
+    ``‖w_j‖²`` stays below ``M_t = max(M_{t−1}, 1 + η λ_max(C_t))``, ``M_0 = ‖w_j(0)‖²``,
+    as long as ``η λ_max(C_t) M_{t−1} ≤ 1`` (then ``a ≤ 1``). The law checks that step-size
+    condition on the batches it is given (it refuses the run, :class:`LawNotApplicable`,
+    where a batch breaks it: the bound is not claimed there) and the bound after every step.
+    Plain Hebb has no such bound (its norms grow; ``tests/test_reference_zoo.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from blursim.testing.laws import LAWS, Law, LawNotApplicable
+from blursim.testing.report import Where
+
+__all__ = ["oja_norms_stay_bounded", "OjaNormsStayBounded"]
+
+
+def _register(law: Law) -> Law:
+    LAWS.register(law.name, law, doc=law.statement)
+    return law
+
+
+def _weights(run) -> list[np.ndarray]:
+    """Channel-0 forward synapses with the bias row, ``(S, R, n_pre + bias, n_post)`` per projection."""
+    out = []
+    for qi, q in enumerate(run.program.projs):
+        W = np.array(run.state.get(qi, "W"))[:, :, 0]
+        if q.bias:
+            W = np.concatenate([W, np.array(run.state.get(qi, "b"))[:, :, 0][:, :, None, :]], axis=2)
+        out.append(W)
+    return out
+
+
+def _presynaptic(run, W: list[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
+    """``x̄`` ``(S, R, B, n_pre + bias)`` of every projection on batch ``x``, for linear neurons
+    (state 0 after the forward pass is ``z``: identity activation, ``f = η = 1``, reset)."""
+    prog = run.program
+    S, R = W[0].shape[:2]
+    h = {i: np.broadcast_to(x[:, prog.pops[i].in_slice], (S, R) + x[:, prog.pops[i].in_slice].shape)
+         for i in prog.inputs}
+
+    def bar(qi):
+        q = prog.projs[qi]
+        a = h[q.pre]
+        return np.concatenate([a, np.ones(a.shape[:-1] + (1,))], axis=-1) if q.bias else a
+
+    for j in prog.forward_order:
+        h[j] = sum(bar(qi) @ W[qi] for qi in prog.pops[j].incoming)
+    return [bar(qi) for qi in range(len(prog.projs))]
+
+
+class OjaNormsStayBounded(Law):
+    """Oja (1982): the norm of a linear neuron's weights is self-limiting (module docstring)."""
+
+    name = "oja_norms_stay_bounded"
+    statement = ("under Oja's rule every linear neuron's squared weight norm stays <= max(its initial "
+                 "value, 1 + η̃ λ_max(C)) (Oja 1982)")
+    holds_under = ("the rules the oja preset needs (docs/zoo.md), identity forward activations, the oja "
+                   "genome with eta_tilde > 0, batches with eta_tilde * lambda_max(C) * bound <= 1")
+    rtol = 1e-9
+
+    def why_not_program(self, prog):
+        from blursim.genome.presets import PRESET_REQUIREMENTS
+        from blursim.genome.requirements import describe_changes
+
+        changes = PRESET_REQUIREMENTS["oja"].changes(prog.spec)
+        if changes:
+            return f"the oja preset needs {describe_changes(changes)}"
+        for p in prog.pops:
+            if p.role != "input" and p.fwd_names[0] != "identity":
+                return f"population {p.name!r} is not linear (forward activation {p.fwd_names[0]!r})"
+        return None
+
+    def why_not_genome(self, prog, genome):
+        from blursim.genome.presets import oja_genome
+
+        for g in prog.groups:
+            p = genome.groups[g]
+            if not p.eta_tilde > 0:
+                return f"genome group {g!r} has eta_tilde = {p.eta_tilde} (the law needs > 0)"
+            want = oja_genome(k=prog.k, lr=p.eta_tilde).groups["default"]
+            for key in ("f", "eta", "f_tilde", "nu", "mu", "nu_tilde", "mu_tilde", "oja_alpha"):
+                if not np.array_equal(np.asarray(getattr(p, key), dtype=float), np.asarray(getattr(want, key))):
+                    return f"genome group {g!r} is not the oja genome: {key} = {getattr(p, key)}"
+        return None
+
+    def conform(self, genome):
+        from blursim.genome.presets import oja_genome
+        from blursim.spec import load_genome
+
+        g = load_genome(genome)
+        return g.model_copy(update={"groups": {n: oja_genome(k=g.k, lr=abs(p.eta_tilde) or 0.01).groups["default"]
+                                               for n, p in g.groups.items()}})
+
+    def setup(self, run):
+        super().setup(run)
+        run.bound = [(w * w).sum(axis=2) for w in _weights(run)]  # (S, R, n_post) per projection
+
+    def advance(self, run, x, y):
+        W = _weights(run)
+        reduction = run.program.rules.batch_reduction
+        for qi, xb in enumerate(_presynaptic(run, W, x)):
+            C = np.einsum("srbi,srbk->srik", xb, xb)
+            if reduction == "mean":
+                C = C / x.shape[0]
+            eta = float(run.genome.groups[run.program.projs[qi].group].eta_tilde)
+            lam = np.linalg.eigvalsh(C)[..., -1][..., None]  # (S, R, 1)
+            if np.any(eta * lam * run.bound[qi] > 1.0):
+                raise LawNotApplicable(
+                    f"law {self.name!r}: step {run.t} of projection {run.program.projs[qi].name!r} has "
+                    f"η̃ λ_max(C) · bound = {float(np.max(eta * lam * run.bound[qi])):.3g} > 1; the bound "
+                    "holds only for smaller steps (a smaller eta_tilde or smaller inputs)")
+            run.bound[qi] = np.maximum(run.bound[qi], 1.0 + eta * lam)
+        super().advance(run, x, y)
+
+    def check(self, run):
+        for qi, w in enumerate(_weights(run)):
+            n = (w * w).sum(axis=2)
+            over = n - run.bound[qi] * (1 + self.rtol)
+            if np.any(over > 0):
+                s, r, j = np.unravel_index(int(np.argmax(over)), over.shape)
+                where = Where(variable="W", projection=run.program.projs[qi].name, index={"post": int(j)},
+                              extra="(squared norm of the neuron's incoming weights, bias included)",
+                              species=int(s), replica=int(r), step=run.t)
+                run.fail(where, value=float(n[s, r, j]), expected=float(run.bound[qi][s, r, j]),
+                         tolerance=f"rtol {self.rtol:g}", value_label="‖w_j‖²", expected_label="bound")
+
+
+oja_norms_stay_bounded = _register(OjaNormsStayBounded())

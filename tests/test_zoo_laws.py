@@ -1,0 +1,64 @@
+"""Laws of the rule zoo (blursim.testing.zoo_laws): they hold on drawn networks and catch the
+rule they are about being replaced by another."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blursim.genome import make_preset
+from blursim.genome.requirements import with_preset
+from blursim.testing.laws import LAWS, LawNotApplicable
+from blursim.testing.report import LawViolation
+from blursim.testing.zoo_laws import oja_norms_stay_bounded
+
+
+def _linear_chain(sizes, bias, reduction):
+    pops = [{"name": "p0", "size": sizes[0], "role": "input"}]
+    for l in range(1, len(sizes)):
+        pops.append({"name": f"p{l}", "size": sizes[l], "role": "output" if l == len(sizes) - 1 else "hidden",
+                     "forward_activation": "identity"})
+    projs = [{"from": f"p{l - 1}", "to": f"p{l}", "bias": bias} for l in range(1, len(sizes))]
+    return with_preset({"k": 2, "populations": pops, "projections": projs,
+                        "rules": {"batch_reduction": reduction}}, "oja", apply_rules=True, lr=0.01)
+
+
+def _batches(rng, n_in, n_out, steps, scale=1.0):
+    out = []
+    for _ in range(steps):
+        B = int(rng.integers(1, 6))
+        out.append((scale * rng.normal(size=(B, n_in)), rng.integers(0, max(n_out, 2), B)))
+    return out
+
+
+@settings(max_examples=15)
+@given(sizes=st.lists(st.integers(1, 4), min_size=2, max_size=3), bias=st.booleans(),
+       reduction=st.sampled_from(["sum", "mean"]), seed=st.integers(0, 2**31))
+def test_oja_norms_stay_bounded_on_drawn_linear_networks(sizes, bias, reduction, seed):
+    setup = _linear_chain(sizes, bias, reduction)
+    rng = np.random.default_rng(seed)
+    run = oja_norms_stay_bounded(setup.spec, setup.genome, _batches(rng, sizes[0], sizes[-1], 25), seed=seed % 97)
+    assert run.t == 25
+
+
+def test_plain_hebb_breaks_the_oja_bound():
+    setup = _linear_chain([3, 2], True, "sum")
+    hebb = make_preset("hebbian", k=2, groups=["default"], lr=0.01)
+    rng = np.random.default_rng(0)
+    with pytest.raises(LawViolation) as e:
+        oja_norms_stay_bounded(setup.spec, hebb, _batches(rng, 3, 2, 200), check_domain=False, save=False)
+    assert "oja_norms_stay_bounded" in str(e.value) and "‖w_j‖²" in str(e.value)
+
+
+def test_domain_is_stated():
+    setup = _linear_chain([2, 2], False, "sum")
+    assert oja_norms_stay_bounded.why_not(setup.spec, setup.genome) is None
+    assert "oja_norms_stay_bounded" in LAWS
+    tanh = setup.spec.model_copy(deep=True)
+    tanh.populations[1].forward_activation = "tanh"
+    assert "not linear" in oja_norms_stay_bounded.why_not(tanh, setup.genome)
+    assert "not the oja genome" in oja_norms_stay_bounded.why_not(setup.spec, make_preset("hebbian", k=2, groups=["default"]))
+    with pytest.raises(LawNotApplicable):  # a step too large for the bound is refused, not judged
+        oja_norms_stay_bounded(setup.spec, setup.genome, _batches(np.random.default_rng(1), 2, 2, 3, scale=100.0))
