@@ -57,8 +57,8 @@ OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adam")
 @dataclass(frozen=True)
 class Entry:
     """One contender. ``kind``: ``"genome"`` (``genome``: a GenomeSpec or a file),
-    ``"preset"`` (``name`` and its ``options``; ``lr`` tuned when the preset takes one and
-    ``options`` does not give it) or ``"optimizer"`` (``name`` in sgd, momentum, nesterov,
+    ``"preset"`` (``name`` and its ``options``; ``lr`` tuned when the preset is a rule of the
+    zoo that takes one and ``options`` does not give it; ``random`` keeps its drawn rate) or ``"optimizer"`` (``name`` in sgd, momentum, nesterov,
     adam; ``options``: its hyper-parameters, e.g. ``{"beta": 0.5}``, and ``lr`` to fix the
     learning rate instead of tuning it). ``label``: its name in
     the table (default: derived)."""
@@ -238,8 +238,11 @@ def _tuned(entry: Entry) -> bool:
 
     if entry.kind == "optimizer":
         return "lr" not in entry.options
-    if entry.kind == "preset":
-        return "lr" in PRESETS.options(entry.name).model_fields and "lr" not in entry.options
+    if entry.kind == "preset":  # a rule of the zoo; the random genome keeps its drawn eta_tilde
+        from blursim.genome.presets import PRESET_REQUIREMENTS
+
+        return (entry.name in PRESET_REQUIREMENTS and "lr" in PRESETS.options(entry.name).model_fields
+                and "lr" not in entry.options)
     return False
 
 
