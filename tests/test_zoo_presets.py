@@ -142,3 +142,52 @@ def test_hebbian_presets_equal_the_reference_step_by_step(name, data):
             got = state.forward_synapses(i, 2)[0, 0, :, :, 0]
             assert np.linalg.norm(got - want) <= 1e-10 * max(np.linalg.norm(want), 1e-300)
     assert any(np.abs(w - w0).max() > 1e-6 for w, w0 in zip(W, W0))  # the rule moved the weights
+
+
+# ------------------------------------------------ feedback alignment, Kolen-Pollack
+REF_ACTS = ("tanh", "sigmoid", "softplus")
+
+
+def _layered(data, hidden_acts):
+    """A drawn layered network with the paper's general rules, and its sizes."""
+    n_hidden = data.draw(st.integers(1, 3))
+    sizes = [data.draw(st.integers(1, 4))] + [data.draw(st.integers(1, 4)) for _ in range(n_hidden)]
+    sizes.append(data.draw(st.integers(2, 4)))
+    acts = [data.draw(st.sampled_from(hidden_acts)) for _ in range(n_hidden)] + ["identity"]
+    return sizes, acts, _chain_spec(sizes, acts, data.draw(st.booleans()))
+
+
+@pytest.mark.parametrize("name", ["feedback_alignment", "kolen_pollack"])
+@settings(max_examples=15)
+@given(data=st.data())
+def test_feedback_alignment_and_kolen_pollack_equal_the_reference_step_by_step(name, data):
+    sizes, acts, spec = _layered(data, REF_ACTS)
+    reduction = data.draw(st.sampled_from(["sum", "mean"]))
+    spec["rules"] = {"batch_reduction": reduction}
+    decay = data.draw(st.sampled_from([0.0, 0.05])) if name == "kolen_pollack" else 0.0
+    opts = {"lr": 0.2, **({"decay": decay} if name == "kolen_pollack" else {})}
+    setup = with_preset(spec, name, apply_rules=True, **opts)
+    bias = setup.spec.projections[0].bias
+    prog = compile_network(setup.spec)
+    sim = Simulator(prog, dtype="float64")
+    genes = sim.prepare([setup.genome])
+    state = sim.init_synapses(genes, replicas=1, seed=data.draw(st.integers(0, 99)))
+    L = len(prog.projs)
+    W = [state.forward_synapses(i, 2)[0, 0, :, :, 0].copy() for i in range(L)]
+    B = [None] + [state.backward_synapses(i, 2)[0, 0, :, :, 0].T.copy() for i in range(L)]
+    B0 = [None] + [b.copy() for b in B[1:]]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    for _ in range(4):
+        x = rng.normal(size=(int(rng.integers(1, 6)), sizes[0]))
+        y = rng.integers(0, sizes[-1], x.shape[0])
+        sim.train_step(state, genes, x, y)
+        W, B = zoo.step(name, acts, W, B, x, y, 0.2, bias=bias, reduction=reduction, decay=decay)
+        for i in range(L):
+            got_w = state.forward_synapses(i, 2)[0, 0, :, :, 0]
+            got_b = state.backward_synapses(i, 2)[0, 0, :, :, 0].T
+            assert np.linalg.norm(got_w - W[i]) <= 1e-10 * np.linalg.norm(W[i])
+            assert np.linalg.norm(got_b - B[i + 1]) <= 1e-10 * np.linalg.norm(B[i + 1])
+    if name == "feedback_alignment":
+        assert all(np.array_equal(b, b0) for b, b0 in zip(B[1:], B0[1:]))  # B never changes
+    else:
+        assert any(not np.allclose(b, b0) for b, b0 in zip(B[1:], B0[1:]))  # B learns

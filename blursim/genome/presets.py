@@ -1,4 +1,5 @@
-"""Genome presets: the rule zoo (``backprop``, ``hebbian``, ``oja``) and ``random``.
+"""Genome presets: the rule zoo (``backprop``, ``feedback_alignment``, ``kolen_pollack``,
+``hebbian``, ``oja``) and ``random``.
 
 A preset is a function ``f(k=..., groups=..., **options) -> GenomeSpec``
 registered in :data:`PRESETS` with its options model: the options a document
@@ -64,16 +65,52 @@ class HebbianOptions(Options):
     lr: float = Field(0.01, ge=-1e6, le=1e6, description="learning rate eta: the synapse update gain eta_tilde")
 
 
+#: The rules of DESIGN §3 that backprop and its relatives (FA, KP, DFA) share.
+_BACKPROP_RULES = {"shared_channels": True, "backward_update": "multiplicative_second_state", "oja": "none",
+                   "synapse_normalization": "none", "saturation": False, "reset_neurons": True,
+                   "schedule": "topological"}
+_ERROR_FEEDBACK = {"feedback": ("error_softmax", "error_mse")}
+_BACKPROP_NOTE = ("k = 2, shared channels, multiplicative_second_state, error feedback, hidden [σ, σ'], "
+                  "outputs [identity, one], backward identity, no normalisation/Oja/saturation")
+
 PRESET_REQUIREMENTS["backprop"] = Requirements(
-    k=2,
-    rules={"tied": True, "shared_channels": True, "backward_update": "multiplicative_second_state",
-           "oja": "none", "synapse_normalization": "none", "saturation": False, "reset_neurons": True,
-           "schedule": "topological"},
-    choices={"feedback": ("error_softmax", "error_mse")},
-    populations=backprop_activations,
-    note="DESIGN §3: k = 2, tied, shared channels, multiplicative_second_state, error feedback, "
-         "hidden [σ, σ'], outputs [identity, one], backward identity, no normalisation/Oja/saturation",
+    k=2, rules={**_BACKPROP_RULES, "tied": True, "backward_synapses": "learned"}, choices=_ERROR_FEEDBACK,
+    populations=backprop_activations, note="DESIGN §3: tied, " + _BACKPROP_NOTE,
 )
+PRESET_REQUIREMENTS["feedback_alignment"] = Requirements(
+    k=2, rules={**_BACKPROP_RULES, "tied": False, "backward_synapses": "frozen"}, choices=_ERROR_FEEDBACK,
+    populations=backprop_activations,
+    note="Lillicrap et al. 2016 (DESIGN §6): untied backward synapses that never change "
+         "(backward_synapses frozen), " + _BACKPROP_NOTE,
+)
+PRESET_REQUIREMENTS["kolen_pollack"] = Requirements(
+    k=2, rules={**_BACKPROP_RULES, "tied": False, "backward_synapses": "mirror"}, choices=_ERROR_FEEDBACK,
+    populations=backprop_activations,
+    note="Kolen & Pollack 1994, Akrout et al. 2019 (DESIGN §6): untied backward synapses that receive W's "
+         "update transposed (backward_synapses mirror), " + _BACKPROP_NOTE,
+)
+
+
+class KolenPollackOptions(Options):
+    """Options of the ``kolen_pollack`` preset."""
+
+    lr: float = Field(0.1, ge=-1e6, le=1e6, description="learning rate: the synapse update gain eta_tilde")
+    decay: float = Field(0.001, ge=0.0, lt=1.0,
+                         description="weight decay lambda of W and V: the synapse keep gate f_tilde = 1 - decay")
+
+
+def _backprop_params(k: int, lr: float, f_tilde: float = 1.0, what: str = "backprop") -> GenomeParams:
+    """The genome of eq. (4) (DESIGN §3) with ``η̃ = lr`` and keep gate ``f̃``."""
+    if k != 2:
+        raise GenomeError(
+            f"the {what} preset is defined for k = 2 states", value=k, path="k",
+            hint="Use a network spec with \"k\": 2.",
+        )
+    return GenomeParams(
+        f=1.0, eta=1.0, f_tilde=float(f_tilde), eta_tilde=float(lr),
+        nu=[[1.0, 0.0], [1.0, 0.0]], mu=[[0.0, 0.0], [0.0, 1.0]],
+        nu_tilde=[[1.0, 1.0], [0.0, 0.0]], mu_tilde=[[0.0, 1.0], [0.0, 1.0]],
+    )
 
 
 @PRESETS.register("backprop", options=BackpropOptions)
@@ -88,22 +125,36 @@ def backprop_genome(
     state backward update, per-state activations ``(sigma, sigma')``) one BLUR
     step is one SGD step with learning rate ``lr``.
     """
-    if k != 2:
-        raise GenomeError(
-            "the backprop preset is defined for k = 2 states", value=k, path="k",
-            hint="Use a network spec with \"k\": 2.",
-        )
-    params = GenomeParams(
-        f=1.0,
-        eta=1.0,
-        f_tilde=1.0,
-        eta_tilde=float(lr),
-        nu=[[1.0, 0.0], [1.0, 0.0]],
-        mu=[[0.0, 0.0], [0.0, 1.0]],
-        nu_tilde=[[1.0, 1.0], [0.0, 0.0]],
-        mu_tilde=[[0.0, 1.0], [0.0, 1.0]],
-    )
+    params = _backprop_params(k, lr)
     return GenomeSpec(k=2, groups={g: params for g in groups}, meta={"preset": "backprop", "lr": lr})
+
+
+@PRESETS.register("feedback_alignment", options=BackpropOptions)
+def feedback_alignment_genome(k: int = 2, lr: float = 0.1, groups: Iterable[str] = ("default",)) -> GenomeSpec:
+    """Feedback alignment (Lillicrap, Cownden, Tweed & Akerman, Nat. Commun. 2016): backprop through fixed random V.
+
+    The backprop genome of eq. (4) on untied synapses whose backward half never changes
+    (``rules.backward_synapses: "frozen"``): ``δ_l = (B_{l+1} δ_{l+1}) ⊙ f'(z_l)`` with
+    ``B = V`` drawn at initialisation (DESIGN §6).
+    """
+    params = _backprop_params(k, lr, what="feedback_alignment")
+    return GenomeSpec(k=2, groups={g: params for g in groups}, meta={"preset": "feedback_alignment", "lr": lr})
+
+
+@PRESETS.register("kolen_pollack", options=KolenPollackOptions)
+def kolen_pollack_genome(
+    k: int = 2, lr: float = 0.1, decay: float = 0.001, groups: Iterable[str] = ("default",)
+) -> GenomeSpec:
+    """Kolen-Pollack (Kolen & Pollack 1994; Akrout et al., NeurIPS 2019): V learns W's update transposed, both decay.
+
+    The backprop genome of eq. (4) with ``f̃ = 1 − decay`` on untied synapses whose backward
+    half receives the transpose of the forward Hebbian term (``rules.backward_synapses:
+    "mirror"``): ``ΔW = −η δ xᵀ − λ W``, ``ΔV = −η δ xᵀ − λ V`` in ``V``'s layout, so
+    ``W − Vᵀ`` shrinks by ``(1 − λ)`` every step (DESIGN §6).
+    """
+    params = _backprop_params(k, lr, 1.0 - float(decay), what="kolen_pollack")
+    return GenomeSpec(k=2, groups={g: params for g in groups},
+                      meta={"preset": "kolen_pollack", "lr": lr, "decay": decay})
 
 
 def _state0_only_channels(spec) -> list[SpecChange]:
