@@ -191,3 +191,119 @@ def test_feedback_alignment_and_kolen_pollack_equal_the_reference_step_by_step(n
         assert all(np.array_equal(b, b0) for b, b0 in zip(B[1:], B0[1:]))  # B never changes
     else:
         assert any(not np.allclose(b, b0) for b, b0 in zip(B[1:], B0[1:]))  # B learns
+
+
+@settings(max_examples=15)
+@given(data=st.data())
+def test_direct_feedback_alignment_equals_the_reference_step_by_step(data):
+    """Feedback pathways (DESIGN §6) from the output to every hidden layer, frozen: Nøkland's
+    δ_l = (B_l e) ⊙ f'(z_l), on the NumPy simulator."""
+    sizes, acts, spec = _layered(data, REF_ACTS)
+    reduction = data.draw(st.sampled_from(["sum", "mean"]))
+    spec["rules"] = {"batch_reduction": reduction}
+    setup = with_preset(spec, "direct_feedback_alignment", apply_rules=True, lr=0.2)
+    assert {c.path.split(".")[-1] for c in setup.changes} >= {"backward_synapses", "pathway"}
+    bias = setup.spec.projections[0].bias
+    prog = compile_network(setup.spec)
+    sim = Simulator(prog, dtype="float64")
+    genes = sim.prepare([setup.genome])
+    state = sim.init_synapses(genes, replicas=1, seed=data.draw(st.integers(0, 99)))
+    fwd = [q.index for q in prog.projs if q.pathway != "feedback"]
+    pathway_of = {q.pre: q.index for q in prog.projs if q.pathway == "feedback"}  # hidden pop -> pathway
+    W = [state.forward_synapses(i, 2)[0, 0, :, :, 0].copy() for i in fwd]
+    B = [None] + [state.backward_synapses(pathway_of[l], 2)[0, 0, :, :, 0].T.copy()  # (n_l, n_L)
+                  for l in range(1, len(sizes) - 1)] + [None]
+    B0 = [None if b is None else b.copy() for b in B]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    for _ in range(4):
+        x = rng.normal(size=(int(rng.integers(1, 6)), sizes[0]))
+        y = rng.integers(0, sizes[-1], x.shape[0])
+        sim.train_step(state, genes, x, y)
+        W, B = zoo.step("direct_feedback_alignment", acts, W, B, x, y, 0.2, bias=bias, reduction=reduction)
+        for i, qi in enumerate(fwd):
+            got = state.forward_synapses(qi, 2)[0, 0, :, :, 0]
+            assert np.linalg.norm(got - W[i]) <= 1e-10 * np.linalg.norm(W[i])
+    for l, qi in pathway_of.items():  # the pathways never change, and store no forward synapses
+        assert np.array_equal(state.backward_synapses(qi, 2)[0, 0, :, :, 0].T, B0[l])
+        assert not state.forward_synapses(qi, 2).any()
+
+
+def test_feedback_pathways_run_alike_on_the_numpy_and_jax_engines():
+    pytest.importorskip("jax")
+    from blursim.sim import make_simulator
+
+    setup = with_preset(SPECS / "deep_mlp_2d.json", "direct_feedback_alignment", apply_rules=True, lr=0.3)
+    prog = compile_network(setup.spec)
+    rng = np.random.default_rng(3)
+    batches = [(rng.normal(size=(6, 2)), rng.integers(0, 2, 6)) for _ in range(3)]
+    out = []
+    for backend in ("numpy", "jax"):
+        sim = make_simulator(prog, backend, "float64")
+        genes = sim.prepare([setup.genome])
+        st_ = sim.init_synapses(genes, replicas=2, seed=1)
+        for x, y in batches:
+            st_ = sim.train_step(st_, genes, x, y) or st_
+        out.append([np.asarray(st_.forward_synapses(i, 2)) for i in range(len(prog.projs))])
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_feedback_pathways_are_validated():
+    from blursim.errors import SpecError
+
+    base = {"k": 2, "populations": [{"name": "in", "size": 2, "role": "input"},
+                                    {"name": "h", "size": 3, "role": "hidden"},
+                                    {"name": "out", "size": 2, "role": "output"}],
+            "projections": [{"from": "in", "to": "h"}, {"from": "h", "to": "out"}]}
+
+    def bad(extra, rules=None):
+        spec = json.loads(json.dumps(base))
+        spec["projections"].append(extra)
+        spec["rules"] = rules or {}
+        with pytest.raises(SpecError) as e:
+            compile_network(load_network(spec))
+        return str(e.value)
+
+    assert "tied" in bad({"from": "out", "to": "h", "pathway": "feedback"}, {"tied": True})
+    assert "$.projections[2].from" in bad({"name": "fb", "from": "in", "to": "h", "pathway": "feedback"})
+    assert "bias" in bad({"from": "out", "to": "h", "pathway": "feedback", "bias": True})
+    assert "$.projections[2].to" in bad({"from": "out", "to": "in", "pathway": "feedback"})
+    only_feedback = json.loads(json.dumps(base))  # a hidden population fed only by a pathway
+    only_feedback["populations"].append({"name": "h2", "size": 2, "role": "hidden"})
+    only_feedback["projections"].append({"from": "out", "to": "h2", "pathway": "feedback"})
+    with pytest.raises(SpecError) as e:
+        compile_network(load_network(only_feedback))
+    assert "receives no projection" in str(e.value)
+    ok = json.loads(json.dumps(base))
+    ok["projections"].append({"from": "out", "to": "h", "pathway": "feedback"})
+    prog = compile_network(load_network(ok))  # out -> h does not make a cycle with h -> out
+    assert prog.projs[2].pathway == "feedback" and not prog.projs[2].bias
+    assert prog.forward_order == [1, 2] and 2 in prog.pops[1].outgoing and 2 not in prog.pops[2].incoming
+
+
+def test_the_memory_estimate_counts_what_a_pathway_network_allocates():
+    """The estimate (an upper bound: it counts a bias row in V too) grows by exactly what the
+    feedback pathways allocate."""
+    from blursim.graph.memory import estimate
+
+    def stored(spec):
+        prog = compile_network(spec)
+        sim = Simulator(prog, dtype="float64")
+        st_ = sim.init_synapses(sim.prepare([make_preset("backprop", k=2, groups=prog.groups)]), replicas=1, seed=0)
+        return sum(np.asarray(a).size for q in range(len(prog.projs))
+                   for a in (st_.get(q, "W"), st_.get(q, "b"), st_.get(q, "V")) if a is not None)
+
+    with_paths = with_preset(SPECS / "deep_mlp_2d.json", "direct_feedback_alignment", apply_rules=True).spec
+    without = with_paths.model_copy(deep=True)
+    without.projections = [q for q in without.projections if q.pathway != "feedback"]
+    est = [estimate(s, batch=1, itemsize=8).synapses for s in (with_paths, without)]
+    got = [stored(s) for s in (with_paths, without)]
+    assert est[0] >= 8 * got[0] and est[1] >= 8 * got[1]
+    assert est[0] - est[1] == 8 * (got[0] - got[1]) > 0
+
+
+def test_the_network_schema_documents_pathways():
+    from blursim.spec import schema_json
+
+    text = json.dumps(schema_json("network"))
+    assert '"feedback"' in text and "backward pass only" in text

@@ -44,7 +44,8 @@ def _topological_order(program: Program) -> list[int]:
     g = nx.MultiDiGraph()
     g.add_nodes_from(range(len(program.pops)))
     for q in program.projs:
-        g.add_edge(q.pre, q.post)
+        if q.pathway != "feedback":  # feedback pathways carry no forward pass (DESIGN §6)
+            g.add_edge(q.pre, q.post)
     try:
         cycle = nx.find_cycle(g)
     except nx.NetworkXNoCycle:

@@ -130,9 +130,12 @@ def _dot(g, prog) -> str:
         lines.append(f"  {dot_string(p.name)} [shape={shapes[p.role]}, label={label}];")
     for q in prog.projs:
         style = "solid" if q.mask is None else "dashed"
+        src, dst = q.pre, q.post
+        if q.pathway == "feedback":  # backward pass only, drawn in the direction it carries
+            style, src, dst = "dotted", q.post, q.pre
         label = dot_string(q.name)[:-1] + f'\\n{q.kind}"'
         lines.append(
-            f"  {dot_string(prog.pops[q.pre].name)} -> {dot_string(prog.pops[q.post].name)} "
+            f"  {dot_string(prog.pops[src].name)} -> {dot_string(prog.pops[dst].name)} "
             f"[label={label}, style={style}];"
         )
     lines.append("}")

@@ -1,5 +1,5 @@
-"""Genome presets: the rule zoo (``backprop``, ``feedback_alignment``, ``kolen_pollack``,
-``hebbian``, ``oja``) and ``random``.
+"""Genome presets: the rule zoo (``backprop``, ``feedback_alignment``,
+``direct_feedback_alignment``, ``kolen_pollack``, ``hebbian``, ``oja``) and ``random``.
 
 A preset is a function ``f(k=..., groups=..., **options) -> GenomeSpec``
 registered in :data:`PRESETS` with its options model: the options a document
@@ -91,6 +91,32 @@ PRESET_REQUIREMENTS["kolen_pollack"] = Requirements(
 )
 
 
+
+def _direct_feedback(spec) -> list[SpecChange]:
+    """Direct feedback alignment (Nøkland 2016; DESIGN §6): the output error reaches every hidden
+    population straight through a feedback pathway (one per output and hidden population, added
+    where missing), and no backward signal flows through the forward projections
+    (``pathway: "forward"``)."""
+    out = [SpecChange(f"$.projections[{i}].pathway", "both", "forward")
+           for i, q in enumerate(spec.projections) if q.pathway == "both"]
+    have = {(q.from_, q.to) for q in spec.projections if q.pathway == "feedback"}
+    n = len(spec.projections)
+    for o in (p.name for p in spec.populations if p.role == "output"):
+        for h in (p.name for p in spec.populations if p.role == "hidden"):
+            if (o, h) not in have:
+                out.append(SpecChange(f"$.projections[{n}]", None, {"from": o, "to": h, "pathway": "feedback"}))
+                n += 1
+    return out
+
+
+PRESET_REQUIREMENTS["direct_feedback_alignment"] = Requirements(
+    k=2, rules={**_BACKPROP_RULES, "tied": False, "backward_synapses": "frozen"}, choices=_ERROR_FEEDBACK,
+    custom=_direct_feedback, populations=backprop_activations,
+    note="Nøkland 2016 (DESIGN §6): a frozen feedback pathway from every output to every hidden population, "
+         "forward projections that carry no backward pass, untied frozen backward synapses, " + _BACKPROP_NOTE,
+)
+
+
 class KolenPollackOptions(Options):
     """Options of the ``kolen_pollack`` preset."""
 
@@ -139,6 +165,22 @@ def feedback_alignment_genome(k: int = 2, lr: float = 0.1, groups: Iterable[str]
     """
     params = _backprop_params(k, lr, what="feedback_alignment")
     return GenomeSpec(k=2, groups={g: params for g in groups}, meta={"preset": "feedback_alignment", "lr": lr})
+
+
+@PRESETS.register("direct_feedback_alignment", options=BackpropOptions)
+def direct_feedback_alignment_genome(
+    k: int = 2, lr: float = 0.1, groups: Iterable[str] = ("default",)
+) -> GenomeSpec:
+    """Direct feedback alignment (Nøkland, NeurIPS 2016): the output error sent to every hidden layer by fixed random synapses.
+
+    The backprop genome of eq. (4) on a network whose hidden populations receive the output's
+    state 1 (``−e``) through frozen feedback pathways (``pathway: "feedback"``,
+    ``rules.backward_synapses: "frozen"``) and nothing through the forward projections
+    (``pathway: "forward"``): ``δ_l = (B_l e) ⊙ f'(z_l)`` (DESIGN §6).
+    """
+    params = _backprop_params(k, lr, what="direct_feedback_alignment")
+    return GenomeSpec(k=2, groups={g: params for g in groups},
+                      meta={"preset": "direct_feedback_alignment", "lr": lr})
 
 
 @PRESETS.register("kolen_pollack", options=KolenPollackOptions)

@@ -53,6 +53,8 @@ class SpecChange:
     want: Any
 
     def __str__(self) -> str:
+        if self.have is None:  # a new entry (e.g. a feedback pathway appended to the projections)
+            return f"{self.path}: add {json.dumps(self.want)}"
         return f"{self.path}: {json.dumps(self.have)} -> {json.dumps(self.want)}"
 
 
@@ -183,7 +185,10 @@ def _set(doc: dict, path: str, value: Any) -> None:
     keys = [k if k else int(i) for k, i in parts]
     for key in keys[:-1]:
         node = node[key]
-    node[keys[-1]] = value
+    if isinstance(node, list) and keys[-1] == len(node):  # one past the end: append
+        node.append(value)
+    else:
+        node[keys[-1]] = value
 
 
 def apply_preset_rules(name: str, spec: Any) -> tuple[Any, list[SpecChange]]:

@@ -31,9 +31,40 @@ def build_graph(spec: NetworkSpec) -> nx.MultiDiGraph:
     for i, q in enumerate(spec.projections):
         g.add_edge(
             q.from_, q.to, key=q.label, index=i, kind=q.connectivity.kind, bias=q.bias,
-            genome=q.genome,
+            genome=q.genome, pathway=q.pathway,
         )
     return g
+
+
+def forward_graph(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    """The projections that carry the forward pass (feedback pathways left out): what orders the
+    populations, what a population must receive, what must reach an output."""
+    out = nx.MultiDiGraph(**g.graph)
+    out.add_nodes_from(g.nodes(data=True))
+    out.add_edges_from((u, v, key, d) for u, v, key, d in g.edges(keys=True, data=True)
+                       if d.get("pathway") != "feedback")
+    return out
+
+
+def _check_pathways(spec: NetworkSpec, names: dict[str, int]) -> None:
+    """Feedback pathways (DESIGN §6) carry backward signals through their own synapses: they need
+    untied synapses and a source that has backward states (not an input)."""
+    for i, q in enumerate(spec.projections):
+        if q.pathway != "feedback":
+            continue
+        if spec.rules.tied:
+            raise SpecError(
+                "a feedback pathway carries the backward pass through its own synapses, but rules.tied "
+                "is true (backward synapses are the forward ones transposed)",
+                path=f"$.projections[{i}].pathway", value=q.pathway,
+                hint='Set "tied": false in the rules, or remove the pathway.',
+            )
+        if spec.populations[names[q.from_]].role == "input":
+            raise SpecError(
+                f"a feedback pathway sends the backward states of {q.from_!r}, an input population, "
+                "which has none (inputs hold data)",
+                path=f"$.projections[{i}].from", value=q.from_,
+            )
 
 
 def _check(spec: NetworkSpec) -> nx.MultiDiGraph:
@@ -73,7 +104,8 @@ def _check(spec: NetworkSpec) -> nx.MultiDiGraph:
         raise SpecError("the network has no output population", path="$.populations",
                         hint='Give one population "role": "output".')
 
-    g = build_graph(spec)
+    _check_pathways(spec, names)
+    g = forward_graph(build_graph(spec))
     k = spec.k
     for i, p in enumerate(spec.populations):
         # inputs too: their activations are never applied, but a misspelt name is still an error

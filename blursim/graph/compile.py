@@ -57,6 +57,12 @@ class ProjPlan:
     group: str
     kind: str
     mask: np.ndarray | None  # bool (n_pre, n_post); None = all-to-all
+    #: Which passes it carries (spec ``pathway``): ``"both"``, ``"forward"`` (in ``post``'s
+    #: ``incoming`` only) or ``"feedback"`` (in ``pre``'s ``outgoing`` only). A feedback pathway
+    #: ``from -> to`` of the spec is compiled as ``pre = to``, ``post = from``: its backward synapses
+    #: ``V (n_post, n_pre)`` carry ``from``'s states into ``to``'s backward drive like those of a
+    #: projection ``to -> from``; its ``W`` is stored as zeros and never used nor updated.
+    pathway: str = "both"
     _tiles: dict = field(default_factory=dict, repr=False, compare=False)
 
     def block_plan(self, transposed: bool = False, **pin) -> BlockPlan | None:
@@ -74,7 +80,9 @@ class ProjPlan:
 
     @property
     def n_synapses(self) -> int:
-        """Stored forward synapses (mask entries plus bias row)."""
+        """Forward synapses (mask entries plus bias row); 0 for a feedback pathway."""
+        if self.pathway == "feedback":
+            return 0
         body = self.n_pre * self.n_post if self.mask is None else int(self.mask.sum())
         return body + (self.n_post if self.bias else 0)
 
@@ -141,8 +149,16 @@ class Program:
         total = 0
         for q in self.projs:
             total += q.n_synapses
+            if q.pathway == "feedback":
+                n_v = q.n_pre * q.n_post if q.mask is None else int(q.mask.sum())
+                lines.append(
+                    f"  {q.name:<16} {self.pops[q.post].name} => {self.pops[q.pre].name} (feedback pathway, "
+                    f"backward pass only): {q.kind}, density={q.density:.3f}, backward synapses={n_v}, "
+                    f"genome={q.group}")
+                continue
+            only = " (forward pass only)" if q.pathway == "forward" else ""
             lines.append(
-                f"  {q.name:<16} {self.pops[q.pre].name} -> {self.pops[q.post].name}: {q.kind}, "
+                f"  {q.name:<16} {self.pops[q.pre].name} -> {self.pops[q.post].name}{only}: {q.kind}, "
                 f"density={q.density:.3f}, bias={'yes' if q.bias else 'no'}, synapses={q.n_synapses}, "
                 f"genome={q.group}"
             )
@@ -183,15 +199,20 @@ def compile_network(spec: NetworkSpec) -> Program:
         m = masks[i]
         if m is not None and m.all():
             m = None  # a full mask is dense
+        if q.pathway == "feedback":  # the backward half of a projection to -> from (DESIGN §6)
+            pre, post = post, pre
+            m = None if m is None else np.ascontiguousarray(m.T)
         projs.append(
             ProjPlan(
                 name=q.label, index=i, pre=pre, post=post, n_pre=pops[pre].size,
-                n_post=pops[post].size, bias=q.bias, group=q.genome, kind=q.connectivity.kind,
-                mask=m,
+                n_post=pops[post].size, bias=q.bias and q.pathway != "feedback", group=q.genome,
+                kind=q.connectivity.kind, mask=m, pathway=q.pathway,
             )
         )
-        pops[pre].outgoing.append(i)
-        pops[post].incoming.append(i)
+        if q.pathway != "forward":
+            pops[pre].outgoing.append(i)
+        if q.pathway != "feedback":
+            pops[post].incoming.append(i)
     if spec.rules.schedule == "topological":
         topo = list(nx.lexicographical_topological_sort(g, key=lambda n: index[n]))
         order = [index[n] for n in topo]

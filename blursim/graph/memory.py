@@ -11,7 +11,8 @@ The estimate is deliberately generous (an upper bound, checked against measured 
 
 - ``synapses``: ``W`` (``kw x (n_pre + bias) x n_post`` per projection; ``kw`` is 1 with
   shared channels, else ``k``) and, when untied, ``V`` of the same size -- stored dense even
-  when masked, which bounds the block tiles;
+  when masked, which bounds the block tiles (a feedback pathway, DESIGN §6, stores its unused
+  ``W`` as zeros: it counts like any projection; its bias is always off);
 - ``states``: ``k x B x n`` states of every non-input population for a batch of ``B`` rows;
 - ``workspaces``: the temporaries of one step -- three times the synapses (update, keep and
   normalisation buffers), four times the Hebbian products (``k x n_pre x n_post`` for ``W``

@@ -37,7 +37,10 @@ def initial_draws(program, replicas: int, seed: int) -> list[tuple]:
         draws = []
         for q in program.projs:
             fan_w = q.n_pre + (1 if q.bias else 0)
-            W = draw(rng, (kw, q.n_pre, q.n_post), init, fan_w)
+            if q.pathway == "feedback":  # no forward synapses (DESIGN §6): zeros, never used
+                W = np.zeros((kw, q.n_pre, q.n_post))
+            else:
+                W = draw(rng, (kw, q.n_pre, q.n_post), init, fan_w)
             b = None
             if q.bias:
                 b = draw(rng, (kw, q.n_post), init, fan_w) if init.bias == "same" else np.zeros((kw, q.n_post))

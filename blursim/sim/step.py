@@ -153,9 +153,10 @@ def synapse_jobs(program) -> list[SynapseJob]:
     channels = "all" if not program.shared else ("first" if rules.shared_update == "channel0" else "mean")
     jobs = []
     for q in program.projs:
-        jobs.append(SynapseJob(q.index, "W", q.pre, q.post, q.group, bool(q.bias), mean, channels))
-        if rules.tied or rules.backward_synapses == "frozen":  # no V, or feedback alignment's fixed B
-            continue
+        if q.pathway != "feedback":  # a feedback pathway has no forward synapses (DESIGN §6)
+            jobs.append(SynapseJob(q.index, "W", q.pre, q.post, q.group, bool(q.bias), mean, channels))
+        if rules.tied or rules.backward_synapses == "frozen" or q.pathway == "forward":
+            continue  # no V, feedback alignment's fixed B, or a V that no backward pass reads
         heb = "mirror" if rules.backward_synapses == "mirror" else "eq7"
         jobs.append(SynapseJob(q.index, "V", q.post, q.pre, q.group, False, mean, channels, heb))
     return jobs

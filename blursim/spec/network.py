@@ -123,7 +123,16 @@ class Population(_Strict):
 
 
 class Projection(_Strict):
-    """Synapses from population ``from`` to population ``to`` (DESIGN §1)."""
+    """Synapses from population ``from`` to population ``to`` (DESIGN §1).
+
+    ``pathway`` (DESIGN §6; docs/zoo.md): ``"both"`` (default) carries the forward pass
+    (eq. 5, synapses ``W``) and the backward pass (eq. 6, ``V`` or ``Wᵀ``); ``"forward"``
+    carries only the forward pass (no backward signal flows back through it); ``"feedback"``
+    carries only the backward pass, from ``from`` to ``to``: it adds to the backward drive of
+    ``to`` the states of ``from`` through its own untied synapses (``rules.tied`` false) and
+    has no forward synapses and no bias -- e.g. the output -> hidden pathways of direct
+    feedback alignment, frozen with ``rules.backward_synapses: "frozen"``.
+    """
 
     name: Name | None = None
     from_: Name = Field(alias="from")
@@ -131,6 +140,19 @@ class Projection(_Strict):
     connectivity: Connectivity = Field(default_factory=AllToAll)
     bias: bool = True
     genome: Name = "default"
+    pathway: Literal["both", "forward", "feedback"] = Field(
+        "both", description="which passes the projection carries: both (forward W and backward V), "
+        "forward only, or feedback: the backward pass only, from 'from' to 'to' (no forward synapses, "
+        "no bias; needs untied synapses)")
+
+    @model_validator(mode="after")
+    def _feedback_has_no_bias(self):
+        if self.pathway == "feedback":
+            if self.bias and "bias" in self.model_fields_set:
+                raise error_at(("bias",), "a feedback pathway has no forward synapses, so no bias; "
+                               "remove \"bias\" or set it to false")
+            self.bias = False
+        return self
 
     @property
     def label(self) -> str:
