@@ -16,6 +16,23 @@ They are :class:`~blursim.testing.laws.Law` s like those of :mod:`blursim.testin
     condition on the batches it is given (it refuses the run, :class:`LawNotApplicable`,
     where a batch breaks it: the bound is not claimed there) and the bound after every step.
     Plain Hebb has no such bound (its norms grow; ``tests/test_reference_zoo.py``).
+
+``mirrored_synapses_converge``  (Kolen & Pollack 1994; Akrout et al. 2019)
+    With ``rules.backward_synapses: "mirror"`` the backward synapses receive the transpose of
+    the forward Hebbian term with the same keep gate: ``W ← f̃ W + η̃ H``, ``V ← f̃ V + η̃ Hᵀ``
+    (eq. 7; masks transposed alike). So ``W − Vᵀ`` (bias row left out) is multiplied by ``f̃``
+    at every step whatever the genome and the data: ``W_t − V_tᵀ = f̃ᵗ (W_0 − V_0ᵀ)``, and
+    with the ``kolen_pollack`` preset's ``f̃ = 1 − λ`` the two converge. Not with an Oja
+    term, saturation or stored synapse normalisation (each treats ``V``'s rows differently).
+
+``feedback_alignment_aligns``  (Lillicrap et al. 2016, Fig. 2)
+    Under feedback alignment the update of the hidden layers' forward synapses comes to point
+    downhill: after ``after`` warm-up steps, the angle between that update and the true
+    negative gradient of the loss (softmax cross-entropy of the outputs' state 0, the
+    gradient of :class:`blursim.baselines.FeedForwardNet`) is below 90° at every step. This
+    is an empirical law (alignment emerges as ``W`` learns to agree with the fixed ``B``; it
+    is not a theorem for every batch): it is checked on the runs it is given and states the
+    angle it saw; gradient *ascent* (``η̃ < 0``) breaks it at once.
 """
 
 from __future__ import annotations
@@ -25,7 +42,8 @@ import numpy as np
 from blursim.testing.laws import LAWS, Law, LawNotApplicable
 from blursim.testing.report import Where
 
-__all__ = ["oja_norms_stay_bounded", "OjaNormsStayBounded"]
+__all__ = ["oja_norms_stay_bounded", "OjaNormsStayBounded", "mirrored_synapses_converge",
+           "MirroredSynapsesConverge", "feedback_alignment_aligns", "FeedbackAlignmentAligns"]
 
 
 def _register(law: Law) -> Law:
@@ -140,3 +158,129 @@ class OjaNormsStayBounded(Law):
 
 
 oja_norms_stay_bounded = _register(OjaNormsStayBounded())
+
+
+# ------------------------------------------------------------------ Kolen-Pollack
+class MirroredSynapsesConverge(Law):
+    """Kolen-Pollack: ``W_t − V_tᵀ = f̃ᵗ (W_0 − V_0ᵀ)`` under mirrored backward updates (module docstring)."""
+
+    name = "mirrored_synapses_converge"
+    statement = "with mirrored backward updates W − Vᵀ shrinks by f̃ every step: W_t − V_tᵀ = f̃ᵗ (W_0 − V_0ᵀ)"
+    holds_under = ("untied synapses with backward_synapses mirror, oja none, no saturation, no stored "
+                   "synapse normalisation; every genome")
+    rtol = 1e-9
+
+    def why_not_program(self, prog):
+        r = prog.rules
+        if r.tied or r.backward_synapses != "mirror":
+            return "the law is about untied synapses with rules.backward_synapses = 'mirror'"
+        for key, ok in (("oja", r.oja == "none"), ("saturation", not r.saturation),
+                        ("synapse_normalization", r.synapse_normalization != "stored")):
+            if not ok:
+                return f"rules.{key} = {getattr(r, key)!r} changes V's rows otherwise than W's columns"
+        return None
+
+    def _gaps(self, run) -> dict:
+        out = {}
+        for qi, q in enumerate(run.program.projs):
+            if q.pathway != "both":  # a pathway has no W (feedback) or a V nothing updates (forward)
+                continue
+            W = np.array(run.state.get(qi, "W"))
+            V = np.array(run.state.get(qi, "V"))
+            out[(qi, "W")] = W - np.swapaxes(V, -1, -2)
+        return out
+
+    def setup(self, run):
+        super().setup(run)
+        run.gap0 = self._gaps(run)
+
+    def check(self, run):
+        gaps = self._gaps(run)
+        want = {}
+        scale = 1.0
+        for (qi, w), g0 in run.gap0.items():
+            ft = float(run.genome.groups[run.program.projs[qi].group].f_tilde)
+            want[(qi, w)] = ft ** run.t * g0
+            scale = max(scale, float(np.abs(run.state.get(qi, "W")).max()))
+        run.compare(gaps, want, atol=self.rtol * scale, rtol=self.rtol, value_label="W − Vᵀ",
+                    expected_label="f̃ᵗ (W₀ − V₀ᵀ)")
+
+
+mirrored_synapses_converge = _register(MirroredSynapsesConverge())
+
+
+# ------------------------------------------------------------ feedback alignment
+class FeedbackAlignmentAligns(Law):
+    """Lillicrap et al. 2016: the hidden layers' update comes to point downhill (module docstring)."""
+
+    name = "feedback_alignment_aligns"
+    statement = ("under feedback alignment the hidden layers' weight update makes an angle below 90° with "
+                 "the true negative gradient after a warm-up (Lillicrap et al. 2016)")
+    holds_under = ("the rules the feedback_alignment preset needs with error_softmax feedback, the "
+                   "backprop genome with eta_tilde > 0; checked after the option 'after' (warm-up steps)")
+
+    def why_not_program(self, prog):
+        from blursim.genome.presets import PRESET_REQUIREMENTS
+        from blursim.genome.requirements import describe_changes
+
+        changes = PRESET_REQUIREMENTS["feedback_alignment"].changes(prog.spec)
+        if changes:
+            return f"the feedback_alignment preset needs {describe_changes(changes)}"
+        if prog.rules.feedback != "error_softmax":
+            return "the true gradient is that of softmax cross-entropy: the law needs feedback error_softmax"
+        if not any(prog.pops[q.post].role == "hidden" for q in prog.projs):
+            return "the network has no hidden population"
+        return None
+
+    def why_not_genome(self, prog, genome):
+        from blursim.genome.presets import backprop_genome
+
+        want = backprop_genome(lr=0.1).groups["default"]
+        for g in prog.groups:
+            p = genome.groups[g]
+            if not p.eta_tilde > 0:
+                return f"genome group {g!r} has eta_tilde = {p.eta_tilde} (the law needs > 0)"
+            for key in ("f", "eta", "f_tilde", "nu", "mu", "nu_tilde", "mu_tilde"):
+                if not np.array_equal(np.asarray(getattr(p, key), dtype=float), np.asarray(getattr(want, key))):
+                    return f"genome group {g!r} is not the backprop genome: {key} = {getattr(p, key)}"
+        return None
+
+    def resolve_options(self, run, options):
+        (after,) = self.take_options(options, "after")
+        return {"after": 0 if after is None else int(after)}
+
+    def setup(self, run):
+        from blursim.baselines import FeedForwardNet
+
+        super().setup(run)
+        run.net = FeedForwardNet(run.program, dtype="float64")
+        run.hidden = [qi for qi, q in enumerate(run.program.projs)
+                      if q.pathway != "feedback" and run.program.pops[q.post].role == "hidden"]
+        run.angles = []
+        run.cos = None
+
+    def advance(self, run, x, y):
+        before = _weights(run)
+        _, grads = run.net.loss_and_grad([w[0] for w in before], x, y)  # species 0 (one genome)
+        super().advance(run, x, y)
+        after = _weights(run)
+        d = np.concatenate([(after[qi] - before[qi])[0].reshape(before[qi].shape[1], -1) for qi in run.hidden], 1)
+        g = np.concatenate([-grads[qi].reshape(grads[qi].shape[0], -1) for qi in run.hidden], 1)
+        with np.errstate(all="ignore"):
+            run.cos = (d * g).sum(1) / (np.linalg.norm(d, axis=1) * np.linalg.norm(g, axis=1))
+        run.angles.append(np.degrees(np.arccos(np.clip(run.cos, -1, 1))).tolist())
+
+    def check(self, run):
+        if run.cos is None or run.t <= run.options["after"]:
+            return
+        bad = np.flatnonzero(~(run.cos > 0))
+        if bad.size:
+            r = int(bad[0])
+            angle = float(np.degrees(np.arccos(np.clip(run.cos[r], -1, 1))))
+            where = Where(variable="update of the hidden layers' W", replica=r, step=run.t,
+                          extra=f"(projections {', '.join(run.program.projs[q].name for q in run.hidden)})")
+            run.fail(where, value=angle, expected=90.0, tolerance="angle < 90°", value_label="angle (°)",
+                     expected_label="bound")
+
+
+feedback_alignment_aligns = _register(FeedbackAlignmentAligns())
