@@ -169,12 +169,17 @@ def _blur_curves(setting: _Setting, spec: Any, genomes: list, data: Any) -> tupl
 
 def _adopt_init(sim: Any, st: Any, genes: Any, common: list[np.ndarray]) -> None:
     """Forward synapses (and biases) of every species and channel := the common draw, times each
-    species' ``init_scale`` (as :meth:`Simulator.init_synapses` scales its own draw). The NumPy
+    species' ``init_scale`` (as :meth:`Simulator.init_synapses` scales its own draw); feedback
+    pathways a preset appended keep their own (zero) ``W``. The NumPy
     and CuPy simulators take dense internal-layout arrays (``SynapseState.set``); the JAX engine's
     state holds DESIGN-layout arrays ``(S, R, n_pre + bias, n_post, k)``."""
     blur = getattr(st, "blur", None)
     newW = []
     for qi, q in enumerate(sim.program.projs):
+        if qi >= len(common) or q.pathway == "feedback":  # a pathway a preset added: no forward synapses
+            if blur is not None:
+                newW.append(np.asarray(blur.W[qi]))
+            continue
         batch = getattr(genes, "batch", None)  # JAX genes keep the host GenomeBatch
         scale = np.asarray(batch.arrays[q.group]["init_scale"] if batch is not None else genes[q.group].init_scale,
                            dtype=np.float64)
@@ -296,12 +301,14 @@ class CompareResult:
 
     def table(self) -> str:
         """A plain-text table: one line per (task, horizon, entry)."""
+        wt = max([16] + [len(r["task"]) for r in self.rows])
+        we = max([22] + [len(r["entry"]) for r in self.rows])
         lines = [f"# held-out test accuracy after T steps; {STATISTICS}",
-                 f"{'task':<16} {'T':>6}  {'entry':<22} {'lr':>9}  {'mean':>7} {'± sd':>7}  {'95% CI':<17} {'seeds':>5}"]
+                 f"{'task':<{wt}} {'T':>6}  {'entry':<{we}} {'lr':>9}  {'mean':>7} {'± sd':>7}  {'95% CI':<17} {'seeds':>5}"]
         for r in self.rows:
             lr = f"{r['lr']:.3g}" if r["lr"] is not None else "-"
             ci = ("[" + ", ".join(f"{c:.4f}" for c in r["ci95"]) + "]") if np.isfinite(r["ci95"][0]) else "-"
-            lines.append(f"{r['task']:<16} {r['horizon']:>6}  {r['entry']:<22} {lr:>9}  {r['mean']:7.4f} "
+            lines.append(f"{r['task']:<{wt}} {r['horizon']:>6}  {r['entry']:<{we}} {lr:>9}  {r['mean']:7.4f} "
                          f"{r['sd']:7.4f}  {ci:<17} {r['n_seeds']:>5}"
                          + (f"  ({r['diverged']} diverged)" if r["diverged"] else ""))
         return "\n".join(lines)
@@ -329,8 +336,8 @@ class CompareResult:
                 # entries side by side within a horizon, so that the bars do not hide each other
                 xs = np.array([horizons.index(r["horizon"]) for r in rs]) + (i - (n - 1) / 2) * 0.7 / max(n, 1)
                 m = np.array([r["mean"] for r in rs])
-                lo = np.array([r["ci95"][0] for r in rs])
-                hi = np.array([r["ci95"][1] for r in rs])
+                lo = np.clip([r["ci95"][0] for r in rs], 0.0, 1.0)  # accuracy lies in [0, 1]
+                hi = np.clip([r["ci95"][1] for r in rs], 0.0, 1.0)
                 err = np.vstack([np.nan_to_num(m - lo), np.nan_to_num(hi - m)])
                 ax.errorbar(xs, m, yerr=err, fmt="o-", ms=4, capsize=3, label=name)
             ax.set_xticks(range(len(horizons)), [str(h) for h in horizons])
@@ -339,8 +346,8 @@ class CompareResult:
             ax.set_title(task)
             ax.grid(alpha=0.3)
         seeds = self.rows[0]["n_seeds"] if self.rows else 0
-        fig.suptitle(f"mean over {seeds} seeds, bars: 95% CI of the mean (unit: one seed, "
-                     f"mean of {self.settings['replicas']} initialisations)", fontsize=9)
+        fig.suptitle(f"mean over {seeds} seeds; bars: 95% CI of the mean, clipped to [0, 1]\n"
+                     f"(unit: one seed = the mean of {self.settings['replicas']} initialisations)", fontsize=9)
         axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
         fig.tight_layout()
         import io

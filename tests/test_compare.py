@@ -138,3 +138,18 @@ def test_the_jax_engine_gives_the_numpy_comparison():
     for ra, rb in zip(a.rows, b.rows):
         np.testing.assert_allclose(ra["per_seed"], rb["per_seed"], atol=1e-12)
     assert a.settings["backend"] == "jax"
+
+
+def test_presets_that_add_feedback_pathways_start_from_the_same_forward_synapses():
+    """DFA appends pathways to the task's network; its forward synapses still start from the
+    common draw (with learning off, every entry predicts what the initial network predicts)."""
+    spec = {**QUICK_SPEC, "populations": QUICK_SPEC["populations"][:2]
+            + [{"name": "h2", "size": 5, "role": "hidden", "forward_activation": "tanh"}]
+            + QUICK_SPEC["populations"][2:],
+            "projections": [{"from": "in", "to": "hidden"}, {"from": "hidden", "to": "h2"}, {"from": "h2", "to": "out"}]}
+    names = ["backprop", "direct_feedback_alignment", "feedback_alignment", "kolen_pollack"]
+    res = compare(spec, [Entry("preset", n, options={"lr": 1e-12}) for n in names], ["cross"],
+                  horizons=[1], seeds=2, replicas=2, batch_size=8)
+    first = res.rows[0]["per_seed"]
+    assert all(r["per_seed"] == first for r in res.rows)
+    assert any("feedback" in c for c in res.spec_changes["cross/preset direct_feedback_alignment"])
