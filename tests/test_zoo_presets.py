@@ -232,8 +232,10 @@ def test_feedback_pathways_run_alike_on_the_numpy_and_jax_engines():
     pytest.importorskip("jax")
     from blursim.sim import make_simulator
 
-    setup = with_preset(SPECS / "deep_mlp_2d.json", "direct_feedback_alignment", apply_rules=True, lr=0.3)
+    spec = _chain_spec([2, 3, 3, 2], ["tanh", "sigmoid", "identity"], True)  # two pathways, JIT kept small
+    setup = with_preset(spec, "direct_feedback_alignment", apply_rules=True, lr=0.3)
     prog = compile_network(setup.spec)
+    assert sum(q.pathway == "feedback" for q in prog.projs) == 2
     rng = np.random.default_rng(3)
     batches = [(rng.normal(size=(6, 2)), rng.integers(0, 2, 6)) for _ in range(3)]
     out = []
