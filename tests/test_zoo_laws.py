@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from blursim.genome import make_preset
 from blursim.genome.requirements import with_preset
-from blursim.testing.laws import LAWS, LawNotApplicable
+from blursim.testing.laws import LAWS, LawNotApplicable, law_named
 from blursim.testing.report import LawViolation
 from blursim.testing.zoo_laws import oja_norms_stay_bounded
 
@@ -43,19 +43,26 @@ def test_oja_norms_stay_bounded_on_drawn_linear_networks(sizes, bias, reduction,
     assert run.t == 25
 
 
-def test_plain_hebb_breaks_the_oja_bound():
+def test_plain_hebb_breaks_the_oja_bound_and_the_counterexample_replays(tmp_path):
+    from blursim.testing.laws import replay
+
     setup = _linear_chain([3, 2], True, "sum")
     hebb = make_preset("hebbian", k=2, groups=["default"], lr=0.01)
     rng = np.random.default_rng(0)
     with pytest.raises(LawViolation) as e:
-        oja_norms_stay_bounded(setup.spec, hebb, _batches(rng, 3, 2, 200), check_domain=False, save=False)
+        oja_norms_stay_bounded(setup.spec, hebb, _batches(rng, 3, 2, 200), check_domain=False, save=tmp_path)
     assert "oja_norms_stay_bounded" in str(e.value) and "‖w_j‖²" in str(e.value)
+    with pytest.raises(LawViolation):
+        replay(tmp_path)
 
 
 def test_domain_is_stated():
     setup = _linear_chain([2, 2], False, "sum")
     assert oja_norms_stay_bounded.why_not(setup.spec, setup.genome) is None
-    assert "oja_norms_stay_bounded" in LAWS
+    from blursim.testing.zoo_laws import ZOO_LAWS
+
+    assert "oja_norms_stay_bounded" in ZOO_LAWS and "oja_norms_stay_bounded" not in LAWS
+    assert law_named("oja_norms_stay_bounded", "blursim.testing.zoo_laws") is oja_norms_stay_bounded  # replay
     tanh = setup.spec.model_copy(deep=True)
     tanh.populations[1].forward_activation = "tanh"
     assert "not linear" in oja_norms_stay_bounded.why_not(tanh, setup.genome)

@@ -1,9 +1,11 @@
 r"""Laws of the rule zoo (docs/zoo.md): what the classical rules are known to do, as laws.
 
 They are :class:`~blursim.testing.laws.Law` s like those of :mod:`blursim.testing.laws`
-(same call, same :class:`~blursim.testing.report.LawViolation`, registered in the same
-:data:`~blursim.testing.laws.LAWS` when this module is imported), for the presets of
-:mod:`blursim.genome.presets` under the rules those presets need.
+(same call, same :class:`~blursim.testing.report.LawViolation`, counterexamples replayed by
+``blursim replay``, which finds them through this module), for the presets of
+:mod:`blursim.genome.presets` under the rules those presets need. They are listed in their own
+:data:`ZOO_LAWS`, not in :data:`~blursim.testing.laws.LAWS`: ``check_all`` runs the laws of
+every BLUR step, and ``feedback_alignment_aligns`` is an empirical law that needs its warm-up.
 
 ``oja_norms_stay_bounded``  (Oja, J. Math. Biol. 1982)
     For a linear neuron ``y = wᵀx`` (bias row included as an input of 1) the batch update of
@@ -39,15 +41,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from blursim.testing.laws import LAWS, Law, LawNotApplicable
+from blursim.registry import Registry
+from blursim.testing.laws import Law, LawNotApplicable
 from blursim.testing.report import Where
 
-__all__ = ["oja_norms_stay_bounded", "OjaNormsStayBounded", "mirrored_synapses_converge",
+#: The zoo's laws by name (their own registry; see the module docstring).
+ZOO_LAWS: Registry[Law] = Registry("zoo law")
+
+__all__ = ["ZOO_LAWS", "oja_norms_stay_bounded", "OjaNormsStayBounded", "mirrored_synapses_converge",
            "MirroredSynapsesConverge", "feedback_alignment_aligns", "FeedbackAlignmentAligns"]
 
 
 def _register(law: Law) -> Law:
-    LAWS.register(law.name, law, doc=law.statement)
+    ZOO_LAWS.register(law.name, law, doc=law.statement)
     return law
 
 
