@@ -309,3 +309,40 @@ def test_the_network_schema_documents_pathways():
 
     text = json.dumps(schema_json("network"))
     assert '"feedback"' in text and "backward pass only" in text
+
+
+@pytest.mark.parametrize("sparse", ["blocks", "masked"])
+def test_sparse_pathways_agree_with_the_reference_kernels(sparse):
+    """Masked feedback and forward-only pathways with a generic genome and learned V: the fast
+    Simulator equals the reference step; a feedback pathway's W stays 0, a forward-only
+    projection's V never changes."""
+    from blursim.genome import random_genome
+    from blursim.sim import reference as ref
+
+    spec = {"k": 2, "populations": [{"name": "in", "size": 5, "role": "input"},
+                                    {"name": "h", "size": 12, "role": "hidden"},
+                                    {"name": "out", "size": 8, "role": "output"}],
+            "projections": [{"from": "in", "to": "h"},
+                            {"from": "h", "to": "out", "pathway": "forward",
+                             "connectivity": {"kind": "fixed_probability", "p": 0.4, "seed": 2}},
+                            {"from": "out", "to": "h", "pathway": "feedback",
+                             "connectivity": {"kind": "block_random", "block": [2, 3], "p": 0.5, "seed": 3}}],
+            "rules": {"tied": False, "backward_synapses": "learned"}}
+    prog = compile_network(load_network(spec))
+    g = random_genome(k=2, seed=0, lr=0.05)
+    sim = Simulator(prog, dtype="float64", sparse=sparse)
+    genes = sim.prepare([g])
+    state = sim.init_synapses(genes, replicas=2, seed=0)
+    V1 = state.backward_synapses(1, 2).copy()
+    G, rs = ref.genome_arrays([g], prog), ref.from_simulator(state, prog)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x, y = rng.normal(size=(4, 5)), rng.integers(0, 8, 4)
+        sim.train_step(state, genes, x, y)
+        rs = ref.train_step(prog, G, rs, x, y)
+    for q in range(3):
+        np.testing.assert_allclose(state.forward_synapses(q, 2), rs.W[q], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(state.backward_synapses(q, 2), rs.V[q], rtol=1e-12, atol=1e-12)
+    assert not state.forward_synapses(2, 2).any() and np.array_equal(state.backward_synapses(1, 2), V1)
+    assert not np.allclose(state.backward_synapses(2, 2), ref.from_simulator(
+        sim.init_synapses(genes, replicas=2, seed=0), prog).V[2])  # the pathway's V learned
