@@ -69,7 +69,10 @@ def _names(act: Any) -> list[str]:
 
 
 def _has_outgoing(spec: Any, name: str) -> bool:
-    return any(q.from_ == name for q in spec.projections)
+    """Whether population ``name`` is updated by the backward pass (eq. 6): it sends a projection
+    that carries the backward pass, or receives a feedback pathway (DESIGN §6)."""
+    return any((q.from_ == name and q.pathway == "both") or (q.to == name and q.pathway == "feedback")
+               for q in spec.projections)
 
 
 @dataclass(frozen=True)
