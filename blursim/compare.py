@@ -79,15 +79,22 @@ class Entry:
 
 @dataclass(frozen=True)
 class Task:
-    """A dataset by name with its options (``blursim list datasets``)."""
+    """A dataset by name with its options (``blursim list datasets``), or a loaded
+    :class:`~blursim.data.Dataset` given as ``dataset`` (``name`` then labels it)."""
 
     name: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    dataset: Any = None
 
     @property
     def title(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options.items())
         return f"{self.name}({opts})" if opts else self.name
+
+    def load(self) -> Any:
+        from blursim.data import load_dataset
+
+        return self.dataset if self.dataset is not None else load_dataset(self.name, dict(self.options), path="tasks")
 
 
 def parse_entry(text: str | Entry) -> Entry:
@@ -386,13 +393,12 @@ def compare(
     ``spec``: a network spec (file, dict or NetworkSpec) used for every task, or a mapping
     task name -> spec. ``entries``: :class:`Entry` objects or strings (:func:`parse_entry`:
     ``"sgd"``, ``"adam"``, ``"backprop"``, ``"genome:best.json"``). ``tasks``: :class:`Task`
-    objects or dataset names. ``seeds``: a list, or a count (seeds ``0..n-1``). ``grid``: the
+    objects (a dataset name with options, or a loaded dataset) or dataset names. ``seeds``: a list, or a count (seeds ``0..n-1``). ``grid``: the
     initial learning rates of tuned entries (default half decades 1e-3 .. 1; extended at an
     edge by :func:`~blursim.baselines.train.tune_lr`). ``val_fraction``/``val_seed``: the
     validation split carved from each task's training split. ``log``: progress lines.
     """
     from blursim.baselines.train import half_decade_grid, tune_lr, validation_split
-    from blursim.data import load_dataset
     from blursim.graph import check_dataset_fit, compile_network
     from blursim.spec import load_genome, load_network
 
@@ -427,7 +433,7 @@ def compare(
     changes: dict[str, list[str]] = {}
     for task in tasks:
         tspec = load_network(spec[task.name] if isinstance(spec, Mapping) and task.name in spec else spec)
-        data = load_dataset(task.name, dict(task.options), path="tasks")
+        data = task.load()
         if data.targets != "labels":
             raise SpecError(f"compare scores accuracy; task {task.name!r} has real-valued targets", path="tasks")
         check_dataset_fit(tspec, data, task.name)
@@ -455,7 +461,8 @@ def compare(
     settings = {"spec": None if isinstance(spec, Mapping) and not hasattr(spec, "model_dump") else _spec_name(spec),
                 "entries": [{"label": e.title, "kind": e.kind, "name": e.name, "options": dict(e.options)}
                             for e in entries],
-                "tasks": [{"name": t.name, "options": dict(t.options)} for t in tasks],
+                "tasks": [{"name": t.name, "options": dict(t.options), "given": t.dataset is not None}
+                          for t in tasks],
                 "horizons": horizons, "seeds": seeds, "replicas": int(replicas), "batch_size": int(batch_size),
                 "grid": grid, "val_fraction": float(val_fraction), "val_seed": int(val_seed),
                 "backend": backend or "numpy", "dtype": dtype}
