@@ -138,11 +138,13 @@ class _Setting:
 
 
 def _common_init(setting: _Setting, seed: int) -> list[np.ndarray]:
+    """The task network's forward synapses for ``seed`` (channel 0, bias row last), the draw of
+    :func:`blursim.sim.oracle.reference_draws` that the baselines start from too."""
     if seed not in setting.init:
-        from blursim.baselines import FeedForwardNet
+        from blursim.sim.oracle import reference_draws
 
-        net = FeedForwardNet(setting.prog, dtype="float64")
-        setting.init[seed] = net.initial_weights(replicas=setting.replicas, seed=seed)
+        setting.init[seed] = [np.array(w[0, ..., 0]) for w in
+                              reference_draws(setting.prog, setting.replicas, seed)[0]]
     return setting.init[seed]
 
 

@@ -99,8 +99,9 @@ def cmd_compare(args) -> int:
     if isinstance(spec, dict):
         res.settings["spec"] = "quick (blursim.compare.QUICK_SPEC)"
     table = res.table()
-    if res.spec_changes:
-        table += "\n" + "\n".join(f"# {k}: ran with {'; '.join(v)}" for k, v in res.spec_changes.items() if v)
+    notes = [f"# {k}: ran with {'; '.join(v)}" for k, v in res.spec_changes.items() if v]
+    if notes:
+        table += "\n" + "\n".join(notes)
     table += f"\n# {res.seconds:.1f} s"
     if out_dir is not None:
         from blursim.io import atomic_write_json, atomic_write_text
