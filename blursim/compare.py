@@ -73,8 +73,9 @@ class Entry:
     def title(self) -> str:
         if self.label:
             return self.label
-        return {"genome": f"genome {self.name}", "preset": f"preset {self.name}",
-                "optimizer": self.name}.get(self.kind, self.name)
+        opts = ",".join(f"{k}={v}" for k, v in self.options.items())
+        name = f"{self.name}({opts})" if opts else self.name
+        return {"genome": f"genome {self.name}", "preset": f"preset {name}"}.get(self.kind, name)
 
 
 @dataclass(frozen=True)

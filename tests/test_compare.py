@@ -27,13 +27,14 @@ def test_backprop_preset_and_sgd_at_the_same_lr_score_the_same():
     res = compare(_spec("mean"), [Entry("preset", "backprop", options={"lr": 0.5}),
                                   Entry("optimizer", "sgd", options={"lr": 0.5})],
                   ["cross"], **SMALL)
-    bp = [r for r in res.rows if r["entry"] == "preset backprop"]
-    sgd = [r for r in res.rows if r["entry"] == "sgd"]
+    bp = [r for r in res.rows if r["kind"] == "preset"]
+    sgd = [r for r in res.rows if r["kind"] == "optimizer"]
+    assert bp[0]["entry"] == "preset backprop(lr=0.5)" and sgd[0]["entry"] == "sgd(lr=0.5)"
     for a, b in zip(bp, sgd):
         assert a["horizon"] == b["horizon"] and a["lr"] == b["lr"] == 0.5
         np.testing.assert_allclose(a["per_seed"], b["per_seed"], atol=1e-12)
     assert bp[-1]["per_seed"] != bp[0]["per_seed"]  # training moved something
-    assert res.spec_changes["cross/preset backprop"]  # the general spec got the preset's rules
+    assert res.spec_changes["cross/preset backprop(lr=0.5)"]  # the general spec got the preset's rules
 
 
 def test_tuning_never_sees_the_test_split():
@@ -145,4 +146,4 @@ def test_presets_that_add_feedback_pathways_start_from_the_same_forward_synapses
                   horizons=[1], seeds=2, replicas=2, batch_size=8)
     first = res.rows[0]["per_seed"]
     assert all(r["per_seed"] == first for r in res.rows)
-    assert any("feedback" in c for c in res.spec_changes["cross/preset direct_feedback_alignment"])
+    assert any("feedback" in c for c in res.spec_changes["cross/preset direct_feedback_alignment(lr=1e-12)"])
