@@ -186,3 +186,31 @@ def test_blursim_run_records_on_the_jax_backend(tmp_path):
     assert sorted(recs["jax"]) == sorted(recs["numpy"])
     for name, a in recs["numpy"].items():
         np.testing.assert_allclose(recs["jax"][name].values, a.values, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_the_law_of_docs_rule_variants_runs(capsys, monkeypatch):
+    """docs/rule_variants.md's law holds under "mirror" and breaks under "learned", as it says."""
+    import re
+
+    monkeypatch.chdir(ROOT)
+    doc = (ROOT / "docs" / "rule_variants.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)\n```", doc, flags=re.S) if "assert_invariant(" in b)
+    exec(compile(block, "docs/rule_variants.md", "exec"), {})
+    assert "learned V breaks it" in capsys.readouterr().out
+
+
+def test_mirror_on_the_jax_engine_equals_numpy():
+    pytest.importorskip("jax")
+    from blursim.sim.jax_engine import JaxSimulator
+
+    prog = _program(backward_synapses="mirror", oja="activity")
+    gens = _genomes()
+    out = {}
+    for name, sim in (("numpy", Simulator(prog, dtype="float64")), ("jax", JaxSimulator(prog, "float64"))):
+        genes = sim.prepare(gens)
+        st = sim.init_synapses(genes, replicas=2, seed=1)
+        for x, y in _batches(2):
+            sim.train_step(st, genes, x, y)
+        out[name] = [st.get(q, "V") for q in range(2)]
+    for a, b in zip(out["numpy"], out["jax"]):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
