@@ -35,7 +35,7 @@ LAW_RULES = {
     "masked_synapses_stay_zero": {},
     "frozen_plasticity": {"saturation": False, "synapse_normalization": st.sampled_from(["none", "activations"])},
     "saturation_bounds_synapses": {"saturation": True},
-    "tied_synapses_stay_tied": {"tied": False, "oja": "none",
+    "tied_synapses_stay_tied": {"tied": False, "oja": "none", "backward_synapses": st.sampled_from(["learned", "mirror"]),
                                 "synapse_normalization": st.sampled_from(["none", "activations"])},
     "tied_channels_stay_tied": {},
     "hidden_relabelling_equivariance": {},

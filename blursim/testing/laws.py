@@ -30,7 +30,7 @@ Which law holds under which rules (docs/testing.md has the full table):
 ``frozen_plasticity``             genomes with η̃ = 0, f̃ = 1 in every group; not under
                                   ``saturation`` or ``synapse_normalization: stored``
 ``saturation_bounds_synapses``    ``saturation: true`` (after the first step)
-``tied_synapses_stay_tied``       untied, ``oja: none``, no stored synapse normalisation;
+``tied_synapses_stay_tied``       untied and V learning, ``oja: none``, no stored normalisation;
                                   genomes whose Hebbian term is symmetric (e.g. μ̃ = ν̃ᵀ)
 ``tied_channels_stay_tied``       every rule set; genomes whose eq. (7) product is the same
                                   for every channel (e.g. equal ν̃ columns and μ̃ rows)
@@ -442,7 +442,8 @@ class FrozenPlasticity(Law):
 class SaturationBoundsSynapses(Law):
     """Sec. 3.4: with ``saturation: true`` every update ends with ``W ← s·tanh(W/s)``,
     ``s = |saturation|`` of the projection's genome group, so after any step every synapse
-    (``W``, bias, ``V``) satisfies ``|W| ≤ s``, whatever the genome."""
+    (``W``, bias, ``V``) satisfies ``|W| ≤ s``, whatever the genome (a frozen ``V``,
+    ``backward_synapses: frozen``, is never updated and keeps its initial values)."""
 
     name = "saturation_bounds_synapses"
     statement = "with saturation every synapse satisfies |w| ≤ s = |saturation| after every step"
@@ -457,6 +458,8 @@ class SaturationBoundsSynapses(Law):
 
     def check(self, run):
         cur = run.dense(run.state)
+        if run.program.rules.backward_synapses == "frozen":  # never updated, so never saturated
+            cur = {key: a for key, a in cur.items() if key[1] != "V"}
         bound = {}
         for (q, w), a in cur.items():
             grp = run.program.projs[q].group
@@ -486,7 +489,8 @@ class TiedSynapsesStayTied(Law):
 
     name = "tied_synapses_stay_tied"
     statement = "backward synapses that start as the transposed forward ones (V = Wᵀ) stay so"
-    holds_under = ("untied networks (tied: false), oja: none, synapse_normalization other than 'stored'; "
+    holds_under = ("untied networks (tied: false) whose V learns (backward_synapses not 'frozen'), oja: none, "
+                   "synapse_normalization other than 'stored'; "
                    "genomes with ν̃[:, c] parallel to μ̃[c, :] for every c (e.g. mu_tilde = nu_tildeᵀ)")
     atol = 1e-12
     rtol = 1e-10
@@ -495,6 +499,8 @@ class TiedSynapsesStayTied(Law):
         r = prog.rules
         if r.tied:
             return "rules.tied = true: V is not stored, it is Wᵀ by construction (nothing to test)"
+        if r.backward_synapses == "frozen":
+            return "rules.backward_synapses = 'frozen': V never changes while W learns"
         if r.oja != "none":
             return f"rules.oja = {r.oja!r}: the Oja term normalises W and V over different neurons"
         if r.synapse_normalization == "stored":
