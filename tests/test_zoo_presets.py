@@ -346,3 +346,29 @@ def test_sparse_pathways_agree_with_the_reference_kernels(sparse):
     assert not state.forward_synapses(2, 2).any() and np.array_equal(state.backward_synapses(1, 2), V1)
     assert not np.allclose(state.backward_synapses(2, 2), ref.from_simulator(
         sim.init_synapses(genes, replicas=2, seed=0), prog).V[2])  # the pathway's V learned
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_monitors_record_the_hebbian_terms_that_pathways_have(backend):
+    """A feedback pathway updates no W and a forward-only projection no V: H is recorded for the
+    others (asking for a pathway's W term is an error naming it)."""
+    if backend == "jax":
+        pytest.importorskip("jax")
+    from blursim.errors import SpecError
+    from blursim.sim import Monitor, make_simulator
+
+    spec = _chain_spec([2, 3, 2], ["tanh", "identity"], True)
+    spec["rules"] = {"backward_synapses": "learned"}
+    spec["projections"].append({"from": "p2", "to": "p1", "pathway": "feedback"})
+    spec["projections"][1]["pathway"] = "forward"
+    prog = compile_network(load_network(spec))
+    sim = make_simulator(prog, backend, "float64")
+    mon = Monitor(sim, ["H"])
+    genes = sim.prepare([make_preset("random", k=2, groups=prog.groups, lr=0.05)])
+    st_ = sim.init_synapses(genes, replicas=1, seed=0)
+    mon.plan(sim, S=1, R=1, B=4, steps=1)
+    sim.train_step(st_, genes, np.zeros((4, 2)) + 0.3, np.array([0, 1, 0, 1]), monitor=mon)
+    assert sorted(mon.recordings()) == ["H:V:p0->p1", "H:V:p2->p1", "H:p0->p1", "H:p1->p2"]
+    with pytest.raises(SpecError) as e:
+        Monitor(sim, ["H:p2->p1"])
+    assert "feedback pathway" in str(e.value)

@@ -229,6 +229,12 @@ def _parse_one(item: str, program) -> list[Variable]:
     for qi in chosen:
         for w in ([which] if target is not None or tied(program) or no_hv else ["W", "V"]):
             tag = labels[qi] if w == "W" else f"V:{labels[qi]}"
+            pathway = projs[qi].pathway  # a feedback pathway updates no W, a forward-only one no V
+            if kind == "H" and ((w == "W" and pathway == "feedback") or (w == "V" and pathway == "forward")):
+                if target is not None:
+                    raise SpecError(f"projection {labels[qi]!r} ({pathway} pathway) has no Hebbian term for {w}",
+                                    value=item, path="--record")
+                continue
             out.append(Variable(kind, f"{kind}:{tag}", proj=qi, which=w))
     return out
 
