@@ -1,7 +1,8 @@
 """``blursim``: entry point, sub-command registry and error handling.
 
 Every user error (a :class:`~blursim.errors.BlursimError`) is printed as one
-paragraph on stderr and exits with code 2 -- never a traceback. Set
+line on stderr (control characters escaped) and exits with code 2 -- never a traceback; so
+does an allocation that fails (``MemoryError``). Set
 ``BLURSIM_DEBUG=1`` to see the traceback anyway.
 """
 
@@ -13,7 +14,7 @@ import os
 import sys
 
 from blursim import __version__
-from blursim.errors import BlursimError
+from blursim.errors import BlursimError, one_line
 
 #: Sub-command modules; each defines ``add_parser(subparsers)`` which sets ``func``.
 COMMANDS = [
@@ -51,7 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     except BlursimError as e:
         if os.environ.get("BLURSIM_DEBUG"):
             raise
-        print(f"blursim: error: {e}", file=sys.stderr)
+        print(f"blursim: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except MemoryError:  # an allocation the up-front memory checks did not foresee
+        if os.environ.get("BLURSIM_DEBUG"):
+            raise
+        print("blursim: error: out of memory: an allocation failed (the process's address-space limit, "
+              "a cgroup or the machine's memory was reached); use a smaller network, batch or "
+              "population, or set $BLURSIM_MAX_MEMORY so that blursim refuses such runs up front.",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("blursim: interrupted", file=sys.stderr)

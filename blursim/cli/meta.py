@@ -74,16 +74,21 @@ def _positive(name: str, v: int | None, minimum: int = 1) -> None:
 
 def cmd_meta_train(args) -> int:
     from blursim.errors import BlursimError
+    from blursim.limits import MAX_MEMORY_BUDGET_MB
     from blursim.meta import meta_train, prepare_experiment
     from blursim.meta.distributed import make_executor
     from blursim.meta.observers import ProgressBar, summary_line
 
     _positive("--generations", args.generations, 0)
     _positive("--dask-workers", args.dask_workers)
-    if args.memory_budget is not None and args.memory_budget <= 0:
-        raise BlursimError(f"--memory-budget must be > 0 (got {args.memory_budget})")
-    setup = prepare_experiment(args.experiment)  # every check before any compute
+    if args.memory_budget is not None and not 0 < args.memory_budget <= MAX_MEMORY_BUDGET_MB:
+        raise BlursimError(f"--memory-budget must be > 0 and at most {MAX_MEMORY_BUDGET_MB:.0f} MB "
+                           f"(got {args.memory_budget})")
+    # every check before any compute; the memory check uses --memory-budget when given
+    setup = prepare_experiment(args.experiment, memory_budget_mb=args.memory_budget)
     exp = setup.experiment
+    if not (args.dask_scheduler or args.dask_workers or exp.execution.dask):
+        _require_local_memory(setup, args)  # before the run directory is made
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise BlursimError("--resume DIR continues the run in DIR; --out must be omitted or the same")
@@ -112,6 +117,22 @@ def cmd_meta_train(args) -> int:
         print(f"{setup.name}: {res.state.generation} generations ({res.seconds:.1f} s) -> {out}")
         print(summary_line(res.records))
     return 0
+
+
+def _require_local_memory(setup, args) -> None:
+    """Refuse a run whose chunk of genomes (evaluated in this process) does not fit the memory this
+    process may use: RAM, cgroup, ``ulimit -v``, ``$BLURSIM_MAX_MEMORY``."""
+    from blursim.errors import SpecError
+    from blursim.graph.memory import require
+    from blursim.spec.loading import relocate
+
+    plan = setup.memory
+    flag = "--memory-budget" if args.memory_budget is not None else "$.execution.memory_budget_mb"
+    try:
+        require(plan.chunk_bytes, what=f"a chunk of {plan.chunk} genome(s)", path=flag,
+                hint="Lower the memory budget so that chunks are smaller.")
+    except SpecError as e:
+        raise (e if args.memory_budget is not None else relocate(e, setup.experiment)) from None
 
 
 def _document_output(setup) -> Path:

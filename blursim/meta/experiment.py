@@ -692,8 +692,9 @@ def _hash(doc: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def prepare_experiment(src: str | Path | dict | ExperimentSpec) -> Setup:
-    """Load (if needed) and check an experiment; build its :class:`Setup`.
+def prepare_experiment(src: str | Path | dict | ExperimentSpec, *, memory_budget_mb: float | None = None) -> Setup:
+    """Load (if needed) and check an experiment; build its :class:`Setup`. ``memory_budget_mb``
+    (``meta-train --memory-budget``) replaces the document's budget in the memory check.
 
     Every check that can fail on user input happens here, before any
     simulation: network compiles, tasks exist and fit their network, genome
@@ -787,8 +788,12 @@ def prepare_experiment(src: str | Path | dict | ExperimentSpec) -> Setup:
         lower=lower, upper=upper, strategy=strategy, hashed=hashed, spec_hash=_hash(hashed),
     )
     try:  # one genome must fit the budget (the machine is checked when the run starts)
-        setup.memory = setup.plan_memory(local=False)
+        setup.memory = setup.plan_memory(memory_budget_mb, local=False,
+                                         path="--memory-budget" if memory_budget_mb is not None
+                                         else "$.execution.memory_budget_mb")
     except SpecError as e:
+        if memory_budget_mb is not None:
+            raise e from None
         raise relocate(e, exp) from None
     return setup
 
