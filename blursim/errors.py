@@ -60,6 +60,17 @@ def excerpt_tokens(text: str, limit: int = MAX_TOKEN) -> str:
     return _TOKEN.sub(lambda m: shorten(m.group(0), limit), text) if len(text) > limit else text
 
 
+def printable(text: Any, limit: int = 4000) -> str:
+    """``text`` (from a file) safe to print: line breaks kept, other control characters escaped,
+    at most ``limit`` characters (the middle cut out)."""
+    lines = str(text)[: 4 * limit].splitlines()
+    out = "\n".join(_CONTROL.sub(_escape, line.replace("\t", " ")) for line in lines)
+    if len(out) <= limit:
+        return out
+    keep = limit - 5
+    return out[: keep - keep // 3] + " ... " + out[len(out) - keep // 3 :]
+
+
 def one_line(text: Any, limit: int = MAX_MESSAGE) -> str:
     """A message as one line of at most ``limit`` characters (what the command line prints)."""
     return shorten(text, limit)
