@@ -112,8 +112,8 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, fail, kinds: str, m
                 raise fail(f"member {member} ends inside its .npy header")
             shape, fortran, dtype = _parse_header(header, major, member, fail)
             if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
-                raise fail(f"member {member} holds Python objects or records ({_q(str(dtype))}); "
-                           "only plain numeric arrays are read, never a pickle",
+                raise fail(f"member {member} holds Python objects or records ({_q(str(dtype))}); it is "
+                           "read without pickle: only plain numeric arrays",
                            "Store plain numeric arrays (numpy.savez with numeric dtypes).")
             if dtype.kind not in kinds:
                 raise fail(f"member {member} has dtype {_q(dtype.name)}; expected numbers")
