@@ -48,7 +48,13 @@ def genome_from_args(args, program):
     from blursim.spec import load_genome
 
     if args.genome:
-        return load_genome(args.genome)
+        genome = load_genome(args.genome)
+        missing = [g for g in program.groups if g not in genome.groups]
+        if missing:  # named here, with the genome's file (the simulator knows no file)
+            raise SpecError(f"the network uses genome group {missing[0]!r}, which the genome does not define",
+                            source=args.genome, path="$.groups", choices=genome.groups,
+                            hint="Add that group to the genome file or change the spec's genome fields.")
+        return genome
     kw = {}
     if args.lr is not None:
         if not math.isfinite(args.lr) or abs(args.lr) > 1e30:

@@ -9,9 +9,11 @@ does an allocation that fails (``MemoryError``). Set
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
+import warnings
 
 from blursim import __version__
 from blursim.errors import BlursimError, one_line
@@ -41,6 +43,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _counted_runtime_warnings():
+    """NumPy's and JAX's floating-point RuntimeWarnings (a genome that overflows, on any backend)
+    are counted, not printed line by line with source code; one line on stderr says how many
+    there were. Diverged replicas are reported by the commands themselves."""
+    counts: dict[str, int] = {}
+    show = warnings.showwarning
+
+    def count(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RuntimeWarning):
+            key = str(message).split(" encountered")[0][:60]
+            counts[key] = counts.get(key, 0) + 1
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RuntimeWarning)
+        warnings.showwarning = count
+        try:
+            yield
+        finally:
+            if counts:
+                what = ", ".join(f"{k} ({n})" for k, n in sorted(counts.items())[:5])
+                print(f"blursim: note: {sum(counts.values())} floating-point warning(s) suppressed: "
+                      f"{one_line(what, 300)} (values overflowed to Inf/NaN)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _counted_runtime_warnings():
+            return int(args.func(args) or 0)
     except BlursimError as e:
         if os.environ.get("BLURSIM_DEBUG"):
             raise
