@@ -56,7 +56,7 @@ def read_npz(raw: bytes, *, name: str, max_bytes: int, error: type[BlursimError]
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, NotImplementedError):
-        raise fail("is not an NPZ (ZIP) archive",
+        raise fail("cannot be read: it is not an NPZ (ZIP) archive",
                    "Write it with numpy.savez (or blursim, which wrote it).") from None
     with zf:
         infos = zf.infolist()
@@ -89,51 +89,67 @@ def read_npz(raw: bytes, *, name: str, max_bytes: int, error: type[BlursimError]
     return out
 
 
+def read_npy(raw: bytes, *, name: str, max_bytes: int, error: type[BlursimError] = SpecError,
+             kinds: str = NUMERIC, max_ndim: int = MAX_NDIM, what: str = "NPY file's") -> np.ndarray:
+    """The array of the ``.npy`` file ``raw`` (the bytes of file ``name``), checked as one member
+    of :func:`read_npz` is: header, dtype, and shape against the bytes present, before copying."""
+    fail = _failer(error, name, what)
+    if len(raw) > max_bytes:
+        from blursim.limits import format_bytes
+
+        raise fail(f"size is larger than the limit of {format_bytes(max_bytes)}")
+    return _read_array(io.BytesIO(raw), len(raw), "array", fail, kinds, max_ndim)  # "NPY file's array ..."
+
+
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, fail, kinds: str, max_ndim: int) -> np.ndarray:
-    member = _q(info.filename)
     try:
         with zf.open(info) as f:
-            head = f.read(12)
-            if len(head) < 10 or head[:6] != _MAGIC:
-                raise fail(f"member {member} is not a .npy array (no NumPy magic string)")
-            major = head[6]
-            if major == 1:
-                hlen, start = int.from_bytes(head[8:10], "little"), 10
-            elif major == 2 and len(head) == 12:
-                hlen, start = int.from_bytes(head[8:12], "little"), 12
-            else:
-                raise fail(f"member {member} has .npy format version {head[6]}.{head[7]}; "
-                           "versions 1.0 and 2.0 are read")
-            if hlen > MAX_HEADER_BYTES:
-                raise fail(f"member {member} has a .npy header of {hlen} bytes, more than the "
-                           f"limit of {MAX_HEADER_BYTES}")
-            header = head + f.read(start + hlen - len(head))
-            if len(header) != start + hlen:
-                raise fail(f"member {member} ends inside its .npy header")
-            shape, fortran, dtype = _parse_header(header, major, member, fail)
-            if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
-                raise fail(f"member {member} holds Python objects or records ({_q(str(dtype))}); it is "
-                           "read without pickle: only plain numeric arrays",
-                           "Store plain numeric arrays (numpy.savez with numeric dtypes).")
-            if dtype.kind not in kinds:
-                raise fail(f"member {member} has dtype {_q(dtype.name)}; expected numbers")
-            if len(shape) > max_ndim:
-                raise fail(f"member {member} has {len(shape)} axes, more than the limit of {max_ndim}")
-            count = 1
-            for n in shape:
-                count *= n
-            nbytes = count * dtype.itemsize
-            if nbytes != info.file_size - len(header):
-                raise fail(f"member {member} declares shape {list(shape)} ({nbytes} bytes of "
-                           f"{dtype.name}) but holds {info.file_size - len(header)} bytes after its header")
-            data = f.read(nbytes)
-            if len(data) != nbytes or f.read(1):
-                raise fail(f"member {member} is truncated")
+            return _read_array(f, info.file_size, f"member {_q(info.filename)}", fail, kinds, max_ndim)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError,
             NotImplementedError) as e:
         if isinstance(e, BlursimError):
             raise
-        raise fail(f"member {member} is corrupt ({shorten(e, 80)})") from None
+        raise fail(f"member {_q(info.filename)} is corrupt ({shorten(e, 80)})") from None
+
+
+def _read_array(f, size: int, member: str, fail, kinds: str, max_ndim: int) -> np.ndarray:
+    """One ``.npy`` array of ``size`` bytes from stream ``f``: header first, then exactly its data."""
+    head = f.read(12)
+    if len(head) < 10 or head[:6] != _MAGIC:
+        raise fail(f"{member} is not a .npy array (no NumPy magic string)")
+    major = head[6]
+    if major == 1:
+        hlen, start = int.from_bytes(head[8:10], "little"), 10
+    elif major == 2 and len(head) == 12:
+        hlen, start = int.from_bytes(head[8:12], "little"), 12
+    else:
+        raise fail(f"{member} has .npy format version {head[6]}.{head[7]}; "
+                   "versions 1.0 and 2.0 are read")
+    if hlen > MAX_HEADER_BYTES:
+        raise fail(f"{member} has a .npy header of {hlen} bytes, more than the "
+                   f"limit of {MAX_HEADER_BYTES}")
+    header = head + f.read(start + hlen - len(head))
+    if len(header) != start + hlen:
+        raise fail(f"{member} ends inside its .npy header")
+    shape, fortran, dtype = _parse_header(header, major, member, fail)
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise fail(f"{member} holds Python objects or records ({_q(str(dtype))}); it is "
+                   "read without pickle: only plain numeric arrays",
+                   "Store plain numeric arrays (numpy.savez with numeric dtypes).")
+    if dtype.kind not in kinds:
+        raise fail(f"{member} has dtype {_q(dtype.name)}; expected numbers")
+    if len(shape) > max_ndim:
+        raise fail(f"{member} has {len(shape)} axes, more than the limit of {max_ndim}")
+    count = 1
+    for n in shape:
+        count *= n
+    nbytes = count * dtype.itemsize
+    if nbytes != size - len(header):
+        raise fail(f"{member} declares shape {list(shape)} ({nbytes} bytes of "
+                   f"{dtype.name}) but holds {size - len(header)} bytes after its header")
+    data = f.read(nbytes)
+    if len(data) != nbytes or f.read(1):
+        raise fail(f"{member} is truncated")
     arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
@@ -146,9 +162,9 @@ def _parse_header(header: bytes, major: int, member: str, fail) -> tuple[tuple[i
         reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = reader(fp, max_header_size=MAX_HEADER_BYTES + 16)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:
-        raise fail(f"member {member} has a malformed .npy header ({shorten(e, 80)})") from None
+        raise fail(f"{member} has a malformed .npy header ({shorten(e, 80)})") from None
     if not all(isinstance(n, int) and n >= 0 for n in shape):
-        raise fail(f"member {member} has a malformed .npy header (shape {_q(str(shape))})")
+        raise fail(f"{member} has a malformed .npy header (shape {_q(str(shape))})")
     return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype)
 
 
