@@ -134,17 +134,17 @@ def flatten_authors(tree: Mapping[str, Any], *, source: str = "authors genome") 
             arr = np.asarray(node)
         except Exception:  # ragged lists
             raise GenomeError("is not a number or a regular array of numbers",
-                              path=f"{source}: {key}") from None
+                              source=source, path=f"{key}") from None
         if arr.dtype.kind not in "biuf":
-            raise GenomeError(f"must hold numbers, not {arr.dtype.name} values", path=f"{source}: {key}",
+            raise GenomeError(f"must hold numbers, not {arr.dtype.name} values", source=source, path=f"{key}",
                               hint="Store the genome's arrays as numbers (float32 or float64).")
         if not np.isfinite(arr).all():
-            raise GenomeError("holds NaN or infinite values", path=f"{source}: {key}",
+            raise GenomeError("holds NaN or infinite values", source=source, path=f"{key}",
                               hint="A genome must be finite; export it again from a run that did not diverge.")
         out[key] = arr
 
     if not isinstance(tree, Mapping) or not tree:
-        raise GenomeError("is not a dictionary of genome arrays", path=source,
+        raise GenomeError("is not a dictionary of genome arrays", source=source,
                           hint="Give the authors' genome as nested JSON objects or an NPZ of arrays "
                           "named like neuron/transform.")
     walk(tree, "")
@@ -177,10 +177,10 @@ def read_authors_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise GenomeError("is not UTF-8 JSON text", path=name) from None
+            raise GenomeError("is not UTF-8 JSON text", source=name) from None
         return flatten_authors(parse_json(text, name), source=name)
     if not zipfile.is_zipfile(io.BytesIO(raw)):
-        raise GenomeError("is neither an NPZ archive nor a .json file", path=name,
+        raise GenomeError("is neither an NPZ archive nor a .json file", source=name,
                           hint="Save their genome with numpy.savez (keys such as neuron/transform) "
                           "or as nested JSON in a file named *.json.")
     from blursim.npz import read_npz
@@ -200,7 +200,7 @@ def write_authors_file(path: str | os.PathLike, flat: Mapping[str, np.ndarray]) 
         atomic_write_text(name, json.dumps(nested, indent=1) + "\n")
         return
     if not name.lower().endswith(".npz"):
-        raise GenomeError("the output file must end in .npz or .json", path=name)
+        raise GenomeError("the output file must end in .npz or .json", source=name)
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in flat.items()})
     atomic_write_bytes(name, buf.getvalue())
@@ -211,30 +211,30 @@ def _lead(flat: Mapping[str, np.ndarray], source: str) -> tuple[int, tuple[int, 
     """``k`` and the leading axes (layer and/or species) read from ``synapse/transform/pre``."""
     for key in _REQUIRED:
         if key not in flat:
-            raise GenomeError(f"has no {key!r} array", path=source, choices=sorted(flat),
+            raise GenomeError(f"has no {key!r} array", source=source, choices=sorted(flat),
                               hint="An authors' genome has neuron/transform, synapse/transform/pre and "
                               "synapse/transform/post at least.")
     unknown = [key for key in flat if key not in KNOWN_KEYS]
     if unknown:
         raise GenomeError(f"holds {len(unknown)} array(s) that are not part of their genome structure, "
-                          f"e.g. {unknown[0]!r}", path=source, choices=KNOWN_KEYS,
+                          f"e.g. {unknown[0]!r}", source=source, choices=KNOWN_KEYS,
                           hint="Remove them: only the keys of their genome (neuron/..., synapse/..., "
                           "forward_synapse/...) are imported.")
     pre = flat["synapse/transform/pre"]
     if pre.ndim < 2 or pre.shape[-1] != pre.shape[-2] or pre.ndim > 4:
         raise GenomeError("must be k x k matrices (with at most a layer and a species axis in front)",
-                          path=f"{source}: synapse/transform/pre", value=list(pre.shape))
+                          source=source, path="synapse/transform/pre", value=list(pre.shape))
     k, lead = int(pre.shape[-1]), tuple(int(n) for n in pre.shape[:-2])
     if not 1 <= k <= MAX_K:
         raise GenomeError(f"has k = {k} states; a blursim genome has 1..{MAX_K}",
-                          path=f"{source}: synapse/transform/pre", value=list(pre.shape))
+                          source=source, path="synapse/transform/pre", value=list(pre.shape))
     if 0 in lead:
-        raise GenomeError("has an empty layer or species axis", path=f"{source}: synapse/transform/pre",
+        raise GenomeError("has an empty layer or species axis", source=source, path="synapse/transform/pre",
                           value=list(pre.shape))
     for key, core in (("synapse/transform/post", (k, k)), (_TRANSFORM, (2 * k, 2 * k))):
         if tuple(flat[key].shape) != lead + core:
             raise GenomeError(f"must have shape {list(lead + core)} to match synapse/transform/pre",
-                              path=f"{source}: {key}", value=list(flat[key].shape))
+                              source=source, path=f"{key}", value=list(flat[key].shape))
     return k, lead
 
 
@@ -275,24 +275,24 @@ def import_authors_genome(
     k, lead = _lead(flat, source)
     carried = {key: _carried(key, a, k, lead) for key, a in flat.items()}
     if len(lead) == 2 and layer is None:
-        raise GenomeError(f"is a per-layer genome ({lead[0]} layers of {lead[1]} species)", path=source,
+        raise GenomeError(f"is a per-layer genome ({lead[0]} layers of {lead[1]} species)", source=source,
                           hint="Pick one layer (--layer INDEX, or layer=INDEX in Python).")
     if layer is not None:
         if len(lead) != 2 and not (len(lead) == 1 and species is None):
-            raise GenomeError(f"has no layer axis to pick layer {layer} from", path=source, value=layer)
+            raise GenomeError(f"has no layer axis to pick layer {layer} from", source=source, value=layer)
         if not 0 <= layer < lead[0]:
-            raise GenomeError(f"has no layer {layer} (it has {lead[0]})", path=source, value=layer)
+            raise GenomeError(f"has no layer {layer} (it has {lead[0]})", source=source, value=layer)
         flat = {key: (a[layer] if carried[key] else a) for key, a in flat.items()}
         carried = {key: max(m - 1, 0) for key, m in carried.items()}
         lead = lead[1:]
     S = lead[0] if lead else None
     if species is not None and not (S is not None and 0 <= species < S):
         raise GenomeError(f"has no species {species}" + (f" (it has {S})" if S else " (no species axis)"),
-                          path=source, value=species)
+                          source=source, value=species)
     keep_axis = S is not None and species is None
     if keep_axis and S > MAX_IMPORT_FILES:
         raise GenomeError(f"has {S} species, more than the {MAX_IMPORT_FILES} genome files one import writes",
-                          path=source, value=S, hint="Import one species at a time (--species INDEX).")
+                          source=source, value=S, hint="Import one species at a time (--species INDEX).")
     keys = {key: {"shape": list(a.shape[carried[key]:]), "species": bool(carried[key]) and keep_axis,
                   "dtype": a.dtype.name} for key, a in flat.items()}
     picked = [species] if species is not None else (range(S) if S is not None else [None])
@@ -319,12 +319,12 @@ def _genome_from_one(one: dict[str, np.ndarray], k: int, group: str, source: str
         kind = _DERIVED[key][1] if key in _DERIVED else _CARRIED[key]
         a = arr.astype(np.float64)
         if kind == "scalar" and a.ndim:
-            raise GenomeError("must be one number per genome", path=f"{source}: {key}", value=list(arr.shape))
+            raise GenomeError("must be one number per genome", source=source, path=f"{key}", value=list(arr.shape))
         if kind == "vector" and (a.ndim > 1 or (a.ndim == 1 and a.shape[0] != k)):
-            raise GenomeError(f"must be a number or {k} numbers (one per state)", path=f"{source}: {key}",
+            raise GenomeError(f"must be a number or {k} numbers (one per state)", source=source, path=f"{key}",
                               value=list(arr.shape))
         if kind == "matrix" and a.shape != (k, k):
-            raise GenomeError(f"must be a {k} x {k} matrix", path=f"{source}: {key}", value=list(arr.shape))
+            raise GenomeError(f"must be a {k} x {k} matrix", source=source, path=f"{key}", value=list(arr.shape))
         if key not in _DERIVED:
             extra[key] = arr.tolist()
             continue
@@ -333,7 +333,7 @@ def _genome_from_one(one: dict[str, np.ndarray], k: int, group: str, source: str
     for name in ("f", "eta", "f_tilde", "eta_tilde"):
         if name not in fields:
             key = next(key for key, v in _DERIVED.items() if v[0] == name)
-            raise GenomeError(f"has no {key!r} value", path=source,
+            raise GenomeError(f"has no {key!r} value", source=source,
                               hint="Their genome structure always has neuron/keep, neuron/update, "
                               "synapse/keep and synapse/update.")
     from blursim.spec.loading import validate_document

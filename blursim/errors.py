@@ -27,7 +27,7 @@ _BREAKS = re.compile(r"[ \t]*[\r\n\x0b\x0c\x85\u2028\u2029]+[ \t]*")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 #: A run of this many characters without a space in a message is an echoed value (a key, a name):
 #: it is cut to an excerpt.
-MAX_TOKEN = 120
+MAX_TOKEN = 100
 _TOKEN = re.compile(r"\S{%d,}" % (MAX_TOKEN + 1))
 
 

@@ -37,11 +37,9 @@ def builtin_law(name: str, module: str | None, source: str):
     own = [n for n in laws.LAWS if type(laws.LAWS.get(n)).__module__ == laws.__name__]
     if name in own:
         return laws.LAWS.get(name)
-    where = f" (law.json names module {module!r}; blursim never imports a module a file names)" \
-        if module and module != laws.__name__ else ""
+    where = f" (module {module!r} is never imported)" if module and module != laws.__name__ else ""
     raise SpecError(f"unknown law {name!r}{where}", source=source, path="$.law", choices=own,
-                    hint="blursim replay runs blursim's own laws; replay a law of your own in Python: import "
-                         "its module, register it in blursim.testing.laws.LAWS, call blursim.testing.replay(DIR).")
+                    hint="Replay a law of your own in Python (docs/testing.md).")
 
 
 def cmd_replay(args) -> int:

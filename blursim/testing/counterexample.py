@@ -142,7 +142,7 @@ def _law_fields():
 
         model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
         format: str = Field(pattern="^" + re.escape(FORMAT) + "$")
-        law: str = Field(pattern=_LAW_NAME.pattern)
+        law: str = Field(pattern="^" + _LAW_NAME.pattern + "$")
         module: str | None = Field(default=None, max_length=200)
         options: dict[str, Any] | None = None
         seed: int = Field(default=0, ge=0, le=MAX_SEED)
@@ -184,9 +184,20 @@ def _read_law(path: Path) -> dict[str, Any]:
     out = doc.model_dump()
     out["options"] = out["options"] or {}
     others = out["options"].get("others")
-    if isinstance(others, list) and len(others) > MAX_OTHER_SPECIES:
-        raise SpecError(f"lists {len(others)} other species, more than the limit of {MAX_OTHER_SPECIES}",
-                        source=str(path), path="$.options.others")
+    if others is not None:  # genome documents, never paths (a file names no other file to read)
+        if not isinstance(others, list) or len(others) > MAX_OTHER_SPECIES:
+            raise SpecError(f"must be a list of at most {MAX_OTHER_SPECIES} genome documents", source=str(path),
+                            path="$.options.others", value=others if not isinstance(others, list) else None)
+        from blursim.spec import GenomeSpec
+        from blursim.spec.loading import validate_document
+
+        for i, g in enumerate(others):
+            try:
+                validate_document(GenomeSpec, g)
+            except SpecError as e:
+                inner = (e.path or "$")[1:]
+                raise SpecError(e.message, source=str(path), path=f"$.options.others[{i}]{inner}",
+                                value=e.value, choices=e.choices) from None
     return out
 
 
@@ -206,9 +217,9 @@ def _read_batches(path: Path, steps: int) -> list[tuple[np.ndarray, np.ndarray]]
     for key in arrays:
         m = _BATCH.fullmatch(key)
         if m is None or int(m.group(2)) >= steps:
-            raise SpecError(f"holds an unknown array {key!r}; law.json's steps = {steps} calls for x_0, "
-                            f"y_0 ... x_{max(steps - 1, 0)}, y_{max(steps - 1, 0)}", source=str(path),
-                            hint="The folder was changed after err.save(DIR) wrote it.")
+            want = f"x_0, y_0 ... x_{steps - 1}, y_{steps - 1}" if steps else "no arrays"
+            raise SpecError(f"holds an unknown array {key!r}; law.json's steps = {steps} calls for {want}",
+                            source=str(path), hint="The folder was changed after err.save(DIR) wrote it.")
     batches = []
     for t in range(steps):
         x, y = arrays.get(f"x_{t}"), arrays.get(f"y_{t}")
