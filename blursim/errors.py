@@ -146,7 +146,7 @@ class SpecError(BlursimError, ValueError):
         # whatever the document holds (a 1 MB name, a list of 10,000 choices).
         where = []
         if self.source:
-            where.append(shorten(self.source, 2 * MAX_ECHO))
+            where.append(shorten(self.source, 4 * MAX_ECHO))
         if self.path:
             where.append(f"at {shorten(self.path, MAX_ECHO)}")
         head = (" ".join(where) + ": ") if where else ""

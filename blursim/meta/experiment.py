@@ -490,7 +490,12 @@ def _load_referenced(exp: ExperimentSpec, model: Any, file: Path, path: str) -> 
     except SpecError as e:
         if e.source is None:
             raise relocate(e, exp) from None
-        raise
+        parent = source_of(exp)[0]
+        if parent is None:
+            raise
+        # name the document being read too, not only the file it points to
+        raise type(e)(e.message, path=e.path or None, value=e.value, choices=e.choices, hint=e.hint,
+                      source=f"{parent} ({path}) -> {e.source}") from None
 
 
 def _referenced(exp: ExperimentSpec, value: str, base: Path, path: str, what: str) -> Path:
