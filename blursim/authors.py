@@ -171,7 +171,7 @@ def read_authors_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     from blursim.spec.loading import parse_json
 
     name = os.fspath(path)
-    raw = read_regular_file(path, limit=MAX_AUTHORS_FILE_BYTES, what="authors' genome file",
+    raw = read_regular_file(path, limit=MAX_AUTHORS_FILE_BYTES, what="genome file in the authors' layout",
                             error=GenomeError)
     if name.lower().endswith(".json"):
         try:
@@ -217,9 +217,9 @@ def _lead(flat: Mapping[str, np.ndarray], source: str) -> tuple[int, tuple[int, 
     unknown = [key for key in flat if key not in KNOWN_KEYS]
     if unknown:
         raise GenomeError(f"holds {len(unknown)} array(s) that are not part of their genome structure, "
-                          f"e.g. {unknown[0]!r}", source=source, choices=KNOWN_KEYS,
-                          hint="Remove them: only the keys of their genome (neuron/..., synapse/..., "
-                          "forward_synapse/...) are imported.")
+                          f"e.g. {unknown[0]!r}", source=source,
+                          hint="Remove them: only the keys of their genome are imported (neuron/transform, "
+                          "synapse/keep, ...: docs/authors_layout.md lists them).")
     pre = flat["synapse/transform/pre"]
     if pre.ndim < 2 or pre.shape[-1] != pre.shape[-2] or pre.ndim > 4:
         raise GenomeError("must be k x k matrices (with at most a layer and a species axis in front)",

@@ -333,8 +333,22 @@ def _check_doc(ck: Any, jpath: Path) -> CheckpointDoc:
         raise RunDirError(f"{jpath} is malformed at {err.path}: {err.message}") from None
 
 
-def _read_npz(d: Path, doc: CheckpointDoc, jpath: Path) -> dict[str, np.ndarray]:
-    """The arrays of the checkpoint: the NPZ of its generation, a regular file in ``d``."""
+def checkpoint_bytes_bound(setup: Any, generation: int) -> int:
+    """Bytes a checkpoint's arrays may hold for ``setup``'s strategy after ``generation``
+    generations: a generous bound on what any strategy keeps (covariance-sized matrices of the
+    genome's dimension, and a record of every generation's population, which CMA-ES replays),
+    at most :data:`MAX_CHECKPOINT_INFLATED` and half the memory this process may use."""
+    from blursim.machine import memory_bytes
+
+    dim = int(setup.layout.size)
+    pop = int(getattr(setup.strategy, "popsize", None) or 1) + int(getattr(setup.strategy, "runs", None) or 1)
+    need = (1 << 20) + 8 * (16 * dim * dim + 8 * (generation + 2) * pop * dim + 64 * dim)
+    return min(need, MAX_CHECKPOINT_INFLATED, memory_bytes() // 2)
+
+
+def _read_npz(d: Path, doc: CheckpointDoc, jpath: Path, limit: int) -> dict[str, np.ndarray]:
+    """The arrays of the checkpoint: the NPZ of its generation, a regular file in ``d``, whose
+    members inflate to at most ``limit`` bytes (declared in their headers, checked first)."""
     name = doc.arrays.file
     if name != npz_name(doc.generation):
         raise RunDirError(
@@ -355,10 +369,6 @@ def _read_npz(d: Path, doc: CheckpointDoc, jpath: Path) -> dict[str, np.ndarray]
         raise RunDirError(f"cannot resume: {npz} does not match {jpath} (checksum differs)")
     from blursim.npz import read_npz
 
-    # what the members inflate to is bounded from their headers before anything is inflated
-    from blursim.machine import memory_bytes
-
-    limit = min(MAX_CHECKPOINT_INFLATED, memory_bytes() // 2)
     return read_npz(raw, name=str(npz), max_bytes=limit, error=RunDirError,
                     what="checkpoint arrays")
 
@@ -419,7 +429,7 @@ def read_checkpoint(directory: str | Path, setup: Any) -> tuple[int, Any, list[d
             f"{doc.log.records} log records (record 0 is the initial genome, so they must be "
             f"{doc.generation + 1})"
         )
-    arrays = _read_npz(d, doc, jpath)
+    arrays = _read_npz(d, doc, jpath, checkpoint_bytes_bound(setup, doc.generation))
     records = read_log(d / LOG)
     n = doc.log.records
     if len(records) < n or _sha(log_text(records[:n])) != doc.log.sha256:
