@@ -620,3 +620,16 @@ def test_messages_quote_bounded_escaped_excerpts():
                   choices=["a", "b"], source="x.json")
     assert len(str(e)) <= 320 and "5000 characters" in str(e)  # three excerpts of at most 100, 80, 80
     assert shorten("a\x1b[31mb\u202ec\x07") == "a\\x1b[31mb\\u202ec\\x07"
+
+
+@pytest.mark.parametrize("command", ["run", "evaluate"])
+def test_a_genome_without_the_networks_group_is_named(tmp_path, capsys, command):
+    spec = tmp_path / "net.json"
+    spec.write_text(json.dumps(TINY["network"]))
+    g = random_genome(seed=0).model_dump(mode="json", exclude_none=True)
+    g["groups"] = {"other": g["groups"]["default"]}
+    gf = tmp_path / "g.json"
+    gf.write_text(json.dumps(g))
+    assert main([command, str(spec), "--genome", str(gf), "--task", "xor", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{gf} at $.groups: the network uses genome group 'default'" in err, err

@@ -43,18 +43,25 @@ def add_backend_args(p) -> None:
                    help="floating point precision (default float32)")
 
 
-def genome_from_args(args, program):
-    from blursim.genome import make_preset
+def load_genome_for(path: str, program):
+    """The genome document ``path``, which must define every genome group ``program`` uses (the
+    error names the file; the simulator, which would refuse it later, knows no file)."""
     from blursim.spec import load_genome
 
+    genome = load_genome(path)
+    missing = [g for g in program.groups if g not in genome.groups]
+    if missing:
+        raise SpecError(f"the network uses genome group {missing[0]!r}, which the genome does not define",
+                        source=path, path="$.groups", choices=genome.groups,
+                        hint="Add that group to the genome file or change the spec's genome fields.")
+    return genome
+
+
+def genome_from_args(args, program):
+    from blursim.genome import make_preset
+
     if args.genome:
-        genome = load_genome(args.genome)
-        missing = [g for g in program.groups if g not in genome.groups]
-        if missing:  # named here, with the genome's file (the simulator knows no file)
-            raise SpecError(f"the network uses genome group {missing[0]!r}, which the genome does not define",
-                            source=args.genome, path="$.groups", choices=genome.groups,
-                            hint="Add that group to the genome file or change the spec's genome fields.")
-        return genome
+        return load_genome_for(args.genome, program)
     kw = {}
     if args.lr is not None:
         if not math.isfinite(args.lr) or abs(args.lr) > 1e30:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blursim.cli.common import add_backend_args, parse_options, print_json, require_memory
+from blursim.cli.common import add_backend_args, load_genome_for, parse_options, print_json, require_memory
 
 
 def add_parser(sub) -> None:
@@ -158,7 +158,7 @@ def cmd_evaluate(args) -> int:
     from blursim.data import load_dataset
     from blursim.graph import check_dataset_fit, compile_network
     from blursim.sim import make_simulator, train_and_evaluate
-    from blursim.spec import load_genome, load_network
+    from blursim.spec import load_network
 
     _positive("--steps", args.steps, 0)
     _positive("--replicas", args.replicas)
@@ -169,7 +169,7 @@ def cmd_evaluate(args) -> int:
     prog = compile_network(spec)
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
     check_dataset_fit(spec, ds, args.task)
-    genome = load_genome(args.genome)
+    genome = load_genome_for(args.genome, prog)  # names the genome file when it lacks a group
     rows = args.batch if args.query_batches else (ds.n_test if args.split == "test" else ds.n_train)
     require_memory(spec, batch=args.batch, rows=rows, replicas=args.replicas, dtype=args.dtype,
                    source=args.spec)
