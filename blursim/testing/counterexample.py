@@ -49,6 +49,9 @@ MAX_REPLAY_ARRAY_BYTES = 256 << 20
 #: Memory a replay may use (the law's simulations together), and its work in multiply-adds.
 MAX_REPLAY_MEMORY = 1 << 30
 MAX_REPLAY_WORK = 2 * 10**9
+#: Training steps of all the law's simulations together (each costs about 10 ms of overhead
+#: however small the network: 500 take seconds).
+MAX_REPLAY_SIM_STEPS = 500
 #: Other species a law's options may add (``species_independence``'s ``others``).
 MAX_OTHER_SPECIES = 64
 
@@ -261,7 +264,8 @@ def _read_state(path: Path) -> dict[str, np.ndarray]:
 def check_replay(cx: Counterexample, folder: str | Path | None = None):
     """The compiled network of ``cx``, after checking (before anything is simulated) that the
     batches, the initial state and the genome fit it and that replaying stays within
-    :data:`MAX_REPLAY_MEMORY` and :data:`MAX_REPLAY_WORK` (and the memory this process may use).
+    :data:`MAX_REPLAY_MEMORY`, :data:`MAX_REPLAY_WORK` and :data:`MAX_REPLAY_SIM_STEPS` (and the
+    memory this process may use).
     ``folder`` names the files in messages."""
     from blursim.graph import compile_network
     from blursim.graph.memory import estimate, require
@@ -285,7 +289,16 @@ def check_replay(cx: Counterexample, folder: str | Path | None = None):
     replicas = cx.replicas if cx.state is None else next(iter(cx.state.values())).shape[1]
     B = max((len(y) for _, y in cx.batches), default=1)
     est = estimate(spec, batch=B, itemsize=8)
-    sims = 2 + (replicas if cx.law == "replica_independence" else 0)  # the law's simulations, at most
+    n_syn = est.synapses // est.itemsize + 1
+    # the law's simulations, at most: one per replica alone, a Jacobian's worth of steps
+    sims = 2 + (replicas if cx.law == "replica_independence" else 0) + (
+        n_syn if cx.law == "backprop_is_gradient_like" else 0)
+    steps = len(cx.batches)
+    if steps * sims > MAX_REPLAY_SIM_STEPS:
+        raise SpecError(f"replaying law {cx.law!r} would run {sims} simulations for {steps} steps, more than "
+                        f"the {MAX_REPLAY_SIM_STEPS} simulation steps of a replay", source=src("law.json"),
+                        path="$.steps", hint="A counterexample is meant to be small; replay a large one in "
+                                             "Python (blursim.testing.laws.replay).")
     need = est.build + sims * est.total(species, replicas)
     try:
         require(need, what=f"replaying law {cx.law!r} ({species} species x {replicas} replica(s), batches "
@@ -294,7 +307,7 @@ def check_replay(cx: Counterexample, folder: str | Path | None = None):
                      "(blursim.testing.laws.replay).")
     except SpecError as e:
         raise type(e)(e.message, path=e.path, hint=e.hint, source=src("law.json")) from None
-    work = sims * species * replicas * sum(len(y) for _, y in cx.batches) * (est.synapses // est.itemsize + 1)
+    work = sims * species * replicas * sum(len(y) for _, y in cx.batches) * n_syn
     if work > MAX_REPLAY_WORK:
         raise SpecError(f"replaying law {cx.law!r} would take about {work:.2g} multiply-adds, more than the "
                         f"limit of {MAX_REPLAY_WORK:.0e} of a replay", source=src("law.json"), path="$.steps",
