@@ -62,14 +62,22 @@ from typing import Any
 
 import numpy as np
 
-from blursim.errors import GenomeError
+from blursim.errors import GenomeError, SpecError
 from blursim.spec.genome import OPTIONAL_DEFAULTS, GenomeParams, GenomeSpec
 
 #: ``meta["authors"]["format"]`` of an imported genome.
 AUTHORS_FORMAT = "google-research/blur genome"
 
-#: Largest authors' genome file read (a genome is a few kB; a layer axis of 1000 is < 10 MB).
+#: Largest authors' genome file read (a genome is a few kB; a layer axis of 1000 is < 10 MB), and
+#: the most its NPZ members may inflate to (declared in their headers, checked before inflating).
 MAX_AUTHORS_FILE_BYTES = 64 << 20
+MAX_AUTHORS_INFLATED_BYTES = 64 << 20
+#: Largest ``k`` (blursim's genome document allows 1..64 states).
+MAX_K = 64
+#: Most genome files one import writes (one per species when no species is picked).
+MAX_IMPORT_FILES = 256
+#: dtypes an exported genome may be written in.
+EXPORT_DTYPES = ("float16", "float32", "float64")
 
 #: Keys blursim computes from its own fields: key -> (blursim field, kind).
 #: kind ``scalar``: per genome; ``matrix``: k x k; ``vector``: per state (a scalar is broadcast).
@@ -89,6 +97,14 @@ _DERIVED = {
 _TRANSFORM = "neuron/transform"
 _DIAGONAL = "neuron/transform:diagonal_blocks"
 _REQUIRED = (_TRANSFORM, "synapse/transform/pre", "synapse/transform/post")
+#: Keys blursim has no field for, carried in ``meta.authors.extra``: key -> kind.
+_CARRIED = {"synapse/synapse_init_std": "scalar", "synapse/synapse_init_xavier_std": "scalar"}
+_CARRIED.update({"forward_synapse/" + key[len("synapse/"):]: kind
+                 for key, (_, kind) in _DERIVED.items() if key.startswith("synapse/")})
+_CARRIED.update({"forward_synapse/" + key[len("synapse/"):]: kind
+                 for key, kind in list(_CARRIED.items()) if key.startswith("synapse/")})
+#: Every key of their genome structure (others are refused).
+KNOWN_KEYS = (_TRANSFORM, *_DERIVED, *_CARRIED)
 
 #: What their genome constructor fills in for a genome that never was theirs (exported from blursim).
 _THEIR_DEFAULTS = {
@@ -118,17 +134,17 @@ def flatten_authors(tree: Mapping[str, Any], *, source: str = "authors genome") 
             arr = np.asarray(node)
         except Exception:  # ragged lists
             raise GenomeError("is not a number or a regular array of numbers",
-                              path=f"{source}: {key}") from None
+                              source=source, path=f"{key}") from None
         if arr.dtype.kind not in "biuf":
-            raise GenomeError(f"must hold numbers, not {arr.dtype.name} values", path=f"{source}: {key}",
+            raise GenomeError(f"must hold numbers, not {arr.dtype.name} values", source=source, path=f"{key}",
                               hint="Store the genome's arrays as numbers (float32 or float64).")
         if not np.isfinite(arr).all():
-            raise GenomeError("holds NaN or infinite values", path=f"{source}: {key}",
+            raise GenomeError("holds NaN or infinite values", source=source, path=f"{key}",
                               hint="A genome must be finite; export it again from a run that did not diverge.")
         out[key] = arr
 
     if not isinstance(tree, Mapping) or not tree:
-        raise GenomeError("is not a dictionary of genome arrays", path=source,
+        raise GenomeError("is not a dictionary of genome arrays", source=source,
                           hint="Give the authors' genome as nested JSON objects or an NPZ of arrays "
                           "named like neuron/transform.")
     walk(tree, "")
@@ -155,24 +171,22 @@ def read_authors_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     from blursim.spec.loading import parse_json
 
     name = os.fspath(path)
-    raw = read_regular_file(path, limit=MAX_AUTHORS_FILE_BYTES, what="authors' genome file",
+    raw = read_regular_file(path, limit=MAX_AUTHORS_FILE_BYTES, what="genome file in the authors' layout",
                             error=GenomeError)
     if name.lower().endswith(".json"):
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise GenomeError("is not UTF-8 JSON text", path=name) from None
+            raise GenomeError("is not UTF-8 JSON text", source=name) from None
         return flatten_authors(parse_json(text, name), source=name)
     if not zipfile.is_zipfile(io.BytesIO(raw)):
-        raise GenomeError("is neither an NPZ archive nor a .json file", path=name,
+        raise GenomeError("is neither an NPZ archive nor a .json file", source=name,
                           hint="Save their genome with numpy.savez (keys such as neuron/transform) "
                           "or as nested JSON in a file named *.json.")
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            arrays = {key: z[key] for key in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise GenomeError(f"cannot be read as NPZ without pickle ({e})", path=name,
-                          hint="Store plain numeric arrays (numpy.savez), not Python objects.") from None
+    from blursim.npz import read_npz
+
+    arrays = read_npz(raw, name=name, max_bytes=MAX_AUTHORS_INFLATED_BYTES, error=GenomeError,
+                      max_members=4 * len(KNOWN_KEYS), what="authors' genome NPZ")
     return flatten_authors(arrays, source=name)
 
 
@@ -186,7 +200,7 @@ def write_authors_file(path: str | os.PathLike, flat: Mapping[str, np.ndarray]) 
         atomic_write_text(name, json.dumps(nested, indent=1) + "\n")
         return
     if not name.lower().endswith(".npz"):
-        raise GenomeError("the output file must end in .npz or .json", path=name)
+        raise GenomeError("the output file must end in .npz or .json", source=name)
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in flat.items()})
     atomic_write_bytes(name, buf.getvalue())
@@ -197,18 +211,30 @@ def _lead(flat: Mapping[str, np.ndarray], source: str) -> tuple[int, tuple[int, 
     """``k`` and the leading axes (layer and/or species) read from ``synapse/transform/pre``."""
     for key in _REQUIRED:
         if key not in flat:
-            raise GenomeError(f"has no {key!r} array", path=source, choices=sorted(flat),
+            raise GenomeError(f"has no {key!r} array", source=source, choices=sorted(flat),
                               hint="An authors' genome has neuron/transform, synapse/transform/pre and "
                               "synapse/transform/post at least.")
+    unknown = [key for key in flat if key not in KNOWN_KEYS]
+    if unknown:
+        raise GenomeError(f"holds {len(unknown)} array(s) that are not part of their genome structure, "
+                          f"e.g. {unknown[0]!r}", source=source,
+                          hint="Remove them: only the keys of their genome are imported (neuron/transform, "
+                          "synapse/keep, ...: docs/authors_layout.md lists them).")
     pre = flat["synapse/transform/pre"]
     if pre.ndim < 2 or pre.shape[-1] != pre.shape[-2] or pre.ndim > 4:
         raise GenomeError("must be k x k matrices (with at most a layer and a species axis in front)",
-                          path=f"{source}: synapse/transform/pre", value=list(pre.shape))
+                          source=source, path="synapse/transform/pre", value=list(pre.shape))
     k, lead = int(pre.shape[-1]), tuple(int(n) for n in pre.shape[:-2])
+    if not 1 <= k <= MAX_K:
+        raise GenomeError(f"has k = {k} states; a blursim genome has 1..{MAX_K}",
+                          source=source, path="synapse/transform/pre", value=list(pre.shape))
+    if 0 in lead:
+        raise GenomeError("has an empty layer or species axis", source=source, path="synapse/transform/pre",
+                          value=list(pre.shape))
     for key, core in (("synapse/transform/post", (k, k)), (_TRANSFORM, (2 * k, 2 * k))):
         if tuple(flat[key].shape) != lead + core:
             raise GenomeError(f"must have shape {list(lead + core)} to match synapse/transform/pre",
-                              path=f"{source}: {key}", value=list(flat[key].shape))
+                              source=source, path=f"{key}", value=list(flat[key].shape))
     return k, lead
 
 
@@ -249,21 +275,24 @@ def import_authors_genome(
     k, lead = _lead(flat, source)
     carried = {key: _carried(key, a, k, lead) for key, a in flat.items()}
     if len(lead) == 2 and layer is None:
-        raise GenomeError(f"is a per-layer genome ({lead[0]} layers of {lead[1]} species)", path=source,
+        raise GenomeError(f"is a per-layer genome ({lead[0]} layers of {lead[1]} species)", source=source,
                           hint="Pick one layer (--layer INDEX, or layer=INDEX in Python).")
     if layer is not None:
         if len(lead) != 2 and not (len(lead) == 1 and species is None):
-            raise GenomeError(f"has no layer axis to pick layer {layer} from", path=source, value=layer)
+            raise GenomeError(f"has no layer axis to pick layer {layer} from", source=source, value=layer)
         if not 0 <= layer < lead[0]:
-            raise GenomeError(f"has no layer {layer} (it has {lead[0]})", path=source, value=layer)
+            raise GenomeError(f"has no layer {layer} (it has {lead[0]})", source=source, value=layer)
         flat = {key: (a[layer] if carried[key] else a) for key, a in flat.items()}
         carried = {key: max(m - 1, 0) for key, m in carried.items()}
         lead = lead[1:]
     S = lead[0] if lead else None
     if species is not None and not (S is not None and 0 <= species < S):
         raise GenomeError(f"has no species {species}" + (f" (it has {S})" if S else " (no species axis)"),
-                          path=source, value=species)
+                          source=source, value=species)
     keep_axis = S is not None and species is None
+    if keep_axis and S > MAX_IMPORT_FILES:
+        raise GenomeError(f"has {S} species, more than the {MAX_IMPORT_FILES} genome files one import writes",
+                          source=source, value=S, hint="Import one species at a time (--species INDEX).")
     keys = {key: {"shape": list(a.shape[carried[key]:]), "species": bool(carried[key]) and keep_axis,
                   "dtype": a.dtype.name} for key, a in flat.items()}
     picked = [species] if species is not None else (range(S) if S is not None else [None])
@@ -282,29 +311,42 @@ def _genome_from_one(one: dict[str, np.ndarray], k: int, group: str, source: str
     fields: dict[str, Any] = {"nu": T[:k, k:].T.tolist(), "mu": T[k:, :k].T.tolist()}
     extra: dict[str, Any] = {}
     diag = [T[:k, :k], T[k:, k:]]
-    if any(np.any(b != 0) for b in diag):
+    if any(np.any(b != 0) or np.any(np.signbit(b)) for b in diag):  # -0.0 too: the round trip keeps bits
         extra[_DIAGONAL] = [b.tolist() for b in diag]
     for key, arr in one.items():
         if key == _TRANSFORM:
             continue
+        kind = _DERIVED[key][1] if key in _DERIVED else _CARRIED[key]
+        a = arr.astype(np.float64)
+        if kind == "scalar" and a.ndim:
+            raise GenomeError("must be one number per genome", source=source, path=f"{key}", value=list(arr.shape))
+        if kind == "vector" and (a.ndim > 1 or (a.ndim == 1 and a.shape[0] != k)):
+            raise GenomeError(f"must be a number or {k} numbers (one per state)", source=source, path=f"{key}",
+                              value=list(arr.shape))
+        if kind == "matrix" and a.shape != (k, k):
+            raise GenomeError(f"must be a {k} x {k} matrix", source=source, path=f"{key}", value=list(arr.shape))
         if key not in _DERIVED:
             extra[key] = arr.tolist()
             continue
-        name, kind = _DERIVED[key]
-        a = arr.astype(np.float64)
-        if kind == "scalar" and a.ndim:
-            raise GenomeError("must be one number per genome", path=f"{source}: {key}", value=list(arr.shape))
-        if kind == "vector" and (a.ndim > 1 or (a.ndim == 1 and a.shape[0] != k)):
-            raise GenomeError(f"must be a number or {k} numbers (one per state)", path=f"{source}: {key}",
-                              value=list(arr.shape))
+        name = _DERIVED[key][0]
         fields[name] = float(a) if kind == "scalar" else np.broadcast_to(a, (k,) if kind == "vector" else a.shape).tolist()
     for name in ("f", "eta", "f_tilde", "eta_tilde"):
         if name not in fields:
             key = next(key for key, v in _DERIVED.items() if v[0] == name)
-            raise GenomeError(f"has no {key!r} value", path=source,
+            raise GenomeError(f"has no {key!r} value", source=source,
                               hint="Their genome structure always has neuron/keep, neuron/update, "
                               "synapse/keep and synapse/update.")
-    return GenomeSpec(k=k, groups={group: GenomeParams(**fields)}, meta={"authors": {**meta, "extra": extra}})
+    from blursim.spec.loading import validate_document
+
+    doc = {"k": k, "groups": {group: fields}, "meta": {"authors": {**meta, "extra": extra}}}
+    try:
+        return validate_document(GenomeSpec, doc)
+    except GenomeError as e:
+        raise GenomeError(e.message, path=e.path, value=e.value, choices=e.choices, hint=e.hint,
+                          source=source) from None
+    except SpecError as e:
+        raise GenomeError(f"does not make a valid blursim genome: {e.message}", path=e.path, value=e.value,
+                          choices=e.choices, hint=e.hint, source=source) from None
 
 
 # ------------------------------------------------------------------- export
@@ -337,7 +379,10 @@ def export_authors_genome(
     for g in gs:
         if group not in g.groups:
             raise GenomeError(f"the genome has no group {group!r}", choices=list(g.groups))
-    metas = [g.meta.get("authors") if isinstance(g.meta.get("authors"), dict) else None for g in gs]
+    metas = [_check_meta(g.meta.get("authors"), k) if isinstance(g.meta.get("authors"), dict) else None
+             for g in gs]
+    if dtype is not None and dtype not in EXPORT_DTYPES:
+        raise GenomeError("unsupported dtype", value=dtype, choices=EXPORT_DTYPES)
     meta = metas[0]
     if meta is not None and any(m is None or m.get("keys") != meta.get("keys") for m in metas):
         raise GenomeError("genomes stacked along a species axis must come from the same authors' genome "
@@ -357,6 +402,42 @@ def export_authors_genome(
             arr = vals[0]
         out[key] = arr.astype(dtype or info["dtype"])
     return out
+
+
+def _check_meta(meta: dict, k: int) -> dict:
+    """``meta.authors`` of a genome document (data from a file): its keys, shapes, dtypes and
+    extra values must be those an import writes, so that exporting allocates nothing unbounded
+    and writes plain numeric arrays only."""
+    def bad(path: str, what: str, value: Any = None) -> GenomeError:
+        return GenomeError(what, path=f"$.meta.authors.{path}", value=value,
+                           hint="meta.authors is written by 'blursim genome import'; do not edit it.")
+
+    keys = meta.get("keys")
+    if not isinstance(keys, dict) or not keys or len(keys) > len(KNOWN_KEYS):
+        raise bad("keys", f"must map at most {len(KNOWN_KEYS)} of their genome's keys to shapes and dtypes")
+    for key, info in keys.items():
+        if key not in KNOWN_KEYS:
+            raise bad("keys", "names a key that is not part of their genome structure", key)
+        shape = info.get("shape") if isinstance(info, dict) else None
+        allowed = [[2 * k, 2 * k]] if key == _TRANSFORM else [[], [k], [k, k]]
+        if shape not in allowed or any(isinstance(n, bool) for n in shape):
+            raise bad(f"keys.{key}.shape", f"must be one of {allowed} (one genome's shape for k={k})", shape)
+        if info.get("dtype") not in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                                     "uint64", *EXPORT_DTYPES):
+            raise bad(f"keys.{key}.dtype", "must be a numeric dtype", info.get("dtype"))
+        if not isinstance(info.get("species"), bool):
+            raise bad(f"keys.{key}.species", "must be true or false", info.get("species"))
+    extra = meta.get("extra", {})
+    if not isinstance(extra, dict) or any(key not in KNOWN_KEYS and key != _DIAGONAL for key in extra):
+        raise bad("extra", "must hold values of their genome's keys only")
+    for key, v in extra.items():
+        try:
+            a = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise bad(f"extra.{key}", "must be numbers") from None
+        if a.size > 2 * k * k or not np.isfinite(a).all():
+            raise bad(f"extra.{key}", f"must be finite numbers of one genome (at most {2 * k * k})")
+    return meta
 
 
 def _to_shape(v: np.ndarray, shape: list | None, key: str) -> np.ndarray:

@@ -13,22 +13,62 @@ from collections.abc import Iterable
 from typing import Any
 
 #: Longest user-supplied text (a name, a value, a file name) echoed in an error message.
-MAX_ECHO = 120
+MAX_ECHO = 80
 #: Longest error message printed; the rest is cut (a message is one line, whatever it quotes).
 MAX_MESSAGE = 2000
 #: At most this many valid choices are listed.
 MAX_CHOICES = 40
+#: ... and at most about this many characters of them.
+MAX_CHOICES_CHARS = 400
 
 _BREAKS = re.compile(r"[ \t]*[\r\n\x0b\x0c\x85\u2028\u2029]+[ \t]*")
+#: Characters a terminal interprets (ANSI escapes start with ESC), and the bidirectional overrides
+#: that reorder what is shown: escaped in every message (``\x1b``), never printed raw.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: A run of this many characters without a space in a message is an echoed value (a key, a name):
+#: it is cut to an excerpt.
+MAX_TOKEN = 100
+_TOKEN = re.compile(r"\S{%d,}" % (MAX_TOKEN + 1))
+
+
+def _escape(m: re.Match) -> str:
+    c = ord(m.group(0))
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def _clean(s: str) -> str:
+    return _CONTROL.sub(_escape, _BREAKS.sub(" ", s).replace("\t", " "))
 
 
 def shorten(text: Any, limit: int = MAX_ECHO) -> str:
-    """``text`` on one line and at most ``limit`` characters (the middle cut out)."""
-    s = _BREAKS.sub(" ", str(text))
+    """``text`` on one line and at most ``limit`` characters (the middle cut out), with control
+    characters (ANSI escape sequences, bidirectional overrides) escaped as ``\\x1b``."""
+    s = str(text)
+    if len(s) > 2 * limit + 16:  # cut before cleaning: a 100 MB message costs no more than a short one
+        s = _clean(s[: limit + 8]) + " ... " + _clean(s[-(limit + 8):])
+    else:
+        s = _clean(s)
     if len(s) <= limit:
         return s
     keep = limit - 5
     return s[: keep - keep // 3] + " ... " + s[len(s) - keep // 3 :]
+
+
+def excerpt_tokens(text: str, limit: int = MAX_TOKEN) -> str:
+    """``text`` with every run of more than ``limit`` non-space characters (an echoed key or value)
+    cut to an excerpt of ``limit`` characters."""
+    return _TOKEN.sub(lambda m: shorten(m.group(0), limit), text) if len(text) > limit else text
+
+
+def printable(text: Any, limit: int = 4000) -> str:
+    """``text`` (from a file) safe to print: line breaks kept, other control characters escaped,
+    at most ``limit`` characters (the middle cut out)."""
+    lines = str(text)[: 4 * limit].splitlines()
+    out = "\n".join(_CONTROL.sub(_escape, line.replace("\t", " ")) for line in lines)
+    if len(out) <= limit:
+        return out
+    keep = limit - 5
+    return out[: keep - keep // 3] + " ... " + out[len(out) - keep // 3 :]
 
 
 def one_line(text: Any, limit: int = MAX_MESSAGE) -> str:
@@ -106,21 +146,26 @@ class SpecError(BlursimError, ValueError):
         # whatever the document holds (a 1 MB name, a list of 10,000 choices).
         where = []
         if self.source:
-            where.append(shorten(self.source, 2 * MAX_ECHO))
+            where.append(shorten(self.source, 4 * MAX_ECHO))
         if self.path:
-            where.append(f"at {shorten(self.path, 2 * MAX_ECHO)}")
+            where.append(f"at {shorten(self.path, MAX_ECHO)}")
         head = (" ".join(where) + ": ") if where else ""
-        msg = head + shorten(self.message, MAX_MESSAGE // 2)
+        msg = head + shorten(excerpt_tokens(str(self.message)), MAX_MESSAGE // 2)
         if self.value is not None:
             msg += f" (got {shorten(_safe_repr(self.value))})"
         if not msg.endswith("."):
             msg += "."
         if self.choices is not None:
-            shown = [shorten(c, 40) for c in self.choices[:MAX_CHOICES]]
+            shown: list[str] = []
+            for c in self.choices[:MAX_CHOICES]:
+                c = shorten(c, 40)
+                if sum(len(x) + 2 for x in shown) + len(c) > MAX_CHOICES_CHARS:
+                    break
+                shown.append(c)
             more = len(self.choices) - len(shown)
             msg += " Valid choices: " + ", ".join(shown) + (f" and {more} more" if more > 0 else "") + "."
         if self.hint:
-            msg += " " + shorten(self.hint, MAX_MESSAGE // 4)
+            msg += " " + shorten(excerpt_tokens(str(self.hint)), MAX_MESSAGE // 4)
         return one_line(msg)
 
     def __str__(self) -> str:  # keep it current if source was attached

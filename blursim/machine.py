@@ -53,30 +53,109 @@ def parse_size(text: str) -> int | None:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-def memory_bytes() -> int:
-    """Memory this process may use: the machine's RAM, or less where a cgroup limit or
-    ``$BLURSIM_MAX_MEMORY`` says so. Runs that would need more are refused before they start."""
-    sizes = []
+def _read_int(path: str | Path) -> int | None:
+    """The number in a small ``/sys`` or ``/proc`` file (``None``: absent, ``max`` or unreadable)."""
     try:
-        sizes.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        text = Path(path).read_text()[:100].strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and len(text) < 25 else None
+
+
+def cgroup_limit() -> int | None:
+    """The memory limit of this process's cgroup (v2 ``memory.max`` of its own cgroup and the
+    root's, v1 ``memory.limit_in_bytes``); ``None`` when there is none."""
+    files = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+    try:
+        for line in Path("/proc/self/cgroup").read_text()[:10_000].splitlines():
+            hier, _, rest = line.partition(":")
+            ctrl, _, rel = rest.partition(":")
+            rel = rel.strip().lstrip("/")
+            if not rel or ".." in rel.split("/"):
+                continue
+            if ctrl == "":  # cgroup v2
+                files.append(f"/sys/fs/cgroup/{rel}/memory.max")
+            elif "memory" in ctrl.split(","):
+                files.append(f"/sys/fs/cgroup/memory/{rel}/memory.limit_in_bytes")
+    except OSError:
+        pass
+    limits = [n for n in map(_read_int, files) if n is not None and n < 2**62]
+    return min(limits) if limits else None
+
+
+def address_space_left() -> int | None:
+    """Bytes of address space this process may still map under ``ulimit -v`` (``RLIMIT_AS``,
+    less what it maps now); ``None`` when unlimited."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return None
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    used = 0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                used = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(int(soft) - used, 0)
+
+
+def memory_cap() -> int | None:
+    """``$BLURSIM_MAX_MEMORY`` in bytes (``None`` when unset); refuses (one line) a value that is
+    not a positive size such as ``8GiB``."""
+    env = os.environ.get(MEMORY_ENV)
+    if env is None or not env.strip():
+        return None
+    cap = parse_size(env)
+    if cap is None or cap <= 0:
+        from blursim.errors import SpecError, shorten
+
+        raise SpecError(f"${MEMORY_ENV} must be a positive size such as 8GiB or 512MiB",
+                        value=shorten(env, 40), hint="Unset it to use what the machine allows.")
+    return cap
+
+
+def memory_limits() -> dict[str, int]:
+    """Each limit on the memory this process may use, in bytes: ``physical`` RAM, the ``cgroup``
+    limit, the ``address space`` left under ``ulimit -v``, ``$BLURSIM_MAX_MEMORY``; absent ones
+    are left out."""
+    out: dict[str, int] = {}
+    try:
+        out["physical memory"] = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
         pass
-    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(f).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 2**62:
-            sizes.append(int(text))
-    env = os.environ.get(MEMORY_ENV)
-    if env:
-        cap = parse_size(env)
-        if cap is None:
-            from blursim.errors import SpecError
+    cg = cgroup_limit()
+    if cg is not None:
+        out["cgroup limit"] = cg
+    left = address_space_left()
+    if left is not None:
+        out["address space left under ulimit -v"] = left
+    cap = memory_cap()
+    if cap is not None:
+        out[f"${MEMORY_ENV}"] = cap
+    return out
 
-            raise SpecError(f"${MEMORY_ENV} must be a size such as 8GiB or 512MiB", value=env)
-        sizes.append(cap)
-    return min(sizes) if sizes else 2**40
+
+def memory_bytes() -> int:
+    """Memory this process may use: the least of the machine's RAM, its cgroup's limit, the
+    address space left under its ``ulimit -v`` and ``$BLURSIM_MAX_MEMORY``. Runs that would need
+    more are refused before they start."""
+    limits = memory_limits()
+    return min(limits.values()) if limits else 2**40
+
+
+def memory_bound() -> tuple[int, str]:
+    """``(bytes, what sets it)``: :func:`memory_bytes` and the name of the limit that is least."""
+    limits = memory_limits()
+    if not limits:
+        return 2**40, "assumed"
+    name = min(limits, key=limits.get)
+    return limits[name], name
 
 
 def git_commit() -> dict[str, Any]:

@@ -148,7 +148,7 @@ def test_run_records_and_files(tmp_path):
     out = tmp_path / "run"
     r = meta_train(tiny_experiment(), out=out)
     assert sorted(os.listdir(out)) == [
-        ".lock", "best_genome.json", "checkpoint-g0000005.npz", "checkpoint.json", "experiment.json",
+        "best_genome.json", "checkpoint-g0000005.npz", "checkpoint.json", "experiment.json",
         "log.jsonl", "mean_genome.json", "meta_training.png",
     ]  # nothing half-written left behind
     recs = read_log(out / "log.jsonl")

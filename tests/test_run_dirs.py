@@ -136,7 +136,7 @@ def test_a_run_killed_before_its_first_checkpoint_is_restarted(tmp_path, capsys)
     out = tmp_path / "killed"
     with killed_at(3), pytest.raises(Killed):
         meta_train(exp, out=out)
-    assert sorted(p for p in os.listdir(out) if not p.endswith(".tmp")) == [".lock", "experiment.json",
+    assert sorted(p for p in os.listdir(out) if not p.endswith(".tmp")) == ["experiment.json",
                                                                            "log.jsonl"]
     err = one_line_error(capsys, ["meta-train", path, "--out", out, "--quiet"])
     assert "stopped before its first checkpoint: restart it with --resume" in err

@@ -6,6 +6,7 @@ import json
 import sys
 
 from blursim.cli.common import atomic_write_text, parse_options
+from blursim.errors import SpecError
 
 
 def add_parser(sub) -> None:
@@ -64,8 +65,11 @@ def cmd_validate(args) -> int:
                 check_dataset_fit(doc, ds, args.task)
             n_syn = sum(q.n_synapses for q in prog.projs)
             est = estimate(doc, batch=args.batch)
+            # what `run` refuses (one network, one replica, float32) validate refuses too (exit 2)
+            _require(est.total(), path, f"one network with batches of {args.batch}", "--batch",
+                     "Use a smaller network or --batch (or a machine with more memory).")
             print(f"{path}: ok (network, k={prog.k}, {len(prog.pops)} populations, {len(prog.projs)} "
-                  f"projections, {n_syn} forward synapses per channel; {est.describe()}{_beyond(est.total())})")
+                  f"projections, {n_syn} forward synapses per channel; {est.describe()})")
         elif args.task:
             raise SpecError("--task checks network specs only; this document is not one", source=path,
                             path="$.format")
@@ -76,13 +80,15 @@ def cmd_validate(args) -> int:
     return 0
 
 
-def _beyond(need: int) -> str:
-    """A warning when ``need`` bytes exceed what this machine lets blursim use."""
-    from blursim.limits import format_bytes
-    from blursim.machine import memory_bytes
+def _require(need: int, source: str, what: str, flag: str, hint: str) -> None:
+    """Refuse (exit 2, as ``run`` and ``meta-train`` would) a document needing more than the memory
+    this process may use (RAM, cgroup, ``ulimit -v``, ``$BLURSIM_MAX_MEMORY``)."""
+    from blursim.graph.memory import require
 
-    have = memory_bytes()
-    return f"; more than the {format_bytes(have)} this machine has" if need > have else ""
+    try:
+        require(need, what=what, path=flag, hint=hint)
+    except SpecError as e:
+        raise type(e)(e.message, path=e.path, hint=e.hint, source=source) from None
 
 
 def _validate_experiment(path: str, doc) -> None:
@@ -90,13 +96,17 @@ def _validate_experiment(path: str, doc) -> None:
 
     setup = prepare_experiment(doc)
     exp, plan = setup.experiment, setup.memory
+    if exp.execution.dask is None:
+        # evaluated in this process: meta-train refuses a chunk that does not fit it
+        _require(plan.chunk_bytes, path, f"a chunk of {plan.chunk} genome(s)", "$.execution.memory_budget_mb",
+                 "Lower the memory budget so that chunks are smaller.")
     if exp.strategy.popsize is not None:
         how = f"{exp.strategy.name} with popsize {exp.strategy.popsize}, {exp.generations} generations"
     else:  # gradient meta-training
         how = f"{exp.strategy.name} with {setup.strategy.runs} run(s), {exp.generations} steps"
     print(f"{path}: ok (experiment {setup.name!r}: {len(setup.train_tasks)} training and "
           f"{len(setup.val_tasks)} validation task(s), genome of {setup.layout.size} values, "
-          f"{how}; {plan.describe()}{_beyond(plan.chunk_bytes)})")
+          f"{how}; {plan.describe()})")
 
 
 def cmd_schema(args) -> int:

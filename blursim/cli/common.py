@@ -65,16 +65,29 @@ def network_for_genome(args, spec, source: str | None = None):
     return spec
 
 
+def load_genome_for(path: str, program):
+    """The genome document ``path``, which must define every genome group ``program`` uses (the
+    error names the file; the simulator, which would refuse it later, knows no file)."""
+    from blursim.spec import load_genome
+
+    genome = load_genome(path)
+    missing = [g for g in program.groups if g not in genome.groups]
+    if missing:
+        raise SpecError(f"the network uses genome group {missing[0]!r}, which the genome does not define",
+                        source=path, path="$.groups", choices=genome.groups,
+                        hint="Add that group to the genome file or change the spec's genome fields.")
+    return genome
+
+
 def genome_from_args(args, program):
     """The genome of ``--genome FILE`` or ``--preset NAME`` for ``program``. A preset on a
     program whose rules it does not have is refused (commands that accept
     ``--apply-preset-rules`` apply them first, with :func:`network_for_genome`)."""
     from blursim.genome import make_preset
     from blursim.genome.requirements import preset_spec
-    from blursim.spec import load_genome
 
     if args.genome:
-        return load_genome(args.genome)
+        return load_genome_for(args.genome, program)
     preset_spec(args.preset, program.spec, source=getattr(args, "spec", None))
     kw = {}
     if args.lr is not None:

@@ -42,7 +42,9 @@ def cmd_import(args) -> int:
     from pathlib import Path
 
     from blursim.authors import import_authors_genome, read_authors_file
+    from blursim.errors import GenomeError, shorten
     from blursim.io import atomic_write_text
+    from blursim.limits import MAX_DOCUMENT_BYTES, format_bytes
 
     flat = read_authors_file(args.file)
     genomes = import_authors_genome(flat, layer=args.layer, species=args.species, group=args.group,
@@ -52,9 +54,15 @@ def cmd_import(args) -> int:
         paths = [out]
     else:
         paths = [out.with_name(f"{out.stem}_{s}{out.suffix or '.json'}") for s in range(len(genomes))]
-    for path, g in zip(paths, genomes):
-        atomic_write_text(path, g.model_dump_json(indent=2, exclude_none=True) + "\n")
-    print(f"{args.file}: k={genomes[0].k}, {len(genomes)} genome(s) -> {', '.join(map(str, paths))}")
+    texts = [g.model_dump_json(indent=2, exclude_none=True) + "\n" for g in genomes]
+    for text in texts:  # what validate and run read back; checked before any file is written
+        if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+            raise GenomeError(f"would make a genome document of {format_bytes(len(text.encode('utf-8')))}, more "
+                              f"than the {format_bytes(MAX_DOCUMENT_BYTES)} blursim reads", path=args.file)
+    for path, text in zip(paths, texts):
+        atomic_write_text(path, text)
+    shown = ", ".join(map(str, paths)) if len(paths) <= 3 else f"{paths[0]} ... {paths[-1]}"
+    print(f"{shorten(args.file, 200)}: k={genomes[0].k}, {len(genomes)} genome(s) -> {shorten(shown, 400)}")
     return 0
 
 

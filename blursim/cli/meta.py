@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blursim.cli.common import add_backend_args, parse_options, print_json, require_memory
+from blursim.cli.common import add_backend_args, load_genome_for, parse_options, print_json, require_memory
 
 
 def add_parser(sub) -> None:
@@ -74,16 +74,21 @@ def _positive(name: str, v: int | None, minimum: int = 1) -> None:
 
 def cmd_meta_train(args) -> int:
     from blursim.errors import BlursimError
+    from blursim.limits import MAX_MEMORY_BUDGET_MB
     from blursim.meta import meta_train, prepare_experiment
     from blursim.meta.distributed import make_executor
     from blursim.meta.observers import ProgressBar, summary_line
 
     _positive("--generations", args.generations, 0)
     _positive("--dask-workers", args.dask_workers)
-    if args.memory_budget is not None and args.memory_budget <= 0:
-        raise BlursimError(f"--memory-budget must be > 0 (got {args.memory_budget})")
-    setup = prepare_experiment(args.experiment)  # every check before any compute
+    if args.memory_budget is not None and not 0 < args.memory_budget <= MAX_MEMORY_BUDGET_MB:
+        raise BlursimError(f"--memory-budget must be > 0 and at most {MAX_MEMORY_BUDGET_MB:.0f} MB "
+                           f"(got {args.memory_budget})")
+    # every check before any compute; the memory check uses --memory-budget when given
+    setup = prepare_experiment(args.experiment, memory_budget_mb=args.memory_budget)
     exp = setup.experiment
+    if not (args.dask_scheduler or args.dask_workers or exp.execution.dask):
+        _require_local_memory(setup, args)  # before the run directory is made
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise BlursimError("--resume DIR continues the run in DIR; --out must be omitted or the same")
@@ -114,6 +119,22 @@ def cmd_meta_train(args) -> int:
     return 0
 
 
+def _require_local_memory(setup, args) -> None:
+    """Refuse a run whose chunk of genomes (evaluated in this process) does not fit the memory this
+    process may use: RAM, cgroup, ``ulimit -v``, ``$BLURSIM_MAX_MEMORY``."""
+    from blursim.errors import SpecError
+    from blursim.graph.memory import require
+    from blursim.spec.loading import relocate
+
+    plan = setup.memory
+    flag = "--memory-budget" if args.memory_budget is not None else "$.execution.memory_budget_mb"
+    try:
+        require(plan.chunk_bytes, what=f"a chunk of {plan.chunk} genome(s)", path=flag,
+                hint="Lower the memory budget so that chunks are smaller.")
+    except SpecError as e:
+        raise (e if args.memory_budget is not None else relocate(e, setup.experiment)) from None
+
+
 def _document_output(setup) -> Path:
     """The output directory the experiment names (``output``, else ``runs/NAME``), which must stay
     inside the current directory, symbolic links followed."""
@@ -137,7 +158,7 @@ def cmd_evaluate(args) -> int:
     from blursim.data import load_dataset
     from blursim.graph import check_dataset_fit, compile_network
     from blursim.sim import make_simulator, train_and_evaluate
-    from blursim.spec import load_genome, load_network
+    from blursim.spec import load_network
 
     _positive("--steps", args.steps, 0)
     _positive("--replicas", args.replicas)
@@ -148,7 +169,7 @@ def cmd_evaluate(args) -> int:
     prog = compile_network(spec)
     ds = load_dataset(args.task, parse_options(args.task_opt), path="--task")
     check_dataset_fit(spec, ds, args.task)
-    genome = load_genome(args.genome)
+    genome = load_genome_for(args.genome, prog)  # names the genome file when it lacks a group
     rows = args.batch if args.query_batches else (ds.n_test if args.split == "test" else ds.n_train)
     require_memory(spec, batch=args.batch, rows=rows, replicas=args.replicas, dtype=args.dtype,
                    source=args.spec)

@@ -8,11 +8,18 @@ after every step: if it breaks again, the command prints the same message as
 the failing test and exits with status 1; if it now holds (the bug is fixed),
 it says so and exits with 0. A folder that is not a counterexample is an
 error (status 2).
+
+A folder is data from anywhere (a colleague, a CI artefact): nothing it names is
+imported or called. The law is looked up among blursim's own laws by name; every
+file is checked (:meth:`~blursim.testing.counterexample.Counterexample.load`) and
+the replay's memory and work are bounded
+(:func:`~blursim.testing.counterexample.check_replay`) before anything is simulated.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def add_parser(sub) -> None:
@@ -21,24 +28,52 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_replay)
 
 
+def builtin_law(name: str, module: str | None, source: str):
+    """Blursim's own law ``name`` (registered by :mod:`blursim.testing.laws`); anything else is a
+    one-line error listing them. ``module`` is only quoted, never imported."""
+    from blursim.errors import SpecError
+    from blursim.testing import laws
+
+    own = [n for n in laws.LAWS if type(laws.LAWS.get(n)).__module__ == laws.__name__]
+    if name in own:
+        return laws.LAWS.get(name)
+    where = f" (module {module!r} is never imported)" if module and module != laws.__name__ else ""
+    raise SpecError(f"unknown law {name!r}{where}", source=source, path="$.law", choices=own,
+                    hint="Replay a law of your own in Python (docs/testing.md).")
+
+
 def cmd_replay(args) -> int:
     import numpy as np
 
-    from blursim.testing.counterexample import Counterexample
-    from blursim.testing.laws import replay
+    from blursim.errors import BlursimError, SpecError, printable, shorten
+    from blursim.testing.counterexample import Counterexample, check_replay
+    from blursim.testing.laws import LawNotApplicable
     from blursim.testing.report import LawViolation
 
     cx = Counterexample.load(args.dir)
+    source = str(Path(args.dir) / "law.json")
+    law = builtin_law(cx.law, cx.module, source)
+    program = check_replay(cx, args.dir)  # before anything is simulated
+    shown = shorten(args.dir, 200)
     with np.errstate(all="ignore"):
         try:
-            run = replay(cx)
+            run = law(program, cx.genome, cx.batches, seed=cx.seed, replicas=cx.replicas, state=cx.state,
+                      atol=cx.atol, rtol=cx.rtol, check_domain=cx.check_domain, save=False, **cx.options)
         except LawViolation as e:
-            print(e.core)
-            print(f"  (replayed from {args.dir}: law {cx.law!r} still breaks)")
+            print(printable(e.core))
+            print(f"  (replayed from {shown}: law {cx.law!r} still breaks)")
             return 1
-    print(f"law {cx.law!r} holds on the counterexample in {args.dir} ({run.t} training steps): "
+        except BlursimError:
+            raise
+        except LawNotApplicable as e:
+            raise SpecError(str(e), source=source, path="$.check_domain") from None
+        except (ValueError, TypeError, KeyError, IndexError) as e:  # the law's options come from the file
+            raise SpecError(f"law {cx.law!r} cannot run on this counterexample ({type(e).__name__}: {e})",
+                            source=source, path="$.options",
+                            hint="The folder was changed after err.save(DIR) wrote it.") from None
+    print(f"law {cx.law!r} holds on the counterexample in {shown} ({run.t} training steps): "
           "the failure does not reproduce")
     if cx.message:
-        print("it was saved after this failure:\n" + cx.message)
+        print("it was saved after this failure:\n" + printable(cx.message))
     sys.stdout.flush()
     return 0

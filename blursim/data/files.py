@@ -46,8 +46,6 @@ NaN or infinity, float labels, a missing NPZ key -- is a
 from __future__ import annotations
 
 import hashlib
-import io
-import zipfile
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -123,10 +121,20 @@ def _check_file(option: str, value: str) -> Path:
     return p
 
 
+#: Largest data file read (and what an NPZ may inflate to); less where memory is smaller.
+MAX_DATA_FILE_BYTES = 2**32
+
+
 def _read_csv(p: Path) -> np.ndarray:
+    from blursim.limits import read_regular_file
+    from blursim.machine import memory_bytes
+
+    # a CSV row of floats takes about as much memory as text: a quarter of memory for the text
+    raw = read_regular_file(p, limit=min(MAX_DATA_FILE_BYTES, memory_bytes() // 16), what="data file",
+                            error=DataError)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise DataError(f"CSV file {str(p)!r} cannot be read ({exc}); save it as UTF-8 text.") from None
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
@@ -169,26 +177,31 @@ def _is_float(v: str) -> bool:
 
 def read_table(p: Path, opts: FileOptions) -> tuple[np.ndarray, np.ndarray]:
     """``(x, y)`` as stored in file ``p`` (targets as read, not yet checked)."""
+    from blursim.limits import read_regular_file
+    from blursim.machine import memory_bytes
+    from blursim.npz import read_npy, read_npz
+
     suffix = p.suffix.lower()
-    try:
-        if suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                missing = [k for k in (opts.x_key, opts.y_key) if k not in z.files]
-                if missing:
-                    raise DataError(
-                        f"NPZ file {str(p)!r} has no array {missing[0]!r}; it holds "
-                        f"{', '.join(map(repr, z.files)) or 'no arrays'}. Set the options "
-                        "x_key and y_key to the names of the input and target arrays."
-                    )
-                return np.asarray(z[opts.x_key]), np.asarray(z[opts.y_key])
-        table = np.load(p, allow_pickle=False) if suffix == ".npy" else _read_csv(p)
-    except DataError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, io.UnsupportedOperation) as exc:
-        raise DataError(
-            f"{suffix[1:].upper()} file {str(p)!r} cannot be read ({exc}); check that it is a "
-            f"{suffix} file written by NumPy (without pickled objects)."
-        ) from None
+    # the file, and what an NPZ inflates to (from its headers, before inflating), fit in memory
+    limit = min(MAX_DATA_FILE_BYTES, memory_bytes() // 4)
+    if suffix in (".npz", ".npy"):
+        raw = read_regular_file(p, limit=limit, what="data file", error=DataError)
+        if suffix == ".npy":
+            table = read_npy(raw, name=str(p), max_bytes=limit, error=DataError)
+        else:
+            arrays = read_npz(raw, name=str(p), max_bytes=limit, error=DataError, what="NPZ data file")
+            missing = [k for k in (opts.x_key, opts.y_key) if k not in arrays]
+            if missing:
+                from blursim.errors import shorten
+
+                held = ", ".join(repr(shorten(k, 40)) for k in list(arrays)[:10]) or "no arrays"
+                raise DataError(
+                    f"NPZ file {shorten(str(p), 200)!r} has no array {shorten(missing[0], 40)!r}; it holds "
+                    f"{held}. Set the options x_key and y_key to the names of the input and target arrays."
+                )
+            return arrays[opts.x_key], arrays[opts.y_key]
+    else:
+        table = _read_csv(p)
     if table.ndim != 2 or table.shape[1] <= opts.target_columns:
         raise DataError(
             f"{suffix[1:].upper()} file {str(p)!r} holds an array of shape {table.shape}, but "

@@ -110,16 +110,16 @@ def require(need: int, *, what: str, budget: int | None = None, budget_name: str
     """Refuse (:class:`~blursim.errors.MemoryLimitError`, "needs X GiB") when ``need`` bytes exceed
     ``budget`` (when given) or the memory this machine lets blursim use
     (:func:`blursim.machine.memory_bytes`)."""
-    from blursim.machine import MEMORY_ENV, memory_bytes
+    from blursim.machine import memory_bound
 
     if budget is not None and need > budget:
         raise MemoryLimitError(
             f"{what} needs {format_bytes(need)}, more than {budget_name} of {format_bytes(budget)}",
             path=path, hint=hint,
         )
-    have = memory_bytes()
+    have, limit = memory_bound()  # RAM, cgroup, ulimit -v, $BLURSIM_MAX_MEMORY: the least
     if need > have:
         raise MemoryLimitError(
-            f"{what} needs {format_bytes(need)}, more than the {format_bytes(have)} this machine has "
-            f"(${MEMORY_ENV} or a cgroup may lower that)", path=path, hint=hint,
+            f"{what} needs {format_bytes(need)}, more than the {format_bytes(have)} this process may "
+            f"use ({limit})", path=path, hint=hint,
         )

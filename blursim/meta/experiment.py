@@ -490,7 +490,12 @@ def _load_referenced(exp: ExperimentSpec, model: Any, file: Path, path: str) -> 
     except SpecError as e:
         if e.source is None:
             raise relocate(e, exp) from None
-        raise
+        parent = source_of(exp)[0]
+        if parent is None:
+            raise
+        # name the document being read too, not only the file it points to
+        raise type(e)(e.message, path=e.path or None, value=e.value, choices=e.choices, hint=e.hint,
+                      source=f"{parent} ({path}) -> {e.source}") from None
 
 
 def _referenced(exp: ExperimentSpec, value: str, base: Path, path: str, what: str) -> Path:
@@ -692,8 +697,9 @@ def _hash(doc: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def prepare_experiment(src: str | Path | dict | ExperimentSpec) -> Setup:
-    """Load (if needed) and check an experiment; build its :class:`Setup`.
+def prepare_experiment(src: str | Path | dict | ExperimentSpec, *, memory_budget_mb: float | None = None) -> Setup:
+    """Load (if needed) and check an experiment; build its :class:`Setup`. ``memory_budget_mb``
+    (``meta-train --memory-budget``) replaces the document's budget in the memory check.
 
     Every check that can fail on user input happens here, before any
     simulation: network compiles, tasks exist and fit their network, genome
@@ -787,8 +793,12 @@ def prepare_experiment(src: str | Path | dict | ExperimentSpec) -> Setup:
         lower=lower, upper=upper, strategy=strategy, hashed=hashed, spec_hash=_hash(hashed),
     )
     try:  # one genome must fit the budget (the machine is checked when the run starts)
-        setup.memory = setup.plan_memory(local=False)
+        setup.memory = setup.plan_memory(memory_budget_mb, local=False,
+                                         path="--memory-budget" if memory_budget_mb is not None
+                                         else "$.execution.memory_budget_mb")
     except SpecError as e:
+        if memory_budget_mb is not None:
+            raise e from None
         raise relocate(e, exp) from None
     return setup
 

@@ -20,8 +20,9 @@ their checksum and the strategy's own state must all agree; any disagreement is
 a :class:`RunDirError` saying which, never another exception.
 
 A run directory is locked (:class:`RunLock`, an exclusive ``flock`` on its
-``.lock`` file) while a process creates, resumes or runs it: a second process
-is refused at once, and the lock goes with the process however it ends.
+``.lock`` file, never followed through a symbolic link) while a process creates,
+resumes or runs it: a second process is refused at once, the lock goes with the
+process however it ends, and a run that finishes removes the file.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ LOG = "log.jsonl"
 EXPERIMENT = "experiment.json"
 LOCK = ".lock"
 NPZ_PATTERN = re.compile(r"checkpoint-g[0-9]{7,}\.npz")
+
+#: The most a checkpoint's arrays may inflate to (declared in the NPZ headers, checked first).
+MAX_CHECKPOINT_INFLATED = 2**31
 
 #: Longest integer literal in a run's files (generator states are 128-bit: 39 digits).
 _RUN_INT_DIGITS = 80
@@ -80,6 +84,12 @@ class RunLock:
     ``flock`` locks belong to the open file, so a second :class:`RunLock` on the same
     directory is refused even in the same process, and the lock is released when the
     process ends, however (a killed run never leaves its directory locked).
+
+    The lock file is data in a directory someone else may have prepared: it is opened without
+    following a symbolic link (``O_NOFOLLOW``), and refused unless it is a regular file with no
+    other name (a hard link), so locking never writes to another file. :meth:`release` removes
+    it (a finished run leaves no lock file; a killed one leaves an unlocked, harmless one). A
+    process that locked a file another one removed in the meantime opens the new one again.
     """
 
     def __init__(self, directory: str | Path) -> None:
@@ -87,22 +97,26 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        except OSError as e:
-            raise RunDirError(f"cannot lock {self.path.parent}: {e.strerror or e}") from None
-        if not _try_lock(fd):
-            try:
-                holder = os.read(fd, 200).decode("utf-8", "replace").strip()
-            except OSError:
-                holder = ""
+        for _ in range(10):
+            fd = self._open()
+            if not _try_lock(fd):
+                try:
+                    holder = os.read(fd, 200).decode("utf-8", "replace").strip()
+                except OSError:
+                    holder = ""
+                os.close(fd)
+                who = f" ({shorten(holder, 80)})" if holder else ""
+                raise RunDirError(
+                    f"{self.path.parent} is in use by another blursim process{who}; two runs in one "
+                    "directory would overwrite each other's files. Wait for it to finish (or stop it), "
+                    "or choose another directory."
+                )
+            if self._is_current(fd):
+                break
+            _unlock(fd)  # the holder removed this file as we opened it: lock the new one
             os.close(fd)
-            who = f" ({shorten(holder, 80)})" if holder else ""
-            raise RunDirError(
-                f"{self.path.parent} is in use by another blursim process{who}; two runs in one "
-                "directory would overwrite each other's files. Wait for it to finish (or stop it), "
-                "or choose another directory."
-            )
+        else:  # pragma: no cover - ten runs finishing in a row under us
+            raise RunDirError(f"cannot lock {self.path.parent}: its lock file keeps being replaced")
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"pid {os.getpid()} on {os.uname().nodename if hasattr(os, 'uname') else '?'}\n".encode())
@@ -111,8 +125,47 @@ class RunLock:
         self._fd = fd
         return self
 
+    def _open(self) -> int:
+        """The lock file, opened (created if needed) without following a link; refused unless a
+        regular file with one name."""
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) \
+            | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as e:
+            if os.path.islink(self.path):
+                raise RunDirError(
+                    f"cannot lock {self.path.parent}: {self.path} is a symbolic link; blursim never follows a "
+                    "link for its lock file (it could write elsewhere). Remove it, or choose another directory."
+                ) from None
+            raise RunDirError(f"cannot lock {self.path.parent}: {e.strerror or e}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            what = "a hard link to another file" if stat.S_ISREG(st.st_mode) else "not a regular file"
+            raise RunDirError(
+                f"cannot lock {self.path.parent}: {self.path} is {what}; blursim writes its lock only into "
+                "a file of its own. Remove it, or choose another directory."
+            )
+        return fd
+
+    def _is_current(self, fd: int) -> bool:
+        """Whether ``fd`` is still the file named ``.lock`` (not one a releasing run removed)."""
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return False
+        mine = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
     def release(self) -> None:
+        """Remove the lock file (while still holding it) and release the lock."""
         if self._fd is not None:
+            if self._is_current(self._fd):
+                try:  # (not blursim.io's unlink: removing the lock is no change to the run's files)
+                    os.unlink(self.path)
+                except OSError:  # pragma: no cover - the lock goes with the file descriptor anyway
+                    pass
             _unlock(self._fd)
             os.close(self._fd)
             self._fd = None
@@ -280,8 +333,22 @@ def _check_doc(ck: Any, jpath: Path) -> CheckpointDoc:
         raise RunDirError(f"{jpath} is malformed at {err.path}: {err.message}") from None
 
 
-def _read_npz(d: Path, doc: CheckpointDoc, jpath: Path) -> dict[str, np.ndarray]:
-    """The arrays of the checkpoint: the NPZ of its generation, a regular file in ``d``."""
+def checkpoint_bytes_bound(setup: Any, generation: int) -> int:
+    """Bytes a checkpoint's arrays may hold for ``setup``'s strategy after ``generation``
+    generations: a generous bound on what any strategy keeps (covariance-sized matrices of the
+    genome's dimension, and a record of every generation's population, which CMA-ES replays),
+    at most :data:`MAX_CHECKPOINT_INFLATED` and half the memory this process may use."""
+    from blursim.machine import memory_bytes
+
+    dim = int(setup.layout.size)
+    pop = int(getattr(setup.strategy, "popsize", None) or 1) + int(getattr(setup.strategy, "runs", None) or 1)
+    need = (1 << 20) + 8 * (16 * dim * dim + 8 * (generation + 2) * pop * dim + 64 * dim)
+    return min(need, MAX_CHECKPOINT_INFLATED, memory_bytes() // 2)
+
+
+def _read_npz(d: Path, doc: CheckpointDoc, jpath: Path, limit: int) -> dict[str, np.ndarray]:
+    """The arrays of the checkpoint: the NPZ of its generation, a regular file in ``d``, whose
+    members inflate to at most ``limit`` bytes (declared in their headers, checked first)."""
     name = doc.arrays.file
     if name != npz_name(doc.generation):
         raise RunDirError(
@@ -300,11 +367,10 @@ def _read_npz(d: Path, doc: CheckpointDoc, jpath: Path) -> dict[str, np.ndarray]
     raw = read_regular_file(npz, limit=MAX_RUN_FILE_BYTES, what="checkpoint", error=RunDirError)
     if _sha(raw) != doc.arrays.sha256:
         raise RunDirError(f"cannot resume: {npz} does not match {jpath} (checksum differs)")
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, KeyError) as e:  # a corrupt archive
-        raise RunDirError(f"cannot resume: {npz} is not a readable NPZ archive ({shorten(e)})") from None
+    from blursim.npz import read_npz
+
+    return read_npz(raw, name=str(npz), max_bytes=limit, error=RunDirError,
+                    what="checkpoint arrays")
 
 
 def check_experiment_file(directory: str | Path, setup: Any) -> dict:
@@ -363,7 +429,7 @@ def read_checkpoint(directory: str | Path, setup: Any) -> tuple[int, Any, list[d
             f"{doc.log.records} log records (record 0 is the initial genome, so they must be "
             f"{doc.generation + 1})"
         )
-    arrays = _read_npz(d, doc, jpath)
+    arrays = _read_npz(d, doc, jpath, checkpoint_bytes_bound(setup, doc.generation))
     records = read_log(d / LOG)
     n = doc.log.records
     if len(records) < n or _sha(log_text(records[:n])) != doc.log.sha256:

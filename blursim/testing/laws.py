@@ -46,7 +46,6 @@ Which law holds under which rules (docs/testing.md has the full table):
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -1074,21 +1073,14 @@ class InvariantLaw(Law):
 
 
 def law_named(name: str, module: str | None = None) -> Law:
-    """The registered law ``name``; else, after importing ``module``, the law or invariant
-    function of that name defined there (how a counterexample finds a user's law)."""
-    if name in LAWS or not module:
-        return LAWS.get(name, path="$.law")
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as e:
-        raise SpecError(f"cannot import module {module!r}, which defines law {name!r} ({e})",
-                        path="$.module", hint="Put the module on PYTHONPATH.") from None
-    obj = getattr(mod, name, None)
-    if isinstance(obj, Law):
-        return obj
-    if callable(obj):
-        return InvariantLaw(obj)
-    return LAWS.get(name, path="$.law")  # registered on import, or an error listing the laws
+    """The law ``name`` registered in :data:`LAWS`. ``module`` (where a counterexample says the law
+    was defined) is never imported: a file must not run code. Import the module of a law of your
+    own and register the law before replaying its counterexample."""
+    if name not in LAWS and module and module != __name__:
+        raise SpecError(f"unknown law {name!r} (its counterexample names module {module!r}, which is never "
+                        "imported)", path="$.law", choices=LAWS,
+                        hint="Import that module and register the law in blursim.testing.laws.LAWS first.")
+    return LAWS.get(name, path="$.law")
 
 
 def replay(counterexample) -> LawRun:
