@@ -29,7 +29,10 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR from its checkpoint, or restart it if it stopped "
                         "before one (DIR must have been made by this experiment)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no progress lines, no summary")
+    p.add_argument("--progress-every", type=float, default=20.0, metavar="SECONDS",
+                   help="when stdout is not a terminal (nohup, SLURM, CI, > log.txt): write a plain "
+                        "progress line at least this often (default 20)")
     p.add_argument("--memory-budget", type=float, metavar="MB",
                    help="memory per population chunk (default: the experiment's execution.memory_budget_mb)")
     p.add_argument("--dask-scheduler", metavar="ADDRESS",
@@ -77,8 +80,11 @@ def cmd_meta_train(args) -> int:
     from blursim.meta import meta_train, prepare_experiment
     from blursim.meta.distributed import make_executor
     from blursim.meta.observers import ProgressBar, summary_line
+    from blursim.meta.progress import ProgressLines, unit_of
 
     _positive("--generations", args.generations, 0)
+    if not args.progress_every > 0:
+        raise BlursimError(f"--progress-every must be > 0 seconds (got {args.progress_every})")
     _positive("--dask-workers", args.dask_workers)
     if args.memory_budget is not None and args.memory_budget <= 0:
         raise BlursimError(f"--memory-budget must be > 0 (got {args.memory_budget})")
@@ -94,24 +100,73 @@ def cmd_meta_train(args) -> int:
         out = _document_output(setup)
     total = args.generations if args.generations is not None else exp.generations
     bar = ProgressBar(total, quiet=args.quiet)
+    lines = ProgressLines(total, every=args.progress_every, quiet=args.quiet)
     executor = None
     if args.dask_scheduler or args.dask_workers:
         executor = make_executor(scheduler=args.dask_scheduler, local_workers=args.dask_workers,
                                  timeout=args.dask_timeout)
+    unit = unit_of(exp.strategy.name)
     try:
-        res = meta_train(setup, out=out, generations=total, resume=bool(args.resume),
-                         executor=executor, observers=[bar], memory_budget_mb=args.memory_budget)
-    except KeyboardInterrupt:
-        print(f"blursim: interrupted; continue with: blursim meta-train {args.experiment} --resume {out}",
+        with _sigterm_as_interrupt():
+            res = meta_train(setup, out=out, generations=total, resume=bool(args.resume),
+                             executor=executor, observers=[bar, lines], memory_budget_mb=args.memory_budget)
+    except KeyboardInterrupt as e:
+        what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        done = _checkpointed(out)
+        saved = f"; checkpoint at {unit} {done}" if done is not None else ""
+        print(f"blursim: {what}{saved}; continue with: blursim meta-train {args.experiment} --resume {out}",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     finally:
         if executor is not None:
             executor.close()
     if not args.quiet:
-        print(f"{setup.name}: {res.state.generation} generations ({res.seconds:.1f} s) -> {out}")
+        print(f"{setup.name}: {res.state.generation} {unit}s ({res.seconds:.1f} s) -> {out}")
         print(summary_line(res.records))
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and ``kill`` send), handled as Ctrl-C: the run stops after
+    checkpointing its last completed generation."""
+
+
+class _sigterm_as_interrupt:
+    """While inside: the first SIGTERM raises :class:`Terminated` in the main thread; later ones
+    are ignored, so that a repeated signal does not cut short the checkpoint being written
+    (outside the main thread, or where signals cannot be set, nothing changes)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._old = None
+        self._fired = False
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+            self._old = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    def _raise(self, signum, frame):
+        if not self._fired:
+            self._fired = True
+            raise Terminated()
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+        return False
+
+
+def _checkpointed(out: Path) -> int | None:
+    """The generation of ``out``'s checkpoint, if it has a readable one."""
+    import json
+
+    try:
+        return int(json.loads((out / "checkpoint.json").read_text())["generation"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _document_output(setup) -> Path:

@@ -251,8 +251,9 @@ def summary_line(records: list[dict]) -> str:
             parts.append(f"validation {g['validation_mean']:.4f}")
         return ", ".join(parts) or "n/a"
 
-    current = "current genome" if "meta_loss" in last else "mean genome"  # gradient / evolution
-    out = (f"generation 0 (initial genome): {acc(first, 'mean')}; generation {last['generation']}: "
+    gradient = "meta_loss" in last
+    current, unit = ("current genome", "step") if gradient else ("mean genome", "generation")
+    out = (f"{unit} 0 (initial genome): {acc(first, 'mean')}; {unit} {last['generation']}: "
            f"{current} {acc(last, 'mean')}")
     if last.get("best"):
         out += f"; best genome {acc(last, 'best')}"

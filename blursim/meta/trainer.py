@@ -20,8 +20,9 @@ One generation ``g`` (0-based; the log calls it ``g + 1``, "generations done"):
 3. ``tell(X, fitness)``;
 4. the generation's best candidate and the strategy's new mean genome are
    measured: per-task training accuracy (same protocol and seeds as the
-   fitness) and, every ``validation.every`` generations, held-out accuracy on
-   the validation tasks (their test split, fixed seeds);
+   fitness) and, every ``validation.every`` generations and at the last
+   generation of the run, held-out accuracy on the validation tasks (their
+   test split, fixed seeds);
 5. one log record goes to every observer (files, progress bar, ...).
 
 Generation 0 of the log is the initial genome (the strategy's starting mean),
@@ -126,9 +127,18 @@ class MetaTrainer:
     def validation_protocol(self, generation: int) -> Protocol:
         return self.setup.validation_protocol(generation)
 
+    #: the generation :meth:`run` is to reach (its record is measured and validated, whatever
+    #: ``validation.every``: a run's final numbers are those of its last generation)
+    final_generation: int | None = None
+
+    def measure_due(self, done: int) -> bool:
+        """Whether the record after ``done`` completed generations is measured: every
+        ``validation.every`` generations and at the last generation of :meth:`run`."""
+        return done % self.exp.validation.every == 0 or done == self.final_generation
+
     def validation_due(self, done: int) -> bool:
         """Whether the record after ``done`` completed generations is validated."""
-        return bool(self.val_labels) and done % self.exp.validation.every == 0
+        return bool(self.val_labels) and self.measure_due(done)
 
     # ------------------------------------------------------------------ genomes
     def genome(self, x: np.ndarray, **meta: Any) -> GenomeSpec:
@@ -226,6 +236,7 @@ class MetaTrainer:
         -- also when the run is interrupted (``completed`` False). A generation that
         carries an ``error`` is handed to the observers, then the error is raised.
         """
+        self.final_generation = generations
         for o in observers:
             _call(o, "on_start", self, state)
         completed = False
