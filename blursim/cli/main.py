@@ -24,7 +24,8 @@ COMMANDS = [
     "blursim.cli.baseline",  # baseline (SGD / momentum / Adam)
     "blursim.cli.bench",  # bench
     "blursim.cli.replay",  # replay (law counterexamples, blursim.testing)
-    "blursim.cli.genome",  # genome import / export (the paper authors' layout)
+    "blursim.cli.genome",  # genome import / export (the paper authors' layout), diff
+    "blursim.cli.runs",  # runs list / show / plot (meta-training run directories)
 ]
 
 
