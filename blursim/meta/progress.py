@@ -6,9 +6,10 @@ bar (:class:`~blursim.meta.observers.ProgressBar` draws only on a terminal).
 
 - at the first record and after the last generation;
 - after a generation when ``every`` seconds have passed since the last line;
-- while one generation takes long: a line every ``every`` seconds saying which
-  generation is under way and for how long (a background thread), so that a
-  log never stays silent for more than ``every`` seconds (plus about one second).
+- from a background thread, when ``every`` seconds passed without a line: the
+  latest generation's line again, or, when one generation takes longer than
+  ``every``, which generation is under way and for how long -- so that a log
+  never stays silent for more than ``every`` seconds (plus about one second).
 
 A line names the generation (a gradient run says "step": one optimizer step of
 :mod:`blursim.meta.gradient` is one record of the log), the best and mean fitness
@@ -76,6 +77,7 @@ class ProgressLines:
         self._last_line = 0.0
         self._gen_started = 0.0
         self._validation: tuple[float, int] | None = None
+        self._last_rec: dict | None = None
 
     # ------------------------------------------------------------------ observer
     def on_start(self, trainer: Any, state: Any) -> None:
@@ -103,6 +105,7 @@ class ProgressLines:
             self._done = rec["generation"]
             self._gen_started = now
             self._remember_validation([rec])
+            self._last_rec = rec
             if self._first is None:
                 self._first = (now, self._done)
             self._records += 1
@@ -162,9 +165,13 @@ class ProgressLines:
                 quiet_for = now - self._last_line
                 if quiet_for < self.every or self._done >= self.total:
                     continue
-                what = (f"{self._unit} {self._done + 1}/{self.total}" if self._records
-                        else "the initial genome's measurement")  # record 0 of a fresh run
-                msg = f"{self._name}: {what} under way for {duration(now - self._gen_started)}"
+                busy = now - self._gen_started
+                if busy < self.every and self._last_rec is not None:  # quick generations: the latest
+                    msg = self.line(self._last_rec, now)
+                else:
+                    what = (f"{self._unit} {self._done + 1}/{self.total}" if self._records
+                            else "the initial genome's measurement")  # record 0 of a fresh run
+                    msg = f"{self._name}: {what} under way for {duration(busy)}"
             self._write(msg)
 
     def _write(self, text: str) -> None:
