@@ -10,8 +10,8 @@ from blursim.cli.common import print_json
 
 #: What ``runs plot --y`` can draw: a name of blursim.runs.SERIES and its axis label.
 PLOTTABLE = {
-    "validation": "validation {metric} of the mean genome",
-    "train": "training {metric} of the mean genome",
+    "validation": "validation {metric} of the mean (gradient: current) genome",
+    "train": "training {metric} of the mean (gradient: current) genome",
     "fitness_best": "best fitness of the generation",
     "fitness_mean": "mean fitness of the generation",
     "best_validation": "validation {metric} of the generation's best",
