@@ -174,21 +174,42 @@ class Run:
         return {name: self.series(keys) for name, keys in SERIES.items()}
 
     def validated(self) -> list[tuple[int, float]]:
-        """``(generation, validation of the mean genome)`` of every validated record."""
+        """``(generation, validation of the mean genome)`` of every validated record of the log
+        (:attr:`end_validation` aside)."""
         v = self.series("validation")
         return [(int(r["generation"]), float(x)) for r, x in zip(self.records, v) if np.isfinite(x)]
 
     @property
+    def end_validation(self) -> tuple[float, int] | None:
+        """``(value, generation)`` of the final mean genome validated at the end of the run, when
+        its schedule did not validate the last generation (``mean_genome.json``, not the log:
+        :meth:`blursim.meta.MetaTrainer.validate_end`)."""
+        path = self.path / "mean_genome.json"
+        if not path.exists():
+            return None
+        doc = mio.read_json_file(path, what="genome")
+        meta = doc.get("meta") if isinstance(doc, dict) else None
+        if not isinstance(meta, dict) or not meta.get("validated_at_end") or meta.get("generation") != self.done:
+            return None
+        v = meta.get("validation_mean")
+        return (float(v), self.done) if isinstance(v, (int, float)) else None
+
+    def _validations(self) -> list[tuple[int, float]]:
+        end = self.end_validation
+        return self.validated() + ([] if end is None else [(end[1], end[0])])
+
+    @property
     def last_validation(self) -> tuple[float, int] | None:
-        """``(value, generation)`` of the latest validated record's mean genome."""
-        val = self.validated()
+        """``(value, generation)`` of the latest validation of the mean genome (the log's, or the
+        one at the end of the run)."""
+        val = self._validations()
         return (val[-1][1], val[-1][0]) if val else None
 
     @property
     def best_validation(self) -> tuple[float, int] | None:
         """``(value, generation)`` of the best validation of the mean genome (the earliest on
-        ties)."""
-        val = self.validated()
+        ties), the one at the end of the run included."""
+        val = self._validations()
         if not val:
             return None
         pick = max if self.higher_is_better else min

@@ -86,9 +86,11 @@ def test_gradient_vocabulary_is_steps():
     exp["inner"]["replicas"] = 1
     r = meta_train(exp, observers=[ProgressLines(2, stream=out, every=1e9)])
     assert "tiny: step 2/2" in out.getvalue() and "meta-loss" in out.getvalue()
-    # the last step is measured and validated although validation.every (5) does not divide 2
-    assert r.records[-1]["mean"]["validation_mean"] is not None
-    assert r.records[1]["mean"] is None
+    # the last step is validated at the end although validation.every (5) does not divide 2; the
+    # log keeps its schedule
+    assert r.records[-1]["mean"] is None and r.records[1]["mean"] is None
+    assert r.end_validation["generation"] == 2 and r.mean_genome.meta["validation_mean"] is not None
+    assert "validation" in out.getvalue().splitlines()[-1] and "at step 2 (validated at the end)" in out.getvalue()
 
 
 def test_duration():

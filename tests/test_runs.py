@@ -41,16 +41,17 @@ def test_run_object_reads_status_numbers_and_arrays(runs):
     arr = a.arrays()
     assert arr["generation"].tolist() == [0, 1, 2, 3]
     assert np.isnan(arr["fitness_best"][0]) and arr["fitness_best"][3] == recs[3]["fitness"]["best"]
-    # validated at 0, 2 (every 2) and 3 (the last generation)
-    assert np.isfinite(arr["validation"]).tolist() == [True, False, True, True]
+    # the log validated 0 and 2 (every 2); the last generation, 3, was validated at the end
+    assert np.isfinite(arr["validation"]).tolist() == [True, False, True, False]
+    end = load_genome(runs / "runs" / "a" / "mean_genome.json").meta
+    assert end["validated_at_end"] and end["generation"] == 3
     vals = [(r["mean"]["validation_mean"], r["generation"]) for r in recs if r["mean"]["validation_mean"] is not None]
-    assert a.last_validation == vals[-1]
+    vals.append((end["validation_mean"], 3))
+    assert a.end_validation == vals[-1] and a.last_validation == vals[-1]
     assert a.best_validation == max(vals, key=lambda v: (v[0], -v[1]))
-    assert a.series("mean.validation.center_circle")[3] == recs[3]["mean"]["validation"]["center_circle"]
+    assert a.series("mean.validation.center_circle")[2] == recs[2]["mean"]["validation"]["center_circle"]
     assert a.seconds == pytest.approx(sum(r["time"]["seconds"] for r in recs))
     assert a.genome("mean") == load_genome(runs / "runs" / "a" / "mean_genome.json")
-    # the last validation is in mean_genome.json
-    assert a.genome("mean").meta["validation_mean"] == vals[-1][0]
     # a process that holds the lock: running
     lock = RunLock(runs / "runs" / "b").acquire()
     try:
@@ -83,7 +84,8 @@ def test_runs_show_and_plot(runs, capsys, tmp_path):
     assert rc == 0, err
     assert "finished, 3/3 generations" in out and f"--resume {runs / 'runs' / 'a'}" in out
     rows = [ln.split() for ln in out.splitlines() if ln[:10].strip().isdigit()]
-    assert [int(r[0]) for r in rows] == [0, 2, 3]  # validated generations
+    assert [int(r[0]) for r in rows] == [0, 2, 3]  # validated generations and the last
+    assert "validated at the end" in out
     rc, out, _ = cli(capsys, "runs", "show", runs / "runs" / "a", "--all")
     assert [int(ln.split()[0]) for ln in out.splitlines() if ln[:10].strip().isdigit()] == [0, 1, 2, 3]
     rc, out, _ = cli(capsys, "runs", "show", runs / "runs" / "a", "--json")

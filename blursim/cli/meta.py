@@ -145,7 +145,7 @@ def cmd_meta_train(args) -> int:
             executor.close()
     if not args.quiet:
         print(f"{setup.name}: {res.state.generation} {unit}s ({res.seconds:.1f} s) -> {out}")
-        print(summary_line(res.records))
+        print(summary_line(res.records, res.end_validation))
     return 0
 
 

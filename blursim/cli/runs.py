@@ -152,6 +152,10 @@ def cmd_show(args) -> int:
             v = a[key][i]
             row += "  " + (f"{int(v):>{w}d}" if kind == "d" and math.isfinite(v) else _num(v, w))
         print(row)
+    end = run.end_validation
+    if end is not None:
+        print(f"# {unit} {end[1]}: validation {end[0]:.4f} of the mean genome, validated at the end of the run "
+              "(mean_genome.json; the log keeps its validation schedule)")
     print(f"# train / valid.: {run.metric} of the mean genome ({'current genome' if gradient else 'strategy mean'}); "
           f"best:val: the {unit}'s best candidate; fit.: fitness of the population"
           + ("" if args.all else f"; validated {unit}s only (--all: every record)"))

@@ -21,8 +21,8 @@ tool reads both):
    best fitness in this step (its genome *before* the step: the genome the
    fitness was measured on, numbers from the gradient's own forward pass);
    ``mean`` is the *current* genome (the lead run's, after the step). Every
-   ``validation.every`` steps, and at the run's last step, the current genome
-   is measured like an evolution strategy's mean genome, by the population evaluator (``execution.backend``)
+   ``validation.every`` steps the current genome is measured like an evolution
+   strategy's mean genome, by the population evaluator (``execution.backend``)
    with the step's fitness seeds (:func:`~blursim.meta.seeds.train_seeds`), and
    both genomes are validated; in the other steps ``mean`` is ``null``
    (**Decision**: a second forward evaluation every step would nearly double
@@ -118,7 +118,7 @@ class GradientTrainer(MetaTrainer):
         if best_x is not None:
             best = self._summary(fit[ib], score[ib], False, None if val is None else val[0])
             best["index"] = ib
-        if self.measure_due(g + 1):  # the current genome, measured like ES's mean
+        if (g + 1) % self.exp.validation.every == 0:  # the current genome, measured like ES's mean
             mres = self.evaluator.evaluate(mean_x[None], "train", mseeds, proto)
             current = self._summary(mres.fitness(metric)[0], mres.task_score(metric)[0],
                                     bool(mres.diverged[0]), None if val is None else val[-1])

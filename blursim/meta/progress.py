@@ -118,6 +118,10 @@ class ProgressLines:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        end = getattr(trainer, "end_validation", None) if completed else None
+        if self.enabled and end is not None:
+            self._write(f"{self._name}: validation {end['validation_mean']:.4f} at {self._unit} "
+                        f"{end['generation']} (validated at the end)")
 
     # --------------------------------------------------------------------- lines
     def line(self, rec: dict, now: float) -> str:
