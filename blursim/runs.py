@@ -113,7 +113,9 @@ class Run:
     @property
     def unit(self) -> str:
         """``"step"`` for gradient meta-training, ``"generation"`` for an evolution strategy."""
-        return "step" if self.strategy == "gradient" else "generation"
+        from blursim.meta.progress import unit_of
+
+        return unit_of(self.strategy)
 
     @property
     def metric(self) -> str:

@@ -29,11 +29,9 @@ from typing import Any
 
 
 def unit_of(strategy_name: str) -> str:
-    """What one record of the log is called: ``"step"`` for gradient meta-training (one optimizer
-    step), ``"generation"`` for an evolution strategy."""
-    from blursim.meta.strategies import is_evolution
-
-    return "generation" if is_evolution(strategy_name) else "step"
+    """What one record of the log is called: ``"step"`` for gradient meta-training (strategy
+    ``gradient``: one optimizer step), ``"generation"`` for an evolution strategy."""
+    return "step" if strategy_name == "gradient" else "generation"
 
 
 def duration(seconds: float) -> str:
