@@ -92,7 +92,7 @@ def test_experiments_accept_output_heads_of_different_sizes():
     extra neurons never the target) meta-trains; a head smaller than the classes is refused."""
     exp = tiny_experiment(network=two_heads([2, 3]), generations=1)
     r = meta_train(exp)
-    assert r.records[-1]["mean"]["validation_mean"] is not None
+    assert r.records[-1]["mean"]["train_mean"] is not None and r.end_validation["validation_mean"] is not None
     three = tiny_experiment(network=two_heads([2, 3]), generations=1,
                             training_tasks=[{"name": "blobs5", "options": {"n_train": 64, "n_test": 32}}])
     with pytest.raises(SpecError, match="'y1' has 2 neurons but task 'blobs5' has 5 classes"):

@@ -21,7 +21,9 @@ def add_parser(sub) -> None:
                     "(blursim schema experiment): with an evolution strategy, or by gradient descent "
                     "through the unroll (strategy 'gradient', needs the jax extra). Writes log.jsonl, best_genome.json, "
                     "mean_genome.json, a checkpoint and meta_training.png into the output "
-                    "directory; a stopped run continues with --resume DIR.",
+                    "directory; a stopped run continues with --resume DIR. Ctrl-C or SIGTERM stops it "
+                    "after checkpointing the last completed generation (step) and prints the command "
+                    "that resumes it.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT.json", help="experiment document")
     p.add_argument("--out", metavar="DIR",
