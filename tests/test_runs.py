@@ -166,3 +166,33 @@ def test_evaluate_an_experiment_gives_the_numbers_of_its_log(runs, capsys):
     assert mine["steps"][-1] == read_log(run.path / "log.jsonl")[-1]["unroll"]
     rc, _, err = cli(capsys, "evaluate", runs / "exp.json", "--preset", "backprop", "--task", "xor")
     assert rc == 2 and "names its tasks" in err
+
+
+def fake_run(d, *, metric, validations, generations=3, strategy="cma_es"):
+    """A run directory written by hand: experiment.json and a log whose mean genome has the given
+    validation numbers (None: not validated)."""
+    d.mkdir(parents=True)
+    exp = {"name": d.name, "strategy": {"name": strategy}, "fitness": {"metric": metric},
+           "generations": generations}
+    (d / "experiment.json").write_text(json.dumps({"experiment": exp, "source": None, "spec_hash": "0" * 64}))
+    recs = [{"generation": g, "mean": {"validation_mean": v}, "time": {"seconds": 1.5}}
+            for g, v in enumerate(validations)]
+    (d / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+def test_lower_is_better_for_mse_and_runs_without_numbers_come_last(tmp_path, capsys):
+    fake_run(tmp_path / "r" / "high", metric="mse", validations=[0.9, None, 0.5, 0.6])
+    fake_run(tmp_path / "r" / "low", metric="mse", validations=[0.9, 0.2, None, 0.3])
+    fake_run(tmp_path / "r" / "empty", metric="mse", validations=[])
+    fake_run(tmp_path / "r" / "grad", metric="mse", validations=[0.9, None], strategy="gradient")
+    runs = sorted(find_runs([tmp_path / "r"]), key=Run.sort_key)
+    assert [r.name for r in runs] == ["low", "high", "grad", "empty"]
+    low = runs[0]
+    assert low.best_validation == (0.2, 1) and low.last_validation == (0.3, 3) and low.status == "finished"
+    assert low.seconds == 6.0 and low.end_validation is None
+    assert runs[-1].done == 0 and runs[-1].status == "interrupted" and runs[-1].best_validation is None
+    assert runs[2].unit == "step" and runs[2].status == "interrupted"
+    rc, out, err = cli(capsys, "runs", "list", tmp_path / "r")
+    assert rc == 0, err
+    assert [ln.split()[0] for ln in out.splitlines()[1:5]] == [str(r.path) for r in runs]
+    assert "1/3 st" in out and "lower is better" in out
