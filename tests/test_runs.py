@@ -164,8 +164,12 @@ def test_evaluate_an_experiment_gives_the_numbers_of_its_log(runs, capsys):
     mine = doc["results"][0]
     assert mine["final_accuracy_mean"] == run.last_validation[0]
     assert mine["steps"][-1] == read_log(run.path / "log.jsonl")[-1]["unroll"]
+    rc, out, err = cli(capsys, "evaluate", runs / "exp.json", "--preset", "backprop", "--task", "center_circle",
+                       "--json")
+    assert rc == 0, err
+    assert json.loads(out)["results"][0]["accuracy"] == doc["results"][1]["accuracy"]  # the same pair
     rc, _, err = cli(capsys, "evaluate", runs / "exp.json", "--preset", "backprop", "--task", "xor")
-    assert rc == 2 and "names its tasks" in err
+    assert rc == 2 and "no validation task labelled 'xor'" in err and "center_circle" in err
 
 
 def fake_run(d, *, metric, validations, generations=3, strategy="cma_es"):

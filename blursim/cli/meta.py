@@ -68,7 +68,8 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=None, help="eta_tilde of the backprop preset (default 0.1)")
     p.add_argument("--genome-seed", type=int, default=0, help="seed of the random preset")
     p.add_argument("--task", action="append", metavar="NAME",
-                   help="dataset name (blursim list datasets); repeatable (with a network spec: at least one)")
+                   help="dataset name (blursim list datasets); repeatable (with a network spec: at least one; "
+                        "with an experiment: a selection of its validation tasks, by label)")
     p.add_argument("--task-opt", action="append", metavar="KEY=VALUE",
                    help="dataset option for every --task, e.g. --task-opt seed=3 (repeatable)")
     p.add_argument("--steps", type=int, metavar="T",
@@ -248,9 +249,6 @@ def _experiment_plan(args) -> tuple[list[_EvalTask], dict, str]:
     from blursim.meta import prepare_experiment
     from blursim.meta.seeds import validation_seeds
 
-    if args.task:
-        raise SpecError("an experiment document names its tasks; --task is for a network spec",
-                        path="--task", hint="Drop --task, or give a network spec instead of the experiment.")
     setup = prepare_experiment(args.spec)
     exp = setup.experiment
     which = setup.val_tasks or setup.train_tasks
@@ -260,6 +258,14 @@ def _experiment_plan(args) -> tuple[list[_EvalTask], dict, str]:
         seeds = [args.seed] * len(which)
     tasks = [_EvalTask(t.label, t.dataset, setup.networks[t.network], setup.programs[t.network], int(sd),
                        args.spec) for t, sd in zip(which, seeds)]
+    if args.task:  # a selection of those, by label
+        labels = [t.label for t in tasks]
+        for name in args.task:
+            if name not in labels:
+                raise SpecError(f"the experiment has no validation task labelled {name!r}", path="--task",
+                                value=name, choices=labels,
+                                hint="--task with an experiment picks among its validation tasks.")
+        tasks = [t for t in tasks if t.label in args.task]
     plan = {"steps": proto.steps, "batch": proto.batch_size, "replicas": proto.replicas,
             "query_batches": proto.query_batches, "query_batch_size": proto.query_size,
             "backend": exp.execution.backend, "dtype": exp.execution.dtype}
