@@ -209,7 +209,8 @@ class ProgressBar:
         from tqdm import tqdm
 
         done = 0 if state is None else state.generation
-        self.bar = tqdm(total=self.total, initial=done, desc=trainer.setup.name, unit="gen",
+        unit = "step" if trainer.exp.strategy.name == "gradient" else "gen"
+        self.bar = tqdm(total=self.total, initial=done, desc=trainer.setup.name, unit=unit,
                         file=self.stream, disable=self.disable, dynamic_ncols=True)
 
     def on_generation(self, trainer: Any, gen: Any) -> None:
