@@ -343,4 +343,11 @@ def test_acceptance_backprop_learns_xor(capsys):
     final = float(re.search(r"^# final accuracy ([0-9.]+) after 200 steps", out, re.M).group(1))
     assert final >= 0.9
     rows = [line.split() for line in out.splitlines() if line and not line.startswith("#")][1:]
-    assert len(rows) == 201 and float(rows[0][1]) < 0.75  # it learned; it did not start there
+    assert len(rows) == 11 and float(rows[0][1]) < 0.75  # it learned; it did not start there
+    assert [int(r[0]) for r in rows] == list(range(0, 201, 20))  # a summary: every 20th step
+    assert "11 of 201 evaluated steps shown; --table shows every one" in out
+    # --table: every step
+    rc, full, err = cli(capsys, "run", SPECS / "mlp_2d.json", "--task", "xor", "--preset", "backprop",
+                        "--lr", "0.5", "--steps", "200", "--table")
+    table = [line.split() for line in full.splitlines() if line and not line.startswith("#")][1:]
+    assert len(table) == 201 and [r for r in table if r[0] in {x[0] for x in rows}] == rows

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("genome", help="convert genomes to and from the paper authors' layout")
+    p = sub.add_parser("genome", help="convert genomes to and from the paper authors' layout; compare two")
     gsub = p.add_subparsers(dest="genome_command", metavar="ACTION")
     imp = gsub.add_parser(
         "import", help="their genome (NPZ or nested JSON) -> blursim genome JSON",
@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
     exp.add_argument("--dtype", choices=["float32", "float64"], default=None,
                      help="array dtype (default: as imported, else float64; their code uses float32)")
     exp.set_defaults(func=cmd_export)
+    from blursim.cli.runs import add_genome_diff
+
+    add_genome_diff(gsub)  # genome diff A B (blursim.runs.genome_diff)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 

@@ -29,6 +29,7 @@ COMMANDS = [
     "blursim.cli.replay",  # replay (law counterexamples, blursim.testing)
     "blursim.cli.genome",  # genome import / export (the paper authors' layout)
     "blursim.cli.compare",  # compare (genomes, zoo presets, optimizers x tasks x horizons)
+    "blursim.cli.runs",  # runs list / show / plot (meta-training run directories)
 ]
 
 

@@ -17,8 +17,21 @@ from blursim.cli.common import (
 )
 
 
+#: Rows of ``blursim run``'s summary table (``--table``: every evaluated step).
+SUMMARY_ROWS = 11
+
+
+def shown_rows(n: int, full: bool) -> list[int]:
+    """Indices of the ``n`` evaluated steps that the table shows: all with ``full`` or when they
+    are few, else :data:`SUMMARY_ROWS` evenly spaced ones, the first and the last included."""
+    if full or n <= SUMMARY_ROWS:
+        return list(range(n))
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, SUMMARY_ROWS)})
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="train a network with a genome and print held-out accuracy per step")
+    p = sub.add_parser("run", help="train a network with a genome and print held-out accuracy (a summary, "
+                                   "or every step with --table)")
     p.add_argument("spec", metavar="SPEC", help="network spec JSON")
     p.add_argument("--task", required=True, help="dataset name (blursim list datasets)")
     p.add_argument("--task-opt", action="append", metavar="KEY=VALUE",
@@ -29,7 +42,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for synapse init and data batches")
     p.add_argument("--replicas", type=int, default=1, help="independent synapse initialisations")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N steps (default 1)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--table", action="store_true",
+                   help="print every evaluated step (default: a summary of at most %d rows, evenly "
+                        "spaced, and the final and best numbers)" % SUMMARY_ROWS)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table (every step)")
     rec = p.add_argument_group("recording (blursim.sim.Monitor; docs/design.md, Monitors)")
     rec.add_argument("--record", action="append", metavar="SPEC",
                      help="what to record, comma-separated (repeatable): states[:POP][@forward|feedback|"
@@ -92,24 +108,32 @@ def cmd_run(args) -> int:
     print(f"# {args.spec} on {args.task}: genome={args.genome or 'preset ' + args.preset}, "
           f"batch={args.batch}, replicas={args.replicas}, seed={args.seed}, "
           f"backend={sim.backend.name}/{sim.backend.dtype_name}")
+    rows = shown_rows(len(res.steps), args.table)
     if res.mse is not None:  # real-valued target vectors: the mean squared error, not accuracy
         mse = res.mse[0]  # (R, E)
         print(f"# held-out mean squared error of state 0 (mean ± std over replicas) on {ds.n_test} "
               f"test examples with target vectors of length {ds.n_outputs}")
         print(f"{'step':>6}  {'mse':>10}  {'± std':>10}")
-        for e, s in enumerate(res.steps):
-            print(f"{int(s):>6}  {mse[:, e].mean():10.6g}  {mse[:, e].std():10.4g}")
+        for e in rows:
+            print(f"{int(res.steps[e]):>6}  {mse[:, e].mean():10.6g}  {mse[:, e].std():10.4g}")
         final = f"final mse {mse[:, -1].mean():.6g}"
+        b = int(np.argmin(mse.mean(0)))
+        best = f"lowest mse {mse[:, b].mean():.6g} at step {int(res.steps[b])}"
     else:
         acc, ce = res.accuracy[0], res.cross_entropy[0]  # (R, E)
         print(f"# held-out accuracy (mean ± std over replicas) on {len(ds.y_test)} test examples")
         print(f"{'step':>6}  {'accuracy':>8}  {'± std':>6}  {'x-entropy':>9}")
-        for e, s in enumerate(res.steps):
-            print(f"{int(s):>6}  {acc[:, e].mean():8.4f}  {acc[:, e].std():6.4f}  {np.mean(ce[:, e]):9.4f}")
+        for e in rows:
+            print(f"{int(res.steps[e]):>6}  {acc[:, e].mean():8.4f}  {acc[:, e].std():6.4f}  "
+                  f"{np.mean(ce[:, e]):9.4f}")
         final = f"final accuracy {acc[:, -1].mean():.4f}"
+        b = int(np.argmax(acc.mean(0)))
+        best = f"best accuracy {acc[:, b].mean():.4f} at step {int(res.steps[b])}"
+    if len(rows) < len(res.steps):
+        print(f"# {len(rows)} of {len(res.steps)} evaluated steps shown; --table shows every one")
     if res.diverged.any():
         print(f"# warning: {int(res.diverged.sum())} replica(s) diverged (non-finite synapses)")
-    print(f"# {final} after {args.steps} steps ({res.seconds:.2f} s)")
+    print(f"# {final} after {args.steps} steps ({res.seconds:.2f} s); {best}")
     if recorded:
         print(recorded)
     return 0

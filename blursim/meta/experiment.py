@@ -526,7 +526,6 @@ def _compile(exp: ExperimentSpec, spec: NetworkSpec, path: str):
 
 def _resolve_tasks(exp, entries, what, base, networks, programs, net_index):
     from blursim.data import load_dataset
-    from blursim.graph import check_task_fit
 
     out: list[Task] = []
     seen: dict[str, int] = {}
@@ -558,7 +557,7 @@ def _resolve_tasks(exp, entries, what, base, networks, programs, net_index):
         except SpecError as e:
             raise relocate(e, exp) from None
         try:
-            check_task_fit(networks[ni], ds.n_features, ds.n_outputs, t.key, targets=ds.targets)
+            _check_fit(networks[ni], ds, t.key)
         except SpecError as e:
             where = f" (see {e.source})" if e.source else ""
             raise _fail(
@@ -567,6 +566,26 @@ def _resolve_tasks(exp, entries, what, base, networks, programs, net_index):
             ) from None
         out.append(Task(t.key, t.name, dict(ds.meta.get("options", t.options.model_dump())), ni, ds, path))
     return out
+
+
+def _check_fit(spec: NetworkSpec, ds: Any, task: str) -> None:
+    """The task fits the network as the simulator takes it: inputs add up to the features and,
+    for class labels, every output has a neuron for each class -- output heads may be larger than
+    the task's classes and differ in size (the extra neurons are never the target, as
+    :func:`blursim.sim.targets.check_targets` allows), or one neuron for a two-class task. Target
+    vectors need one neuron per entry (:func:`blursim.graph.check_task_fit`)."""
+    from blursim.graph import check_task_fit
+
+    try:
+        check_task_fit(spec, ds.n_features, ds.n_outputs, task, targets=ds.targets)
+    except SpecError:
+        n = ds.n_outputs
+        inputs = sum(p.size for p in spec.populations if p.role == "input")
+        heads = [p.size for p in spec.populations if p.role == "output"]
+        covered = all(h >= n or (h == 1 and n == 2) for h in heads)
+        if not (ds.targets == "labels" and inputs == ds.n_features and covered):
+            raise
+        # heads larger than the classes: accepted
 
 
 def _shape(value: Any) -> tuple[int, ...] | None:

@@ -171,6 +171,13 @@ class RunDirectory:
             self._plot(state.records, trainer.exp.fitness.metric)
 
     def on_end(self, trainer: Any, state: Any, completed: bool) -> None:
+        end = getattr(trainer, "end_validation", None) if completed else None
+        if end is not None:  # the last generation, validated at the end (not in the log)
+            measured = state.records[-1]["mean"] or {}
+            g = trainer.genome(end["x"], kind="mean", generation=end["generation"],
+                               fitness=measured.get("fitness"), validation_mean=end["validation_mean"],
+                               validation=end["validation"], validated_at_end=True)
+            mio.atomic_write_text(self.path / "mean_genome.json", dump_spec(g))
         self._checkpoint(trainer, state)
         if self.plot:
             self._plot(state.records, trainer.exp.fitness.metric)
@@ -202,7 +209,8 @@ class ProgressBar:
         from tqdm import tqdm
 
         done = 0 if state is None else state.generation
-        self.bar = tqdm(total=self.total, initial=done, desc=trainer.setup.name, unit="gen",
+        unit = "step" if trainer.exp.strategy.name == "gradient" else "gen"
+        self.bar = tqdm(total=self.total, initial=done, desc=trainer.setup.name, unit=unit,
                         file=self.stream, disable=self.disable, dynamic_ncols=True)
 
     def on_generation(self, trainer: Any, gen: Any) -> None:
@@ -236,11 +244,15 @@ def strip_time(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time"} for r in records]
 
 
-def summary_line(records: list[dict]) -> str:
-    """One line: accuracies of the initial genome vs the latest (validated) record."""
+def summary_line(records: list[dict], end: dict | None = None) -> str:
+    """One line: accuracies of the initial genome vs the latest (validated) record, or vs the
+    last record with ``end``, its validation at the end (:meth:`MetaTrainer.validate_end`)."""
     first = records[0]
     validated = [r for r in records if (r.get("mean") or {}).get("validation_mean") is not None]
     last = validated[-1] if validated and validated[-1]["generation"] > 0 else records[-1]
+    if end is not None:
+        last = {**records[-1], "mean": {**(records[-1].get("mean") or {}),
+                                        "validation_mean": end["validation_mean"]}, "best": None}
 
     def acc(r: dict, who: str) -> str:
         g = r.get(who) or {}
@@ -251,8 +263,9 @@ def summary_line(records: list[dict]) -> str:
             parts.append(f"validation {g['validation_mean']:.4f}")
         return ", ".join(parts) or "n/a"
 
-    current = "current genome" if "meta_loss" in last else "mean genome"  # gradient / evolution
-    out = (f"generation 0 (initial genome): {acc(first, 'mean')}; generation {last['generation']}: "
+    gradient = "meta_loss" in last
+    current, unit = ("current genome", "step") if gradient else ("mean genome", "generation")
+    out = (f"{unit} 0 (initial genome): {acc(first, 'mean')}; {unit} {last['generation']}: "
            f"{current} {acc(last, 'mean')}")
     if last.get("best"):
         out += f"; best genome {acc(last, 'best')}"

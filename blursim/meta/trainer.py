@@ -27,6 +27,13 @@ One generation ``g`` (0-based; the log calls it ``g + 1``, "generations done"):
 Generation 0 of the log is the initial genome (the strategy's starting mean),
 measured the same way, so every run's log starts with its baseline.
 
+A run that completes at a generation its schedule did not validate has its
+final mean genome validated at the end (:meth:`MetaTrainer.validate_end`):
+the number goes to ``mean_genome.json``, :class:`MetaResult` and the final
+summary, never into the log, whose records stay those of the schedule (so a
+run stopped and extended with more generations logs exactly what an
+uninterrupted one logs).
+
 Nothing is written unless an observer writes it (:class:`~blursim.meta.observers.RunDirectory`).
 """
 
@@ -94,6 +101,9 @@ class MetaTrainer:
     memory_budget_mb:
         Overrides ``execution.memory_budget_mb`` (chunking never changes results).
     """
+
+    #: the final genome's validation of the last :meth:`run`, when its last record had none
+    end_validation: dict | None = None
 
     def __init__(self, setup: Setup, *, executor: Any = None, memory_budget_mb: float | None = None) -> None:
         self.setup = setup
@@ -220,12 +230,16 @@ class MetaTrainer:
             observers: Sequence[Any] = ()) -> TrainerState:
         """Run until ``generations`` generations are done (from ``state``, or a fresh start).
 
+        A completed run whose last record was not validated is validated at the end
+        (:attr:`end_validation`, read by the observers' ``on_end``).
+
         Observers get ``on_start(trainer, state)`` (``state`` None for a fresh
         run), ``on_generation(trainer, generation)`` for record 0 of a fresh run
         and after every generation, and ``on_end(trainer, state, completed)``
         -- also when the run is interrupted (``completed`` False). A generation that
         carries an ``error`` is handed to the observers, then the error is raised.
         """
+        self.end_validation = None
         for o in observers:
             _call(o, "on_start", self, state)
         completed = False
@@ -242,6 +256,7 @@ class MetaTrainer:
                     _call(o, "on_generation", self, gen)
                 if gen.error is not None:  # logged and checkpointed, then the run stops
                     raise gen.error
+            self.end_validation = self.validate_end(state)  # observers' on_end read it
             completed = True
         finally:
             if state is not None:
@@ -250,8 +265,21 @@ class MetaTrainer:
         return state
 
     # ------------------------------------------------------------------ helpers
-    def _validate(self, genomes: list[np.ndarray], done: int) -> list[tuple] | None:
-        if not self.validation_due(done):
+    def validate_end(self, state: TrainerState) -> dict | None:
+        """The run's final numbers when its last record was not validated: the mean (gradient:
+        current) genome of ``state`` on the validation tasks, as the schedule would have
+        validated it after ``state.generation`` generations -- ``{"generation", "validation",
+        "validation_mean", "x"}``; ``None`` when there are no validation tasks or the last
+        record has its validation."""
+        if not self.val_labels or (state.records[-1].get("mean") or {}).get("validation_mean") is not None:
+            return None
+        x = self.strategy.mean(state.strategy_state)
+        acc, _ = self._validate([x], state.generation, force=True)[0]
+        return {"generation": state.generation, "validation": dict(zip(self.val_labels, map(num, acc))),
+                "validation_mean": num(np.mean(acc)), "x": x}
+
+    def _validate(self, genomes: list[np.ndarray], done: int, force: bool = False) -> list[tuple] | None:
+        if not force and not self.validation_due(done):
             return None
         res = self.evaluator.evaluate(np.stack(genomes), "validation", self.val_seeds,
                                       self.validation_protocol(max(done - 1, 0)))
@@ -303,6 +331,8 @@ class MetaResult:
     out: Path | None
     seconds: float
     completed: bool = True
+    #: the final mean genome's validation when the last record has none (:meth:`MetaTrainer.validate_end`)
+    end_validation: dict | None = None
 
 
 def meta_train(
@@ -368,9 +398,11 @@ def meta_train(
 
         best = load_genome(rundir.path / "best_genome.json")
     mean_x = keep.mean_x if keep.mean_x is not None else trainer.strategy.mean(state.strategy_state)
-    mean = trainer.genome(mean_x, kind="mean", generation=last["generation"])
+    end = getattr(trainer, "end_validation", None)
+    mean = trainer.genome(mean_x, kind="mean", generation=last["generation"],
+                          **({} if end is None else {"validation_mean": end["validation_mean"]}))
     return MetaResult(setup, state, state.records, best, mean,
-                      None if rundir is None else rundir.path, time.perf_counter() - t0)
+                      None if rundir is None else rundir.path, time.perf_counter() - t0, end_validation=end)
 
 
 def make_trainer(setup: Setup, *, executor: Any = None, memory_budget_mb: float | None = None,
