@@ -306,7 +306,7 @@ def recordings_figure(recordings: dict, *, species: int | None = None, title: st
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if v.shape[1] <= 10:
-            ax.legend(fontsize=7, frameon=False)
+            ax.legend(fontsize=7, frameon=False, loc="best")
     row += int(bool(metrics))
     for i, (name, rec, c) in enumerate(shown):
         ax = fig.add_subplot(grid[row + i // 2, i % 2])

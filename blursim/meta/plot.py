@@ -154,6 +154,8 @@ def _plot_fitness(ax, records: list[dict], unit: str, pop: str, metric: str) -> 
             continue
         label = f"{pop} {key}" + (" (= median)" if key == "mean" and same else "")
         ax.plot(xs, ys, "-", color=color, lw=width, label=label, marker="." if len(xs) < 40 else None)
+    if not any(xs for xs, _ in series.values()):
+        ax.text(0.5, 0.5, f"no {unit} evaluated yet", transform=ax.transAxes, ha="center", va="center")
     ax.set_xlabel(unit)
     ax.set_ylabel(f"fitness ({_metric_text(metric)}, mean over training tasks)")
     _integer_ticks(ax)
