@@ -218,3 +218,24 @@ def test_asymmetry_map_uses_the_jacobians_error_estimate():
     E = np.full((2, 2), 1e-8)
     assert asymmetry_noise_level(J(Q, E)) == pytest.approx(2e-8)
     assert asymmetry_noise_level(Q) == pytest.approx(2 * np.finfo(float).eps * 1e-9)
+
+
+# -------------------------------------------------------------------------- circulation.png
+def test_circulation_figure_legends_every_line_style_and_colours_planes_apart():
+    from types import SimpleNamespace
+
+    from blursim.analysis.plots import circulation_figure
+
+    eps = np.array([1e-3, 1e-2, 1e-1])
+    planes = 12
+    C = np.outer(np.arange(1, planes + 1), eps ** 2)
+    res = SimpleNamespace(eps=eps, circulation=C, noise_floor=1e-16 * np.ones_like(C), predicted=C * 1.01)
+    fig = _drawn(circulation_figure(res, title="net, genome"))
+    (ax,) = _data_axes(fig)
+    assert ax.get_title() == "net, genome" and ax.get_xlabel() and ax.get_ylabel()
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert [t for t in texts if t.startswith("plane")] == [f"plane {p}" for p in range(planes)]
+    assert any("Stokes" in t for t in texts) and any("rounding floor" in t for t in texts)
+    measured = [ln for ln in ax.get_lines() if ln.get_label().startswith("plane")]
+    assert len({ln.get_color() if isinstance(ln.get_color(), str) else tuple(ln.get_color())
+                for ln in measured}) == planes

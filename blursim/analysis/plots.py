@@ -1,4 +1,10 @@
-"""Plots of the gradient analysis (paper Fig. 2 and the circulation test).
+"""Plots of the gradient analysis (paper Fig. 2 and the circulation test) and of monitored runs.
+
+Each figure explains itself (docs/figures.md): a title naming what was run, axis labels with
+the quantity, a legend for every line, a colour bar for every heatmap, colours that do not
+repeat (:func:`distinct_colors`), and numerical noise drawn as noise (the Fig. 2 map greys
+out entries below a stated noise floor, :func:`asymmetry_noise_level`). Each ``plot_*``
+function has a ``*_figure`` twin that returns the matplotlib ``Figure`` instead of writing it.
 
 Matplotlib is imported lazily inside each function and used through its Agg
 canvas directly (no ``pyplot``, no global backend switch), so the analysis
@@ -42,7 +48,8 @@ def _save_atomic(fig: Any, path: str | os.PathLike, dpi: int) -> str:
 
 def log_abs_asymmetry(Q: Any, floor: float | None = None) -> tuple[np.ndarray, float]:
     """``ln max(|Q − Qᵀ|, floor)`` (Fig. 2).  Default floor: ``1e-16·max|Q|``
-    (or ``1e-300`` for ``Q = 0``).  Returns the array and the floor used."""
+    (or ``1e-300`` for ``Q = 0``).  Returns the array and the floor used.  (The heatmap
+    does not clamp: it greys out entries below :func:`asymmetry_noise_level`.)"""
     Qa = as_square_matrix(Q, "Q")
     A = np.abs(Qa - Qa.T)
     if floor is None:
@@ -185,6 +192,13 @@ def plot_circulation(result: Any, path: str | os.PathLike = "circulation.png", *
     """``|∮ Δw·dw|`` against ``ε`` on log-log axes, one line per plane, with the
     Stokes prediction (dashed, if available), the rounding floor (dotted) and
     reference slopes 2 and 3.  Returns the written path."""
+    return _save_atomic(circulation_figure(result, title=title), path, dpi)
+
+
+def circulation_figure(result: Any, *, title: str | None = None):
+    """The matplotlib ``Figure`` of :func:`plot_circulation`."""
+    from matplotlib.lines import Line2D
+
     eps = np.asarray(result.eps, dtype=np.float64)
     C = np.abs(np.atleast_2d(result.circulation))
     floor = np.atleast_2d(result.noise_floor)
@@ -201,9 +215,8 @@ def plot_circulation(result: Any, path: str | os.PathLike = "circulation.png", *
     i0 = int(np.argmax(eps))
     anchor = max(float(np.max(C[:, i0])), float(np.max(floor[:, i0])), tiny)
     for slope, style in ((2, "k-"), (3, "k-.")):
-        ax.loglog(eps, anchor * (eps / eps[i0]) ** slope, style, lw=0.8, alpha=0.6, label=f"reference slope {slope}" + (" (non-gradient: C ∝ ε²)" if slope == 2 else ""))
-    from matplotlib.lines import Line2D
-
+        ax.loglog(eps, anchor * (eps / eps[i0]) ** slope, style, lw=0.8, alpha=0.6,
+                  label=f"reference slope {slope}" + (" (non-gradient: C ∝ ε²)" if slope == 2 else ""))
     ax.set_xlabel("loop radius ε")
     ax.set_ylabel("|∮ Δw·dw| (circulation of the update around the loop)")
     ax.set_title(title or "circulation of Δw around loops of radius ε in planes of w\n"
@@ -215,7 +228,7 @@ def plot_circulation(result: Any, path: str | os.PathLike = "circulation.png", *
     handles.append(Line2D([], [], color="grey", ls=":", lw=1))
     labels.append("rounding floor of the loop sum")
     ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-    return _save_atomic(fig, path, dpi)
+    return fig
 
 
 #: What a recorded phase of the states is, for titles (docs/design.md, Monitors).
