@@ -80,7 +80,7 @@ def test_meta_training_figure_explains_itself(gradient):
     recs = _gradient_records() if gradient else _es_records()
     exp = EXPERIMENT_GRAD if gradient else EXPERIMENT_ES
     fig = _drawn(records_figure(recs, experiment=exp))
-    title = fig._suptitle.get_text()
+    title = fig.get_suptitle()
     assert exp["name"] in title and exp["strategy"]["name"].split("_")[0] in title
     main = _main_axes(fig)
     assert len(main) == (3 if gradient else 2)
@@ -117,7 +117,7 @@ def test_meta_training_png_bytes_and_short_runs():
     data = plot_records(_es_records(1), metric="accuracy")
     assert data[:8] == PNG
     fig = _drawn(records_figure(_es_records(1), title="my run"))
-    assert fig._suptitle.get_text() == "my run"
+    assert fig.get_suptitle() == "my run"
     assert all(float(t).is_integer() for ax in _main_axes(fig) for t in _ticks_inside(ax))
 
 
@@ -147,7 +147,7 @@ def _recordings(n_proj=3, steps=6, replicas=2, pops=("h", "out")):
 def test_record_figure_explains_itself():
     recs = _recordings(n_proj=3)  # 3 projections x (W, V) x 2 channels = 12 norm lines
     fig = _drawn(recordings_figure(recs, title="toy_blur.json on xor, preset random"))
-    assert fig._suptitle.get_text().startswith("toy_blur.json on xor, preset random")
+    assert fig.get_suptitle().startswith("toy_blur.json on xor, preset random")
     axes = _data_axes(fig)
     for ax in axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
@@ -170,7 +170,7 @@ def test_record_figure_explains_itself():
 
 def test_record_figure_says_what_it_leaves_out():
     fig = recordings_figure(_recordings(pops=("a", "b", "c", "d")), max_panels=4)
-    assert "4 of 16 state histograms shown" in fig._suptitle.get_text()
+    assert "4 of 16 state histograms shown" in fig.get_suptitle()
     assert len([ax for ax in fig.axes if ax.images]) == 4
 
 
@@ -201,7 +201,7 @@ def test_asymmetry_map_greys_out_rounding_noise():
     assert "0 % of off-diagonal" in right.get_title() and "0 % of" not in left.get_title()
     (cb,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert "noise floor" in cb.get_ylabel() and f"{floor:.2g}" in cb.get_ylabel()
-    assert fig._suptitle.get_text() and fig.legends
+    assert fig.get_suptitle() and fig.legends
 
 
 def test_asymmetry_map_uses_the_jacobians_error_estimate():
