@@ -423,13 +423,18 @@ def write_outputs(report: AnalysisReport, out_dir: str | os.PathLike, *, title: 
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     m = report.update_map
-    ttl = title or (
-        f"ln |∂Δw_k/∂w_m − ∂Δw_m/∂w_k|  ({report.inputs['network']['name'] or 'network'}, n={m.n}, "
-        f"rel. asym. {report.asymmetry.rel_asymmetry:.2g})"
-    )
+    inputs = report.inputs
+    gmeta = (inputs.get("genome") or {}).get("meta") or {}
+    genome = f"preset {gmeta['preset']}" if gmeta.get("preset") else "genome"
+    what = (f"{inputs['network']['name'] or 'network'}, {genome}, state {inputs.get('state', '?')} "
+            f"(n={m.n} synapses)")
+    ttl = title or f"{what}\nrel. asymmetry ‖Q − Qᵀ‖_F/‖Q‖_F = {report.asymmetry.rel_asymmetry:.2g}"
     files["heatmap"] = str(plot_asymmetry_heatmap(report.jacobian, m.blocks, out / FILES["heatmap"], ttl))
     if report.circulation is not None:
-        files["circulation"] = str(plot_circulation(report.circulation, out / FILES["circulation"]))
+        files["circulation"] = str(plot_circulation(
+            report.circulation, out / FILES["circulation"],
+            title=f"circulation of Δw around loops of radius ε: {what}\n"
+                  "(a gradient field circulates only at the rounding floor)"))
     files["report"] = str(out / FILES["report"])
     report.files = files
     atomic_write_json(out / FILES["report"], report.to_dict())

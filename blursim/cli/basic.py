@@ -23,8 +23,15 @@ def add_parser(sub) -> None:
                    help="batch size of a network's memory estimate (default 32, as blursim run)")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of a document type")
-    p.add_argument("name", help="network, genome, experiment")
+    p = sub.add_parser(
+        "schema", help="print (or write) the JSON Schema of a document type",
+        description="The JSON Schema (draft 2020-12) of network, genome and experiment documents: every "
+                    "field described, registered names as enums. Editors use it to check and complete "
+                    "documents (docs/schemas.md shows the VS Code settings).",
+    )
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="network, genome, experiment (with --out: default all three)")
+    p.add_argument("--out", metavar="DIR", help="write NAME.schema.json into DIR instead of printing")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("graph", help="summarise a network spec; export DOT or GraphML")
@@ -110,10 +117,27 @@ def _validate_experiment(path: str, doc) -> None:
 
 
 def cmd_schema(args) -> int:
-    from blursim.spec import schema_json
+    from pathlib import Path
+
+    from blursim.errors import SpecError
+    from blursim.spec import SCHEMAS, schema_json
 
     _load_extra_schemas()
-    print(json.dumps(schema_json(args.name), indent=2))
+    names = args.names or (SCHEMAS.names() if args.out else [])
+    if len(names) != 1 and not args.out:
+        raise SpecError("name one document type to print, or give --out DIR to write several", path="NAME",
+                        choices=SCHEMAS.names())
+    texts = {name: json.dumps(schema_json(name), indent=2) + "\n" for name in names}
+    if not args.out:
+        for text in texts.values():
+            sys.stdout.write(text)
+        return 0
+    out = Path(args.out)
+    if not out.is_dir():
+        raise SpecError(f"--out {args.out!r} is not a directory; create it first", path="--out")
+    for name, text in texts.items():
+        atomic_write_text(out / f"{name}.schema.json", text)
+        print(f"wrote {out / f'{name}.schema.json'}")
     return 0
 
 

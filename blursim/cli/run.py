@@ -186,10 +186,20 @@ def _write_recording(args, monitor) -> str:
     try:
         from blursim.analysis.plots import plot_recordings
 
-        plot_recordings(recs, out / figure)
+        plot_recordings(recs, out / figure, title=_record_title(args))
     except BlursimError as e:  # nothing drawable was recorded (e.g. only weights)
         figure = f"no figure ({e})"
     return f"# recorded {len(recs)} variable(s) into {out / 'record.npz'}; {figure}"
+
+
+def _record_title(args) -> str:
+    """The title of ``record.png``: spec, task, genome, seed, batch."""
+    from pathlib import Path
+
+    genome = f"genome {Path(args.genome).name}" if args.genome else f"preset {args.preset}" + (
+        f" (lr {args.lr:g})" if args.lr is not None else "")
+    return (f"{Path(args.spec).name} on {args.task}, {genome}; seed {args.seed}, batch {args.batch}, "
+            f"{args.replicas} replica(s)")
 
 
 def _json_metrics(res) -> dict:

@@ -88,8 +88,11 @@ class TaskSpec(Choice):
 
     what: ClassVar[str] = "dataset"
 
-    label: Name | None = None
-    network: Path_ | NetworkSpec | None = None
+    label: Name | None = Field(None, description="the task's name in logs and summaries (default: name); "
+                               "unique among the training and among the validation tasks")
+    network: Path_ | NetworkSpec | None = Field(
+        None, description="a network for this task only (a path relative to the experiment file, or an "
+        "inline network), with the experiment network's k and genome groups")
 
     @classmethod
     def registry(cls):
@@ -112,11 +115,15 @@ class InnerLoop(Strict):
     same batches (common random numbers).
     """
 
-    steps: int = Field(ge=1, le=L.MAX_STEPS)
-    batch_size: int = Field(default=128, ge=1, le=L.MAX_BATCH)
-    query_batches: int = Field(default=20, ge=1, le=L.MAX_QUERY_BATCHES)
-    query_batch_size: int | None = Field(default=None, ge=1, le=L.MAX_BATCH)
-    replicas: int = Field(default=1, ge=1, le=L.MAX_REPLICAS)
+    steps: int = Field(ge=1, le=L.MAX_STEPS, description="unroll length T: BLUR training steps from fresh "
+                       "synapses before the query batches (the curriculum's start when one is given)")
+    batch_size: int = Field(default=128, ge=1, le=L.MAX_BATCH, description="examples per training step")
+    query_batches: int = Field(default=20, ge=1, le=L.MAX_QUERY_BATCHES,
+                               description="batches, after the T steps, on which accuracy / loss is measured")
+    query_batch_size: int | None = Field(default=None, ge=1, le=L.MAX_BATCH,
+                                         description="examples per query batch (default: batch_size)")
+    replicas: int = Field(default=1, ge=1, le=L.MAX_REPLICAS, description="independent synapse "
+                          "initialisations per genome, the same for every genome (common random numbers)")
 
 
 class Curriculum(Strict):
@@ -124,9 +131,9 @@ class Curriculum(Strict):
     ``min(max_steps, inner.steps + increment * (g // every))`` (paper App. C.4:
     start at 10, +5 every N steps)."""
 
-    increment: int = Field(ge=0, le=L.MAX_STEPS)
-    every: int = Field(ge=1, le=L.MAX_GENERATIONS)
-    max_steps: int | None = Field(default=None, ge=1, le=L.MAX_STEPS)
+    increment: int = Field(ge=0, le=L.MAX_STEPS, description="steps added to the unroll length T at each increase")
+    every: int = Field(ge=1, le=L.MAX_GENERATIONS, description="generations between increases of T")
+    max_steps: int | None = Field(default=None, ge=1, le=L.MAX_STEPS, description="largest T (default: no limit)")
 
 
 class InitPreset(Choice):
@@ -134,7 +141,7 @@ class InitPreset(Choice):
 
     what: ClassVar[str] = "genome preset"
 
-    kind: Literal["preset"]
+    kind: Literal["preset"] = Field(description="where the initial genome comes from: a preset")
 
     @classmethod
     def registry(cls):
@@ -146,16 +153,16 @@ class InitPreset(Choice):
 class InitFile(Strict):
     """Initial genome from a genome file (path relative to the experiment file)."""
 
-    kind: Literal["file"]
-    path: Path_
+    kind: Literal["file"] = Field(description="where the initial genome comes from: a genome file")
+    path: Path_ = Field(description="the genome file, relative to the experiment file")
 
 
 class InitRandom(Strict):
     """A random initial genome (the ``random`` preset) drawn from ``seed``."""
 
-    kind: Literal["random"]
-    seed: Seed = 0
-    scale: float = Field(default=0.5, gt=0.0, le=L.MAX_INIT_SCALE)
+    kind: Literal["random"] = Field(description="where the initial genome comes from: random values")
+    seed: Seed = Field(0, description="seed of the random genome")
+    scale: float = Field(default=0.5, gt=0.0, le=L.MAX_INIT_SCALE, description="scale of the random values")
 
 
 GenomeInit = Annotated[Union[InitPreset, InitFile, InitRandom], Field(discriminator="kind")]
@@ -173,11 +180,16 @@ class GenomeSearch(Strict):
     ``[low, high]`` (``null`` for an open end), applied to each of its entries.
     """
 
-    init: GenomeInit
-    set: dict[Name, FieldValue] = Field(default_factory=dict)
-    fields: list[Name] = Field(default_factory=lambda: list(CORE_FIELDS), min_length=1, max_length=len(ALL_FIELDS))
-    groups: list[Name] | None = Field(default=None, min_length=1, max_length=1000)
-    bounds: dict[Name, tuple[float | None, float | None]] = Field(default_factory=dict)
+    init: GenomeInit = Field(description="the initial genome: a preset, a genome file or a random genome")
+    set: dict[Name, FieldValue] = Field(default_factory=dict, description="initial values that override the "
+                                        "initial genome's, in every group (field -> scalar, vector or matrix)")
+    fields: list[Name] = Field(default_factory=lambda: list(CORE_FIELDS), min_length=1, max_length=len(ALL_FIELDS),
+                               description="the genome fields that are meta-learned (default: the eight "
+                               "core fields of eq. 5-7); the others keep their initial values")
+    groups: list[Name] | None = Field(default=None, min_length=1, max_length=1000,
+                                      description="the genome groups whose fields are meta-learned (default: all)")
+    bounds: dict[Name, tuple[float | None, float | None]] = Field(
+        default_factory=dict, description="field -> [low, high] for each of its entries (null: open end)")
 
     @field_validator("groups")
     @classmethod
@@ -259,7 +271,9 @@ class FitnessSpec(Strict):
     over training tasks, replicas and query batches (DESIGN §4); for tasks
     with real-valued target vectors, minus the mean squared error (``mse``)."""
 
-    metric: Literal["accuracy", "cross_entropy", "mse"] = "accuracy"
+    metric: Literal["accuracy", "cross_entropy", "mse"] = Field(
+        "accuracy", description="what is maximised: accuracy, or minus the cross-entropy / mean squared "
+        "error, on the query batches (DESIGN §4)")
 
 
 class ValidationSpec(Strict):
@@ -272,11 +286,15 @@ class ValidationSpec(Strict):
     held-out split.
     """
 
-    every: int = Field(default=1, ge=1, le=L.MAX_GENERATIONS)
-    steps: int | None = Field(default=None, ge=1, le=L.MAX_STEPS)
-    replicas: int | None = Field(default=None, ge=1, le=L.MAX_REPLICAS)
-    query_batches: int | None = Field(default=None, ge=1, le=L.MAX_QUERY_BATCHES)
-    query_batch_size: int | None = Field(default=None, ge=1, le=L.MAX_BATCH)
+    every: int = Field(default=1, ge=1, le=L.MAX_GENERATIONS, description="generations between validations")
+    steps: int | None = Field(default=None, ge=1, le=L.MAX_STEPS,
+                              description="training steps before measuring (default: the current unroll length)")
+    replicas: int | None = Field(default=None, ge=1, le=L.MAX_REPLICAS,
+                                 description="synapse initialisations (default: inner.replicas)")
+    query_batches: int | None = Field(default=None, ge=1, le=L.MAX_QUERY_BATCHES,
+                                      description="seeded query batches (default null: the whole held-out split)")
+    query_batch_size: int | None = Field(default=None, ge=1, le=L.MAX_BATCH,
+                                         description="examples per query batch (default: inner's)")
 
 
 class DaskSpec(Strict):
@@ -288,7 +306,7 @@ class DaskSpec(Strict):
     (``--dask-scheduler ADDRESS``), never a document's (which a colleague may have sent).
     """
 
-    local_workers: int = Field(ge=1, le=L.MAX_LOCAL_WORKERS)
+    local_workers: int = Field(ge=1, le=L.MAX_LOCAL_WORKERS, description="worker processes of the local cluster")
 
     @model_validator(mode="before")
     @classmethod
@@ -308,32 +326,44 @@ class ExecutionSpec(Strict):
     populations on the JAX engine (the optional extra; :mod:`blursim.sim.jax_engine`), which
     also reaches GPUs through JAX."""
 
-    backend: Literal["numpy", "cupy", "jax"] = "numpy"
-    dtype: Literal["float32", "float64"] = "float32"
-    memory_budget_mb: float = Field(default=1024.0, gt=0.0, le=L.MAX_MEMORY_BUDGET_MB)
-    checkpoint_every: int = Field(default=1, ge=1, le=L.MAX_GENERATIONS)
-    dask: DaskSpec | None = None
+    backend: Literal["numpy", "cupy", "jax"] = Field("numpy", description="array library of the simulation "
+                                                     "(cupy and jax reach GPUs); changes results")
+    dtype: Literal["float32", "float64"] = Field("float32", description="floating-point type of the simulation; "
+                                                 "changes results")
+    memory_budget_mb: float = Field(default=1024.0, gt=0.0, le=L.MAX_MEMORY_BUDGET_MB,
+                                    description="memory one batch of species may use; a larger population "
+                                    "is evaluated in chunks (results unchanged)")
+    checkpoint_every: int = Field(default=1, ge=1, le=L.MAX_GENERATIONS,
+                                  description="generations between checkpoints (results unchanged)")
+    dask: DaskSpec | None = Field(None, description="evaluate on a local Dask cluster (results unchanged)")
 
 
 class ExperimentSpec(Strict):
     """A meta-learning experiment (paper Sec. 3.3, 4.1, 4.4)."""
 
-    format: Literal["blursim.experiment/1"] = FORMAT_EXPERIMENT
-    name: RunName = ""
-    description: Text = ""
-    network: Path_ | NetworkSpec
-    training_tasks: list[TaskSpec] = Field(min_length=1, max_length=1000)
-    validation_tasks: list[TaskSpec] = Field(default_factory=list, max_length=1000)
-    inner: InnerLoop
-    curriculum: Curriculum | None = None
-    genome: GenomeSearch
-    strategy: StrategySpec
-    fitness: FitnessSpec = Field(default_factory=FitnessSpec)
-    validation: ValidationSpec = Field(default_factory=ValidationSpec)
-    generations: int = Field(ge=1, le=L.MAX_GENERATIONS)
-    seed: Seed = 0
-    output: Path_ | None = None
-    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    format: Literal["blursim.experiment/1"] = Field(FORMAT_EXPERIMENT, description="document type and version")
+    name: RunName = Field("", description="the experiment's name; names the default output directory runs/NAME")
+    description: Text = Field("", description="free text for the reader")
+    network: Path_ | NetworkSpec = Field(description="the network spec: a path relative to the experiment "
+                                         "file, or an inline network object")
+    training_tasks: list[TaskSpec] = Field(min_length=1, max_length=1000,
+                                           description="the tasks whose mean result is the fitness")
+    validation_tasks: list[TaskSpec] = Field(default_factory=list, max_length=1000,
+                                             description="held-out tasks on which best and mean genomes are validated")
+    inner: InnerLoop = Field(description="one fitness evaluation: unroll length T, batches, replicas")
+    curriculum: Curriculum | None = Field(None, description="a growing unroll length (App. C.4); none: T fixed")
+    genome: GenomeSearch = Field(description="which genome entries are meta-learned, from where, within which bounds")
+    strategy: StrategySpec = Field(description="the meta-optimizer: an evolution strategy or gradient "
+                                   "descent through the unroll (Sec. 3.3)")
+    fitness: FitnessSpec = Field(default_factory=FitnessSpec, description="what is maximised")
+    validation: ValidationSpec = Field(default_factory=ValidationSpec, description="when and how genomes are validated")
+    generations: int = Field(ge=1, le=L.MAX_GENERATIONS, description="generations (evolution strategies) or "
+                             "steps (gradient) of meta-training")
+    seed: Seed = Field(0, description="root seed: every random stream of the run derives from it "
+                       "(blursim.meta.seeds)")
+    output: Path_ | None = Field(None, description="output directory, relative and inside the current "
+                                 "directory (default runs/NAME; --out overrides it)")
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec, description="where and how to compute")
 
     @field_validator("network")
     @classmethod

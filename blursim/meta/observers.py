@@ -168,7 +168,7 @@ class RunDirectory:
         if state.generation % trainer.exp.execution.checkpoint_every == 0:
             self._checkpoint(trainer, state)
         if self.plot and time.monotonic() - self._last_plot >= self.plot_interval:
-            self._plot(state.records, trainer.exp.fitness.metric)
+            self._plot(state.records, trainer.exp)
 
     def on_end(self, trainer: Any, state: Any, completed: bool) -> None:
         end = getattr(trainer, "end_validation", None) if completed else None
@@ -180,7 +180,7 @@ class RunDirectory:
             mio.atomic_write_text(self.path / "mean_genome.json", dump_spec(g))
         self._checkpoint(trainer, state)
         if self.plot:
-            self._plot(state.records, trainer.exp.fitness.metric)
+            self._plot(state.records, trainer.exp)
 
     def _checkpoint(self, trainer: Any, state: Any) -> None:
         if self._checkpointed == state.generation:
@@ -188,10 +188,10 @@ class RunDirectory:
         mio.write_checkpoint(self.path, trainer, state)
         self._checkpointed = state.generation
 
-    def _plot(self, records: list[dict], metric: str) -> None:
+    def _plot(self, records: list[dict], exp: Any) -> None:
         from blursim.meta.plot import plot_records
 
-        mio.atomic_write_bytes(self.path / "meta_training.png", plot_records(records, metric=metric))
+        mio.atomic_write_bytes(self.path / "meta_training.png", plot_records(records, experiment=exp))
         self._last_plot = time.monotonic()
 
 

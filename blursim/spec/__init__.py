@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from blursim.registry import Registry
 from blursim.spec.genome import FORMAT_GENOME, GenomeParams, GenomeSpec
 from blursim.errors import SpecError
-from blursim.spec.loading import load_model, locate, read_json, relocate, validate_document
+from blursim.spec.loading import SCHEMA_KEY, load_model, locate, read_json, relocate, validate_document
 from blursim.spec.network import (
     FORMAT_NETWORK,
     AllToAll,
@@ -73,12 +73,35 @@ def load_any(path: str | Path) -> BaseModel:
     return validate_document(SCHEMAS.get(kind), data, source=str(path), text=text)
 
 
+#: The JSON Schema dialect of the published schemas.
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_id(name: str) -> str:
+    """The ``$id`` of the published schema of document type ``name`` (a URN named after the
+    document's ``format`` tag, e.g. ``urn:blursim:network/1``; it locates nothing, it names)."""
+    fmt = next((f for f, n in FORMATS.items() if n == name), f"blursim.{name}/1")
+    return "urn:" + fmt.replace(".", ":", 1)
+
+
 def schema_json(name: str) -> dict[str, Any]:
-    """JSON Schema of the document type ``name``."""
+    """JSON Schema of the document type ``name`` (draft 2020-12).
+
+    Generated from the pydantic model each time: every property carries its description,
+    names taken from a registry (activations, feedback kinds, datasets, presets,
+    strategies) are ``enum``s of what is registered now. A document may name its schema
+    in a ``"$schema"`` key, which validation ignores (:func:`~blursim.spec.loading.validate_document`).
+    """
     model = SCHEMAS.get(name)
-    sch = model.model_json_schema(by_alias=True)
-    sch["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    body = model.model_json_schema(by_alias=True)
+    sch: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT, "$id": schema_id(name)}
+    sch.update(body)
     sch.setdefault("title", model.__name__)
+    sch["properties"] = {
+        SCHEMA_KEY: {"type": "string", "description": "the URI or path of this document's JSON Schema "
+                     "(blursim schema NAME --out DIR), for editors; ignored by blursim"},
+        **sch.get("properties", {}),
+    }
     return sch
 
 

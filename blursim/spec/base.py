@@ -4,6 +4,7 @@ validator reports an error at a location inside its model."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -24,6 +25,30 @@ Label = Annotated[str, Field(max_length=MAX_NAME_CHARS, pattern=r"^[^\x00-\x1f\x
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 #: A seed: a non-negative integer that fits 64 bits.
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+class RegistryNames:
+    """JSON Schema of a name taken from a registry: an ``enum`` of the registry's names.
+
+    Used as ``Annotated[str, RegistryNames("blursim.vocab", "ACTIVATIONS")]``. The enum is
+    read from the registry each time a schema is made, so it lists what is registered then
+    (entries added by plug-ins included) and cannot fall behind. Validation is not changed:
+    the compiler checks the name and its error lists the valid choices.
+    """
+
+    def __init__(self, module: str, attr: str) -> None:
+        self.module, self.attr = module, attr
+
+    def registry(self) -> Any:
+        return getattr(importlib.import_module(self.module), self.attr)
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        out = handler(core_schema)
+        out["enum"] = self.registry().names()
+        return out
+
+    def __repr__(self) -> str:
+        return f"RegistryNames({self.module!r}, {self.attr!r})"
 
 
 class Strict(BaseModel):

@@ -52,29 +52,43 @@ def field_shape(name: str, k: int) -> tuple[int, ...]:
 class GenomeParams(Strict):
     """One genome group's parameters (every value finite: NaN and Infinity are refused)."""
 
-    f: float
-    eta: float
-    f_tilde: float
-    eta_tilde: float
-    nu: list[list[float]]
-    mu: list[list[float]]
-    nu_tilde: list[list[float]]
-    mu_tilde: list[list[float]]
-    norm_gain: list[float] | None = None
-    norm_shift: list[float] | None = None
-    oja_alpha: float | None = None
-    saturation: float | None = None
-    init_scale: float | None = None
-    rescale: float | None = None
+    f: float = Field(description="f, neuron keep gate of eq. (5)-(6): weight of a neuron's previous state")
+    eta: float = Field(description="eta, neuron update gate of eq. (5)-(6): weight of the incoming drive")
+    f_tilde: float = Field(description="f~, synapse keep gate of eq. (7): W <- f~ W + eta~ (H + O)")
+    eta_tilde: float = Field(description="eta~, synapse update gate of eq. (7): the learning rate of the Hebbian term H")
+    nu: list[list[float]] = Field(description="nu, k x k forward neuron mix of eq. (5): the presynaptic states "
+                                  "sent forward are nu a, (nu a)^c = sum_d nu[c][d] a^d")
+    mu: list[list[float]] = Field(description="mu, k x k backward neuron mix of eq. (6): the postsynaptic states "
+                                  "sent back are mu a")
+    nu_tilde: list[list[float]] = Field(description="nu~, k x k presynaptic mix of eq. (7), indexed [e][c] as in "
+                                        "the paper: P^c = sum_e nu~[e][c] a_pre^e")
+    mu_tilde: list[list[float]] = Field(description="mu~, k x k postsynaptic mix of eq. (7): Q^c = sum_d "
+                                        "mu~[c][d] a_post^d")
+    norm_gain: list[float] | None = Field(None, description="per-state gain of the normalisation N "
+                                          "(Sec. 3.4), length k; default 1")
+    norm_shift: list[float] | None = Field(None, description="per-state shift of the normalisation N "
+                                           "(Sec. 3.4), length k; default 0")
+    oja_alpha: float | None = Field(None, description="alpha, multiplier of the Oja-like term of eq. (8) "
+                                    "(rules.oja); its magnitude is used; default 0")
+    saturation: float | None = Field(None, description="s of the synapse saturation W <- s tanh(W / s) "
+                                     "(Sec. 3.4, rules.saturation); default 1")
+    init_scale: float | None = Field(None, description="multiplier of the initial synapses "
+                                     "(rules.synapse_init); default 1")
+    rescale: float | None = Field(None, description="target norm of synapse normalisation (App. C.6, "
+                                  "rules.synapse_normalization); default 1")
 
 
 class GenomeSpec(Strict):
     """A genome file: ``k`` and one :class:`GenomeParams` per group."""
 
-    format: str = Field(default=FORMAT_GENOME, pattern=r"^blursim\.genome/1$")
-    k: int = Field(ge=1, le=64)
-    groups: dict[Name, GenomeParams] = Field(min_length=1)
-    meta: dict = Field(default_factory=dict)
+    format: str = Field(default=FORMAT_GENOME, pattern=r"^blursim\.genome/1$",
+                        description="document type and version")
+    k: int = Field(ge=1, le=64, description="states per neuron; every matrix is k x k and every vector has length k")
+    groups: dict[Name, GenomeParams] = Field(min_length=1, description="one parameter set per genome group "
+                                             "(populations and projections name theirs; \"default\" unless "
+                                             "the network says otherwise)")
+    meta: dict = Field(default_factory=dict, description="free-form provenance (preset, experiment, "
+                       "generation, fitness); never read by the simulator")
 
     @model_validator(mode="after")
     def _shapes(self):

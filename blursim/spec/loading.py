@@ -332,15 +332,30 @@ def parse_json(text: str, source: str | None = None, *, max_int_digits: int | No
         ) from None
 
 
+#: The key by which a document names its JSON Schema (for editors); not part of the document.
+SCHEMA_KEY = "$schema"
+
+
 def validate_document(
     model: type[M], data: Any, *, source: str | None = None, text: str | None = None
 ) -> M:
-    """Validate ``data`` against ``model``, raising a located SpecError on failure."""
+    """Validate ``data`` against ``model``, raising a located SpecError on failure.
+
+    A top-level ``"$schema"`` key (a string: the URI or path of the document's JSON Schema,
+    which tells an editor how to check and complete the file) is accepted and ignored.
+    """
     if not isinstance(data, dict):
         raise SpecError(
             f"a {model.__name__} document must be a JSON object", value=type(data).__name__,
             source=source,
         )
+    if SCHEMA_KEY in data:
+        if not isinstance(data[SCHEMA_KEY], str):
+            err = SpecError(f"{SCHEMA_KEY} must be a string: the URI or path of the document's JSON Schema",
+                            path=[SCHEMA_KEY], value=data[SCHEMA_KEY],
+                            hint="blursim schema NAME --out DIR writes the schemas; see docs/schemas.md.")
+            raise locate(err, source, text, [SCHEMA_KEY])
+        data = {k: v for k, v in data.items() if k != SCHEMA_KEY}
     try:
         obj = model.model_validate(data)
     except ValidationError as e:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, model_validator
 
 from blursim.limits import MAX_INIT_SCALE, MAX_POPULATION, MAX_RADIUS, MAX_SWEEPS
-from blursim.spec.base import Label, Name, Seed, Text
+from blursim.spec.base import Label, Name, RegistryNames, Seed, Text
 from blursim.spec.base import Strict as _Strict
 from blursim.spec.base import error_at
 
@@ -21,16 +21,21 @@ FORMAT_NETWORK = "blursim.network/1"
 
 
 # ---------------------------------------------------------------- connectivity
+_KIND = "connectivity kind (blursim list connectivity): which presynaptic neurons reach which postsynaptic ones"
+_SEED = ("seed of this projection's random wiring; omitted: derived from the network's seed and "
+         "the projection's position, so two unseeded projections never share their wiring")
+
+
 class AllToAll(_Strict):
     """Every presynaptic neuron connects to every postsynaptic neuron."""
 
-    kind: Literal["all_to_all"] = "all_to_all"
+    kind: Literal["all_to_all"] = Field("all_to_all", description=_KIND)
 
 
 class OneToOne(_Strict):
     """Neuron ``i`` connects to neuron ``i``; both populations have the same size."""
 
-    kind: Literal["one_to_one"]
+    kind: Literal["one_to_one"] = Field(description=_KIND)
 
 
 class FixedProbability(_Strict):
@@ -41,16 +46,17 @@ class FixedProbability(_Strict):
     share their wiring.
     """
 
-    kind: Literal["fixed_probability"]
-    p: float = Field(ge=0.0, le=1.0)
-    seed: Seed | None = None
+    kind: Literal["fixed_probability"] = Field(description=_KIND)
+    p: float = Field(ge=0.0, le=1.0, description="probability that a (pre, post) pair is connected, drawn independently per pair")
+    seed: Seed | None = Field(None, description=_SEED)
 
 
 class FromList(_Strict):
     """An explicit list of ``[pre, post]`` neuron index pairs."""
 
-    kind: Literal["from_list"]
-    edges: list[tuple[Annotated[int, Field(ge=0, lt=MAX_POPULATION)], Annotated[int, Field(ge=0, lt=MAX_POPULATION)]]]
+    kind: Literal["from_list"] = Field(description=_KIND)
+    edges: list[tuple[Annotated[int, Field(ge=0, lt=MAX_POPULATION)], Annotated[int, Field(ge=0, lt=MAX_POPULATION)]]] = Field(
+        description="the synapses as [pre, post] pairs of 0-based neuron indices into the 'from' and 'to' populations")
 
 
 class Local2D(_Strict):
@@ -63,8 +69,8 @@ class Local2D(_Strict):
     (in presynaptic grid units).
     """
 
-    kind: Literal["local2d"]
-    radius: float = Field(gt=0.0, le=MAX_RADIUS)
+    kind: Literal["local2d"] = Field(description=_KIND)
+    radius: float = Field(gt=0.0, le=MAX_RADIUS, description="receptive-field radius, in presynaptic grid units: a postsynaptic neuron connects to every presynaptic neuron within this Euclidean distance of its position mapped onto the presynaptic grid")
 
 
 class BlockRandom(_Strict):
@@ -74,10 +80,11 @@ class BlockRandom(_Strict):
     with probability ``p`` or absent. ``seed`` as for ``fixed_probability``.
     """
 
-    kind: Literal["block_random"]
-    block: tuple[Annotated[int, Field(ge=1, le=MAX_POPULATION)], Annotated[int, Field(ge=1, le=MAX_POPULATION)]]
-    p: float = Field(ge=0.0, le=1.0)
-    seed: Seed | None = None
+    kind: Literal["block_random"] = Field(description=_KIND)
+    block: tuple[Annotated[int, Field(ge=1, le=MAX_POPULATION)], Annotated[int, Field(ge=1, le=MAX_POPULATION)]] = Field(
+        description="block shape [rows, cols]: rows of presynaptic and columns of postsynaptic neurons per tile")
+    p: float = Field(ge=0.0, le=1.0, description="probability that a block is present (fully connected); absent blocks have no synapses")
+    seed: Seed | None = Field(None, description=_SEED)
 
 
 Connectivity = Annotated[
@@ -87,7 +94,9 @@ Connectivity = Annotated[
 
 
 # ------------------------------------------------------------------ populations
-ActivationSpec = Union[Name, Annotated[list[Name], Field(max_length=64)]]
+#: An activation function's name (``blursim list activations``).
+ActivationName = Annotated[Name, RegistryNames("blursim.vocab", "ACTIVATIONS")]
+ActivationSpec = Union[ActivationName, Annotated[list[ActivationName], Field(max_length=64)]]
 
 
 class Population(_Strict):
@@ -101,14 +110,26 @@ class Population(_Strict):
     supplies the neuron gates ``f``, ``eta`` and the normalisation gain/shift.
     """
 
-    name: Name
-    size: int = Field(ge=1, le=MAX_POPULATION)
-    role: Literal["input", "hidden", "output"]
-    forward_activation: ActivationSpec = "tanh"
-    backward_activation: ActivationSpec = "identity"
-    normalization: Literal["none", "forward", "backward", "both"] = "none"
-    genome: Name = "default"
-    grid: tuple[Annotated[int, Field(ge=1, le=MAX_POPULATION)], Annotated[int, Field(ge=1, le=MAX_POPULATION)]] | None = None
+    name: Name = Field(description="the population's name, unique in the network; projections name it in 'from' and 'to'")
+    size: int = Field(ge=1, le=MAX_POPULATION, description="number of neurons n_p (each has k states)")
+    role: Literal["input", "hidden", "output"] = Field(
+        description="input: state 0 is written by the data, never updated by the rules; hidden: "
+        "updated by eq. (5)-(6); output: also receives the feedback (Sec. 3.3) and gives the "
+        "prediction (state 0)")
+    forward_activation: ActivationSpec = Field(
+        "tanh", description="sigma_fwd of the forward pass, eq. (5): one activation for all k states, or a "
+        "list of k names, one per state (the generalised phi of eq. 4, e.g. [\"sigmoid\", \"sigmoid_derivative\"])")
+    backward_activation: ActivationSpec = Field(
+        "identity", description="sigma_bwd of the backward pass, eq. (6): one activation for all k states, "
+        "or a list of k names, one per state")
+    normalization: Literal["none", "forward", "backward", "both"] = Field(
+        "none", description="batch normalisation N (Sec. 3.4; per neuron and state over the batch, then "
+        "the genome's norm_gain and norm_shift) on the forward pass, the additive backward pass, or both")
+    genome: Name = Field("default", description="the genome group that gives this population its neuron "
+                         "gates f, eta and its norm_gain, norm_shift")
+    grid: tuple[Annotated[int, Field(ge=1, le=MAX_POPULATION)], Annotated[int, Field(ge=1, le=MAX_POPULATION)]] | None = Field(
+        None, description="[rows, cols] layout of the neurons on a 2-D grid, rows * cols = size (needed by "
+        "local2d connectivity)")
 
     @model_validator(mode="after")
     def _grid_fits(self):
@@ -134,12 +155,15 @@ class Projection(_Strict):
     feedback alignment, frozen with ``rules.backward_synapses: "frozen"``.
     """
 
-    name: Name | None = None
-    from_: Name = Field(alias="from")
-    to: Name
-    connectivity: Connectivity = Field(default_factory=AllToAll)
-    bias: bool = True
-    genome: Name = "default"
+    name: Name | None = Field(None, description="the projection's name in messages and recordings (default \"FROM->TO\")")
+    from_: Name = Field(alias="from", description="presynaptic population i")
+    to: Name = Field(description="postsynaptic population j")
+    connectivity: Connectivity = Field(default_factory=AllToAll, description="the connectivity mask M_q "
+                                       "(default all_to_all); entries outside it are 0 and stay 0")
+    bias: bool = Field(True, description="append a bias unit (every state 1) as an extra presynaptic row "
+                       "of the forward synapses W_q (DESIGN §1)")
+    genome: Name = Field("default", description="the genome group that gives this projection nu, mu, "
+                         "nu_tilde, mu_tilde, f_tilde, eta_tilde and the optional synapse parameters")
     pathway: Literal["both", "forward", "feedback"] = Field(
         "both", description="which passes the projection carries: both (forward W and backward V), "
         "forward only, or feedback: the backward pass only, from 'from' to 'to' (no forward synapses, "
@@ -168,10 +192,11 @@ class SynapseInit(_Strict):
     multiplies the result.
     """
 
-    distribution: Literal["normal", "uniform", "zeros"] = "normal"
-    scale: float = Field(default=1.0, ge=0.0, le=MAX_INIT_SCALE)
-    fan_in: bool = True
-    bias: Literal["zeros", "same"] = "zeros"
+    distribution: Literal["normal", "uniform", "zeros"] = Field(
+        "normal", description="distribution of the initial synapses: standard normal, uniform on [-1, 1], or all zero")
+    scale: float = Field(default=1.0, ge=0.0, le=MAX_INIT_SCALE, description="multiplier of the drawn values")
+    fan_in: bool = Field(True, description="divide the scale by sqrt(fan): fan = n_pre + bias for W, n_post for V")
+    bias: Literal["zeros", "same"] = Field("zeros", description="bias synapses start at zero, or are drawn like the others")
 
 
 class Rules(_Strict):
@@ -192,25 +217,51 @@ class Rules(_Strict):
     of ``W``'s Hebbian term (Kolen-Pollack).
     """
 
-    backward_update: Literal["additive", "multiplicative", "multiplicative_second_state"] = (
-        "additive"
+    backward_update: Literal["additive", "multiplicative", "multiplicative_second_state"] = Field(
+        "additive", description="the backward neuron update, eq. (6): additive a <- sigma_bwd(N(f a + eta y)); "
+        "multiplicative a <- sigma_bwd(f a * y); multiplicative_second_state keeps state 0 and multiplies "
+        "states >= 1 by y (the backprop genome's mode, eq. 4)"
     )
-    tied: bool = False
-    backward_synapses: Literal["learned", "frozen", "mirror"] = "learned"
-    shared_channels: bool = False
-    shared_update: Literal["mean", "channel0"] = "mean"
-    feedback: Name = "target"
-    target_coding: Literal["pm1", "onehot"] = "pm1"
-    oja: Literal["none", "weights", "activity"] = "none"
-    synapse_normalization: Literal["none", "activations", "stored"] = "none"
-    saturation: bool = False
-    reset_neurons: bool = True
-    batch_reduction: Literal["sum", "mean"] = "sum"
-    schedule: Literal["topological", "synchronous"] = "topological"
-    sweeps: int = Field(default=1, ge=1, le=MAX_SWEEPS)
-    synapse_init: SynapseInit = Field(default_factory=SynapseInit)
-    norm_eps: float = Field(default=1e-5, gt=0.0, le=1.0)
-    synapse_norm_eps: float = Field(default=1e-8, gt=0.0, le=1.0)
+    tied: bool = Field(False, description="the paper's symmetric synapses: V is not stored, it is always the "
+                       "transpose of W (bias row excluded)")
+    backward_synapses: Literal["learned", "frozen", "mirror"] = Field(
+        "learned", description="untied V (docs/rule_variants.md): learned by eq. (7) with the roles swapped; "
+        "frozen: never changes (feedback alignment's fixed B); mirror: receives the transpose of W's "
+        "Hebbian term (Kolen-Pollack)")
+    shared_channels: bool = Field(False, description="the paper's single-state synapses: all k channels of a "
+                                  "synapse hold one value")
+    shared_update: Literal["mean", "channel0"] = Field(
+        "mean", description="with shared_channels, the stored update: the mean over channels of eq. (7)'s "
+        "updates (exactly SGD for the backprop genome), or channel 0's (the authors' published code)")
+    feedback: Annotated[Name, RegistryNames("blursim.vocab", "FEEDBACK")] = Field(
+        "target", description="what the output populations receive before the backward pass (Sec. 3.3; "
+        "blursim list feedback): target writes the coded targets into state 1; error_mse and "
+        "error_softmax write the negative loss gradient")
+    target_coding: Literal["pm1", "onehot"] = Field(
+        "pm1", description="coding of class targets: +1 for the true class and -1 (pm1) or 0 (onehot) otherwise")
+    oja: Literal["none", "weights", "activity"] = Field(
+        "none", description="the Oja-like decay O of eq. (8), scaled by the genome's oja_alpha: weights "
+        "-|alpha| W sum W^2 (eq. 8), activity -|alpha| W rho_b Q_b^2 (classic Oja); none: no term")
+    synapse_normalization: Literal["none", "activations", "stored"] = Field(
+        "none", description="App. C.6: W' = rescale * W / sqrt(sum W^2 + eps) per postsynaptic neuron and "
+        "channel, used only when computing activations, or written to the stored synapses each step")
+    saturation: bool = Field(False, description="Sec. 3.4: after each update W <- s tanh(W / s), s the "
+                             "genome's saturation")
+    reset_neurons: bool = Field(True, description="set every non-input state to 0 at the start of each "
+                                "training step (evaluation always starts from reset states)")
+    batch_reduction: Literal["sum", "mean"] = Field(
+        "sum", description="rho of eq. (7): the Hebbian term H sums (the paper) or averages over the batch")
+    schedule: Literal["topological", "synchronous"] = Field(
+        "topological", description="topological: populations in graph order (the graph must be acyclic); "
+        "synchronous: every population updated at once from the previous sweep's states (any graph, "
+        "recurrent ones included)")
+    sweeps: int = Field(default=1, ge=1, le=MAX_SWEEPS, description="with the synchronous schedule, forward "
+                        "(and backward) sweeps per step; use at least the network's depth")
+    synapse_init: SynapseInit = Field(default_factory=SynapseInit, description="how initial synapses are drawn")
+    norm_eps: float = Field(default=1e-5, gt=0.0, le=1.0, description="epsilon of the normalisation N "
+                            "(Sec. 3.4), added to the batch variance")
+    synapse_norm_eps: float = Field(default=1e-8, gt=0.0, le=1.0, description="epsilon of synapse "
+                                    "normalisation (App. C.6), added to the sum of squares")
 
     @model_validator(mode="after")
     def _shared_update_needs_shared_channels(self):
@@ -236,11 +287,12 @@ class Rules(_Strict):
 class NetworkSpec(_Strict):
     """A BLUR network: ``k`` states per neuron, populations, projections, rules."""
 
-    format: Literal["blursim.network/1"] = FORMAT_NETWORK
-    name: Label = ""
-    description: Text = ""
-    k: int = Field(ge=1, le=64)
-    seed: Seed = 0
-    populations: list[Population] = Field(min_length=1)
-    projections: list[Projection] = Field(default_factory=list)
-    rules: Rules = Field(default_factory=Rules)
+    format: Literal["blursim.network/1"] = Field(FORMAT_NETWORK, description="document type and version (may be omitted in a network spec)")
+    name: Label = Field("", description="the network's name (shown in summaries and graphs)")
+    description: Text = Field("", description="free text for the reader")
+    k: int = Field(ge=1, le=64, description="states per neuron (the paper's k; 2 for the backprop genome)")
+    seed: Seed = Field(0, description="root seed of the random wiring (synapse initialisation and data "
+                       "take their seeds from the run)")
+    populations: list[Population] = Field(min_length=1, description="groups of neurons")
+    projections: list[Projection] = Field(default_factory=list, description="synapses between populations")
+    rules: Rules = Field(default_factory=Rules, description="how one BLUR step is computed (DESIGN §2; eq. 5-8)")

@@ -141,8 +141,9 @@ class Choice(Strict):
     #: What the entries are called in messages (e.g. ``"dataset"``).
     what: ClassVar[str] = "entry"
 
-    name: str = Field(min_length=1)
-    options: Any = Field(default_factory=dict, validate_default=True)
+    name: str = Field(min_length=1, description="the registered entry's name")
+    options: Any = Field(default_factory=dict, validate_default=True,
+                         description="the entry's options (blursim list -v); omitted ones take their defaults")
 
     @classmethod
     def registry(cls) -> Registry:
@@ -210,7 +211,8 @@ class Choice(Strict):
         for fname, info in cls.model_fields.items():
             if fname == "name":
                 default = name if info.default == name else ...
-                fields[fname] = (Literal[name], Field(default, description=info.description))
+                what = f"{cls.what} {name!r}" + (f": {doc}" if doc else "")
+                fields[fname] = (Literal[name], Field(default, description=what))
             elif fname == "options":
                 fields[fname] = (model, Field(default_factory=dict, description=f"options of {cls.what} {name!r}"))
             else:
@@ -233,7 +235,11 @@ class Choice(Strict):
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Callable) -> dict[str, Any]:
         alternatives = [handler(cls.variant(n).__pydantic_core_schema__) for n in cls.registry()]
-        out: dict[str, Any] = {"oneOf": alternatives}
+        # The names also as one enum, so that an editor completes them and reports an unknown
+        # name as such (not as "matches none of the alternatives").
+        names = {"type": "string", "enum": cls.registry().names(),
+                 "description": f"the {cls.what} (blursim list)"}
+        out: dict[str, Any] = {"type": "object", "properties": {"name": names}, "oneOf": alternatives}
         if cls.__doc__:
             out["description"] = " ".join(cls.__doc__.split())
         return out
