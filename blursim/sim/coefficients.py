@@ -119,8 +119,9 @@ class ProjectionCoefficients:
 
 @dataclass(frozen=True)
 class StepCoefficients:
-    """Everything a step of ``B`` samples reads of a genome batch: per population, per genome
-    group (mixing), per projection; ``genes`` the host arrays by group (variants' kernels)."""
+    """Everything a step of ``B`` samples reads of a genome batch: per population (``None`` for
+    inputs), per genome group (mixing), per projection; ``genes`` the host arrays by group
+    (variants' kernels)."""
 
     pops: tuple
     mixing: dict
@@ -142,6 +143,9 @@ def fold(genes, program, B: int, *, batch_mean: bool, channels: str) -> StepCoef
     col = lambda v: v.reshape(-1, 1, 1)  # noqa: E731
     pops = []
     for p in program.pops:
+        if p.role == "input":  # written by data, never updated: no gates (its group may not be the genome's)
+            pops.append(None)
+            continue
         g = h[p.group]
         pops.append(NeuronCoefficients(f=col(g["f"]), eta=col(g["eta"]),
                                        norm_gain=g["norm_gain"].reshape(S, 1, k, 1, 1),
@@ -220,7 +224,7 @@ class ChunkCoefficients:
     def __init__(self, backend, folded: StepCoefficients, s0: int, s1: int) -> None:
         self.c = s1 - s0
         self.h = {g: {n: v[s0:s1] for n, v in arrays.items()} for g, arrays in folded.genes.items()}
-        self._pops = [_DeviceView(p, backend, s0, s1) for p in folded.pops]
+        self._pops = [None if p is None else _DeviceView(p, backend, s0, s1) for p in folded.pops]
         self._projs = [_DeviceView(q, backend, s0, s1) for q in folded.projs]
         self._mixing = {g: _DeviceView(m, backend, s0, s1) for g, m in folded.mixing.items()}
 

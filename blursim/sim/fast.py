@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from blursim.sim.coefficients import ChunkCoefficients
-from blursim.sim.kernels import KernelSet
+from blursim.sim.kernels import PRIMITIVES, KernelSet
 from blursim.vocab import ACTIVATIONS
 from blursim.vocab.activations import INPLACE
 
@@ -53,6 +53,15 @@ class FastKernels(KernelSet):
         self._real = np.dtype(self.backend.dtype).kind != "c"
         self._is_input = [p.role == "input" for p in self.program.pops]
         self._fns: dict[tuple, list] = {}
+
+    def bind(self, sim) -> "FastKernels":
+        """This set on ``sim``'s operators and executor, with the same replaced primitives."""
+        if sim is self.sim:
+            return self
+        new = FastKernels(sim)
+        new.__dict__.update({n: v for n, v in self.__dict__.items() if n in PRIMITIVES})
+        new.name = self.name
+        return new
 
     # ------------------------------------------------------------ synapses
     def synapses(self, run):

@@ -99,7 +99,7 @@ class Simulator:
         self.executor = self.backend.executor(threads)
         #: The primitives the step (blursim.sim.step) runs on: the fast set, or one derived from it
         #: (``sim.kernels = sim.kernels.replace(name=fn)``; blursim.sim.kernels).
-        self.kernels = FastKernels(self) if kernels is None else kernels
+        self.kernels = FastKernels(self) if kernels is None else kernels.bind(self)
 
     # ------------------------------------------------------------------ genomes
     def prepare(self, genomes) -> PreparedGenomes:

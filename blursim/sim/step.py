@@ -166,8 +166,17 @@ def hebbian_form(program) -> tuple[bool, str]:
     return rules.batch_reduction == "mean", channels
 
 
+_JOBS: dict[int, tuple] = {}
+
+
 def synapse_jobs(program) -> list[SynapseJob]:
-    """The synapse updates of one step: every ``W``, and every untied ``V`` that learns."""
+    """The synapse updates of one step: every ``W``, and every untied ``V`` that learns (made once
+    per program)."""
+    hit = _JOBS.get(id(program))
+    if hit is not None and hit[0] is program:
+        return hit[1]
+    if len(_JOBS) > 64:
+        _JOBS.clear()
     rules = program.rules
     mean, channels = hebbian_form(program)
     jobs = []
@@ -177,6 +186,7 @@ def synapse_jobs(program) -> list[SynapseJob]:
             continue
         heb = "mirror" if rules.backward_synapses == "mirror" else "eq7"
         jobs.append(SynapseJob(q.index, "V", q.post, q.pre, q.group, False, mean, channels, heb))
+    _JOBS[id(program)] = (program, jobs)
     return jobs
 
 
