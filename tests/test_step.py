@@ -73,8 +73,10 @@ def test_a_kernel_set_with_one_primitive_replaced():
     runs = {}
     for name, prog, noop in (("sat", prog_sat, False), ("noop", prog_sat, True), ("plain", prog_plain, False)):
         sim = Simulator(prog, dtype="float64")
-        if noop:
-            sim.kernels = sim.kernels.replace(saturate=lambda run, job, syn: None)
+        if noop:  # a set derived from another simulator's, bound to this one
+            other = Simulator(prog, dtype="float64")
+            sim = Simulator(prog, dtype="float64", kernels=other.kernels.replace(saturate=lambda run, job, syn: None))
+            assert sim.kernels.sim is sim and "saturate" in sim.kernels.name
         genes = sim.prepare(gens)
         st = sim.init_synapses(genes, replicas=1, seed=2)
         for x, y in batches:

@@ -18,7 +18,8 @@ variants: the spec's own rules and overrides that reach every branch of the
 step (the three backward updates, tied, shared channels updated by the
 channel mean and by channel 0, both Oja modes,
 mean reduction, saturation, both synapse normalisations, persistent neuron
-states, the synchronous schedule, every feedback kind); a variant the spec
+states, the synchronous schedule, every feedback kind, frozen and mirrored
+backward synapses); a variant the spec
 does not validate under is skipped and counted. Genomes: a seeded random
 genome with every optional field away from its neutral value, and (under
 the spec's own rules) every reproduction genome in
@@ -67,6 +68,9 @@ VARIANTS: dict[str, dict] = {
                             "target_coding": "onehot"},
     "norm-activations-persistent": {"synapse_normalization": "activations", "reset_neurons": False},
     "synchronous": {"schedule": "synchronous", "sweeps": 2, "oja": "activity"},
+    # rule variants of issue 20 (docs/rule_variants.md); commits before it have no such option
+    "frozen-backward": {"tied": False, "backward_synapses": "frozen", "synapse_normalization": "stored"},
+    "mirror-backward": {"tied": False, "backward_synapses": "mirror", "oja": "activity", "saturation": True},
 }
 
 #: (S, R, B): species chunks, replica chunks, one chunk with large products.

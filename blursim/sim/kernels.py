@@ -42,7 +42,7 @@ Replacing one primitive (mutation tests plant a bug this way, a user tries
 a faster kernel)::
 
     K = sim.kernels.replace(activate=my_activate)    # same signature: my_activate(run, x, names)
-    sim.kernels = K                                  # or Simulator(..., kernels=K)
+    sim.kernels = K                                  # or Simulator(program, kernels=K): bound to it
 
 A rule variant written once as a reference *Hebbian kernel* (see
 :data:`blursim.sim.step.HEBBIAN_KERNELS` and docs/rule_variants.md) runs on
@@ -80,6 +80,11 @@ class KernelSet:
             setattr(new, name, fn)
         new.name = f"{self.name}+{'+'.join(sorted(primitives))}"
         return new
+
+    def bind(self, sim) -> "KernelSet":
+        """This kernel set for the engine ``sim`` (the fast set holds its simulator's operators:
+        a copy bound to ``sim`` that keeps the replaced primitives); stateless sets return themselves."""
+        return self
 
     def primitive(self, name: str) -> Callable[..., Any]:
         """The bound primitive ``name`` (what the orchestrator calls)."""

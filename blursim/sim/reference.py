@@ -353,12 +353,15 @@ class ReferenceKernels(KernelSet):
         return tuple(run.state.W), tuple(run.state.V)
 
     def normalize_synapses(self, run, syn, eps, copy):
-        """App. C.6 on every ``W`` (bias row included) and ``V`` (a new array; ``copy`` is moot)."""
+        """App. C.6 on every ``W`` (bias row included) and ``V`` (new arrays; without ``copy`` they
+        replace the stored synapses)."""
         genome = run.genome
         W, V = syn
         We = tuple(synapse_normalize(w, genome[q.group]["rescale"], eps) for q, w in zip(run.program.projs, W))
         Ve = tuple(None if v is None else synapse_normalize(v, genome[q.group]["rescale"], eps)
                    for q, v in zip(run.program.projs, V))
+        if not copy:  # written back: what the step stores, updated or not
+            run.newW, run.newV = list(We), list(Ve)
         return We, Ve
 
     def start(self, run, keep):

@@ -52,7 +52,7 @@ from blursim.sim.targets import check_targets, coded_targets, target_tables
 from blursim.vocab.feedback import FEEDBACK
 
 __all__ = ["SynapseJob", "HEBBIAN_KERNELS", "hebbian_kernel", "train_step", "evaluate", "forward_pass",
-           "backward_pass", "apply_feedback", "learns_backward", "update_synapses", "synapse_update", "synapse_jobs", "tied",
+           "backward_pass", "apply_feedback", "learns_backward", "hebbian_form", "update_synapses", "synapse_update", "synapse_jobs", "tied",
            "keeps_states", "normalizes_for_evaluation", "targets", "target_codes", "check_labels"]
 
 
@@ -157,11 +157,28 @@ def mirror_hebbian(g, a_src, a_dst):
     return xp.einsum("srbjc,srbic->srjic", Q, P)
 
 
-def synapse_jobs(program) -> list[SynapseJob]:
-    """The synapse updates of one step: every ``W``, and every untied ``V`` that learns."""
+def hebbian_form(program) -> tuple[bool, str]:
+    """``(batch_mean, channels)`` of every synapse job (:class:`SynapseJob`): ``rho`` is the batch
+    mean (``rules.batch_reduction``), and how shared channels store eq. (7)'s ``k`` updates
+    (``rules.shared_update``)."""
     rules = program.rules
-    mean = rules.batch_reduction == "mean"
     channels = "all" if not program.shared else ("first" if rules.shared_update == "channel0" else "mean")
+    return rules.batch_reduction == "mean", channels
+
+
+_JOBS: dict[int, tuple] = {}
+
+
+def synapse_jobs(program) -> list[SynapseJob]:
+    """The synapse updates of one step: every ``W``, and every untied ``V`` that learns (made once
+    per program)."""
+    hit = _JOBS.get(id(program))
+    if hit is not None and hit[0] is program:
+        return hit[1]
+    if len(_JOBS) > 64:
+        _JOBS.clear()
+    rules = program.rules
+    mean, channels = hebbian_form(program)
     jobs = []
     for q in program.projs:
         if q.pathway != "feedback":  # a feedback pathway has no forward synapses (DESIGN §6)
@@ -170,6 +187,7 @@ def synapse_jobs(program) -> list[SynapseJob]:
             continue  # no V (tied), feedback alignment's fixed B (frozen), or a V no backward pass reads
         heb = "mirror" if rules.backward_synapses == "mirror" else "eq7"
         jobs.append(SynapseJob(q.index, "V", q.post, q.pre, q.group, False, mean, channels, heb))
+    _JOBS[id(program)] = (program, jobs)
     return jobs
 
 

@@ -442,7 +442,7 @@ class SaturationBoundsSynapses(Law):
     """Sec. 3.4: with ``saturation: true`` every update ends with ``W ← s·tanh(W/s)``,
     ``s = |saturation|`` of the projection's genome group, so after any step every synapse
     (``W``, bias, ``V``) satisfies ``|W| ≤ s``, whatever the genome (a frozen ``V``,
-    ``backward_synapses: frozen``, is never updated and keeps its initial values)."""
+    ``backward_synapses: frozen``, gets no eq. (7) update, so no saturation either)."""
 
     name = "saturation_bounds_synapses"
     statement = "with saturation every synapse satisfies |w| ≤ s = |saturation| after every step"
