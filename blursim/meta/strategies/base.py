@@ -291,6 +291,11 @@ class Strategy(abc.ABC):
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[StrategyOptions]] = StrategyOptions
+    #: The kind of strategy: which step the trainer runs (:data:`blursim.meta.trainer.STEPS`).
+    kind: ClassVar[str] = "evolution"
+    #: The experiment's strategy settings this kind needs (``strategy.sigma0``, ``strategy.popsize``);
+    #: the experiment refuses the others (:class:`blursim.meta.experiment.StrategySpec`).
+    experiment_fields: ClassVar[tuple[str, ...]] = ("sigma0", "popsize")
 
     def __init__(
         self,
@@ -305,6 +310,13 @@ class Strategy(abc.ABC):
         self.config = self._make_config(dim, x0, sigma0, popsize, seed, bounds, options)
 
     # ---- construction ---------------------------------------------------
+
+    @classmethod
+    def from_experiment(cls, exp: Any, *, dim: int, x0: Any, seed: Any,
+                        bounds: tuple[Any, Any] | None) -> "Strategy":
+        """The strategy of an experiment document (its ``strategy`` section; validated there)."""
+        return cls(dim=dim, x0=x0, sigma0=exp.strategy.sigma0, popsize=exp.strategy.popsize, seed=seed,
+                   bounds=bounds, options=exp.strategy.options)
 
     @classmethod
     def from_config(cls, config: StrategyConfig) -> "Strategy":

@@ -6,9 +6,9 @@ differentiated through the unroll (:class:`blursim.meta.objective.MetaObjective`
 and minimised with Adam (learning rate 5e-4) after clipping the gradient's
 global norm to 10 (App. C.1).
 
-This module holds the optimizer and its state, as plain data; the step loop
+This module holds the optimizer and its state, as plain data; the trainer's step
 (which asks the objective for gradients and measures genomes) is
-:class:`blursim.meta.gradient.GradientTrainer`.
+:class:`blursim.meta.gradient_step.GradientStep`.
 
 ``N = options.runs`` runs are trained side by side (Sec. 4.2, App. C.4: "8
 identical randomly initialised genomes ... synchronise genomes across all
@@ -192,8 +192,12 @@ class GradientDescent:
     """
 
     name: ClassVar[str] = "gradient"
+    #: The trainer's step for this kind: :class:`blursim.meta.gradient_step.GradientStep`.
     kind: ClassVar[str] = "gradient"
     Options: ClassVar[type[StrategyOptions]] = GradientOptions
+    #: No evolution-strategy settings: the step size is ``options.learning_rate``, the genomes per
+    #: step ``options.runs``.
+    experiment_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, dim: int, x0: Any, seed: Any, bounds: tuple[Any, Any] | None = None,
                  options: Mapping[str, Any] | None = None, stage: int | None = None) -> None:
@@ -216,6 +220,14 @@ class GradientDescent:
                                      MappingProxyType(opts), int(sync))
         self._opt = None
         self._update = None
+
+    @classmethod
+    def from_experiment(cls, exp: Any, *, dim: int, x0: Any, seed: Any,
+                        bounds: tuple[Any, Any] | None) -> "GradientDescent":
+        """The strategy of an experiment document: synchronised at its curriculum's stages by
+        default (``curriculum.every``)."""
+        stage = exp.curriculum.every if exp.curriculum is not None else None
+        return cls(dim=dim, x0=x0, seed=seed, bounds=bounds, options=exp.strategy.options, stage=stage)
 
     # ---- shortcuts -----------------------------------------------------------
     @property
