@@ -11,7 +11,9 @@ evolution strategies' generations, so every run-directory file, check and
 tool reads both):
 
 1. for each of the ``N`` runs (``strategy.options.runs``) and each of its
-   ``meta_batch`` draws: the meta-loss and its exact gradient with respect to
+   ``meta_batch`` draws -- all ``N x meta_batch`` of them at once, shared over the process's JAX
+   devices where it has several (:meth:`MetaObjective.value_and_grad_many
+   <blursim.meta.objective.MetaObjective.value_and_grad_many>`) -- the meta-loss and its exact gradient with respect to
    the searched genome entries (:class:`blursim.meta.objective.MetaObjective`:
    softmax cross-entropy of the query batches after ``T = unroll(g)`` BLUR
    steps from fresh synapses, averaged over training tasks, replicas and query
@@ -97,14 +99,15 @@ class GradientStep:
         seeds = [[gradient_seeds(exp.seed, r, g, m, n_tasks) for m in range(draws)] for r in range(n)]
         task_key = "mse" if metric == "mse" else "accuracy"
         loss_key = "mse" if metric == "mse" else "cross_entropy"
-        for r in range(n):
-            for m in range(draws):
-                loss, grad, met = self.objective.value_and_grad(x[r], seeds[r][m], proto)
-                losses[r] += float(loss) / draws
-                grads[r] += np.asarray(grad, dtype=np.float64).reshape(-1) / draws
-                score[r] += np.asarray(met[task_key], dtype=np.float64) / draws
-                loss_of_task[r] += np.asarray(met[loss_key], dtype=np.float64) / draws
-                ok[r] &= bool(np.all(met["finite"]))
+        pairs = [(r, m) for r in range(n) for m in range(draws)]
+        results = value_and_grad_many(self.objective, [x[r] for r, _ in pairs], [seeds[r][m] for r, m in pairs],
+                                      proto)
+        for (r, _), (loss, grad, met) in zip(pairs, results, strict=True):
+            losses[r] += float(loss) / draws
+            grads[r] += np.asarray(grad, dtype=np.float64).reshape(-1) / draws
+            score[r] += np.asarray(met[task_key], dtype=np.float64) / draws
+            loss_of_task[r] += np.asarray(met[loss_key], dtype=np.float64) / draws
+            ok[r] &= bool(np.all(met["finite"]))
         with np.errstate(invalid="ignore"):
             ok &= np.isfinite(losses) & np.isfinite(grads).all(axis=1) & np.isfinite(score).all(axis=1)
         if metric == "accuracy":
@@ -170,6 +173,16 @@ class GradientStep:
                 "unroll or compute in float64 (execution.dtype)"
             )
         return Generation(record, best_x, mean_x, TrainerState(g + 1, new, state.records + [record]), error)
+
+
+def value_and_grad_many(objective: Any, xs: list[np.ndarray], seeds: list[list[int]], proto: Any) -> list:
+    """Every genome's ``(loss, gradient, metrics)``: through the objective's own
+    ``value_and_grad_many`` where it has one (:class:`~blursim.meta.objective.MetaObjective`
+    shares the genomes over its JAX devices), else one ``value_and_grad`` after another."""
+    many = getattr(objective, "value_and_grad_many", None)
+    if many is not None:
+        return many(xs, seeds, proto)
+    return [objective.value_and_grad(x, s, proto) for x, s in zip(xs, seeds, strict=True)]
 
 
 _OBJECTIVES: OrderedDict[tuple[str, str], Any] = OrderedDict()

@@ -52,6 +52,7 @@ from pydantic import Field
 
 from blursim import limits as L
 from blursim.errors import BackendError, SpecError
+from blursim.meta import jax_cache
 from blursim.meta.strategies.base import (
     FORMAT,
     FORMAT_VERSION,
@@ -165,10 +166,15 @@ class StepOutcome:
 
 
 def require_jax():
-    """``(jax, optax)``, or a one-line error naming the install command when either is missing."""
+    """``(jax, optax)``, or a one-line error naming the install command when either is missing.
+
+    Turns JAX's persistent compilation cache on first (:func:`blursim.meta.jax_cache.enable`:
+    JAX reads the option when it compiles its first program in a process, the optimizer's state
+    included)."""
     from blursim.sim import jax_engine as je
 
     jax = je.require_jax()
+    jax_cache.enable(jax)
     try:
         import optax
     except ImportError as e:
@@ -218,8 +224,6 @@ class GradientDescent:
             sync = int(stage) if stage else 0
         self.config = GradientConfig(self.name, x0, Seed.of(seed), lower, upper,
                                      MappingProxyType(opts), int(sync))
-        self._opt = None
-        self._update = None
 
     @classmethod
     def from_experiment(cls, exp: Any, *, dim: int, x0: Any, seed: Any,
@@ -249,16 +253,13 @@ class GradientDescent:
         return self.runs
 
     # ---- optax -----------------------------------------------------------------
+    def _hyper(self) -> tuple[float, ...]:
+        o = self.options
+        return (o["clip_norm"], o["learning_rate"], o["beta1"], o["beta2"], o["adam_eps"])
+
     def optimizer(self):
         """The optax transformation: ``clip_by_global_norm(clip_norm)`` then Adam (App. C.1)."""
-        if self._opt is None:
-            _, optax = require_jax()
-            o = self.options
-            self._opt = optax.chain(
-                optax.clip_by_global_norm(o["clip_norm"]),
-                optax.adam(o["learning_rate"], b1=o["beta1"], b2=o["beta2"], eps=o["adam_eps"]),
-            )
-        return self._opt
+        return _optimizer(self._hyper())
 
     def _template(self):
         """optax's state of one run (float64) and its tree structure."""
@@ -271,16 +272,7 @@ class GradientDescent:
         return [np.asarray(leaf) for leaf in leaves], treedef
 
     def _step_fn(self):
-        if self._update is None:
-            jax, optax = require_jax()
-            opt = self.optimizer()
-
-            def step(g, s, x):
-                u, s = opt.update(g, s, x)
-                return optax.apply_updates(x, u), s
-
-            self._update = jax.jit(step)
-        return self._update
+        return _jitted_step(self._hyper())
 
     # ---- state -----------------------------------------------------------------
     def init(self) -> GradientState:
@@ -469,6 +461,37 @@ class GradientDescent:
             best_x=readonly(got["best_x"]) if best is not None else None,
             best_fitness=float(best) if best is not None else -math.inf,
         )
+
+
+_OPTIMIZERS: dict[tuple[float, ...], Any] = {}
+_STEPS: dict[tuple[float, ...], Any] = {}
+
+
+def _optimizer(hyper: tuple[float, ...]):
+    """optax's ``chain(clip_by_global_norm, adam)`` of ``hyper`` = (clip_norm, learning_rate, beta1,
+    beta2, eps), one per process and hyper-parameters."""
+    opt = _OPTIMIZERS.get(hyper)
+    if opt is None:
+        _, optax = require_jax()
+        clip, lr, b1, b2, eps = hyper
+        opt = _OPTIMIZERS[hyper] = optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, b1=b1, b2=b2, eps=eps))
+    return opt
+
+
+def _jitted_step(hyper: tuple[float, ...]):
+    """The jitted ``(grad, state, x) -> (x, state)`` of :func:`_optimizer`, one per process and
+    hyper-parameters: a new run (another seed, a resumed run) reuses its compilation."""
+    fn = _STEPS.get(hyper)
+    if fn is None:
+        jax, optax = require_jax()
+        opt = _optimizer(hyper)
+
+        def step(g, s, x):
+            u, s = opt.update(g, s, x)
+            return optax.apply_updates(x, u), s
+
+        fn = _STEPS[hyper] = jax.jit(step)
+    return fn
 
 
 def leader(stage_sum: np.ndarray, stage_n: np.ndarray, stage_bad: np.ndarray) -> int:
