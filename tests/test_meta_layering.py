@@ -69,3 +69,24 @@ def test_the_meta_modules_import_each_other_without_a_circle():
 def test_no_caller_asks_whether_a_strategy_is_an_evolution_strategy():
     hits = [p for p in PACKAGE.rglob("*.py") if "is_evolution" in p.read_text(encoding="utf-8")]
     assert hits == []
+
+
+def test_every_strategy_offers_the_interface_and_has_a_step():
+    """Each registered strategy says its kind, its experiment settings and how it is built, and
+    the trainer has a step for its kind: no caller needs to know which strategy it holds."""
+    import inspect
+
+    from blursim.meta.strategies import STRATEGIES, MetaOptimizer
+    from blursim.meta.trainer import STEPS
+
+    members = [n for n, _ in inspect.getmembers(MetaOptimizer) if not n.startswith("_")]
+    assert {"kind", "experiment_fields", "from_experiment", "init", "mean", "state_to_data"} <= set(
+        members + list(MetaOptimizer.__annotations__))
+    kinds = set()
+    for name in STRATEGIES.names():
+        cls = STRATEGIES.get(name)
+        for attr in set(members) | set(MetaOptimizer.__annotations__):
+            assert hasattr(cls, attr), (name, attr)
+        assert set(cls.experiment_fields) <= {"sigma0", "popsize"} and cls.kind in STEPS
+        kinds.add(cls.kind)
+    assert kinds == set(STEPS) == {"evolution", "gradient"}

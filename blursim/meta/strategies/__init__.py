@@ -11,7 +11,7 @@ what it is through class attributes, so that no caller branches on its name:
 ``kind`` (``"evolution"`` or ``"gradient"``: the trainer's step,
 :data:`blursim.meta.trainer.STEPS`), ``experiment_fields`` (the experiment's
 ``strategy.sigma0`` / ``popsize`` it takes) and ``from_experiment`` (built from
-an experiment document).
+an experiment document); :class:`MetaOptimizer` lists what every strategy offers.
 """
 
 from blursim.meta.strategies.base import (
@@ -19,6 +19,7 @@ from blursim.meta.strategies.base import (
     FORMAT_VERSION,
     STRATEGIES,
     CheckpointError,
+    MetaOptimizer,
     Seed,
     Strategy,
     StrategyConfig,
@@ -45,6 +46,7 @@ __all__ = [
     "STRATEGIES",
     "CMAState",
     "CheckpointError",
+    "MetaOptimizer",
     "OpenAIES",
     "OpenAIESState",
     "Seed",
