@@ -125,13 +125,13 @@ class GradientStep:
         if ok.any():
             ib = int(np.argmax(np.where(ok, fit, -np.inf)))
             best_x = np.array(x[ib])
-        val = tr.validate(([best_x] if best_x is not None else []) + [mean_x], g + 1)
+        val = tr._validate(([best_x] if best_x is not None else []) + [mean_x], g + 1)
         if best_x is not None:
-            best = tr.summary(fit[ib], score[ib], False, None if val is None else val[0])
+            best = tr._summary(fit[ib], score[ib], False, None if val is None else val[0])
             best["index"] = ib
         if (g + 1) % exp.validation.every == 0:  # the current genome, measured like ES's mean
             mres = tr.evaluator.evaluate(mean_x[None], "train", mseeds, proto)
-            current = tr.summary(mres.fitness(metric)[0], mres.task_score(metric)[0],
+            current = tr._summary(mres.fitness(metric)[0], mres.task_score(metric)[0],
                                  bool(mres.diverged[0]), None if val is None else val[-1])
         fin = fit[ok]
         norms = out.grad_norm
@@ -160,7 +160,7 @@ class GradientStep:
             "best": best,
             "mean": current,
             "seeds": {"train": mseeds, "gradient": seeds},
-            "time": tr.timing(t0, evaluation=eval_s),
+            "time": tr._time(t0, evaluation=eval_s),
         }
         error = None
         if out.stalled:

@@ -142,7 +142,7 @@ class MetaTrainer:
         seeds = train_seeds(self.exp.seed, 0, len(self.train_labels))
         proto = self.train_protocol(0)
         res = self.evaluator.evaluate(mean_x[None], "train", seeds, proto)
-        val = self.validate([mean_x], 0)
+        val = self._validate([mean_x], 0)
         metric = self.exp.fitness.metric
         record = {
             "generation": 0,
@@ -152,10 +152,10 @@ class MetaTrainer:
             "diverged": 0,
             "step_size": num(self.strategy.step_size(sstate)),
             "best": None,
-            "mean": self.summary(res.fitness(metric)[0], res.task_score(metric)[0],
+            "mean": self._summary(res.fitness(metric)[0], res.task_score(metric)[0],
                                  bool(res.diverged[0]), None if val is None else val[0]),
             "seeds": {"train": seeds},
-            "time": self.timing(t0, evaluation=0.0),
+            "time": self._time(t0, evaluation=0.0),
         }
         state = TrainerState(0, sstate, [record])
         return Generation(record, None, mean_x, state)
@@ -194,7 +194,7 @@ class MetaTrainer:
         return state
 
     # ------------------------------------------------------------------ helpers
-    def validate(self, genomes: list[np.ndarray], done: int) -> list[tuple] | None:
+    def _validate(self, genomes: list[np.ndarray], done: int) -> list[tuple] | None:
         if not self.validation_due(done):
             return None
         res = self.evaluator.evaluate(np.stack(genomes), "validation", self.val_seeds,
@@ -202,7 +202,7 @@ class MetaTrainer:
         acc = res.task_score(self.exp.fitness.metric)
         return [(acc[i], bool(res.diverged[i])) for i in range(len(genomes))]
 
-    def summary(self, fitness: float, train_acc: np.ndarray, diverged: bool,
+    def _summary(self, fitness: float, train_acc: np.ndarray, diverged: bool,
                  val: tuple | None) -> dict:
         out = {
             "fitness": num(fitness),
@@ -220,7 +220,7 @@ class MetaTrainer:
         return out
 
     @staticmethod
-    def timing(t0: float, evaluation: float) -> dict:
+    def _time(t0: float, evaluation: float) -> dict:
         return {
             "seconds": time.perf_counter() - t0,
             "evaluation_seconds": evaluation,
@@ -270,9 +270,9 @@ class EvolutionStep:
             best_x = np.array(X[ib])
         mres = evaluator.evaluate(mean_x[None], "train", seeds, proto)
         genomes = ([best_x] if best_x is not None else []) + [mean_x]
-        val = tr.validate(genomes, g + 1)
+        val = tr._validate(genomes, g + 1)
         if best_x is not None:
-            best = tr.summary(fit[ib], res.task_score(metric)[ib], False, None if val is None else val[0])
+            best = tr._summary(fit[ib], res.task_score(metric)[ib], False, None if val is None else val[0])
             best["index"] = ib
         mval = None if val is None else val[-1]
         fin = fit[ok]
@@ -290,9 +290,9 @@ class EvolutionStep:
             "diverged": int((~ok).sum()),
             "step_size": num(strategy.step_size(sstate)),
             "best": best,
-            "mean": tr.summary(mres.fitness(metric)[0], mres.task_score(metric)[0], bool(mres.diverged[0]), mval),
+            "mean": tr._summary(mres.fitness(metric)[0], mres.task_score(metric)[0], bool(mres.diverged[0]), mval),
             "seeds": {"train": seeds},
-            "time": tr.timing(t0, evaluation=eval_s),
+            "time": tr._time(t0, evaluation=eval_s),
         }
         new = TrainerState(g + 1, sstate, state.records + [record])
         return Generation(record, best_x, mean_x, new)
