@@ -193,40 +193,9 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
         rows.extend(list(jax_step_rows.values()) + grows)
         return {"machine": info, "roofline_gflops": roof, "roofline_samples": roofs, "load": load, "rows": rows,
                 "jax": jax_res, "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    for S in species:
-        w = wl[("paper-es", S)]
-        for train in (True, False):
-            key = f"paper-es {'train' if train else 'forward'} S={S}"
-            fl = w.sim.flops(w.B, train=train)["total"]
-            rows.append(_row(key, S, best[key], fl, roof, peaks[key], {"flops_per_genome_step": fl}))
-            if train and jax:
-                rows.append(jax_step_rows[S])
-            if train:
-                key = f"paper-es train empty monitor S={S}"
-                rows.append(_row(key, S, best[key], fl, roof, None, {
-                    "flops_per_genome_step": fl, "note": "train_step(monitor=a Monitor recording no step)"}))
-            if train and unbound is not None:
-                key = f"paper-es train no BLAS binding S={S}"
-                rows.append(_row(key, S, best[key], fl, roof, peaks[key], {
-                    "flops_per_genome_step": fl, "note": "numpy.matmul products, BLAS threads via threadpoolctl"}))
-        key = f"paper-es products only S={S}"
-        fl = w.sim.flops(w.B, train=True)["total"]
-        rows.append(_row(key, S, best[key], fl, roof, None, {
-            "flops_per_genome_step": fl,
-            "note": "only the training step's matrix products, same operators and threads: a ceiling"}))
-    loc = {}
-    for mode in ("blocks", "masked"):
-        w = wl[("local-sparse", mode)]
-        key = f"local-sparse train {mode} S={S_loc}"
-        fl = w.sim.flops(w.B, train=True)["total"]
-        op = w.sim.ops[0]
-        extra = {"flops_per_genome_step": fl, "stored_slots": op.stored,
-                 "synapse_bytes": w.sim.synapse_bytes(w.fresh()[1])}
-        if mode == "blocks":
-            extra.update(block_density=op.plan.density, tiling=op.plan.describe(),
-                         mask_density=float(w.prog.projs[0].mask.mean()))
-        rows.append(_row(key, S_loc, best[key], fl, roof, peaks[key], extra))
-        loc[mode] = rows[-1]
+    rows.extend(_paper_es_rows(species, wl, best, peaks, roof, jax_step_rows, unbound is not None))
+    loc = _local_sparse_rows(wl, S_loc, best, peaks, roof)
+    rows.extend(loc.values())
     # the ratio of each back-to-back pair (both measured within about a second, so that the machine's
     # drift cancels), summarised by the median; not the ratio of two rows' best rounds
     ratio = statistics.median(pair_ratios)
@@ -254,6 +223,51 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
         "jax": jax_res,
         "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def _paper_es_rows(species, wl, best, peaks, roof, jax_step_rows, unbound: bool) -> list[dict]:
+    """The ``paper-es`` rows at every S, in the table's order (the JAX step's row, measured,
+    after the Simulator's training step)."""
+    rows = []
+    for S in species:
+        w = wl[("paper-es", S)]
+        for train in (True, False):
+            key = f"paper-es {'train' if train else 'forward'} S={S}"
+            fl = w.sim.flops(w.B, train=train)["total"]
+            rows.append(_row(key, S, best[key], fl, roof, peaks[key], {"flops_per_genome_step": fl}))
+            if train and S in jax_step_rows:
+                rows.append(jax_step_rows[S])
+            if train:
+                key = f"paper-es train empty monitor S={S}"
+                rows.append(_row(key, S, best[key], fl, roof, None, {
+                    "flops_per_genome_step": fl, "note": "train_step(monitor=a Monitor recording no step)"}))
+            if train and unbound:
+                key = f"paper-es train no BLAS binding S={S}"
+                rows.append(_row(key, S, best[key], fl, roof, peaks[key], {
+                    "flops_per_genome_step": fl, "note": "numpy.matmul products, BLAS threads via threadpoolctl"}))
+        key = f"paper-es products only S={S}"
+        fl = w.sim.flops(w.B, train=True)["total"]
+        rows.append(_row(key, S, best[key], fl, roof, None, {
+            "flops_per_genome_step": fl,
+            "note": "only the training step's matrix products, same operators and threads: a ceiling"}))
+    return rows
+
+
+def _local_sparse_rows(wl, S_loc, best, peaks, roof) -> dict[str, dict]:
+    """The ``local-sparse`` rows by mode (``blocks``, ``masked``)."""
+    loc = {}
+    for mode in ("blocks", "masked"):
+        w = wl[("local-sparse", mode)]
+        key = f"local-sparse train {mode} S={S_loc}"
+        fl = w.sim.flops(w.B, train=True)["total"]
+        op = w.sim.ops[0]
+        extra = {"flops_per_genome_step": fl, "stored_slots": op.stored,
+                 "synapse_bytes": w.sim.synapse_bytes(w.fresh()[1])}
+        if mode == "blocks":
+            extra.update(block_density=op.plan.density, tiling=op.plan.describe(),
+                         mask_density=float(w.prog.projs[0].mask.mean()))
+        loc[mode] = _row(key, S_loc, best[key], fl, roof, peaks[key], extra)
+    return loc
 
 
 def _jax_step(jw, S, ts_sim, measure, peaks, min_time, pairs, log, rnd) -> None:
