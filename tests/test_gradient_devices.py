@@ -64,6 +64,7 @@ print(json.dumps(out))
 
 def run_python(code: str, *args: str, **env: str) -> dict:
     full = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **env}
+    full.pop("JAX_COMPILATION_CACHE_DIR", None)  # a cache of the caller's would take precedence
     p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=full,
                        timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-2000:]
