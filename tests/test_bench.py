@@ -10,7 +10,10 @@ import json
 import numpy as np
 import pytest
 
+from blursim import bench as bench_pkg
 from blursim.backend import get_backend
+from blursim.bench.report import format_table
+from blursim.bench.timing import machine_load
 from blursim.cli import bench
 
 try:
@@ -118,8 +121,12 @@ def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys, backen
     assert rows["paper-es train empty monitor S=1"]["flops_per_genome_step"] == rows["paper-es train S=1"][
         "flops_per_genome_step"]
     assert res["roofline_gflops"] == max(res["roofline_samples"])
+    ld = res["load"]
+    assert ld["cpus"] == res["machine"]["cpus"] and ld["loaded"] == bool(ld["reasons"])
+    assert ld["roofline_min"] <= ld["roofline_max"] <= res["roofline_gflops"]
     assert res["machine"]["backend"] == "numpy" and res["machine"]["cpus"] >= 1
     table = capsys.readouterr().out
+    assert ("MACHINE LOADED" in table) == ld["loaded"] and ("machine quiet" in table) != ld["loaded"]
     for name in want:
         assert name in table
     assert "block density" in table and ("BLAS binding (on" in table) == bound and "empty monitor:" in table
@@ -195,3 +202,37 @@ def test_roofline_is_a_positive_rate_and_keeps_its_operands(backend):
     a = roof._operands(128)[0]
     roof(0.01, (128,))
     assert roof._operands(128)[0] is a
+
+
+def test_the_old_names_stay_importable_from_the_cli_module():
+    """tools/bench_ab.py times old and new checkouts through blursim.cli.bench's names."""
+    assert bench.Workload is bench_pkg.Workload and bench.PAPER_ES is bench_pkg.PAPER_ES
+    assert bench.products_only is bench_pkg.products_only and bench._time is bench_pkg.time_fn
+    from blursim.cli import bench_jax
+
+    assert callable(bench_jax.available) and callable(bench_jax.format_lines)
+
+
+def test_machine_load_from_load_average_and_roofline_spread():
+    quiet = machine_load(0.3, 2, [400.0, 380.0, 390.0])
+    assert not quiet["loaded"] and quiet["reasons"] == [] and quiet["spread"] == pytest.approx(0.05)
+    busy = machine_load(3.0, 2, [400.0, 390.0])  # others kept 3 CPUs busy on a 2-CPU machine
+    assert busy["loaded"] and busy["reasons"] == ["load average 3.0 on 2 CPUs before the run"]
+    uneven = machine_load(None, 2, [400.0, 100.0, 380.0])  # no load average, rooflines 4x apart
+    assert uneven["loaded"] and uneven["spread"] == pytest.approx(0.75)
+    assert "100-400 GFLOP/s (75 % apart)" in uneven["reasons"][0]
+    assert machine_load(None, 4, [])["loaded"] is False
+
+
+def test_a_loaded_machine_is_said_with_what_it_does_to_percentages_and_verdicts():
+    row = {"row": "paper-es train S=1", "S": 1, "median_s": 0.01, "genome_steps_per_s": 100.0, "gflops": 16.5,
+           "adjacent_roofline": 2.9, "pct_roofline": 567.5, "pct_best_roofline": 4.1, "peak_bytes": None}
+    res = {"machine": {"cpu": "x", "cpus": 2, "numpy": "2", "backend": "numpy"}, "roofline_gflops": 400.0,
+           "rows": [row], "local_sparse": {"block_density": 0.1, "speed_ratio": 3.0, "pair_ratios": [3.0],
+                                          "target_ratio": 5.0, "met": False}}
+    loaded = format_table({**res, "load": machine_load(5.0, 2, [400.0, 2.9])})
+    assert "MACHINE LOADED: load average 5.0 on 2 CPUs before the run; the rooflines" in loaded
+    assert "567.5%!" in loaded and "NOT met (machine loaded: uncertain)" in loaded
+    quiet = format_table({**res, "load": machine_load(0.1, 2, [400.0, 390.0])})
+    assert "machine quiet: load average 0.1 on 2 CPUs" in quiet and "uncertain" not in quiet
+    assert "target >= 5.00x: NOT met)" in quiet

@@ -23,7 +23,7 @@ from test_meta_train import files_of, tiny_experiment
 from blursim.cli.main import main
 from blursim.errors import BlursimError, SpecError
 from blursim.meta import load_experiment, meta_train, prepare_experiment
-from blursim.meta.gradient import MetaGradientError
+from blursim.meta import MetaGradientError
 from blursim.meta.io import RunDirError, read_log
 from blursim.meta.seeds import gradient_seeds
 
@@ -230,7 +230,7 @@ def test_a_persistently_non_finite_gradient_stops_the_run(tmp_path):
 
 
 def test_a_persistently_non_finite_gradient_is_a_one_line_error(tmp_path, capsys, monkeypatch):
-    import blursim.meta.gradient as gradient
+    import blursim.meta.gradient_step as gradient
 
     exp = persistent_nan_experiment()
     path = tmp_path / "exp.json"

@@ -127,9 +127,8 @@ def _with_bad_option(part, name, option):
         return exp, f"$.training_tasks[0].options.{option}"
     opts = {**_required(PARTS[part][1].options(name)), option: BAD}
     if part == "strategy":
-        from blursim.meta.strategies import is_evolution
-
-        es = {"sigma0": 0.2, "popsize": 6} if is_evolution(name) else {}  # gradient refuses them
+        takes = PARTS[part][1].get(name).experiment_fields  # gradient refuses sigma0 and popsize
+        es = {f: v for f, v in (("sigma0", 0.2), ("popsize", 6)) if f in takes}
         exp["strategy"] = {"name": name, **es, "options": opts}
         return exp, f"$.strategy.options.{option}"
     exp["genome"]["init"] = {"kind": "preset", "name": name, "options": opts}

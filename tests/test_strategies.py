@@ -30,14 +30,13 @@ from blursim.meta.strategies import (
     CheckpointError,
     centred_ranks,
     fitness_to_cost,
-    is_evolution,
     load_state,
     make_strategy,
     save_state,
     strategy_for,
 )
 
-ALL = sorted(n for n in STRATEGIES.names() if is_evolution(n))  # gradient: test_gradient_training.py
+ALL = sorted(n for n in STRATEGIES.names() if STRATEGIES.get(n).kind == "evolution")  # gradient: test_gradient_training.py
 CMA_KINDS = {"cma_es": False, "sep_cma_es": True}  # name -> pycma CMA_diagonal
 
 DIM = 10

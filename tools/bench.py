@@ -5,7 +5,7 @@
     python tools/bench.py --backend cupy             # on a GPU
     python tools/bench.py --backend jax              # the JAX engine's rows only
 
-See blursim/cli/bench.py for what each row measures, docs/benchmarks.md for results.
+See blursim/bench/__init__.py for what each row measures, docs/benchmarks.md for results.
 """
 
 import sys

@@ -13,6 +13,10 @@ never modified; new arrays are returned.
   ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
   ``w <- w - lr m_hat / (sqrt(v_hat) + eps)``, ``m_hat = m / (1-b1^t)``,
   ``v_hat = v / (1-b2^t)``.
+
+:func:`adam_step` is the one NumPy Adam of blursim: :func:`adam` (the baselines) maps it over
+the parameter arrays and OpenAI-ES (:mod:`blursim.meta.strategies.openai_es`) applies it to its
+mean; the JAX world's Adam is optax's (:mod:`blursim.meta.strategies.gradient`).
 """
 
 from __future__ import annotations
@@ -57,19 +61,44 @@ class AdamState:
     v: Params
 
 
+def adam_step(
+    grad: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float, beta1: float = 0.9,
+    beta2: float = 0.999, eps: float = 1e-8, *, eps_hat: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One Adam step (Kingma & Ba 2015, Algorithm 1) of one array: ``(step, m, v)``, where the
+    caller's new value is ``w - step`` and ``t`` (1-based) is this step's count.
+
+    ``m <- b1 m + (1-b1) g`` and ``v <- b2 v + (1-b2) g^2``; the step is
+    ``lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)`` (Algorithm 1), or with ``eps_hat`` the
+    paper's "more efficient order of computation" (end of its Sec. 2),
+    ``lr_t m / (sqrt(v) + eps)`` with ``lr_t = lr sqrt(1-b2^t) / (1-b1^t)``: the same step
+    but for where ``eps`` acts (it is then the paper's epsilon-hat). Pure: the inputs are never
+    modified.
+    """
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad * grad
+    if eps_hat:
+        lr_t = lr * np.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+        return lr_t * m / (np.sqrt(v) + eps), m, v
+    c1 = 1 - beta1**t
+    c2 = 1 - beta2**t
+    return lr * (m / c1) / (np.sqrt(v / c2) + eps), m, v
+
+
 def adam(
     params: Params, grads: Params, state: AdamState | None, lr: float, beta1: float = 0.9,
     beta2: float = 0.999, eps: float = 1e-8,
 ) -> tuple[Params, AdamState]:
-    """Adam with bias-corrected moments."""
+    """Adam with bias-corrected moments (:func:`adam_step` on every parameter array)."""
     if state is None:
         state = AdamState(0, [np.zeros_like(g) for g in grads], [np.zeros_like(g) for g in grads])
     t = state.t + 1
-    m = [beta1 * mi + (1 - beta1) * g for mi, g in zip(state.m, grads)]
-    v = [beta2 * vi + (1 - beta2) * g * g for vi, g in zip(state.v, grads)]
-    c1 = 1 - beta1**t
-    c2 = 1 - beta2**t
-    new = [w - lr * (mi / c1) / (np.sqrt(vi / c2) + eps) for w, mi, vi in zip(params, m, v)]
+    new, m, v = [], [], []
+    for w, g, mi, vi in zip(params, grads, state.m, state.v, strict=True):
+        step, mi, vi = adam_step(g, mi, vi, t, lr, beta1, beta2, eps)
+        new.append(w - step)
+        m.append(mi)
+        v.append(vi)
     return new, AdamState(t, m, v)
 
 

@@ -9,9 +9,10 @@ evolution strategies (Sec. 4.4).
 - :mod:`~blursim.meta.evaluate` -- a population as one batched simulation,
   chunked by a memory budget; :mod:`~blursim.meta.distributed` -- the same
   chunks on a Dask cluster (optional extra);
-- :mod:`~blursim.meta.trainer` -- the generation loop, :func:`meta_train`;
-  :mod:`~blursim.meta.gradient` -- the step loop of the ``gradient`` strategy
-  (:mod:`~blursim.meta.strategies.gradient`: Adam, synchronised runs);
+- :mod:`~blursim.meta.trainer` -- the generation loop, :func:`meta_train`, and the
+  generation of an evolution strategy; :mod:`~blursim.meta.gradient_step` -- the step of
+  the ``gradient`` strategy (its optimizer: :mod:`~blursim.meta.strategies.gradient`, Adam,
+  synchronised runs); :mod:`~blursim.meta.records` -- the state and record they pass on;
 - :mod:`~blursim.meta.observers` / :mod:`~blursim.meta.io` -- run directory
   (log, genomes, checkpoint, plot; atomic writes), progress bar.
 
@@ -25,12 +26,14 @@ from blursim.meta.experiment import (
     load_experiment,
     prepare_experiment,
 )
+from blursim.meta.gradient_step import MetaGradientError
 from blursim.meta.trainer import Generation, MetaResult, MetaTrainer, TrainerState, meta_train
 
 __all__ = [
     "FORMAT_EXPERIMENT",
     "ExperimentSpec",
     "Generation",
+    "MetaGradientError",
     "MetaResult",
     "MetaTrainer",
     "Setup",

@@ -235,17 +235,18 @@ class StrategySpec(Choice):
     @model_validator(mode="before")
     @classmethod
     def _fields_of_the_kind(cls, data):
-        from blursim.meta.strategies import STRATEGIES, is_evolution
+        from blursim.meta.strategies import STRATEGIES
 
         if not isinstance(data, dict):
             return data
         name = data.get("name", cls.model_fields["name"].default)
         if not isinstance(name, str) or name not in STRATEGIES:
             return data  # the name's own error is reported
+        takes = STRATEGIES.get(name).experiment_fields
         for field, (_, what, _) in ES_FIELDS.items():
-            if is_evolution(name) and data.get(field) is None:
+            if field in takes and data.get(field) is None:
                 raise error_at((field,), f"strategy {name!r} needs {field} ({what})")
-            if not is_evolution(name) and field in data:
+            if field not in takes and field in data:
                 instead = ("options.learning_rate" if field == "sigma0" else "options.runs")
                 raise error_at(
                     (field,), f"{field} is a setting of the evolution strategies; strategy {name!r} "
@@ -256,11 +257,11 @@ class StrategySpec(Choice):
 
     @classmethod
     def variant_field(cls, name, field, info):
-        from blursim.meta.strategies import is_evolution
+        from blursim.meta.strategies import STRATEGIES
 
         if field not in ES_FIELDS:
             return super().variant_field(name, field, info)
-        if not is_evolution(name):
+        if field not in STRATEGIES.get(name).experiment_fields:
             return None
         typ, what, limits = ES_FIELDS[field]
         return typ, Field(description=what, **limits)
@@ -757,7 +758,7 @@ def prepare_experiment(src: str | Path | dict | ExperimentSpec, *, memory_budget
     """
     from blursim.genome import GenomeLayout
     from blursim.meta.seeds import strategy_seed
-    from blursim.meta.strategies import STRATEGIES, is_evolution
+    from blursim.meta.strategies import STRATEGIES
 
     exp = load_experiment(src)
     source = source_of(exp)[0]
@@ -819,15 +820,7 @@ def prepare_experiment(src: str | Path | dict | ExperimentSpec, *, memory_budget
     cls = STRATEGIES.get(exp.strategy.name)
     bounds = None if lower is None else (lower, upper)
     try:
-        if is_evolution(exp.strategy.name):
-            strategy = cls(
-                dim=layout.size, x0=x0, sigma0=exp.strategy.sigma0, popsize=exp.strategy.popsize,
-                seed=strategy_seed(exp.seed), bounds=bounds, options=exp.strategy.options,
-            )
-        else:  # gradient meta-training: synchronised at curriculum stages by default
-            stage = exp.curriculum.every if exp.curriculum is not None else None
-            strategy = cls(dim=layout.size, x0=x0, seed=strategy_seed(exp.seed), bounds=bounds,
-                           options=exp.strategy.options, stage=stage)
+        strategy = cls.from_experiment(exp, dim=layout.size, x0=x0, seed=strategy_seed(exp.seed), bounds=bounds)
     except SpecError as e:
         if e.path and e.path.startswith("$"):
             raise relocate(e, exp) from None

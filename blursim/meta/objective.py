@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from blursim.errors import SpecError
+from blursim.meta import jax_cache
 from blursim.sim import reference as ref
 from blursim.sim import jax_engine as je
 
@@ -69,11 +70,20 @@ class MetaObjective:
     genome vector (GenomeLayout order), computed by the JAX engine.
 
     ``setup``: a :class:`~blursim.meta.experiment.Setup`; ``which``: ``"train"`` (the training
-    tasks) or ``"validation"``; ``dtype``: ``"float32"`` (default) or ``"float64"``.
+    tasks) or ``"validation"``; ``dtype``: ``"float32"`` (default) or ``"float64"``;
+    ``devices``: how many of this process's JAX devices :meth:`value_and_grad_many` uses
+    (default: all of them).
     """
 
-    def __init__(self, setup, which: str = "train", *, dtype: str = "float32") -> None:
-        je.require_jax()
+    def __init__(self, setup, which: str = "train", *, dtype: str = "float32", devices: int | None = None) -> None:
+        jax = je.require_jax()
+        jax_cache.enable(jax)
+        local = list(jax.local_devices())
+        if devices is not None and not (isinstance(devices, int) and 1 <= devices <= len(local)):
+            raise SpecError(f"devices: between 1 and the {len(local)} JAX device(s) of this process",
+                            value=devices, path="devices")
+        #: The JAX devices :meth:`value_and_grad_many` shares its genomes over.
+        self.devices = local[:devices] if devices else local
         if which not in ("train", "validation"):
             raise SpecError("which tasks: 'train' or 'validation'", value=which, choices=("train", "validation"))
         self.setup = setup
@@ -104,6 +114,27 @@ class MetaObjective:
         """
         loss, grad, m = self._run(x, seeds, proto, grad=True)
         return loss, grad, m
+
+    def value_and_grad_many(self, xs: Sequence[np.ndarray], seeds: Sequence[Sequence[int]], proto
+                            ) -> list[tuple[float, np.ndarray, dict]]:
+        """:meth:`value_and_grad` of every genome ``xs[p]`` with its task seeds ``seeds[p]``.
+
+        On one device, exactly ``[value_and_grad(x, s, proto) for x, s in zip(xs, seeds)]``.
+        With several (:attr:`devices`: e.g. GPUs, or CPU devices made by
+        ``XLA_FLAGS=--xla_force_host_platform_device_count=N``), each task's genomes are
+        stacked, padded to a multiple of the devices, and evaluated by one ``vmap`` of the loss
+        and its gradient whose genome axis is sharded over the devices (``jax.sharding``): each
+        device computes its share, in parallel. The numbers are those of the one-device path
+        up to the order of floating-point sums inside the batched products (float
+        reassociation; ``tests/test_gradient_devices.py`` states the tolerance).
+        """
+        xs = [self._vector(x) for x in xs]
+        if len(xs) != len(seeds):
+            raise SpecError(f"expected one list of task seeds per genome ({len(xs)})", value=len(seeds),
+                            path="seeds")
+        if len(self.devices) < 2 or len(xs) < 2:
+            return [self.value_and_grad(x, s, proto) for x, s in zip(xs, seeds)]
+        return self._run_sharded(xs, [list(s) for s in seeds], proto)
 
     def value(self, x: np.ndarray, seeds: Sequence[int], proto) -> tuple[float, dict]:
         """(meta-loss, metrics) as :meth:`value_and_grad`, without the gradient."""
@@ -158,12 +189,56 @@ class MetaObjective:
             per["accuracy"][i] = float(acc)
             per["mse" if self.kind == "mse" else "cross_entropy"][i] = float(metric)
             fin[i] = bool(ok) and np.isfinite(float(loss))
+        return self._result(per, fin, total_grad)
+
+    def _result(self, per: dict, fin: np.ndarray, total_grad: np.ndarray) -> tuple[float, np.ndarray, dict]:
+        """``(loss, gradient, metrics)`` of one genome from its per-task numbers."""
+        n = len(self.tasks)
         loss = float(np.mean(per["loss"])) if n else float("nan")
         metrics = {"accuracy": per["accuracy"], "cross_entropy": per["cross_entropy"], "loss": per["loss"],
                    "finite": bool(fin.all()), "finite_tasks": fin}
         if self.kind == "mse":
             metrics["mse"] = per["mse"]
         return loss, (total_grad / n if n else total_grad), metrics
+
+    def _run_sharded(self, xs: list[np.ndarray], seeds: list[list[int]], proto) -> list[tuple[float, np.ndarray, dict]]:
+        """:meth:`value_and_grad_many` on several devices (see there)."""
+        jax = je.require_jax()
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        P, n = len(xs), len(self.tasks)
+        if any(len(s) != n for s in seeds):
+            raise SpecError(f"expected one seed per {self.which} task ({n})", path="seeds")
+        n_dev = min(len(self.devices), P)
+        pad = (-P) % n_dev
+        sharding = NamedSharding(Mesh(np.array(self.devices[:n_dev]), ("genomes",)), PartitionSpec("genomes"))
+        per = [{key: np.full(n, np.nan) for key in ("loss", "accuracy", "cross_entropy", "mse")} for _ in xs]
+        fin = np.zeros((P, n), dtype=bool)
+        total_grad = np.zeros((P, self.dim))
+        searched_scale = "init_scale" in self.layout.fields
+        for i, task in enumerate(self.tasks):
+            prog = self.setup.programs[task.network]
+            fn = sharded_loss_function(prog, self.layout, self.kind, searched_scale)
+            with je.precision(self.dtype_name):
+                args = []
+                for x, s in zip(xs, seeds):
+                    batch = self.layout.matrix_to_batch(x[None, :], self.base_genome)
+                    data = task_data(task.dataset, int(s[i]), proto)
+                    draws = self._unit_draws(task.network, s[i], proto.replicas)
+                    args.append(loss_arguments(prog, batch, x, data, draws, self.dtype, self.kind, searched_scale))
+                args += args[-1:] * pad
+                stacked = jax.tree_util.tree_map(
+                    lambda *a: jax.device_put(np.stack([np.asarray(v) for v in a]), sharding), *args)
+                (loss, aux), g = fn(*stacked)
+            loss, g = np.asarray(loss, dtype=np.float64), np.asarray(g, dtype=np.float64)
+            acc, metric, ok = (np.asarray(a) for a in aux)
+            for p in range(P):
+                total_grad[p] += g[p]
+                per[p]["loss"][i] = float(loss[p])
+                per[p]["accuracy"][i] = float(acc[p])
+                per[p]["mse" if self.kind == "mse" else "cross_entropy"][i] = float(metric[p])
+                fin[p, i] = bool(ok[p]) and np.isfinite(float(loss[p]))
+        return [self._result(per[p], fin[p], total_grad[p]) for p in range(P)]
 
 
 def loss_function(program, layout, kind: str, grad: bool, searched_scale: bool):
@@ -221,9 +296,33 @@ def genome_of(layout, x, base: dict) -> dict:
     return G
 
 
+def sharded_loss_function(program, layout, kind: str, searched_scale: bool):
+    """:func:`loss_function` with its gradient, over a leading genome axis of every argument
+    (``jax.vmap``), jitted: the arguments' sharding over devices decides where each genome
+    runs. Compiled once per process for an equal network and layout, and per number of
+    genomes and devices."""
+    key = ("meta-many", layout, kind, searched_scale)
+
+    def make():
+        jax = je.require_jax()
+        return jax.jit(jax.vmap(jax.value_and_grad(_loss(program, layout, kind, searched_scale), has_aux=True)))
+
+    return je.compiled(program, key, make)
+
+
 def _compiled_loss(program, layout, kind: str, grad: bool, searched_scale: bool):
     """The jitted ``(x, base, s0, draws, xs, ys, xq, yq) -> (loss, (accuracy, metric, finite))``
     of one task on ``program`` (with its gradient in ``x`` when ``grad``)."""
+    jax = je.require_jax()
+    loss_fn = _loss(program, layout, kind, searched_scale)
+    if grad:
+        return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+    return jax.jit(loss_fn)
+
+
+def _loss(program, layout, kind: str, searched_scale: bool):
+    """The meta-loss of one task on ``program`` as a traceable function of
+    ``(x, base, s0, draws, xs, ys, xq, yq)``, returning ``(loss, (accuracy, metric, finite))``."""
     jax = je.require_jax()
     import jax.numpy as jnp
 
@@ -244,9 +343,7 @@ def _compiled_loss(program, layout, kind: str, grad: bool, searched_scale: bool)
         loss = jnp.mean(losses)
         return loss, (jnp.mean(accs), loss, ok)
 
-    if grad:
-        return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-    return jax.jit(loss_fn)
+    return loss_fn
 
 
 # ------------------------------------------------------------ NumPy reference

@@ -31,6 +31,7 @@ from typing import Any
 from blursim.errors import shorten
 from blursim.io import remove_file
 from blursim.meta import io as mio
+from blursim.meta.records import TrainerState
 from blursim.spec import dump_json as dump_spec
 
 
@@ -143,9 +144,7 @@ class RunDirectory:
                 remove_file(self.path / name)
 
     def load(self, setup: Any) -> Any:
-        """The :class:`~blursim.meta.trainer.TrainerState` checkpointed here."""
-        from blursim.meta.trainer import TrainerState
-
+        """The :class:`~blursim.meta.records.TrainerState` checkpointed here."""
         gen, sstate, records = mio.read_checkpoint(self.path, setup)
         self._checkpointed = gen
         return TrainerState(gen, sstate, records)

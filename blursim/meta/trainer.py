@@ -1,10 +1,14 @@
-"""Meta-training: the generation loop of an evolution strategy over BLUR genomes.
+"""Meta-training: the generation loop over BLUR genomes, and the generation of an evolution strategy.
 
-(Gradient meta-training, strategy ``gradient``, runs the same loop, files and
-checks with its own step: :mod:`blursim.meta.gradient`; :func:`meta_train` and
-:func:`make_trainer` pick the trainer.)
+:class:`MetaTrainer` runs the loop -- start, steps, observers, validation, records -- for every
+strategy; what one step does belongs to the strategy's kind (its class attribute ``kind``),
+looked up in :data:`STEPS`: :class:`EvolutionStep` for the evolution strategies (below) and
+:class:`~blursim.meta.gradient_step.GradientStep` for gradient meta-training (strategy
+``gradient``, the same loop, files and checks). Both take the trainer and answer ``start()``
+and ``step(state)``; nothing else in the loop tells the kinds apart.
 
-One generation ``g`` (0-based; the log calls it ``g + 1``, "generations done"):
+One generation ``g`` of an evolution strategy (0-based; the log calls it ``g + 1``,
+"generations done"):
 
 1. ``X = ask()`` -- ``popsize`` genome vectors;
 2. fitness of ``X`` on the training tasks as one batched simulation
@@ -40,52 +44,28 @@ Nothing is written unless an observer writes it (:class:`~blursim.meta.observers
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from blursim import __version__
+from blursim.errors import BlursimError, SpecError
+from blursim.meta.distributed import make_executor
 from blursim.meta.evaluate import Engine, PopulationEvaluator, Protocol, install_engine, make_job
 from blursim.meta.experiment import ExperimentSpec, Setup, prepare_experiment
+from blursim.meta.gradient_step import GradientStep
+from blursim.meta.observers import RunDirectory
+from blursim.meta.records import Generation, TrainerState, num
 from blursim.meta.seeds import train_seeds, validation_seeds
-from blursim.errors import BlursimError, SpecError
 from blursim.spec.genome import GenomeSpec
 from blursim.spec.loading import relocate
 
-
-def num(x: Any) -> float | None:
-    """A JSON-safe float: ``None`` for NaN/Inf."""
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-@dataclass
-class TrainerState:
-    """Where a meta-training run stands: everything a checkpoint holds.
-
-    ``generation``: generations completed; ``strategy_state``: the strategy's
-    explicit state; ``records``: the log so far (record 0 = initial genome).
-    """
-
-    generation: int
-    strategy_state: Any
-    records: list[dict] = field(default_factory=list)
-
-
-@dataclass
-class Generation:
-    """What observers receive after each generation (and for the initial record)."""
-
-    record: dict
-    best_x: np.ndarray | None
-    mean_x: np.ndarray
-    state: TrainerState
-    error: BaseException | None = None  # raised after the observers have this generation
+__all__ = ["STEPS", "EvolutionStep", "Generation", "MetaResult", "MetaTrainer", "TrainerState", "make_trainer",
+           "meta_train", "num"]
 
 
 class MetaTrainer:
@@ -100,12 +80,16 @@ class MetaTrainer:
         :class:`~blursim.meta.distributed.DaskExecutor`.
     memory_budget_mb:
         Overrides ``execution.memory_budget_mb`` (chunking never changes results).
+    objective:
+        For the ``gradient`` strategy, the meta-objective to differentiate (see
+        :class:`~blursim.meta.gradient_step.GradientStep`); refused by the evolution strategies.
     """
 
     #: the final genome's validation of the last :meth:`run`, when its last record had none
     end_validation: dict | None = None
 
-    def __init__(self, setup: Setup, *, executor: Any = None, memory_budget_mb: float | None = None) -> None:
+    def __init__(self, setup: Setup, *, executor: Any = None, memory_budget_mb: float | None = None,
+                 objective: Any = None) -> None:
         self.setup = setup
         self.exp: ExperimentSpec = setup.experiment
         self.strategy = setup.strategy
@@ -128,6 +112,8 @@ class MetaTrainer:
         self.train_labels = [t.label for t in setup.train_tasks]
         self.val_labels = [t.label for t in setup.val_tasks]
         self.val_seeds = validation_seeds(self.exp.seed, len(setup.val_tasks))
+        #: What makes the steps of this strategy's kind (:data:`STEPS`).
+        self.steps = STEPS[self.strategy.kind](self, objective)
 
     # ---------------------------------------------------------------- protocols
     def train_protocol(self, generation: int) -> Protocol:
@@ -151,6 +137,15 @@ class MetaTrainer:
     # ---------------------------------------------------------------- the loop
     def start(self) -> Generation:
         """The initial state, with record 0 (the starting genome measured)."""
+        return self.steps.start()
+
+    def step(self, state: TrainerState) -> Generation:
+        """Run one generation (gradient step) from ``state``; returns the new state and its record."""
+        return self.steps.step(state)
+
+    def measure_start(self) -> Generation:
+        """The strategy's initial state and record 0: its starting genome measured on the training
+        tasks (and validated), as every later record measures its mean genome."""
         t0 = time.perf_counter()
         sstate = self.strategy.init()
         mean_x = self.strategy.mean(sstate)
@@ -168,63 +163,12 @@ class MetaTrainer:
             "step_size": num(self.strategy.step_size(sstate)),
             "best": None,
             "mean": self._summary(res.fitness(metric)[0], res.task_score(metric)[0],
-                                  bool(res.diverged[0]), None if val is None else val[0]),
+                                 bool(res.diverged[0]), None if val is None else val[0]),
             "seeds": {"train": seeds},
             "time": self._time(t0, evaluation=0.0),
         }
         state = TrainerState(0, sstate, [record])
         return Generation(record, None, mean_x, state)
-
-    def step(self, state: TrainerState) -> Generation:
-        """Run one generation from ``state``; returns the new state and its record."""
-        t0 = time.perf_counter()
-        g = state.generation
-        metric = self.exp.fitness.metric
-        seeds = train_seeds(self.exp.seed, g, len(self.train_labels))
-        proto = self.train_protocol(g)
-        X, sstate = self.strategy.ask(state.strategy_state)
-        t_eval = time.perf_counter()
-        res = self.evaluator.evaluate(X, "train", seeds, proto)
-        eval_s = time.perf_counter() - t_eval
-        fit = res.fitness(metric)
-        sstate = self.strategy.tell(sstate, X, fit)
-        mean_x = self.strategy.mean(sstate)
-
-        ok = np.isfinite(fit)
-        best_x, best = None, None
-        if ok.any():
-            ib = int(np.argmax(np.where(ok, fit, -np.inf)))
-            best_x = np.array(X[ib])
-        mres = self.evaluator.evaluate(mean_x[None], "train", seeds, proto)
-        genomes = ([best_x] if best_x is not None else []) + [mean_x]
-        val = self._validate(genomes, g + 1)
-        if best_x is not None:
-            best = self._summary(fit[ib], res.task_score(metric)[ib], False,
-                                 None if val is None else val[0])
-            best["index"] = ib
-        mval = None if val is None else val[-1]
-        fin = fit[ok]
-        record = {
-            "generation": g + 1,
-            "unroll": proto.steps,
-            "evaluations": (g + 1) * self.strategy.popsize,
-            "fitness": {
-                "best": num(fin.max()) if fin.size else None,
-                "mean": num(fin.mean()) if fin.size else None,
-                "median": num(np.median(fin)) if fin.size else None,
-                "worst": num(fin.min()) if fin.size else None,
-                "best_ever": num(self.strategy.best(sstate)[1]),
-            },
-            "diverged": int((~ok).sum()),
-            "step_size": num(self.strategy.step_size(sstate)),
-            "best": best,
-            "mean": self._summary(mres.fitness(metric)[0], mres.task_score(metric)[0],
-                                  bool(mres.diverged[0]), mval),
-            "seeds": {"train": seeds},
-            "time": self._time(t0, evaluation=eval_s),
-        }
-        new = TrainerState(g + 1, sstate, state.records + [record])
-        return Generation(record, best_x, mean_x, new)
 
     def run(self, state: TrainerState | None, generations: int,
             observers: Sequence[Any] = ()) -> TrainerState:
@@ -318,6 +262,75 @@ def _call(obs: Any, name: str, *args: Any) -> None:
         fn(*args)
 
 
+# ------------------------------------------------------- the step of an evolution strategy
+class EvolutionStep:
+    """One generation of an evolution strategy (``kind = "evolution"``; the module docstring):
+    ask, evaluate the population, tell, measure the best candidate and the new mean."""
+
+    def __init__(self, trainer: MetaTrainer, objective: Any = None) -> None:
+        if objective is not None:
+            raise BlursimError(f"an objective is for the gradient strategy, not {trainer.strategy.name!r}")
+        self.trainer = trainer
+
+    def start(self) -> Generation:
+        return self.trainer.measure_start()
+
+    def step(self, state: TrainerState) -> Generation:
+        t0 = time.perf_counter()
+        tr = self.trainer
+        strategy, evaluator = tr.strategy, tr.evaluator
+        g = state.generation
+        metric = tr.exp.fitness.metric
+        seeds = train_seeds(tr.exp.seed, g, len(tr.train_labels))
+        proto = tr.train_protocol(g)
+        X, sstate = strategy.ask(state.strategy_state)
+        t_eval = time.perf_counter()
+        res = evaluator.evaluate(X, "train", seeds, proto)
+        eval_s = time.perf_counter() - t_eval
+        fit = res.fitness(metric)
+        sstate = strategy.tell(sstate, X, fit)
+        mean_x = strategy.mean(sstate)
+
+        ok = np.isfinite(fit)
+        best_x, best = None, None
+        if ok.any():
+            ib = int(np.argmax(np.where(ok, fit, -np.inf)))
+            best_x = np.array(X[ib])
+        mres = evaluator.evaluate(mean_x[None], "train", seeds, proto)
+        genomes = ([best_x] if best_x is not None else []) + [mean_x]
+        val = tr._validate(genomes, g + 1)
+        if best_x is not None:
+            best = tr._summary(fit[ib], res.task_score(metric)[ib], False, None if val is None else val[0])
+            best["index"] = ib
+        mval = None if val is None else val[-1]
+        fin = fit[ok]
+        record = {
+            "generation": g + 1,
+            "unroll": proto.steps,
+            "evaluations": (g + 1) * strategy.popsize,
+            "fitness": {
+                "best": num(fin.max()) if fin.size else None,
+                "mean": num(fin.mean()) if fin.size else None,
+                "median": num(np.median(fin)) if fin.size else None,
+                "worst": num(fin.min()) if fin.size else None,
+                "best_ever": num(strategy.best(sstate)[1]),
+            },
+            "diverged": int((~ok).sum()),
+            "step_size": num(strategy.step_size(sstate)),
+            "best": best,
+            "mean": tr._summary(mres.fitness(metric)[0], mres.task_score(metric)[0], bool(mres.diverged[0]), mval),
+            "seeds": {"train": seeds},
+            "time": tr._time(t0, evaluation=eval_s),
+        }
+        new = TrainerState(g + 1, sstate, state.records + [record])
+        return Generation(record, best_x, mean_x, new)
+
+
+#: Strategy kind (a strategy class's ``kind``) -> what makes its steps: ``cls(trainer, objective)``
+#: with ``start()`` and ``step(state)``.
+STEPS: dict[str, type] = {"evolution": EvolutionStep, "gradient": GradientStep}
+
+
 # ------------------------------------------------------------------- one call
 @dataclass
 class MetaResult:
@@ -361,9 +374,6 @@ def meta_train(
     :class:`blursim.meta.objective.MetaObjective` of the training tasks; any object with its
     ``value_and_grad``).
     """
-    from blursim.meta.distributed import make_executor
-    from blursim.meta.observers import RunDirectory
-
     t0 = time.perf_counter()
     setup = experiment if isinstance(experiment, Setup) else prepare_experiment(experiment)
     total = generations if generations is not None else setup.experiment.generations
@@ -407,17 +417,8 @@ def meta_train(
 
 def make_trainer(setup: Setup, *, executor: Any = None, memory_budget_mb: float | None = None,
                  objective: Any = None) -> MetaTrainer:
-    """The trainer of ``setup``'s strategy: :class:`MetaTrainer` for an evolution strategy,
-    :class:`~blursim.meta.gradient.GradientTrainer` for ``gradient``."""
-    from blursim.meta.strategies import is_evolution
-
-    if is_evolution(setup.experiment.strategy.name):
-        if objective is not None:
-            raise BlursimError(f"an objective is for the gradient strategy, not {setup.experiment.strategy.name!r}")
-        return MetaTrainer(setup, executor=executor, memory_budget_mb=memory_budget_mb)
-    from blursim.meta.gradient import GradientTrainer
-
-    return GradientTrainer(setup, executor=executor, memory_budget_mb=memory_budget_mb, objective=objective)
+    """The trainer of ``setup`` (a :class:`MetaTrainer`, whatever its strategy's kind)."""
+    return MetaTrainer(setup, executor=executor, memory_budget_mb=memory_budget_mb, objective=objective)
 
 
 class _Keep:

@@ -6,8 +6,12 @@ strategies ``cma_es``, ``sep_cma_es``, ``openai_es`` (:class:`Strategy`
 subclasses; see :mod:`blursim.meta.strategies.base` for the interface, the
 fitness convention -- maximised, decided in :func:`fitness_to_cost` -- and the
 checkpoint format) and ``gradient`` (:mod:`blursim.meta.strategies.gradient`:
-Adam on the meta-gradient, the same checkpoint format). :func:`is_evolution`
-tells them apart.
+Adam on the meta-gradient, the same checkpoint format). Every strategy class says
+what it is through class attributes, so that no caller branches on its name:
+``kind`` (``"evolution"`` or ``"gradient"``: the trainer's step,
+:data:`blursim.meta.trainer.STEPS`), ``experiment_fields`` (the experiment's
+``strategy.sigma0`` / ``popsize`` it takes) and ``from_experiment`` (built from
+an experiment document); :class:`MetaOptimizer` lists what every strategy offers.
 """
 
 from blursim.meta.strategies.base import (
@@ -15,6 +19,7 @@ from blursim.meta.strategies.base import (
     FORMAT_VERSION,
     STRATEGIES,
     CheckpointError,
+    MetaOptimizer,
     Seed,
     Strategy,
     StrategyConfig,
@@ -32,12 +37,6 @@ from blursim.meta.strategies.gradient import GradientDescent, GradientState
 from blursim.meta.strategies.openai_es import OpenAIES, OpenAIESState, centred_ranks
 
 
-def is_evolution(name: str) -> bool:
-    """Whether registered strategy ``name`` is an evolution strategy (samples a population of
-    ``popsize`` around ``sigma0``), not gradient meta-training."""
-    return issubclass(STRATEGIES.get(name, path="strategy"), Strategy)
-
-
 __all__ = [
     "CMAES",
     "FORMAT",
@@ -47,6 +46,7 @@ __all__ = [
     "STRATEGIES",
     "CMAState",
     "CheckpointError",
+    "MetaOptimizer",
     "OpenAIES",
     "OpenAIESState",
     "Seed",
@@ -58,7 +58,6 @@ __all__ = [
     "cma_es",
     "fitness_to_cost",
     "gradient",
-    "is_evolution",
     "load_state",
     "make_strategy",
     "openai_es",

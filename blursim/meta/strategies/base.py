@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -265,6 +265,37 @@ def register(name: str):
     return deco
 
 
+class MetaOptimizer(Protocol):
+    """What the trainer, the run directory and the experiment ask of every registered strategy,
+    evolution strategy (:class:`Strategy`) or gradient meta-training
+    (:class:`~blursim.meta.strategies.gradient.GradientDescent`): its kind and settings as class
+    attributes, its state as plain data. How a step uses it belongs to the kind's step
+    (:data:`blursim.meta.trainer.STEPS`)."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    experiment_fields: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def from_experiment(cls, exp: Any, *, dim: int, x0: Any, seed: Any,
+                        bounds: tuple[Any, Any] | None) -> "MetaOptimizer": ...
+
+    @property
+    def popsize(self) -> int: ...
+
+    def init(self) -> Any: ...
+
+    def mean(self, state: Any) -> np.ndarray: ...
+
+    def step_size(self, state: Any) -> float: ...
+
+    def best(self, state: Any) -> tuple[np.ndarray | None, float]: ...
+
+    def state_to_data(self, state: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]: ...
+
+    def state_from_data(self, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Any: ...
+
+
 class Strategy(abc.ABC):
     """An evolution strategy with an ask/tell interface on explicit state.
 
@@ -291,6 +322,11 @@ class Strategy(abc.ABC):
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[StrategyOptions]] = StrategyOptions
+    #: The kind of strategy: which step the trainer runs (:data:`blursim.meta.trainer.STEPS`).
+    kind: ClassVar[str] = "evolution"
+    #: The experiment's strategy settings this kind needs (``strategy.sigma0``, ``strategy.popsize``);
+    #: the experiment refuses the others (:class:`blursim.meta.experiment.StrategySpec`).
+    experiment_fields: ClassVar[tuple[str, ...]] = ("sigma0", "popsize")
 
     def __init__(
         self,
@@ -305,6 +341,13 @@ class Strategy(abc.ABC):
         self.config = self._make_config(dim, x0, sigma0, popsize, seed, bounds, options)
 
     # ---- construction ---------------------------------------------------
+
+    @classmethod
+    def from_experiment(cls, exp: Any, *, dim: int, x0: Any, seed: Any,
+                        bounds: tuple[Any, Any] | None) -> "Strategy":
+        """The strategy of an experiment document (its ``strategy`` section; validated there)."""
+        return cls(dim=dim, x0=x0, sigma0=exp.strategy.sigma0, popsize=exp.strategy.popsize, seed=seed,
+                   bounds=bounds, options=exp.strategy.options)
 
     @classmethod
     def from_config(cls, config: StrategyConfig) -> "Strategy":

@@ -6,9 +6,9 @@ differentiated through the unroll (:class:`blursim.meta.objective.MetaObjective`
 and minimised with Adam (learning rate 5e-4) after clipping the gradient's
 global norm to 10 (App. C.1).
 
-This module holds the optimizer and its state, as plain data; the step loop
+This module holds the optimizer and its state, as plain data; the trainer's step
 (which asks the objective for gradients and measures genomes) is
-:class:`blursim.meta.gradient.GradientTrainer`.
+:class:`blursim.meta.gradient_step.GradientStep`.
 
 ``N = options.runs`` runs are trained side by side (Sec. 4.2, App. C.4: "8
 identical randomly initialised genomes ... synchronise genomes across all
@@ -52,6 +52,7 @@ from pydantic import Field
 
 from blursim import limits as L
 from blursim.errors import BackendError, SpecError
+from blursim.meta import jax_cache
 from blursim.meta.strategies.base import (
     FORMAT,
     FORMAT_VERSION,
@@ -165,10 +166,15 @@ class StepOutcome:
 
 
 def require_jax():
-    """``(jax, optax)``, or a one-line error naming the install command when either is missing."""
+    """``(jax, optax)``, or a one-line error naming the install command when either is missing.
+
+    Turns JAX's persistent compilation cache on first (:func:`blursim.meta.jax_cache.enable`:
+    JAX reads the option when it compiles its first program in a process, the optimizer's state
+    included)."""
     from blursim.sim import jax_engine as je
 
     jax = je.require_jax()
+    jax_cache.enable(jax)
     try:
         import optax
     except ImportError as e:
@@ -192,8 +198,12 @@ class GradientDescent:
     """
 
     name: ClassVar[str] = "gradient"
+    #: The trainer's step for this kind: :class:`blursim.meta.gradient_step.GradientStep`.
     kind: ClassVar[str] = "gradient"
     Options: ClassVar[type[StrategyOptions]] = GradientOptions
+    #: No evolution-strategy settings: the step size is ``options.learning_rate``, the genomes per
+    #: step ``options.runs``.
+    experiment_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, dim: int, x0: Any, seed: Any, bounds: tuple[Any, Any] | None = None,
                  options: Mapping[str, Any] | None = None, stage: int | None = None) -> None:
@@ -214,8 +224,14 @@ class GradientDescent:
             sync = int(stage) if stage else 0
         self.config = GradientConfig(self.name, x0, Seed.of(seed), lower, upper,
                                      MappingProxyType(opts), int(sync))
-        self._opt = None
-        self._update = None
+
+    @classmethod
+    def from_experiment(cls, exp: Any, *, dim: int, x0: Any, seed: Any,
+                        bounds: tuple[Any, Any] | None) -> "GradientDescent":
+        """The strategy of an experiment document: synchronised at its curriculum's stages by
+        default (``curriculum.every``)."""
+        stage = exp.curriculum.every if exp.curriculum is not None else None
+        return cls(dim=dim, x0=x0, seed=seed, bounds=bounds, options=exp.strategy.options, stage=stage)
 
     # ---- shortcuts -----------------------------------------------------------
     @property
@@ -237,16 +253,13 @@ class GradientDescent:
         return self.runs
 
     # ---- optax -----------------------------------------------------------------
+    def _hyper(self) -> tuple[float, ...]:
+        o = self.options
+        return (o["clip_norm"], o["learning_rate"], o["beta1"], o["beta2"], o["adam_eps"])
+
     def optimizer(self):
         """The optax transformation: ``clip_by_global_norm(clip_norm)`` then Adam (App. C.1)."""
-        if self._opt is None:
-            _, optax = require_jax()
-            o = self.options
-            self._opt = optax.chain(
-                optax.clip_by_global_norm(o["clip_norm"]),
-                optax.adam(o["learning_rate"], b1=o["beta1"], b2=o["beta2"], eps=o["adam_eps"]),
-            )
-        return self._opt
+        return _optimizer(self._hyper())
 
     def _template(self):
         """optax's state of one run (float64) and its tree structure."""
@@ -259,16 +272,7 @@ class GradientDescent:
         return [np.asarray(leaf) for leaf in leaves], treedef
 
     def _step_fn(self):
-        if self._update is None:
-            jax, optax = require_jax()
-            opt = self.optimizer()
-
-            def step(g, s, x):
-                u, s = opt.update(g, s, x)
-                return optax.apply_updates(x, u), s
-
-            self._update = jax.jit(step)
-        return self._update
+        return _jitted_step(self._hyper())
 
     # ---- state -----------------------------------------------------------------
     def init(self) -> GradientState:
@@ -457,6 +461,37 @@ class GradientDescent:
             best_x=readonly(got["best_x"]) if best is not None else None,
             best_fitness=float(best) if best is not None else -math.inf,
         )
+
+
+_OPTIMIZERS: dict[tuple[float, ...], Any] = {}
+_STEPS: dict[tuple[float, ...], Any] = {}
+
+
+def _optimizer(hyper: tuple[float, ...]):
+    """optax's ``chain(clip_by_global_norm, adam)`` of ``hyper`` = (clip_norm, learning_rate, beta1,
+    beta2, eps), one per process and hyper-parameters."""
+    opt = _OPTIMIZERS.get(hyper)
+    if opt is None:
+        _, optax = require_jax()
+        clip, lr, b1, b2, eps = hyper
+        opt = _OPTIMIZERS[hyper] = optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, b1=b1, b2=b2, eps=eps))
+    return opt
+
+
+def _jitted_step(hyper: tuple[float, ...]):
+    """The jitted ``(grad, state, x) -> (x, state)`` of :func:`_optimizer`, one per process and
+    hyper-parameters: a new run (another seed, a resumed run) reuses its compilation."""
+    fn = _STEPS.get(hyper)
+    if fn is None:
+        jax, optax = require_jax()
+        opt = _optimizer(hyper)
+
+        def step(g, s, x):
+            u, s = opt.update(g, s, x)
+            return optax.apply_updates(x, u), s
+
+        fn = _STEPS[hyper] = jax.jit(step)
+    return fn
 
 
 def leader(stage_sum: np.ndarray, stage_n: np.ndarray, stage_bad: np.ndarray) -> int:

@@ -9,7 +9,8 @@ One generation:
    ``u`` in ``[-0.5, 0.5]`` (:func:`centred_ranks`);
 3. gradient estimate of the expected cost,
    ``g = eps.T @ u / (popsize * sigma) + weight_decay * mean``;
-4. an Adam step downhill on ``g``; the mean is clipped into the bounds;
+4. an Adam step downhill on ``g`` (:func:`blursim.baselines.optimizers.adam_step`, the
+   ``eps_hat`` form: ``adam_eps`` is Kingma & Ba's epsilon-hat); the mean is clipped into the bounds;
    ``sigma`` and the learning rate decay geometrically to their floors.
 
 The state is plain data: mean, Adam moments, sigma, learning rate and the
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from blursim.baselines.optimizers import adam_step
 from blursim.errors import SpecError
 from blursim.meta.strategies.base import (
     CheckpointError,
@@ -151,11 +153,9 @@ class OpenAIES(Strategy):
         if o["weight_decay"]:
             grad = grad + o["weight_decay"] * state.mean
         t = state.generation + 1
-        b1, b2 = o["beta1"], o["beta2"]
-        m = b1 * state.m + (1.0 - b1) * grad
-        v = b2 * state.v + (1.0 - b2) * grad * grad
-        step = state.lr * np.sqrt(1.0 - b2**t) / (1.0 - b1**t)
-        mean = self._clip(state.mean - step * m / (np.sqrt(v) + o["adam_eps"]))
+        step, m, v = adam_step(grad, state.m, state.v, t, state.lr, o["beta1"], o["beta2"], o["adam_eps"],
+                               eps_hat=True)
+        mean = self._clip(state.mean - step)
         best_x, best_fitness = update_best(state.best_x, state.best_fitness, state.pending, fitness)
         return replace(
             state,

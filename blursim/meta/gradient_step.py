@@ -1,11 +1,19 @@
-"""Gradient meta-training: the step loop of the ``gradient`` strategy (paper Sec. 3.3, 4.2, App. C.1).
+"""Gradient meta-training: one step of the ``gradient`` strategy (paper Sec. 3.3, 4.2, App. C.1).
+
+:class:`GradientStep` is what the trainer's loop (:class:`blursim.meta.trainer.MetaTrainer`)
+runs for a strategy of kind ``"gradient"``; the optimizer and its state are
+:class:`blursim.meta.strategies.gradient.GradientDescent`. (This module was
+``blursim.meta.gradient`` before 2026-12; it was renamed so that its name tells it from the
+optimizer's module.)
 
 One step ``g`` (0-based; the log calls it generation ``g + 1``, like the
 evolution strategies' generations, so every run-directory file, check and
 tool reads both):
 
 1. for each of the ``N`` runs (``strategy.options.runs``) and each of its
-   ``meta_batch`` draws: the meta-loss and its exact gradient with respect to
+   ``meta_batch`` draws -- all ``N x meta_batch`` of them at once, shared over the process's JAX
+   devices where it has several (:meth:`MetaObjective.value_and_grad_many
+   <blursim.meta.objective.MetaObjective.value_and_grad_many>`) -- the meta-loss and its exact gradient with respect to
    the searched genome entries (:class:`blursim.meta.objective.MetaObjective`:
    softmax cross-entropy of the query batches after ``T = unroll(g)`` BLUR
    steps from fresh synapses, averaged over training tasks, replicas and query
@@ -41,43 +49,45 @@ from typing import Any
 import numpy as np
 
 from blursim.errors import BlursimError
+from blursim.meta.objective import MetaObjective
+from blursim.meta.records import Generation, TrainerState, num
 from blursim.meta.seeds import gradient_seeds, train_seeds
-from blursim.meta.trainer import Generation, MetaTrainer, TrainerState, num
+from blursim.meta.strategies.gradient import require_jax
 
 
 class MetaGradientError(BlursimError):
     """Gradient meta-training cannot go on: a run's meta-gradient stays NaN or Inf."""
 
 
-class GradientTrainer(MetaTrainer):
-    """Runs the steps of a ``gradient`` experiment; see the module docstring.
+class GradientStep:
+    """The steps of a ``gradient`` experiment (``kind = "gradient"``); see the module docstring.
 
+    ``trainer``: the :class:`~blursim.meta.trainer.MetaTrainer` whose loop runs them;
     ``objective``: the meta-objective (default: ``MetaObjective(setup, "train",
     dtype=execution.dtype)``); anything with its ``value_and_grad(x, seeds, proto)``.
-    Other parameters as :class:`~blursim.meta.trainer.MetaTrainer`.
     """
 
-    def __init__(self, setup: Any, *, executor: Any = None, memory_budget_mb: float | None = None,
-                 objective: Any = None) -> None:
-        super().__init__(setup, executor=executor, memory_budget_mb=memory_budget_mb)
+    def __init__(self, trainer: Any, objective: Any = None) -> None:
+        self.trainer = trainer
         if objective is None:
-            objective = default_objective(setup)
+            objective = default_objective(trainer.setup)
         self.objective = objective
 
-    # ---------------------------------------------------------------- the loop
     def start(self) -> Generation:
-        gen = super().start()
+        gen = self.trainer.measure_start()
         gen.record.update(skipped=0, meta_loss=None, grad_norm=None, lead=0, synchronised=False)
         return gen
 
     def step(self, state: TrainerState) -> Generation:
         t0 = time.perf_counter()
+        tr = self.trainer
+        exp = tr.exp
         g = state.generation
-        opt = self.strategy
+        opt = tr.strategy
         sstate = state.strategy_state
-        proto = self.train_protocol(g)
-        metric = self.exp.fitness.metric
-        n, draws, n_tasks = opt.runs, opt.options["meta_batch"], len(self.train_labels)
+        proto = tr.train_protocol(g)
+        metric = exp.fitness.metric
+        n, draws, n_tasks = opt.runs, opt.options["meta_batch"], len(tr.train_labels)
         x = np.array(sstate.x)
 
         t_eval = time.perf_counter()
@@ -86,17 +96,18 @@ class GradientTrainer(MetaTrainer):
         score = np.zeros((n, n_tasks))  # per-task accuracy (MSE for the mse metric)
         loss_of_task = np.zeros((n, n_tasks))  # per-task cross-entropy (MSE)
         ok = np.ones(n, dtype=bool)
-        seeds = [[gradient_seeds(self.exp.seed, r, g, m, n_tasks) for m in range(draws)] for r in range(n)]
+        seeds = [[gradient_seeds(exp.seed, r, g, m, n_tasks) for m in range(draws)] for r in range(n)]
         task_key = "mse" if metric == "mse" else "accuracy"
         loss_key = "mse" if metric == "mse" else "cross_entropy"
-        for r in range(n):
-            for m in range(draws):
-                loss, grad, met = self.objective.value_and_grad(x[r], seeds[r][m], proto)
-                losses[r] += float(loss) / draws
-                grads[r] += np.asarray(grad, dtype=np.float64).reshape(-1) / draws
-                score[r] += np.asarray(met[task_key], dtype=np.float64) / draws
-                loss_of_task[r] += np.asarray(met[loss_key], dtype=np.float64) / draws
-                ok[r] &= bool(np.all(met["finite"]))
+        pairs = [(r, m) for r in range(n) for m in range(draws)]
+        results = value_and_grad_many(self.objective, [x[r] for r, _ in pairs], [seeds[r][m] for r, m in pairs],
+                                      proto)
+        for (r, _), (loss, grad, met) in zip(pairs, results, strict=True):
+            losses[r] += float(loss) / draws
+            grads[r] += np.asarray(grad, dtype=np.float64).reshape(-1) / draws
+            score[r] += np.asarray(met[task_key], dtype=np.float64) / draws
+            loss_of_task[r] += np.asarray(met[loss_key], dtype=np.float64) / draws
+            ok[r] &= bool(np.all(met["finite"]))
         with np.errstate(invalid="ignore"):
             ok &= np.isfinite(losses) & np.isfinite(grads).all(axis=1) & np.isfinite(score).all(axis=1)
         if metric == "accuracy":
@@ -109,19 +120,19 @@ class GradientTrainer(MetaTrainer):
         out = opt.step(sstate, grads, ok, fit)
         new = out.state
         mean_x = np.array(new.x[out.lead])
-        mseeds = train_seeds(self.exp.seed, g, n_tasks)
+        mseeds = train_seeds(exp.seed, g, n_tasks)
         best_x = best = current = None
         if ok.any():
             ib = int(np.argmax(np.where(ok, fit, -np.inf)))
             best_x = np.array(x[ib])
-        val = self._validate(([best_x] if best_x is not None else []) + [mean_x], g + 1)
+        val = tr._validate(([best_x] if best_x is not None else []) + [mean_x], g + 1)
         if best_x is not None:
-            best = self._summary(fit[ib], score[ib], False, None if val is None else val[0])
+            best = tr._summary(fit[ib], score[ib], False, None if val is None else val[0])
             best["index"] = ib
-        if (g + 1) % self.exp.validation.every == 0:  # the current genome, measured like ES's mean
-            mres = self.evaluator.evaluate(mean_x[None], "train", mseeds, proto)
-            current = self._summary(mres.fitness(metric)[0], mres.task_score(metric)[0],
-                                    bool(mres.diverged[0]), None if val is None else val[-1])
+        if (g + 1) % exp.validation.every == 0:  # the current genome, measured like ES's mean
+            mres = tr.evaluator.evaluate(mean_x[None], "train", mseeds, proto)
+            current = tr._summary(mres.fitness(metric)[0], mres.task_score(metric)[0],
+                                 bool(mres.diverged[0]), None if val is None else val[-1])
         fin = fit[ok]
         norms = out.grad_norm
         clip = opt.options["clip_norm"]
@@ -149,7 +160,7 @@ class GradientTrainer(MetaTrainer):
             "best": best,
             "mean": current,
             "seeds": {"train": mseeds, "gradient": seeds},
-            "time": self._time(t0, evaluation=eval_s),
+            "time": tr._time(t0, evaluation=eval_s),
         }
         error = None
         if out.stalled:
@@ -164,6 +175,16 @@ class GradientTrainer(MetaTrainer):
         return Generation(record, best_x, mean_x, TrainerState(g + 1, new, state.records + [record]), error)
 
 
+def value_and_grad_many(objective: Any, xs: list[np.ndarray], seeds: list[list[int]], proto: Any) -> list:
+    """Every genome's ``(loss, gradient, metrics)``: through the objective's own
+    ``value_and_grad_many`` where it has one (:class:`~blursim.meta.objective.MetaObjective`
+    shares the genomes over its JAX devices), else one ``value_and_grad`` after another."""
+    many = getattr(objective, "value_and_grad_many", None)
+    if many is not None:
+        return many(xs, seeds, proto)
+    return [objective.value_and_grad(x, s, proto) for x, s in zip(xs, seeds, strict=True)]
+
+
 _OBJECTIVES: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _MAX_OBJECTIVES = 4
 
@@ -176,10 +197,7 @@ def default_objective(setup: Any) -> Any:
     everything they compute), like the population evaluator's engines, so that a resumed or
     repeated run reuses the compiled unroll instead of compiling it again.
     """
-    from blursim.meta.strategies.gradient import require_jax
-
     require_jax()
-    from blursim.meta.objective import MetaObjective
 
     key = (setup.spec_hash, setup.experiment.execution.dtype)
     obj = _OBJECTIVES.get(key)

@@ -1,0 +1,176 @@
+"""The JAX engine's benchmark rows (``blursim bench``; issue 11 item 6).
+
+Measured in the same run as the NumPy rows (:func:`blursim.bench.runner.run_benchmark`), on
+JAX's default device (the CPU here; a GPU where JAX has one):
+
+- ``paper-es train jax S=...``: the JAX engine's training step (the reference step under
+  ``jax.jit``, float32) on the ``paper-es`` workload -- the same network, genomes and batch as
+  the ``paper-es train`` row -- measured back to back with it in every round; the speed ratio
+  is the median over those pairs of ``Simulator time / JAX time``;
+- ``meta-gradient forward T=...`` / ``meta-gradient value_and_grad T=...``: the meta-loss of
+  ``paper-es`` (one genome, the eight core fields of eq. 5-7 searched, batch 128, one replica,
+  one query batch of 128) through a ``T``-step unroll, and its value and gradient
+  (:mod:`blursim.meta.objective`: ``lax.scan`` with the step under ``jax.checkpoint``),
+  back to back; the ratio ``value_and_grad / forward`` (reverse mode should cost at most
+  about 4x the unroll) and each compiled program's peak memory.
+
+Peak memory of a JAX row is XLA's buffer assignment for the compiled program
+(``memory_analysis()``: arguments + outputs + temporaries - aliased), the memory the program
+needs whatever the allocator does; every program is compiled once, ahead of time, before it
+is timed (compilation is never timed).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+
+#: The genome fields of the meta-gradient rows: the eight core meta-parameters of eq. (5)-(7).
+CORE = ("f", "eta", "f_tilde", "eta_tilde", "nu", "mu", "nu_tilde", "mu_tilde")
+
+
+def available() -> bool:
+    """Whether the JAX extra is installed."""
+    from blursim.errors import BackendError
+    from blursim.sim.jax_engine import require_jax
+
+    try:
+        require_jax()
+    except BackendError:
+        return False
+    return True
+
+
+def device_info() -> dict[str, Any]:
+    import jax
+
+    d = jax.devices()[0]
+    return {"jax": jax.__version__, "device": str(d), "platform": d.platform}
+
+
+def xla_bytes(compiled) -> int | None:
+    """Peak bytes of a compiled program by XLA's buffer assignment, or ``None`` if unknown."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every platform reports it
+        return None
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+
+
+class Sync:
+    """What :func:`blursim.bench.timing.time_fn` asks of a backend (JAX calls below block themselves)."""
+
+    def synchronize(self) -> None:
+        pass
+
+
+class JaxWorkload:
+    """A :class:`~blursim.bench.workloads.Workload`'s network, genomes and batch on the JAX engine:
+    its training step and forward pass, compiled ahead of time."""
+
+    def __init__(self, w, dtype: str = "float32") -> None:
+        import jax.numpy as jnp
+
+        from blursim.sim.jax_engine import JaxSimulator, kept_states, precision
+
+        self.w, self.dtype = w, dtype
+        self.sim = JaxSimulator(w.prog, dtype)
+        self.genes = self.sim.prepare(w.genomes)
+        with precision(dtype):
+            self.x, self.y = self.sim.device_data(w.x), self.sim.device_labels(w.y)
+            # the carry's structure of every later step (kept neuron states where the rules keep them)
+            self.state0 = kept_states(w.prog, self.sim.init_synapses(self.genes, 1, 0).blur, w.B, jnp)
+        self._compiled: dict[bool, Any] = {}
+
+    def compiled(self, train: bool):
+        from blursim.sim.jax_engine import precision
+
+        c = self._compiled.get(train)
+        if c is None:
+            args = (self.genes.arrays, self.state0, self.x) + ((self.y,) if train else ())
+            with precision(self.dtype):
+                c = self._compiled[train] = self.sim.jitted("step" if train else "forward").lower(*args).compile()
+        return c
+
+    def memory(self, train: bool) -> int | None:
+        return xla_bytes(self.compiled(train))
+
+    def step_fn(self, train: bool):
+        """``(step, reset)`` as :meth:`Workload.step_fn`: one timed step (waiting for its result),
+        and an untimed restart from the initial synapses."""
+        import jax
+
+        c, G, x, y = self.compiled(train), self.genes.arrays, self.x, self.y
+        box = [self.state0]
+        if train:
+            def fn():
+                box[0] = jax.block_until_ready(c(G, box[0], x, y))
+        else:
+            def fn():
+                jax.block_until_ready(c(G, box[0], x))
+
+        def reset():
+            box[0] = self.state0
+        return fn, reset
+
+
+class GradWorkload:
+    """The meta-loss of ``spec`` through a ``T``-step unroll and its gradient in the core genome
+    fields (one genome, one replica, batch ``B``, one query batch of ``B``), compiled ahead of
+    time: :attr:`forward` (the value) and :attr:`grad` (value and gradient)."""
+
+    def __init__(self, spec: dict, T: int, dtype: str = "float32", B: int = 128, dataset=None) -> None:
+        from blursim.genome import GenomeLayout, make_preset
+        from blursim.graph import compile_network
+        from blursim.meta.evaluate import Protocol
+        from blursim.meta.objective import loss_arguments, loss_function, task_data
+        from blursim.bench.workloads import synthetic_dataset
+        from blursim.sim.jax_engine import precision, unit_draws
+        from blursim.spec import load_network
+
+        prog = compile_network(load_network(spec))
+        layout = GenomeLayout(prog.k, tuple(prog.groups), CORE)
+        genome = make_preset("random", k=prog.k, groups=prog.groups, seed=0, lr=0.01)
+        x = layout.to_vector(genome)
+        proto = Protocol(T, B, 1, B, 1, "train")
+        ds = dataset if dataset is not None else synthetic_dataset(prog.n_features)
+        data = task_data(ds, 0, proto)
+        self.T, self.dim, self.dtype = T, layout.size, dtype
+        with precision(dtype):
+            self.args = loss_arguments(prog, layout.matrix_to_batch(x[None], genome), x, data,
+                                       unit_draws(prog, 1, 0), np.dtype(dtype), "cross_entropy", False)
+            self.forward = loss_function(prog, layout, "cross_entropy", False, False).lower(*self.args).compile()
+            self.grad = loss_function(prog, layout, "cross_entropy", True, False).lower(*self.args).compile()
+
+    def fn(self, grad: bool):
+        import jax
+
+        c, args = (self.grad if grad else self.forward), self.args
+
+        def run():
+            jax.block_until_ready(c(*args))
+        return run
+
+
+def grad_rows(best: dict, peaks: dict, pairs: dict, unrolls) -> tuple[list[dict], dict]:
+    """The meta-gradient rows and their summary from what :func:`blursim.bench.runner.run_benchmark`
+    measured: ``best[key] = (times, roofline)``, ``pairs[T]`` the back-to-back time ratios."""
+    rows = []
+    for T in unrolls:
+        for kind in ("forward", "value_and_grad"):
+            key = f"meta-gradient {kind} T={T}"
+            ts, roof = best[key]
+            rows.append({"row": key, "S": 1, "median_s": statistics.median(ts), "best_s": min(ts),
+                         "reps": len(ts), "unroll": T, "peak_bytes": peaks[key], "adjacent_roofline": roof,
+                         "unroll_steps_per_s": T / statistics.median(ts)})
+    summary = {"time_ratio": {str(T): statistics.median(r) for T, r in pairs.items()},
+               "pair_ratios": {str(T): r for T, r in pairs.items()},
+               "peak_bytes": {str(T): {"forward": peaks[f"meta-gradient forward T={T}"],
+                                       "value_and_grad": peaks[f"meta-gradient value_and_grad T={T}"]}
+                              for T in unrolls},
+               "fields": list(CORE), "batch": 128, "query_batch": 128, "replicas": 1}
+    return rows, summary
