@@ -1,0 +1,315 @@
+"""Planted bugs (mutants) of the BLUR step, to measure how strong the laws are.
+
+Each mutant is one realistic bug, planted into the fast NumPy simulator by a small
+monkeypatch while a ``with planted(name):`` block runs (and removed after it)::
+
+    from blursim.testing import laws
+    from blursim.testing.mutants import MUTANTS, planted
+
+    with planted("oja_factor_sign"):
+        laws.check_all(spec, genome, batches, conform=True)   # raises LawViolation if a law catches it
+
+:data:`MUTANTS` lists them by name (:class:`Mutant`: the bug, the paper's equation it breaks,
+the law expected to catch it, a fixed example on which it shows); :data:`KEPT` is the set of
+twelve that blursim's mutation check measures (``tools/mutation_check.py``, docs/testing.md:
+the laws, run by ``check_all`` as the docs show, must catch at least 11 of them).
+
+The patches reach into private internals of :mod:`blursim.sim.simulator` (that is the point of
+a planted bug); the *laws* use only the public Simulator API, so they keep working when the
+step's internals change, while a mutant may need re-planting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from blursim.registry import Registry
+
+
+class Patches:
+    """Attribute replacements undone on :meth:`undo` (a minimal monkeypatch)."""
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def setattr(self, obj, name: str, value) -> None:
+        self._saved.append((obj, name, getattr(obj, name)))
+        setattr(obj, name, value)
+
+    def wrap(self, obj, name: str, make: Callable[[Callable], Callable]) -> None:
+        """Replace ``obj.name`` by ``make(original)``."""
+        self.setattr(obj, name, make(getattr(obj, name)))
+
+    def undo(self) -> None:
+        while self._saved:
+            obj, name, value = self._saved.pop()
+            setattr(obj, name, value)
+
+
+@dataclass
+class Mutant:
+    """A planted bug: ``plant(patches)`` installs it; ``example()`` returns ``(spec, genome)``
+    on which it shows; ``caught_by`` names the law expected to catch it."""
+
+    name: str
+    bug: str
+    equation: str
+    caught_by: str
+    plant: Callable[[Patches], None]
+    example: Callable[[], tuple[dict, Any]]
+    tags: tuple[str, ...] = field(default=())
+
+
+MUTANTS: Registry[Mutant] = Registry("mutant")
+
+
+@contextlib.contextmanager
+def planted(name: str | Mutant) -> Iterator[Mutant]:
+    """Plant mutant ``name`` for the duration of the block."""
+    m = name if isinstance(name, Mutant) else MUTANTS.get(name)
+    p = Patches()
+    try:
+        m.plant(p)
+        yield m
+    finally:
+        p.undo()
+
+
+def example_batches(n: int = 3, B: int = 4, seed: int = 0, n_features: int = 3, n_classes: int = 3):
+    """The fixed data of the mutants' examples."""
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=(B, n_features)), rng.integers(0, n_classes, B)) for _ in range(n)]
+
+
+# ------------------------------------------------------------------ example networks
+def chain(rules: dict | None = None, *, conn: dict | None = None, k: int = 2, hidden: str = "tanh",
+          backward: str = "identity", normalization: str | None = None, bias: bool = True) -> dict:
+    """in(3) → h(4) → out(3), a skip in → out; rules and the hidden population as given."""
+    h = {"name": "h", "size": 4, "role": "hidden", "forward_activation": hidden, "backward_activation": backward}
+    if normalization:
+        h["normalization"] = normalization
+    return {"k": k, "populations": [
+        {"name": "in", "size": 3, "role": "input"}, h,
+        {"name": "out", "size": 3, "role": "output", "forward_activation": "tanh"}],
+        "projections": [{"from": "in", "to": "h", "bias": bias, "connectivity": conn or {"kind": "all_to_all"}},
+                        {"from": "h", "to": "out", "bias": bias}, {"from": "in", "to": "out"}],
+        "rules": rules or {}}
+
+
+def backprop_chain() -> dict:
+    from blursim.testing.strategies import backprop_rules
+
+    spec = chain(backprop_rules("error_softmax", "sum"))
+    spec["populations"][1].update(forward_activation=["tanh", "tanh_derivative"], backward_activation="identity")
+    spec["populations"][2].update(forward_activation=["identity", "one"], backward_activation="identity")
+    return spec
+
+
+def _genome(seed: int = 1, k: int = 2, **fields):
+    from blursim.genome import random_genome
+
+    g = random_genome(k=k, seed=seed)
+    return g.model_copy(update={"groups": {"default": g.groups["default"].model_copy(update=fields)}})
+
+
+def _backprop_genome():
+    from blursim.genome import backprop_genome
+
+    return backprop_genome(lr=0.1)
+
+
+def _register(name, bug, equation, caught_by, example, tags=()):
+    def deco(fn):
+        MUTANTS.register(name, Mutant(name, bug, equation, caught_by, fn, example, tuple(tags)), doc=bug)
+        return fn
+    return deco
+
+
+def _sim():
+    from blursim.sim.simulator import Simulator
+
+    return Simulator
+
+
+# ------------------------------------------------------------------------ the mutants
+@_register("backward_reads_forward_transpose", "the backward pass reads Wᵀ instead of the untied feedback synapses V",
+           "eq. (6)", "untied_feedback_drives_backward", lambda: (chain(), _genome()), ("kept",))
+def _backward_reads_wt(p: Patches) -> None:
+    def make(orig):
+        def _backward_products(self, run, i, W, V, C, alpha, beta):
+            return orig(self, run, i, W, [None] * len(V), C, alpha, beta)
+        return _backward_products
+    p.wrap(_sim(), "_backward_products", make)
+
+
+@_register("oja_factor_sign", "the Oja term of eq. (8) grows the synapses: D = f̃ + |η̃||α|n² instead of f̃ − |η̃||α|n²",
+           "eq. (8)", "oja_scales_by_exact_factor", lambda: (chain({"oja": "weights"}), _genome(oja_alpha=0.5)),
+           ("kept",))
+def _oja_sign(p: Patches) -> None:
+    from blursim.sim.coefficients import Coefficients
+
+    def make(orig):
+        def dev(self, key, host):
+            v = orig(self, key, host)
+            return -v if key[0] == "oja4" else v
+        return dev
+    p.wrap(Coefficients, "dev", make)
+
+
+@_register("normalisation_wrong_axis", "Sec. 3.4's normalisation over the neurons of each example instead of the batch",
+           "Sec. 3.4", "normalisation_batch_statistics",
+           lambda: (chain(hidden="identity", normalization="forward"), _genome()), ("kept",))
+def _norm_axis(p: Patches) -> None:
+    def _normalize(self, x, cf, g):
+        xp = self.xp
+        gain = cf.h[g]["norm_gain"].reshape(cf.c, 1, self.k, 1, 1)
+        shift = cf.h[g]["norm_shift"].reshape(cf.c, 1, self.k, 1, 1)
+        x -= xp.mean(x, axis=-1, keepdims=True)
+        var = xp.mean(x * x, axis=-1, keepdims=True)
+        x *= gain / xp.sqrt(var + self.rules.norm_eps)
+        x += shift
+    p.setattr(_sim(), "_normalize", _normalize)
+
+
+@_register("feedback_rule_transposed", "untied V updated with W's eq. (7) transposed (ν̃ on the presynaptic side) "
+           "instead of its own, pre and post swapped", "eq. (7) for V", "synapse_update_closed_form",
+           lambda: (chain(), _genome()), ("kept",))
+def _v_rule_transposed(p: Patches) -> None:
+    def make(orig):
+        def _update(self, run, W, b, V):
+            W0 = [self.ops[q].to_dense(w) for q, w in enumerate(W)]
+            orig(self, run, W, b, V)
+            for q, v in enumerate(V):
+                if v is None:
+                    continue
+                ft = run.cf.h[self.program.projs[q].group]["f_tilde"].reshape(-1, 1, 1, 1, 1)
+                dW = self.ops[q].to_dense(W[q]) - ft * W0[q]
+                V0 = self.vops[q].to_dense(v)
+                v[...] = self.vops[q].from_dense(ft * V0 + np.swapaxes(dW, -1, -2), np)
+        return _update
+    p.wrap(_sim(), "_update", make)
+
+
+@_register("unroll_one_step_short", "train_unroll runs n − 1 steps for an unroll of n", "DESIGN §2 step loop",
+           "unroll_equals_single_steps", lambda: (chain(), _genome()), ("kept",))
+def _unroll_short(p: Patches) -> None:
+    from blursim.sim import run as run_mod
+
+    def make(orig):
+        def train_unroll(sim, st, genes, x, y, steps, seed, batch_size):
+            return orig(sim, st, genes, x, y, max(int(steps) - 1, 0), seed, batch_size)
+        return train_unroll
+    p.wrap(run_mod, "train_unroll", make)
+
+
+@_register("mask_not_reapplied", "the Hebbian product of a masked projection is not masked", "DESIGN §1 mask",
+           "masked_synapses_stay_zero",
+           lambda: (chain(conn={"kind": "fixed_probability", "p": 0.5, "seed": 3}), _genome()), ("kept",))
+def _mask(p: Patches) -> None:
+    from blursim.sim.operators import DenseOperator, MaskedDenseOperator
+
+    p.setattr(MaskedDenseOperator, "hebbian_update", DenseOperator.hebbian_update)
+
+
+def _couple(axis):
+    def make(orig):
+        def train_step(self, st, genes, x, y, monitor=None):
+            orig(self, st, genes, x, y, monitor=monitor)
+            for q, W in enumerate(st.W):
+                st.W[q] = W + 1e-3 * W.mean(axis=axis, keepdims=True)
+            return st
+        return train_step
+    return make
+
+
+@_register("species_mixing", "each species' W moves by 1e-3 × the mean over species", "DESIGN §1 species",
+           "species_independence", lambda: (chain(), _genome()), ("kept",))
+def _species(p: Patches) -> None:
+    p.wrap(_sim(), "train_step", _couple(0))
+
+
+@_register("replica_mixing", "each replica's W moves by 1e-3 × the mean over replicas", "DESIGN §1-2 replicas",
+           "replica_independence", lambda: (chain(), _genome()), ("kept",))
+def _replicas(p: Patches) -> None:
+    p.wrap(_sim(), "train_step", _couple(1))
+
+
+@_register("one_sided_saturation", "saturation bounds only positive synapses (W ← s·tanh(W/s) for W > 0 only)",
+           "Sec. 3.4 saturation", "saturation_bounds_synapses",
+           lambda: (chain({"saturation": True}), _genome(saturation=0.05)), ("kept",))
+def _one_sided(p: Patches) -> None:
+    def _saturate(self, E, cf, g):
+        s = float(abs(cf.h[g]["saturation"]).max())
+        E[...] = self.xp.where(E > 0, s * self.xp.tanh(E / s), E)
+    p.setattr(_sim(), "_saturate", _saturate)
+
+
+@_register("shared_channels_misaligned", "with shared channels, channel c's presynaptic factor is paired with channel "
+           "c − 1's postsynaptic one", "eq. (7) shared channels", "synapse_update_closed_form",
+           lambda: (chain({"shared_channels": True}), _genome()), ("kept",))
+def _misaligned(p: Patches) -> None:
+    from blursim.sim.simulator import _StepState
+
+    def make(orig):
+        def mix(self, q, g, name):
+            out = orig(self, q, g, name)
+            if self.sim.program.shared and name in ("mu_tilde", "mu_tilde_in"):
+                return self.sim.xp.roll(out, 1, axis=2)
+            return out
+        return mix
+    p.wrap(_StepState, "mix", make)
+
+
+@_register("bias_left_out_of_forward", "the forward pass (eq. 5) leaves out the bias units", "eq. (5)",
+           "backprop_equals_sgd", lambda: (backprop_chain(), _backprop_genome()), ("kept",))
+def _no_bias(p: Patches) -> None:
+    p.setattr(_sim(), "_bias_total", lambda self, run, j, b, eta: None)
+
+
+@_register("target_sign_flipped", "the feedback writes −T instead of the coded targets T", "Sec. 3.3",
+           "feedback_sets_output_states", lambda: (chain(), _genome()), ("kept",))
+def _target_sign(p: Patches) -> None:
+    def make(orig):
+        def _targets(self, y, pop):
+            coded, onehot = orig(self, y, pop)
+            return -coded, onehot
+        return _targets
+    p.wrap(_sim(), "_targets", make)
+
+
+# --------------------------------------------------- more mutants (not in the kept twelve)
+@_register("saturation_skipped", "saturation forgotten for the stored synapses", "Sec. 3.4 saturation",
+           "saturation_bounds_synapses", lambda: (chain({"saturation": True}), _genome(saturation=0.05)))
+def _no_saturation(p: Patches) -> None:
+    p.setattr(_sim(), "_saturate", lambda self, E, cf, g: None)
+
+
+@_register("position_dependent_threshold", "neuron n gets an extra 1e-3·n before its activation", "eq. (5)-(6)",
+           "hidden_relabelling_equivariance", lambda: (chain(), _genome()))
+def _threshold(p: Patches) -> None:
+    def make(orig):
+        def _activate(self, *args):
+            x = args[-1]
+            x += 1e-3 * np.arange(x.shape[-1])
+            return orig(self, *args)
+        return _activate
+    p.wrap(_sim(), "_activate", make)
+
+
+@_register("batch_example_weighting", "example b of a batch is weighted by 1 + b/10", "eq. (7) batch reduction",
+           "batch_order_invariance", lambda: (chain(), _genome()))
+def _weighting(p: Patches) -> None:
+    def make(orig):
+        def _input_states(self, x):
+            return orig(self, np.asarray(x) * (1 + 0.1 * np.arange(len(x)))[:, None])
+        return _input_states
+    p.wrap(_sim(), "_input_states", make)
+
+
+#: The twelve planted bugs blursim's mutation check measures (docs/testing.md).
+KEPT = tuple(n for n in MUTANTS if "kept" in MUTANTS.get(n).tags)
