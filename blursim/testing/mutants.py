@@ -41,19 +41,21 @@ class Patches:
         self._saved.append((obj, name, getattr(obj, name)))
         setattr(obj, name, value)
 
-    def wrap(self, obj, name: str, make: Callable[[Callable], Callable]) -> None:
-        """Replace ``obj.name`` by ``make(original)``."""
-        self.setattr(obj, name, make(getattr(obj, name)))
-
     def undo(self) -> None:
         while self._saved:
             obj, name, value = self._saved.pop()
             setattr(obj, name, value)
 
 
+def _wrap(p, obj, name: str, make: Callable[[Callable], Callable]) -> None:
+    """Replace ``obj.name`` by ``make(original)`` through ``p.setattr``."""
+    p.setattr(obj, name, make(getattr(obj, name)))
+
+
 @dataclass
 class Mutant:
-    """A planted bug: ``plant(patches)`` installs it; ``example()`` returns ``(spec, genome)``
+    """A planted bug: ``plant(patches)`` installs it through ``patches.setattr(obj, name, value)``
+    (a :class:`Patches`, or pytest's ``monkeypatch``); ``example()`` returns ``(spec, genome)``
     on which it shows; ``caught_by`` names the law expected to catch it."""
 
     name: str
@@ -144,7 +146,7 @@ def _backward_reads_wt(p: Patches) -> None:
         def _backward_products(self, run, i, W, V, C, alpha, beta):
             return orig(self, run, i, W, [None] * len(V), C, alpha, beta)
         return _backward_products
-    p.wrap(_sim(), "_backward_products", make)
+    _wrap(p, _sim(), "_backward_products", make)
 
 
 @_register("oja_factor_sign", "the Oja term of eq. (8) grows the synapses: D = f̃ + |η̃||α|n² instead of f̃ − |η̃||α|n²",
@@ -158,7 +160,7 @@ def _oja_sign(p: Patches) -> None:
             v = orig(self, key, host)
             return -v if key[0] == "oja4" else v
         return dev
-    p.wrap(Coefficients, "dev", make)
+    _wrap(p, Coefficients, "dev", make)
 
 
 @_register("normalisation_wrong_axis", "Sec. 3.4's normalisation over the neurons of each example instead of the batch",
@@ -192,7 +194,7 @@ def _v_rule_transposed(p: Patches) -> None:
                 V0 = self.vops[q].to_dense(v)
                 v[...] = self.vops[q].from_dense(ft * V0 + np.swapaxes(dW, -1, -2), np)
         return _update
-    p.wrap(_sim(), "_update", make)
+    _wrap(p, _sim(), "_update", make)
 
 
 @_register("unroll_one_step_short", "train_unroll runs n − 1 steps for an unroll of n", "DESIGN §2 step loop",
@@ -204,7 +206,7 @@ def _unroll_short(p: Patches) -> None:
         def train_unroll(sim, st, genes, x, y, steps, seed, batch_size):
             return orig(sim, st, genes, x, y, max(int(steps) - 1, 0), seed, batch_size)
         return train_unroll
-    p.wrap(run_mod, "train_unroll", make)
+    _wrap(p, run_mod, "train_unroll", make)
 
 
 @_register("mask_not_reapplied", "the Hebbian product of a masked projection is not masked", "DESIGN §1 mask",
@@ -230,13 +232,13 @@ def _couple(axis):
 @_register("species_mixing", "each species' W moves by 1e-3 × the mean over species", "DESIGN §1 species",
            "species_independence", lambda: (chain(), _genome()), ("kept",))
 def _species(p: Patches) -> None:
-    p.wrap(_sim(), "train_step", _couple(0))
+    _wrap(p, _sim(), "train_step", _couple(0))
 
 
 @_register("replica_mixing", "each replica's W moves by 1e-3 × the mean over replicas", "DESIGN §1-2 replicas",
            "replica_independence", lambda: (chain(), _genome()), ("kept",))
 def _replicas(p: Patches) -> None:
-    p.wrap(_sim(), "train_step", _couple(1))
+    _wrap(p, _sim(), "train_step", _couple(1))
 
 
 @_register("one_sided_saturation", "saturation bounds only positive synapses (W ← s·tanh(W/s) for W > 0 only)",
@@ -262,7 +264,7 @@ def _misaligned(p: Patches) -> None:
                 return self.sim.xp.roll(out, 1, axis=2)
             return out
         return mix
-    p.wrap(_StepState, "mix", make)
+    _wrap(p, _StepState, "mix", make)
 
 
 @_register("bias_left_out_of_forward", "the forward pass (eq. 5) leaves out the bias units", "eq. (5)",
@@ -279,7 +281,7 @@ def _target_sign(p: Patches) -> None:
             coded, onehot = orig(self, y, pop)
             return -coded, onehot
         return _targets
-    p.wrap(_sim(), "_targets", make)
+    _wrap(p, _sim(), "_targets", make)
 
 
 # --------------------------------------------------- more mutants (not in the kept twelve)
@@ -298,7 +300,7 @@ def _threshold(p: Patches) -> None:
             x += 1e-3 * np.arange(x.shape[-1])
             return orig(self, *args)
         return _activate
-    p.wrap(_sim(), "_activate", make)
+    _wrap(p, _sim(), "_activate", make)
 
 
 @_register("batch_example_weighting", "example b of a batch is weighted by 1 + b/10", "eq. (7) batch reduction",
@@ -308,8 +310,140 @@ def _weighting(p: Patches) -> None:
         def _input_states(self, x):
             return orig(self, np.asarray(x) * (1 + 0.1 * np.arange(len(x)))[:, None])
         return _input_states
-    p.wrap(_sim(), "_input_states", make)
+    _wrap(p, _sim(), "_input_states", make)
 
 
 #: The twelve planted bugs blursim's mutation check measures (docs/testing.md).
 KEPT = tuple(n for n in MUTANTS if "kept" in MUTANTS.get(n).tags)
+
+
+# ------------------------------------------------------------------ the mutation check
+#: Families of drawn cases the mutation check runs ``check_all`` over (see :func:`drawn_cases`).
+FAMILIES = ("generic", "paper_family", "backprop", "domains")
+
+
+def drawn_cases(family: str, n: int, *, n_features: int = 3, n_classes: int = 3) -> list[tuple[dict, Any, list]]:
+    """``n`` derandomized draws ``(spec, genome, batches)`` of a family (``"domains"``: ``n`` per law of
+    :data:`~blursim.testing.laws.LAWS`, from its domain strategy
+    :func:`~blursim.testing.strategies.law_network_specs`): ``"generic"``
+    (:func:`~blursim.testing.strategies.generic_network_specs`, every rule option; genomes with
+    every value and optional field drawn), ``"paper_family"``
+    (:func:`~blursim.testing.strategies.paper_network_specs` with ``family=True``), ``"backprop"``
+    (DESIGN §3 networks with the backprop genome). Genomes are *generic* (the ``random`` preset
+    from a drawn seed, optional fields drawn or left out) and batches seeded (2-4 examples, three
+    of them): Hypothesis's first, minimal value draws (all-zero mixing matrices and data) would
+    make most laws vacuous."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from blursim.genome import backprop_genome
+    from blursim.testing import strategies as bst
+
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; valid: {', '.join(FAMILIES)}")
+    if family == "domains":  # n draws from each law's domain strategy
+        from blursim.testing.laws import LAWS
+
+        return [c for name in LAWS for c in _law_cases(name, n, n_features, n_classes)]
+    cases: list = []
+
+    @settings(max_examples=n, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def draw(data):
+        if family == "backprop":
+            spec = data.draw(bst.backprop_network_specs(None, None, n_features=n_features, n_classes=n_classes,
+                                                        sizes=(1, 3), hidden=(1, 2)))
+            genome = backprop_genome(lr=data.draw(st.sampled_from([0.05, 0.1, 0.5])))
+        else:
+            specs = (bst.generic_network_specs(n_features=n_features, n_classes=n_classes) if family == "generic"
+                     else bst.paper_network_specs(family=True, n_features=n_features, n_classes=n_classes,
+                                                  hidden=(1, 2), sizes=(1, 4)))
+            spec = data.draw(specs)
+            genome = data.draw(bst.genomes(k=spec["k"], optional=True))
+        batches = [data.draw(bst.data_batches(n_features, n_classes, batch=(2, 4))) for _ in range(3)]
+        if len(cases) < n:
+            cases.append((spec, genome, batches))
+
+    draw()
+    return cases
+
+
+def _law_cases(name: str, n: int, n_features: int, n_classes: int) -> list:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from blursim.genome import backprop_genome
+    from blursim.testing import strategies as bst
+
+    cases: list = []
+
+    @settings(max_examples=n, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def draw(data):
+        spec = data.draw(bst.law_network_specs(name, n_features=n_features, n_classes=n_classes))
+        genome = (backprop_genome(lr=0.1) if name in bst.BACKPROP_LAWS
+                  else data.draw(bst.genomes(k=spec["k"], optional=True)))
+        batches = [data.draw(bst.data_batches(n_features, n_classes, batch=(2, 4))) for _ in range(3)]
+        if len(cases) < n:
+            cases.append((spec, genome, batches))
+
+    draw()
+    return cases
+
+
+@dataclass
+class MutantResult:
+    """How the laws fared on one mutant: ``caught`` examples of ``runs``, the laws that caught it
+    (``{law: examples}``; ``check_all`` stops at the first broken law), ``crashed`` examples where the
+    mutant raised something other than a law violation, and the first violation's message."""
+
+    mutant: str
+    runs: int = 0
+    caught: int = 0
+    by_law: dict[str, int] = field(default_factory=dict)
+    crashed: int = 0
+    first_message: str = ""
+
+    @property
+    def is_caught(self) -> bool:
+        return self.caught > 0
+
+
+def check_mutant(mutant: str | Mutant, cases, **law_kw) -> MutantResult:
+    """Run ``laws.check_all(spec, genome, batches, conform=True)`` on every case with ``mutant``
+    planted; tabulate which laws caught it."""
+    from blursim.testing import laws
+    from blursim.testing.report import LawViolation
+
+    m = mutant if isinstance(mutant, Mutant) else MUTANTS.get(mutant)
+    res = MutantResult(m.name)
+    law_kw.setdefault("save", False)
+    with planted(m):
+        for spec, genome, batches in cases:
+            res.runs += 1
+            try:
+                laws.check_all(spec, genome, batches, conform=True, **law_kw)
+            except LawViolation as e:
+                res.caught += 1
+                res.by_law[e.law] = res.by_law.get(e.law, 0) + 1
+                res.first_message = res.first_message or e.core
+            except Exception:  # noqa: BLE001  (a mutant that crashes the step is not a law's catch)
+                res.crashed += 1
+    return res
+
+
+def mutation_table(results: list[MutantResult]) -> str:
+    """A Markdown table of :class:`MutantResult` rows."""
+    lines = ["| mutant | equation | caught | examples caught | laws that caught it (examples) |",
+             "|---|---|---|---|---|"]
+    for r in results:
+        m = MUTANTS.get(r.mutant) if r.mutant in MUTANTS else None
+        by = ", ".join(f"`{k}` ({v})" for k, v in sorted(r.by_law.items(), key=lambda kv: -kv[1])) or "—"
+        crashed = f" ({r.crashed} crashed)" if r.crashed else ""
+        lines.append(f"| `{r.mutant}` | {m.equation if m else ''} | {'yes' if r.is_caught else '**no**'} | "
+                     f"{r.caught} of {r.runs}{crashed} | {by} |")
+    n = sum(r.is_caught for r in results)
+    lines.append(f"\ncaught: {n} of {len(results)}")
+    return "\n".join(lines)

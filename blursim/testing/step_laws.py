@@ -366,7 +366,8 @@ class OjaScalesByExactFactor(SynapseUpdateClosedForm):
     name = "oja_scales_by_exact_factor"
     equation = "eq. (8) Oja term"
     statement = "with no Hebbian term (ν̃ = 0) each synapse is multiplied by f̃ − |η̃||α|·n² (eq. 8)"
-    holds_under = "oja: weights or activity, synapse_normalization other than stored; genomes with nu_tilde = 0"
+    holds_under = ("oja: weights or activity, synapse_normalization other than stored; genomes with nu_tilde = 0 "
+                   "and an Oja term (oja_alpha ≠ 0, eta_tilde ≠ 0)")
 
     def why_not_program(self, prog):
         if prog.rules.oja == "none":
@@ -375,14 +376,20 @@ class OjaScalesByExactFactor(SynapseUpdateClosedForm):
 
     def why_not_genome(self, prog, genome):
         for g in prog.groups:
-            if np.any(np.asarray(genome.groups[g].nu_tilde) != 0):
+            p = genome.groups[g]
+            if np.any(np.asarray(p.nu_tilde) != 0):
                 return f"genome group {g!r} has a Hebbian term (nu_tilde ≠ 0; the law needs nu_tilde = 0)"
+            if not p.oja_alpha or not p.eta_tilde:
+                return (f"genome group {g!r} has no Oja term (oja_alpha = {p.oja_alpha}, eta_tilde = {p.eta_tilde}; "
+                        "the law needs both nonzero)")
         return None
 
     def conform(self, genome):
         g = super().conform(genome)
         return g.model_copy(update={"groups": {
-            n: p.model_copy(update={"nu_tilde": np.zeros((g.k, g.k)).tolist()}) for n, p in g.groups.items()}})
+            n: p.model_copy(update={"nu_tilde": np.zeros((g.k, g.k)).tolist(), "oja_alpha": p.oja_alpha or 0.5,
+                                    "eta_tilde": p.eta_tilde or 0.05})
+            for n, p in g.groups.items()}})
 
     def check(self, run):
         want = self.expected(run)
@@ -420,7 +427,8 @@ class UntiedFeedbackDrivesBackward(Law):
     statement = ("perturbing untied feedback synapses V changes the backward state they feed by exactly "
                  "η·Σ δ·(μ a) and nothing in the forward pass")
     holds_under = ("tied: false, schedule topological, synapse_normalization none, a projection whose presynaptic population the backward pass "
-                   "updates with the identity backward activation and no backward normalisation; any genome")
+                   "updates with the identity backward activation and no backward normalisation; genomes with "
+                   "mu ≠ 0 and eta ≠ 0 (additive) or f ≠ 0 (multiplicative)")
     atol = 1e-10
     rtol = 1e-8
     check_initial = False
@@ -438,6 +446,23 @@ class UntiedFeedbackDrivesBackward(Law):
             return ("no projection's presynaptic population is updated by the backward pass with the identity "
                     "backward activation and no backward normalisation")
         return None
+
+    def why_not_genome(self, prog, genome):
+        gate = "eta" if prog.rules.backward_update == "additive" else "f"
+        for qi in _feedback_targets(prog):
+            q = prog.projs[qi]
+            if not np.any(np.asarray(genome.groups[q.group].mu)):
+                return f"genome group {q.group!r} has mu = 0: the backward pass reads nothing through V"
+            if not getattr(genome.groups[prog.pops[q.pre].group], gate):
+                return f"genome group {prog.pops[q.pre].group!r} has {gate} = 0: the backward states ignore y"
+        return None
+
+    def conform(self, genome):
+        g = super().conform(genome)
+        return g.model_copy(update={"groups": {
+            n: p.model_copy(update={"mu": p.mu if np.any(np.asarray(p.mu)) else np.eye(g.k).tolist(),
+                                    "eta": p.eta or 1.0, "f": p.f or 1.0})
+            for n, p in g.groups.items()}})
 
     def resolve_options(self, run, options):
         (scale,) = self.take_options(options, "scale")
@@ -530,11 +555,11 @@ class UnrollEqualsSingleSteps(Law):
         res = _run.train_and_evaluate(sim, [run.genome], data, steps=n, batch_size=B, replicas=run.replicas,
                                       seed=run.seed, eval_steps="end")
         for label, st in (("train_unroll", unrolled), ("train_and_evaluate", res.state)):
+            run.compare(run.dense(st), want, value_label=f"after {label}({n} steps)",
+                        expected_label=f"after {n} single steps")
             if st.steps != single.steps:
                 run.fail(Where(variable="steps taken", extra=f"by {label}", step=n), value=st.steps,
                          expected=single.steps, tolerance="0", expected_label=f"{n} single steps")
-            run.compare(run.dense(st), want, value_label=f"after {label}({n} steps)",
-                        expected_label=f"after {n} single steps")
 
 
 normalisation_batch_statistics = _register(NormalisationBatchStatistics())
