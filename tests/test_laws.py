@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from blursim.genome import backprop_genome, random_genome
 from blursim.sim import Simulator
+from blursim.sim.fast import FastKernels
 from blursim.testing import LAWS, LawNotApplicable, LawViolation, laws
 from blursim.testing import mutants as planted_bugs
 from blursim.testing.strategies import (
@@ -169,7 +170,7 @@ def mutant_frozen(mp):
 
 def mutant_saturation(mp):
     """Saturation forgotten for the stored synapses."""
-    mp.setattr(Simulator, "_saturate", lambda self, E, cf, g: None)
+    mp.setattr(FastKernels, "saturate", lambda self, run, job, syn: None)
     g = random_genome(seed=1)
     g.groups["default"].saturation = 0.05
     return chain({"saturation": True}), g, {}
@@ -188,13 +189,12 @@ def mutant_channels(mp):
 def mutant_equivariance(mp):
     """A position-dependent threshold: neuron n gets an extra 1e-3·n before its activation."""
     def make(orig):
-        def _activate(self, *args):  # (..., x): the states about to be activated come last
-            x = args[-1]
+        def activate(self, run, x, names):  # x: the states about to be activated
             x += 1e-3 * np.arange(x.shape[-1])
-            return orig(self, *args)
-        return _activate
+            return orig(self, run, x, names)
+        return activate
 
-    wrap(mp, Simulator, "_activate", make)
+    wrap(mp, FastKernels, "activate", make)
     return chain(), random_genome(seed=1), {}
 
 

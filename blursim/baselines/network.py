@@ -36,8 +36,6 @@ from blursim.baselines.derivatives import derivative_of
 from blursim.errors import SpecError
 from blursim.graph.compile import Program
 from blursim.sim.metrics import accuracy_and_ce
-from blursim.sim.simulator import Simulator
-from blursim.spec import GenomeParams, GenomeSpec
 from blursim.vocab.activations import ACTIVATIONS
 
 
@@ -105,21 +103,14 @@ class FeedForwardNet:
     def initial_weights(self, replicas: int = 1, seed: int = 0) -> list[np.ndarray]:
         """The BLUR simulation's initial forward synapses (state-0 channel) for ``seed``.
 
-        Drawn by :meth:`blursim.sim.Simulator.init_synapses` with a neutral
-        genome (``init_scale`` 1), so a BLUR run and a baseline run with the
-        same seed start from identical weights. Each array is
+        Drawn by :func:`blursim.sim.oracle.reference_draws` (``init_scale`` 1),
+        as :meth:`blursim.sim.Simulator.init_synapses` draws them, so a BLUR run
+        and a baseline run with the same seed start from identical weights. Each array is
         ``(R, n_pre + bias, n_post)``.
         """
-        prog = self.program
-        k = prog.k
-        eye = np.eye(k).tolist()
-        neutral = GenomeParams(f=1.0, eta=1.0, f_tilde=1.0, eta_tilde=0.0, nu=eye, mu=eye,
-                               nu_tilde=eye, mu_tilde=eye, init_scale=1.0)
-        genome = GenomeSpec(k=k, groups={g: neutral for g in prog.groups})
-        sim = Simulator(prog, backend="numpy", dtype=self.dtype.name)
-        st = sim.init_synapses(sim.prepare([genome]), replicas=replicas, seed=seed)
-        return [np.array(st.forward_synapses(qi, k)[0, ..., 0], dtype=self.dtype)
-                for qi in range(len(prog.projs))]
+        from blursim.sim.oracle import reference_draws
+
+        return [np.array(w[0, ..., 0], dtype=self.dtype) for w in reference_draws(self.program, replicas, seed)[0]]
 
     def zeros_like_weights(self, params: list[np.ndarray]) -> list[np.ndarray]:
         return [np.zeros_like(w) for w in params]

@@ -19,9 +19,10 @@ module its inputs come from. This module runs *that same code* on
   :func:`query_losses`.
 
 Species ``S`` and replicas ``R`` are the leading axes of every array, as in
-the reference. Initial synapses are the NumPy simulator's, drawn on the host
-from the same seed (:func:`initial_state`: identical values), so the two
-engines start every run from the same synapses.
+the reference. Initial synapses come from :func:`blursim.sim.oracle.initial_draws`,
+drawn on the host from the same seed as the NumPy simulator's
+(:func:`initial_state`: identical values), so the two engines start every
+run from the same synapses.
 
 Precision
 ---------
@@ -58,6 +59,7 @@ import numpy as np
 
 from blursim.errors import BackendError, SpecError
 from blursim.sim import reference as ref
+from blursim.sim.oracle import reference_draws, step_flops
 
 #: What installs the optional extra (README, docs).
 INSTALL = 'pip install -e ".[jax]"'
@@ -124,20 +126,11 @@ def compiled(program, name: Any, make):
 
 # ------------------------------------------------------------- initial synapses
 def unit_draws(program, replicas: int, seed: int) -> ref.BlurState:
-    """The NumPy simulator's initial synapses for ``init_scale = 1``: float64, one species
-    ``(1, R, ...)``, in the reference layout. Replica ``r`` depends only on ``seed`` and ``r``
-    (DESIGN §2, Randomness): every engine starts from these draws."""
-    from blursim.sim.simulator import Simulator
-
-    sim = Simulator(program, backend="numpy", dtype="float64", sparse="masked")
-    genes = {g: _UnitGene() for g in program.groups}
-    return ref.from_simulator(sim.init_synapses(genes, replicas=replicas, seed=seed), program)
-
-
-class _UnitGene:
-    """What :meth:`Simulator.init_synapses` reads of a genome group: ``init_scale`` (here 1)."""
-
-    init_scale = np.ones(1)
+    """The initial synapses for ``init_scale = 1`` (:func:`blursim.sim.oracle.reference_draws`):
+    float64, one species ``(1, R, ...)``, in the reference layout. Replica ``r`` depends only on
+    ``seed`` and ``r`` (DESIGN §2, Randomness): every engine starts from these draws."""
+    W, V = reference_draws(program, replicas, seed)
+    return ref.BlurState(W, V, None)
 
 
 def scale_draws(program, draws: ref.BlurState, init_scale: dict[str, np.ndarray], dtype) -> ref.BlurState:
@@ -456,10 +449,8 @@ class JaxSimulator:
 
     # ------------------------------------------------------------ accounting
     def flops(self, B: int, train: bool = True) -> dict[str, float]:
-        """The minimal FLOPs of :meth:`Simulator.flops` (same network, same count)."""
-        from blursim.sim.simulator import Simulator
-
-        return Simulator(self.program, backend="numpy", dtype="float32", sparse="masked").flops(B, train)
+        """The minimal FLOPs of :meth:`Simulator.flops` with dense storage (:func:`blursim.sim.oracle.step_flops`)."""
+        return step_flops(self.program, B, train)
 
     def synapse_bytes(self, st: JaxState) -> int:
         """Bytes of the stored synapses (all ``k`` channels, as the reference layout keeps them)."""

@@ -35,18 +35,21 @@ array namespace as the synapses so that it can be differentiated.
 Paper -> function
 -----------------
 
+The step itself -- phase order, schedules, every ``rules`` branch -- is
+:mod:`blursim.sim.step`, written once over the primitives of
+:mod:`blursim.sim.kernels`; this module is its reference kernel set
+(:class:`ReferenceKernels`) and the functions those primitives are made of:
+
 ==========================================  =====================================
 eq. (5) forward drive ``z_j``                :func:`forward_drive`
-eq. (5) ``a_j <- σ(N(f a_j + η z_j))``       :func:`neuron_update`
 normalisation N (Sec. 3.4)                   :func:`normalize`
 forward pass (schedules, DESIGN §2)          :func:`forward_pass`
 feedback (Sec. 3.3)                          :func:`feedback`
 eq. (6) backward drive ``y_i``               :func:`backward_drive`
-eq. (6) three ``backward_update`` modes      :func:`backward_update`
-backward pass                                :func:`backward_pass`
+backward pass (three ``backward_update``)    :func:`backward_pass`
 eq. (7) ``P``, ``Q``, Hebbian ``H``          :func:`presynaptic`, :func:`postsynaptic`, :func:`hebbian`
-eq. (8) / App. B Oja term ``O``              :func:`oja_term`
-eq. (7) + mask + saturation (Sec. 3.4)       :func:`synapse_update`
+eq. (8) / App. B Oja keep factor ``D``       :meth:`ReferenceKernels.oja_keep`
+eq. (7) + mask + saturation (Sec. 3.4)       :meth:`ReferenceKernels.hebbian_update`, :func:`saturate`
 synapse normalisation (App. C.6)             :func:`synapse_normalize`
 one training step (DESIGN §2)                :func:`train_step`
 evaluation forward pass (DESIGN §2 step 7)   :func:`evaluate`
@@ -103,16 +106,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from blursim.sim.targets import coded_targets, target_tables
+from blursim.sim import step
+from blursim.sim.kernels import KernelSet
+from blursim.sim.synapses import SynapseState
 from blursim.vocab.activations import ACTIVATIONS
-from blursim.vocab.feedback import FEEDBACK
 
 __all__ = [
     "BlurState", "namespace", "genome_arrays", "from_simulator", "to_simulator", "zero_neurons",
-    "mix", "with_bias", "normalize", "activate", "forward_drive", "neuron_update", "forward_pass",
-    "feedback", "backward_drive", "backward_update", "backward_pass", "presynaptic", "postsynaptic",
-    "hebbian", "oja_term", "saturate", "synapse_update", "synapse_normalize", "input_states",
-    "train_step", "evaluate",
+    "mix", "with_bias", "normalize", "activate", "forward_drive", "forward_pass", "feedback",
+    "backward_drive", "backward_pass", "presynaptic", "postsynaptic", "hebbian", "saturate",
+    "synapse_normalize", "input_states", "train_step", "evaluate", "ReferenceKernels", "KERNELS", "Run",
 ]
 
 
@@ -165,10 +168,6 @@ def _col(v, ndim: int):
 def _abs(xp, v):
     """``|v|`` for a real genome entry, ``v sign(Re v)`` (complex-step safe; equal for real ``v``)."""
     return v * xp.sign(xp.real(v))
-
-
-def _sign(xp, v):
-    return xp.sign(xp.real(v))
 
 
 # -------------------------------------------------------------------- genomes
@@ -268,75 +267,6 @@ def forward_drive(program, genome, W, a, j: int):
     return z
 
 
-def neuron_update(a, drive, f, eta, names, norm: tuple | None):
-    """``σ(N(f a + η drive))``: eq. (5) with ``drive = z``, the additive eq. (6) with ``drive = y``.
-
-    ``norm``: ``(gain, shift, eps)`` when N applies, else ``None``.
-    """
-    x = _col(f, 5) * a + _col(eta, 5) * drive
-    if norm is not None:
-        x = normalize(x, *norm)
-    return activate(names, x)
-
-
-def _norm(program, genome, p, on: bool):
-    g = genome[p.group]
-    return (g["norm_gain"], g["norm_shift"], program.rules.norm_eps) if on else None
-
-
-def forward_pass(program, genome, W, a: list) -> list:
-    """Eq. (5) for every non-input population: in topological order, or by synchronous sweeps."""
-    a = list(a)
-
-    def update(j):
-        p = program.pops[j]
-        g = genome[p.group]
-        return neuron_update(a[j], forward_drive(program, genome, W, a, j), g["f"], g["eta"],
-                             p.fwd_names, _norm(program, genome, p, p.norm_fwd))
-
-    if program.rules.schedule == "topological":
-        for j in program.forward_order:
-            a[j] = update(j)
-        return a
-    for _ in range(program.rules.sweeps):
-        new = {j: update(j) for j in program.forward_order}  # all from the previous sweep
-        for j, v in new.items():
-            a[j] = v
-    return a
-
-
-# ------------------------------------------------------------ feedback (3.3)
-def targets(program, o: int, y, dtype, xp):
-    """``(coded, onehot)`` ``(B, n_o)`` for output ``o`` (:func:`blursim.sim.targets.coded_targets`,
-    the coding the Simulator uses: labels checked). Labels that are not a NumPy/CuPy array
-    (traced by ``jax.jit``) cannot be checked: they index the same coding tables directly;
-    real-valued target vectors ``(B, n_o)`` are their own coding."""
-    p, rules = program.pops[o], program.rules
-    if namespace(y) is not _jnp_or_none():  # host or CuPy labels: the checked coding
-        y_host = y.get() if type(y).__module__.split(".")[0] == "cupy" else np.asarray(y)
-        return coded_targets(y_host, p.size, rules.target_coding, population=p.name,
-                             feedback=rules.feedback, xp=xp, dtype=dtype)
-    if y.ndim == 2:
-        t = xp.asarray(y, dtype=dtype)
-        return t, t
-    coded, onehot = target_tables(p.size, rules.target_coding)
-    return xp.asarray(coded, dtype=dtype)[y], xp.asarray(onehot, dtype=dtype)[y]
-
-
-def feedback(program, a: list, y) -> list:
-    """Sec. 3.3: every output population's state 1 (and higher) from the targets ``y`` -- labels
-    ``(B,)`` or target vectors ``(B, n)`` -- through the feedback kind ``rules.feedback``;
-    state 0 is kept."""
-    xp = namespace(*[v for v in a if v is not None])
-    kind = FEEDBACK.get(program.rules.feedback)
-    a = list(a)
-    for o in program.outputs:
-        coded, onehot = targets(program, o, y, a[o].dtype, xp)
-        states = kind([a[o][..., c] for c in range(program.k)], coded, onehot, xp)
-        a[o] = xp.stack(states, axis=-1)
-    return a
-
-
 # ----------------------------------------------------------- backward, eq. (6)
 def backward_drive(program, genome, W, V, a, i: int):
     """``y_i^c = Σ_{q: i→j} Σ_j V_q[j, i, c] (μ_q a_j)^c`` (eq. 6), with ``V_q = W_q[:n_i]ᵀ``
@@ -353,44 +283,21 @@ def backward_drive(program, genome, W, V, a, i: int):
     return y
 
 
-def backward_update(mode: str, a, y, f, eta, names, norm: tuple | None):
-    """Eq. (6) by ``rules.backward_update``:
-
-    - ``additive``: ``σ_bwd(N(f a + η y))``;
-    - ``multiplicative``: ``σ_bwd(f · a ⊙ y)``;
-    - ``multiplicative_second_state``: ``σ_bwd(f · [a^0, a^1 y^1, ..., a^{k-1} y^{k-1}])``.
-    """
-    if mode == "additive":
-        return neuron_update(a, y, f, eta, names, norm)
-    xp = namespace(a, y)
-    if mode == "multiplicative":
-        x = a * y
-    else:
-        x = xp.concatenate([a[..., :1], a[..., 1:] * y[..., 1:]], axis=-1)
-    return activate(names, _col(f, 5) * x)
-
-
-def backward_pass(program, genome, W, V, a: list) -> list:
-    """Eq. (6) for the non-input populations with outgoing projections, in reverse topological
-    order, or by synchronous sweeps."""
-    a = list(a)
-    mode = program.rules.backward_update
-
-    def update(i):
-        p = program.pops[i]
-        g = genome[p.group]
-        return backward_update(mode, a[i], backward_drive(program, genome, W, V, a, i), g["f"],
-                               g["eta"], p.bwd_names, _norm(program, genome, p, p.norm_bwd))
-
-    if program.rules.schedule == "topological":
-        for i in program.backward_order:
-            a[i] = update(i)
-        return a
-    for _ in range(program.rules.sweeps):
-        new = {i: update(i) for i in program.backward_order}
-        for i, v in new.items():
-            a[i] = v
-    return a
+# ------------------------------------------------------------ feedback (3.3)
+def targets(program, o: int, y, dtype, xp):
+    """``(coded, onehot)`` ``(B, n_o)`` for output ``o`` (:func:`blursim.sim.step.targets`, the
+    coding the Simulator uses: labels checked). Labels that are not a NumPy/CuPy array (traced by
+    ``jax.jit``) cannot be checked: they index the same coding tables directly; real-valued
+    target vectors ``(B, n_o)`` are their own coding."""
+    p = program.pops[o]
+    if namespace(y) is not _jnp_or_none():  # host or CuPy labels: the checked coding
+        y_host = y.get() if type(y).__module__.split(".")[0] == "cupy" else np.asarray(y)
+        return step.targets(program, y_host, p, xp, dtype)
+    if y.ndim == 2:
+        t = xp.asarray(y, dtype=dtype)
+        return t, t
+    coded, onehot = step.target_codes(program, p)
+    return xp.asarray(coded, dtype=dtype)[y], xp.asarray(onehot, dtype=dtype)[y]
 
 
 # ------------------------------------------------------ synapses, eq. (7)/(8)
@@ -410,50 +317,6 @@ def hebbian(P, Q, reduction: str):
     return H / P.shape[2] if reduction == "mean" else H
 
 
-def oja_term(mode: str, E, Q, alpha, eta_tilde, reduction: str):
-    """The Oja-like term ``O`` (eq. 8 first term with a learnable multiplier / App. B).
-
-    - ``weights``: ``-sign(η̃) |α| E[i, j, c] Σ_i' E[i', j, c]²`` (all rows, bias included);
-    - ``activity``: ``-sign(η̃) |α| E[i, j, c] ρ_b Q_b[j, c]²``;
-    - ``none``: 0.
-    """
-    if mode == "none":
-        return 0
-    xp = namespace(E, Q)
-    if mode == "weights":
-        n2 = xp.sum(E * E, axis=2, keepdims=True)
-    else:
-        n2 = xp.sum(Q * Q, axis=2)[:, :, None]
-        if reduction == "mean":
-            n2 = n2 / Q.shape[2]
-    return -_col(_sign(xp, eta_tilde) * _abs(xp, alpha), E.ndim) * E * n2
-
-
-def synapse_update(rules, g, E, pre, post, mask):
-    """Eq. (7)/(8) for one synapse array ``E[i, j, c]`` from source states ``pre`` (with the bias
-    unit for a forward ``W`` that has one) and destination states ``post``:
-
-    ``E <- M ⊙ (f̃ E + η̃ (H + O))`` with ``H = ρ_b P_b Q_b``, ``P = ν̃ᵀ pre``, ``Q = μ̃ post``;
-    shared channels take the mean of this over channels (``shared_update: "mean"``) or its
-    channel 0 (``"channel0"``); then saturation (Sec. 3.4).
-    ``mask``: ``(rows, cols)`` bool or ``None`` (all-to-all). ``g``: the projection's genome group.
-    """
-    xp = namespace(E)
-    Q = postsynaptic(g["mu_tilde"], post)
-    H = hebbian(presynaptic(g["nu_tilde"], pre), Q, rules.batch_reduction)
-    O = oja_term(rules.oja, E, Q, g["oja_alpha"], g["eta_tilde"], rules.batch_reduction)
-    new = _col(g["f_tilde"], E.ndim) * E + _col(g["eta_tilde"], E.ndim) * (H + O)
-    if rules.shared_channels and rules.shared_update == "channel0":
-        new = xp.broadcast_to(new[..., :1], new.shape)
-    elif rules.shared_channels:
-        new = xp.broadcast_to(xp.mean(new, axis=-1, keepdims=True), new.shape)
-    if mask is not None:
-        new = new * xp.asarray(mask, dtype=new.dtype)[..., None]
-    if rules.saturation:
-        new = saturate(new, g["saturation"])
-    return new
-
-
 def _forward_mask(q):
     """``M̄``: the mask with a row of ones for the bias (``None`` for all-to-all)."""
     if q.mask is None:
@@ -461,82 +324,225 @@ def _forward_mask(q):
     return np.concatenate([q.mask, np.ones((1, q.n_post), bool)]) if q.bias else q.mask
 
 
+# ------------------------------------------------------------ the kernel set
+class Run:
+    """One step's arrays for :class:`ReferenceKernels`: the synapses ``state``, the neuron states
+    ``a`` (a list, replaced entry by entry), the batch ``x, y``, the updated synapses ``newW``,
+    ``newV``, and what a monitor asked for (``record``: phases -> states, ``hebbian``: ``H``)."""
+
+    def __init__(self, program, genome, state: BlurState, x, y=None, a=None, record=None) -> None:
+        self.program, self.genome, self.state, self.x, self.y = program, genome, state, x, y
+        W = tuple(state.W)
+        self.xp = namespace(*W, x)
+        if W:
+            self.S, self.R = W[0].shape[:2]
+            self.dtype = self.xp.result_type(W[0], x) if x is not None else W[0].dtype
+        self.a = None if a is None else list(a)
+        self.newW, self.newV = list(W), list(state.V)
+        self.record = record  # None, or {"phases": set, "hebbian": set of (q, which)}
+        self.recorded: dict = {}
+
+
+class ReferenceKernels(KernelSet):
+    """The primitives of :mod:`blursim.sim.kernels` as pure array-API functions (the paper's
+    layout: states ``(S, R, B, n, k)``, synapses ``(S, R, n_src (+ bias), n_dst, k)``)."""
+
+    name = "reference"
+
+    def synapses(self, run):
+        return tuple(run.state.W), tuple(run.state.V)
+
+    def normalize_synapses(self, run, syn, eps, copy):
+        """App. C.6 on every ``W`` (bias row included) and ``V`` (a new array; ``copy`` is moot)."""
+        genome = run.genome
+        W, V = syn
+        We = tuple(synapse_normalize(w, genome[q.group]["rescale"], eps) for q, w in zip(run.program.projs, W))
+        Ve = tuple(None if v is None else synapse_normalize(v, genome[q.group]["rescale"], eps)
+                   for q, v in zip(run.program.projs, V))
+        return We, Ve
+
+    def start(self, run, keep):
+        """Reset states, or the kept ones (``keep``) where their shape still fits; inputs written."""
+        program, xp = run.program, run.xp
+        B = run.x.shape[0]
+        a = list(zero_neurons(program, run.S, run.R, B, run.dtype, xp))
+        if keep and run.state.a is not None:
+            for p, kept in enumerate(run.state.a):
+                if kept is not None and tuple(kept.shape) == tuple(a[p].shape):
+                    a[p] = kept
+        for i, v in input_states(program, run.x, run.S, run.R, run.dtype).items():
+            a[i] = v
+        run.a = a
+
+    def drive(self, run, p, syn, direction, keep, rate, buffer):
+        """``keep a_p + rate z_p`` (forward, eq. 5) or ``keep a_p + rate y_p`` (backward, eq. 6)."""
+        W, V = syn
+        g = run.genome[run.program.pops[p].group]
+        if direction == "forward":
+            d = forward_drive(run.program, run.genome, W, run.a, p)
+        else:
+            d = backward_drive(run.program, run.genome, W, V, run.a, p)
+        x = _col(g[rate], 5) * d
+        return x if keep is None else _col(g[keep], 5) * run.a[p] + x
+
+    def gate(self, run, p, y, first, keep, buffer):
+        """``[keep a^0 .. a^{first-1}, a^first y^first, ...]``."""
+        a = run.a[p]
+        if first == 0:
+            return a * y
+        g = run.genome[run.program.pops[p].group]
+        xp = namespace(a, y)
+        return xp.concatenate([_col(g[keep], 5) * a[..., :first], a[..., first:] * y[..., first:]], axis=-1)
+
+    def normalize(self, run, x, p, eps):
+        g = run.genome[run.program.pops[p].group]
+        return normalize(x, g["norm_gain"], g["norm_shift"], eps)
+
+    def activate(self, run, x, names):
+        return activate(names, x)
+
+    def set_state(self, run, p, x):
+        run.a[p] = x
+
+    def feedback(self, run, o, kind):
+        """Sec. 3.3: the feedback kind on output ``o``'s states (state 0 kept by every kind)."""
+        xp = namespace(*[v for v in run.a if v is not None])
+        coded, onehot = targets(run.program, o, run.y, run.a[o].dtype, xp)
+        states = kind([run.a[o][..., c] for c in range(run.program.k)], coded, onehot, xp)
+        run.a[o] = xp.stack(states, axis=-1)
+
+    def record(self, run, phase):
+        if run.record is not None and phase in run.record["phases"]:
+            run.recorded[phase] = tuple(run.a)
+
+    def run_jobs(self, run, jobs, fn):
+        for job in jobs:
+            fn(job)
+        return tuple(run.newW), tuple(run.newV)
+
+    # ------------------------------------------------------------ eq. (7)-(8)
+    @staticmethod
+    def _stored(syn, job):
+        """The job's synapses as the step stores them (after App. C.6's ``stored`` normalisation)."""
+        return (syn[0] if job.which == "W" else syn[1])[job.q]
+
+    def column_sq(self, run, job, syn):
+        """``Σ_src E²`` per destination neuron and channel (bias row included): ``(S, R, 1, n_dst, k)``."""
+        E = self._stored(syn, job)
+        return namespace(E).sum(E * E, axis=2, keepdims=True)
+
+    def activity_sq(self, run, job):
+        """``ρ_b Q_b²``, ``Q = μ̃ a_dst``: ``(S, R, 1, n_dst, k)``."""
+        Q = postsynaptic(run.genome[job.group]["mu_tilde"], run.a[job.dst])
+        n2 = namespace(Q).sum(Q * Q, axis=2)[:, :, None]
+        return n2 / Q.shape[2] if job.batch_mean else n2
+
+    def oja_keep(self, run, job, n2):
+        """``D = f̃ - |η̃| |α| n2`` (eq. 8: ``η̃ O = -|η̃| |α| E n2``, since ``O`` carries ``sign(η̃)``)."""
+        g = run.genome[job.group]
+        xp = namespace(n2)
+        return _col(g["f_tilde"], 5) - _col(_abs(xp, g["eta_tilde"]) * _abs(xp, g["oja_alpha"]), 5) * n2
+
+    def _hebbian(self, run, job):
+        """``H = ρ_b P_b Q_b`` per channel (or a variant's kernel, :data:`blursim.sim.step.HEBBIAN_KERNELS`)."""
+        g = run.genome[job.group]
+        src = with_bias(run.a[job.src]) if job.bias else run.a[job.src]
+        fn = step.HEBBIAN_KERNELS[job.hebbian]
+        if fn is None:
+            return hebbian(presynaptic(g["nu_tilde"], src), postsynaptic(g["mu_tilde"], run.a[job.dst]),
+                           "mean" if job.batch_mean else "sum")
+        H = fn(g, src, run.a[job.dst])
+        return H / src.shape[2] if job.batch_mean else H
+
+    @staticmethod
+    def _channels(job, E):
+        """A shared synapse's stored value from eq. (7)'s per-channel ``E``: the mean or channel 0."""
+        xp = namespace(E)
+        if job.channels == "first":
+            return xp.broadcast_to(E[..., :1], E.shape)
+        if job.channels == "mean":
+            return xp.broadcast_to(xp.mean(E, axis=-1, keepdims=True), E.shape)
+        return E
+
+    def hebbian_update(self, run, job, syn, keep):
+        """``E <- M ⊙ (D E + η̃ H)`` (``D = f̃`` without Oja), the channel reduction of shared
+        channels, the mask (with the bias row's ones)."""
+        g = run.genome[job.group]
+        E = self._stored(syn, job)
+        D = _col(g["f_tilde"], E.ndim) if keep is None else keep
+        new = self._channels(job, D * E + _col(g["eta_tilde"], E.ndim) * self._hebbian(run, job))
+        q = run.program.projs[job.q]
+        mask = _forward_mask(q) if job.which == "W" else (None if q.mask is None else q.mask.T)
+        if mask is not None:
+            new = new * namespace(new).asarray(mask, dtype=new.dtype)[..., None]
+        (run.newW if job.which == "W" else run.newV)[job.q] = new
+
+    def saturate(self, run, job, syn):
+        new = run.newW if job.which == "W" else run.newV
+        new[job.q] = saturate(new[job.q], run.genome[job.group]["saturation"])
+
+    def record_hebbian(self, run, job):
+        if run.record is not None and (job.q, job.which) in run.record["hebbian"]:
+            run.recorded[("H", job.q, job.which)] = self._channels(job, self._hebbian(run, job))
+
+
+#: The reference kernel set (stateless: one instance serves every step).
+KERNELS = ReferenceKernels()
+
+
 # --------------------------------------------------------------- one step
-def _effective(program, genome, W, V):
-    """Synapses as the activations see them: normalised (App. C.6) or as stored."""
-    eps = program.rules.synapse_norm_eps
-    We = tuple(synapse_normalize(w, genome[q.group]["rescale"], eps) for q, w in zip(program.projs, W))
-    Ve = tuple(None if v is None else synapse_normalize(v, genome[q.group]["rescale"], eps)
-               for q, v in zip(program.projs, V))
-    return We, Ve
+def forward_pass(program, genome, W, a: list, kernels=KERNELS) -> list:
+    """Eq. (5) for every non-input population (:func:`blursim.sim.step.forward_pass`), from the
+    states ``a`` with the synapses ``W`` (bias row last)."""
+    run = Run(program, genome, BlurState(tuple(W), (None,) * len(W)), None, a=a)
+    step.forward_pass(kernels, run, program, (tuple(W), (None,) * len(W)))
+    return run.a
 
 
-def _start_states(program, state: BlurState, S, R, B, dtype, xp) -> list:
-    """Reset states, or the kept ones (``reset_neurons: false``) where their shape still fits."""
-    a = list(zero_neurons(program, S, R, B, dtype, xp))
-    if not program.rules.reset_neurons and state.a is not None:
-        for p, kept in enumerate(state.a):
-            if kept is not None and tuple(kept.shape) == tuple(a[p].shape):
-                a[p] = kept
-    return a
+def feedback(program, a: list, y, kernels=KERNELS) -> list:
+    """Sec. 3.3: every output population's states from the targets ``y`` -- labels ``(B,)`` or
+    target vectors ``(B, n)`` (:func:`blursim.sim.step.apply_feedback`); state 0 is kept."""
+    run = Run(program, None, BlurState((), ()), None, y, a=a)
+    step.apply_feedback(kernels, run, program)
+    return run.a
 
 
-def train_step(program, genome, state: BlurState, x, y) -> BlurState:
-    """One BLUR training step (DESIGN §2) on the batch ``x (B, features)``, labels ``y (B,)``.
+def backward_pass(program, genome, W, V, a: list, kernels=KERNELS) -> list:
+    """Eq. (6) for the non-input populations with outgoing projections
+    (:func:`blursim.sim.step.backward_pass`)."""
+    run = Run(program, genome, BlurState(tuple(W), tuple(V)), None, a=a)
+    step.backward_pass(kernels, run, program, (tuple(W), tuple(V)))
+    return run.a
 
-    1. reset (or keep) neuron states, 2. inputs, 3. forward pass (eq. 5),
-    4. feedback (Sec. 3.3), 5. backward pass (eq. 6), 6. synapse update
-    (eq. 7/8, mask, saturation) of every ``W`` and untied ``V``.
+
+def train_step(program, genome, state: BlurState, x, y, kernels=KERNELS, record=None) -> BlurState:
+    """One BLUR training step (DESIGN §2) on the batch ``x (B, features)``, labels ``y (B,)``:
+    :func:`blursim.sim.step.train_step` on the reference kernels.
+
+    ``record``: ``{"phases": {...}, "hebbian": {(q, which), ...}}`` to also return what a monitor
+    asked for: then the result is ``(state, recorded)`` with ``recorded[phase]`` the states after
+    that phase and ``recorded[("H", q, which)]`` the Hebbian terms (pure: JAX can trace it).
     """
-    W, V = tuple(state.W), tuple(state.V)
-    xp = namespace(*W, x)
-    rules = program.rules
-    S, R = W[0].shape[:2]
-    B = x.shape[0]
-    dtype = xp.result_type(W[0], x)
-    if rules.synapse_normalization == "stored":  # App. C.6, written back at the start of the step
-        W, V = _effective(program, genome, W, V)
-    We, Ve = _effective(program, genome, W, V) if rules.synapse_normalization == "activations" else (W, V)
-
-    a = _start_states(program, state, S, R, B, dtype, xp)
-    for i, v in input_states(program, x, S, R, dtype).items():
-        a[i] = v
-    a = forward_pass(program, genome, We, a)
-    a = feedback(program, a, y)
-    a = backward_pass(program, genome, We, Ve, a)
-
-    newW, newV = [], []
-    for q, w, v in zip(program.projs, W, V):
-        g = genome[q.group]
-        pre = with_bias(a[q.pre]) if q.bias else a[q.pre]
-        newW.append(synapse_update(rules, g, w, pre, a[q.post], _forward_mask(q)))
-        # untied V: the roles swap (P from the postsynaptic side, Q from the presynaptic; no bias)
-        newV.append(None if v is None else
-                    synapse_update(rules, g, v, a[q.post], a[q.pre], None if q.mask is None else q.mask.T))
-    kept = None if rules.reset_neurons else tuple(None if p.role == "input" else a[p.index]
-                                                  for p in program.pops)
-    return BlurState(tuple(newW), tuple(newV), kept)
+    run = Run(program, genome, state, x, y, record=record)
+    newW, newV = step.train_step(kernels, run, program)
+    kept = None
+    if step.keeps_states(program):
+        kept = tuple(None if p.role == "input" else run.a[p.index] for p in program.pops)
+    out = BlurState(tuple(newW), tuple(newV), kept)
+    return out if record is None else (out, run.recorded)
 
 
-def evaluate(program, genome, state: BlurState, x) -> list:
+def evaluate(program, genome, state: BlurState, x, kernels=KERNELS) -> list:
     """DESIGN §2 step 7: a forward pass from reset neurons on ``x``; state 0 of every output
     population, ``(S, R, B, n_out)`` each (the predictions and the meta-loss's logits)."""
-    W, V = tuple(state.W), tuple(state.V)
-    xp = namespace(*W, x)
-    S, R = W[0].shape[:2]
-    dtype = xp.result_type(W[0], x)
-    if program.rules.synapse_normalization == "activations":
-        W, _ = _effective(program, genome, W, V)
-    a = list(zero_neurons(program, S, R, x.shape[0], dtype, xp))
-    for i, v in input_states(program, x, S, R, dtype).items():
-        a[i] = v
-    a = forward_pass(program, genome, W, a)
-    return [a[o][..., 0] for o in program.outputs]
+    run = Run(program, genome, state, x)
+    step.evaluate(kernels, run, program)
+    return [run.a[o][..., 0] for o in program.outputs]
 
 
 # ---------------------------------------------------- simulator conversions
 def from_simulator(st, program, xp=np, to_numpy=np.asarray) -> BlurState:
-    """A :class:`~blursim.sim.simulator.SynapseState` in this module's layout (copies), through
+    """A :class:`~blursim.sim.synapses.SynapseState` in this module's layout (copies), through
     its public ``forward_synapses``/``backward_synapses``; kept neuron states
     ``(S, R, k, B, n)`` become ``(S, R, B, n, k)``."""
     k = program.k
@@ -544,19 +550,17 @@ def from_simulator(st, program, xp=np, to_numpy=np.asarray) -> BlurState:
     V = tuple(None if (v := st.backward_synapses(q, k, to_numpy)) is None else xp.asarray(v)
               for q in range(len(program.projs)))
     a = None
-    if st.a is not None and not program.rules.reset_neurons:
+    if st.a is not None and step.keeps_states(program):
         a = tuple(None if (p.role == "input" or st.a[p.index] is None)
                   else xp.asarray(np.array(np.moveaxis(to_numpy(st.a[p.index]), 2, -1))) for p in program.pops)
     return BlurState(W, V, a)
 
 
 def to_simulator(state: BlurState, program):
-    """A dense :class:`~blursim.sim.simulator.SynapseState` holding ``state`` (NumPy copies); a
+    """A dense :class:`~blursim.sim.synapses.SynapseState` holding ``state`` (NumPy copies); a
     :class:`~blursim.sim.Simulator` adopts it into its own storage on first use. Shared
     channels keep channel 0 (all channels are equal)."""
-    from blursim.sim.simulator import SynapseState
-
-    kw = 1 if program.rules.shared_channels else program.k
+    kw = program.kw
     Ws, bs, Vs = [], [], []
     for q, w, v in zip(program.projs, state.W, state.V):
         w = np.moveaxis(np.asarray(w), -1, 2)[:, :, :kw]  # (S, R, kw, n_i + β, n_j)

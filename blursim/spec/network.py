@@ -163,12 +163,18 @@ class Rules(_Strict):
     per-channel updates (exactly SGD for the backprop genome); ``"channel0"``
     stores channel 0's update (eq. 7 with the Oja term of eq. 8), as the
     authors' published code does (docs/authors_layout.md).
+
+    ``backward_synapses`` (untied synapses; docs/rule_variants.md): ``"learned"``
+    updates ``V`` by eq. (7) with the roles swapped; ``"frozen"`` never changes
+    it (feedback alignment's fixed ``B``); ``"mirror"`` gives ``V`` the transpose
+    of ``W``'s Hebbian term (Kolen-Pollack).
     """
 
     backward_update: Literal["additive", "multiplicative", "multiplicative_second_state"] = (
         "additive"
     )
     tied: bool = False
+    backward_synapses: Literal["learned", "frozen", "mirror"] = "learned"
     shared_channels: bool = False
     shared_update: Literal["mean", "channel0"] = "mean"
     feedback: Name = "target"
@@ -191,6 +197,16 @@ class Rules(_Strict):
                 ("shared_update",),
                 f"shared_update {self.shared_update!r} says how shared channels are updated, but "
                 "shared_channels is false; set \"shared_channels\": true or remove shared_update",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _backward_synapses_need_untied(self):
+        if self.backward_synapses != "learned" and self.tied:
+            raise error_at(
+                ("backward_synapses",),
+                f"backward_synapses {self.backward_synapses!r} says how the untied backward synapses V "
+                "learn, but tied is true (V is W transposed); set \"tied\": false or remove backward_synapses",
             )
         return self
 

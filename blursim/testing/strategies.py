@@ -64,6 +64,7 @@ def backprop_rules(feedback: str = "error_softmax", reduction: str = "sum", **ex
 RULE_CHOICES: dict[str, tuple] = {
     "backward_update": ("additive", "multiplicative", "multiplicative_second_state"),
     "tied": (False, True),
+    "backward_synapses": ("learned", "frozen", "mirror"),
     "shared_channels": (False, True),
     "shared_update": ("mean", "channel0"),
     "feedback": ("target", "error_mse", "error_softmax"),
@@ -202,6 +203,8 @@ def rules(draw, *, profile: str | None = None, recurrent: bool = False, output_s
         out[name] = draw(v) if isinstance(v, st.SearchStrategy) else v
     if not out["shared_channels"]:
         out["shared_update"] = "mean"  # it says how shared channels update: only with shared_channels
+    if out["tied"]:
+        out["backward_synapses"] = "learned"  # it says how untied V learns: only without tied
     if out["schedule"] == "synchronous":
         v = pin.get("sweeps", st.integers(1, max_sweeps))
     else:
