@@ -30,17 +30,33 @@ def test_the_kept_set_is_twelve_bugs_each_with_an_equation_and_a_law():
 
 
 def test_planting_is_undone():
-    before = {n: getattr(Simulator, n) for n in ("train_step", "_backward_products", "_update", "_normalize")}
-    unroll = sim_run.train_unroll
+    from blursim.sim.fast import StepRun
+
+    before = {n: getattr(Simulator, n) for n in ("__init__", "train_step", "_input_states")}
+    mix, unroll = StepRun.mix, sim_run.train_unroll
     for name in MUTANTS:
         with planted(name):
             pass
-    assert {n: getattr(Simulator, n) for n in before} == before and sim_run.train_unroll is unroll
+    assert {n: getattr(Simulator, n) for n in before} == before
+    assert sim_run.train_unroll is unroll and StepRun.mix is mix
     with pytest.raises(RuntimeError), planted("oja_factor_sign"):
         raise RuntimeError("a failure inside the block")
-    from blursim.sim.coefficients import Coefficients
+    assert Simulator.__init__ is before["__init__"]
 
-    assert Coefficients.dev.__qualname__ == "Coefficients.dev"
+
+def test_a_kernel_mutant_replaces_one_primitive_of_every_new_simulator():
+    """The mutants of the step's primitives go through the step's extension point
+    (blursim.sim.kernels: ``sim.kernels.replace(name=fn)``)."""
+    from blursim.graph import as_program
+    from blursim.sim.fast import FastKernels
+
+    prog = as_program(MUTANTS.get("oja_factor_sign").example()[0])
+    assert MUTANTS.get("oja_factor_sign").plant.primitives == ("oja_keep",)
+    with planted("oja_factor_sign"):
+        sim = Simulator(prog)
+        assert sim.kernels.name.endswith("+oja_keep")
+        assert not hasattr(sim.kernels.oja_keep, "__self__")  # the replacement: a plain fn(run, job, n2)
+    assert type(Simulator(prog).kernels) is FastKernels and Simulator(prog).kernels.name == FastKernels.name
 
 
 def _check_all_catches(name):

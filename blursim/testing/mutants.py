@@ -125,13 +125,6 @@ def _backprop_genome():
     return backprop_genome(lr=0.1)
 
 
-def _register(name, bug, equation, caught_by, example, tags=()):
-    def deco(fn):
-        MUTANTS.register(name, Mutant(name, bug, equation, caught_by, fn, example, tuple(tags)), doc=bug)
-        return fn
-    return deco
-
-
 def _sim():
     from blursim.sim.simulator import Simulator
 
@@ -139,67 +132,119 @@ def _sim():
 
 
 # ------------------------------------------------------------------------ the mutants
-@_register("backward_reads_forward_transpose", "the backward pass reads Wᵀ instead of the untied feedback synapses V",
-           "eq. (6)", "untied_feedback_drives_backward", lambda: (chain(), _genome()), ("kept",))
-def _backward_reads_wt(p: Patches) -> None:
-    def make(orig):
-        def _backward_products(self, run, i, W, V, C, alpha, beta):
-            return orig(self, run, i, W, [None] * len(V), C, alpha, beta)
-        return _backward_products
-    _wrap(p, _sim(), "_backward_products", make)
+# Most mutants replace one primitive of the step's kernel set (blursim.sim.kernels: the extension
+# point of the step, ``sim.kernels.replace(name=fn)``); :func:`kernel_mutant` plants the
+# replacement into every Simulator built while the mutant is planted. A few bugs live outside
+# the kernels (the unroll loop, the sparse operators, species/replica storage) and stay
+# monkeypatches.
+def kernel_mutant(**factories: Callable[[Any], Callable]) -> Callable[[Any], None]:
+    """A ``plant`` function that replaces kernel primitives: ``factories[name](K)`` gets the
+    Simulator's kernel set ``K`` and returns the replacement ``fn(run, ...)`` of primitive ``name``
+    (it may call ``K.name``, the original). Every :class:`~blursim.sim.Simulator` created while the
+    mutant is planted runs ``sim.kernels = sim.kernels.replace(name=fn, ...)``."""
+    def plant(p) -> None:
+        sim_cls = _sim()
+
+        def make(orig):
+            def __init__(self, *args, **kw):
+                orig(self, *args, **kw)
+                K = self.kernels
+                self.kernels = K.replace(**{name: f(K) for name, f in factories.items()})
+            return __init__
+        _wrap(p, sim_cls, "__init__", make)
+    plant.primitives = tuple(factories)
+    return plant
 
 
-@_register("oja_factor_sign", "the Oja term of eq. (8) grows the synapses: D = f̃ + |η̃||α|n² instead of f̃ − |η̃||α|n²",
-           "eq. (8)", "oja_scales_by_exact_factor", lambda: (chain({"oja": "weights"}), _genome(oja_alpha=0.5)),
-           ("kept",))
-def _oja_sign(p: Patches) -> None:
-    from blursim.sim.coefficients import Coefficients
-
-    def make(orig):
-        def dev(self, key, host):
-            v = orig(self, key, host)
-            return -v if key[0] == "oja4" else v
-        return dev
-    _wrap(p, Coefficients, "dev", make)
+def _mutant(name, bug, equation, caught_by, example, plant, tags=("kept",)):
+    MUTANTS.register(name, Mutant(name, bug, equation, caught_by, plant, example, tuple(tags)), doc=bug)
 
 
-@_register("normalisation_wrong_axis", "Sec. 3.4's normalisation over the neurons of each example instead of the batch",
-           "Sec. 3.4", "normalisation_batch_statistics",
-           lambda: (chain(hidden="identity", normalization="forward"), _genome()), ("kept",))
-def _norm_axis(p: Patches) -> None:
-    def _normalize(self, x, cf, g):
-        xp = self.xp
-        gain = cf.h[g]["norm_gain"].reshape(cf.c, 1, self.k, 1, 1)
-        shift = cf.h[g]["norm_shift"].reshape(cf.c, 1, self.k, 1, 1)
-        x -= xp.mean(x, axis=-1, keepdims=True)
-        var = xp.mean(x * x, axis=-1, keepdims=True)
-        x *= gain / xp.sqrt(var + self.rules.norm_eps)
-        x += shift
-    p.setattr(_sim(), "_normalize", _normalize)
+def _drive_without(which: str):
+    """``drive`` with the backward pass's ``V`` (``which = "V"``: it reads ``Wᵀ``) or the forward
+    pass's biases (``"b"``) left out."""
+    def factory(K):
+        def drive(run, p, syn, direction, keep, rate, buffer):
+            W, b, V = syn
+            if which == "V" and direction == "backward":
+                syn = (W, b, [None] * len(V))
+            elif which == "b" and direction == "forward":
+                syn = (W, [None if x is None else 0 * x for x in b], V)
+            return K.drive(run, p, syn, direction, keep, rate, buffer)
+        return drive
+    return factory
 
 
-@_register("feedback_rule_transposed", "untied V updated with W's eq. (7) transposed (ν̃ on the presynaptic side) "
-           "instead of its own, pre and post swapped", "eq. (7) for V", "synapse_update_closed_form",
-           lambda: (chain(), _genome()), ("kept",))
-def _v_rule_transposed(p: Patches) -> None:
-    def make(orig):
-        def _update(self, run, W, b, V):
-            W0 = [self.ops[q].to_dense(w) for q, w in enumerate(W)]
-            orig(self, run, W, b, V)
-            for q, v in enumerate(V):
-                if v is None:
-                    continue
-                ft = run.cf.h[self.program.projs[q].group]["f_tilde"].reshape(-1, 1, 1, 1, 1)
-                dW = self.ops[q].to_dense(W[q]) - ft * W0[q]
-                V0 = self.vops[q].to_dense(v)
-                v[...] = self.vops[q].from_dense(ft * V0 + np.swapaxes(dW, -1, -2), np)
-        return _update
-    _wrap(p, _sim(), "_update", make)
+def _oja_sign(K):
+    def oja_keep(run, job, n2):
+        return K.oja_keep(run, job, -n2)  # D = f~ + |eta~||alpha| n2
+    return oja_keep
 
 
-@_register("unroll_one_step_short", "train_unroll runs n − 1 steps for an unroll of n", "DESIGN §2 step loop",
-           "unroll_equals_single_steps", lambda: (chain(), _genome()), ("kept",))
-def _unroll_short(p: Patches) -> None:
+def _normalize_over_neurons(K):
+    def normalize(run, x, p, eps):
+        xp = K.xp
+        y = xp.ascontiguousarray(xp.swapaxes(x, -1, -2))  # neurons where the batch was
+        y = K.normalize(run, y, p, eps)
+        x[...] = xp.swapaxes(y, -1, -2)
+        return x
+    return normalize
+
+
+def _v_with_w_rule_transposed(K):
+    import dataclasses
+
+    def hebbian_update(run, job, syn, keep):
+        if job.which == "V" and job.hebbian == "eq7":
+            job = dataclasses.replace(job, hebbian="mirror")  # H_V = (W's Hebbian term)ᵀ
+        return K.hebbian_update(run, job, syn, keep)
+    return hebbian_update
+
+
+def _one_sided(K):
+    def saturate(run, job, syn):
+        before = [None if X is None else X.copy() for X in K._arrays(job, syn)]
+        K.saturate(run, job, syn)
+        for X, X0 in zip(K._arrays(job, syn), before):
+            if X is not None:
+                neg = X0 < 0
+                X[neg] = X0[neg]  # only positive synapses saturate
+    return saturate
+
+
+def _targets_negated(K):
+    def feedback(run, o, kind):
+        return K.feedback(run, o, lambda states, coded, onehot, xp: kind(states, -coded, onehot, xp))
+    return feedback
+
+
+def _no_saturation(K):
+    return lambda run, job, syn: None
+
+
+def _threshold(K):
+    def activate(run, x, names):
+        x += 1e-3 * K.xp.arange(x.shape[-1])  # neuron n gets 1e-3·n
+        return K.activate(run, x, names)
+    return activate
+
+
+_mutant("backward_reads_forward_transpose", "the backward pass reads Wᵀ instead of the untied feedback synapses V",
+        "eq. (6)", "untied_feedback_drives_backward", lambda: (chain(), _genome()),
+        kernel_mutant(drive=_drive_without("V")))
+_mutant("oja_factor_sign", "the Oja term of eq. (8) grows the synapses: D = f̃ + |η̃||α|n² instead of f̃ − |η̃||α|n²",
+        "eq. (8)", "oja_scales_by_exact_factor", lambda: (chain({"oja": "weights"}), _genome(oja_alpha=0.5)),
+        kernel_mutant(oja_keep=_oja_sign))
+_mutant("normalisation_wrong_axis", "Sec. 3.4's normalisation over the neurons of each example instead of the batch",
+        "Sec. 3.4", "normalisation_batch_statistics",
+        lambda: (chain(hidden="identity", normalization="forward"), _genome()),
+        kernel_mutant(normalize=_normalize_over_neurons))
+_mutant("feedback_rule_transposed", "untied V updated with W's eq. (7) transposed (ν̃ on the presynaptic side) "
+        "instead of its own, pre and post swapped", "eq. (7) for V", "synapse_update_closed_form",
+        lambda: (chain(), _genome()), kernel_mutant(hebbian_update=_v_with_w_rule_transposed))
+
+
+def _unroll_short(p) -> None:
     from blursim.sim import run as run_mod
 
     def make(orig):
@@ -209,13 +254,19 @@ def _unroll_short(p: Patches) -> None:
     _wrap(p, run_mod, "train_unroll", make)
 
 
-@_register("mask_not_reapplied", "the Hebbian product of a masked projection is not masked", "DESIGN §1 mask",
-           "masked_synapses_stay_zero",
-           lambda: (chain(conn={"kind": "fixed_probability", "p": 0.5, "seed": 3}), _genome()), ("kept",))
-def _mask(p: Patches) -> None:
+_mutant("unroll_one_step_short", "train_unroll runs n − 1 steps for an unroll of n", "DESIGN §2 step loop",
+        "unroll_equals_single_steps", lambda: (chain(), _genome()), _unroll_short)
+
+
+def _mask(p) -> None:
     from blursim.sim.operators import DenseOperator, MaskedDenseOperator
 
     p.setattr(MaskedDenseOperator, "hebbian_update", DenseOperator.hebbian_update)
+
+
+_mutant("mask_not_reapplied", "the Hebbian product of a masked projection is not masked", "DESIGN §1 mask",
+        "masked_synapses_stay_zero",
+        lambda: (chain(conn={"kind": "fixed_probability", "p": 0.5, "seed": 3}), _genome()), _mask)
 
 
 def _couple(axis):
@@ -226,36 +277,20 @@ def _couple(axis):
                 st.W[q] = W + 1e-3 * W.mean(axis=axis, keepdims=True)
             return st
         return train_step
-    return make
+    return lambda p: _wrap(p, _sim(), "train_step", make)
 
 
-@_register("species_mixing", "each species' W moves by 1e-3 × the mean over species", "DESIGN §1 species",
-           "species_independence", lambda: (chain(), _genome()), ("kept",))
-def _species(p: Patches) -> None:
-    _wrap(p, _sim(), "train_step", _couple(0))
+_mutant("species_mixing", "each species' W moves by 1e-3 × the mean over species", "DESIGN §1 species",
+        "species_independence", lambda: (chain(), _genome()), _couple(0))
+_mutant("replica_mixing", "each replica's W moves by 1e-3 × the mean over replicas", "DESIGN §1-2 replicas",
+        "replica_independence", lambda: (chain(), _genome()), _couple(1))
+_mutant("one_sided_saturation", "saturation bounds only positive synapses (W ← s·tanh(W/s) for W > 0 only)",
+        "Sec. 3.4 saturation", "saturation_bounds_synapses",
+        lambda: (chain({"saturation": True}), _genome(saturation=0.05)), kernel_mutant(saturate=_one_sided))
 
 
-@_register("replica_mixing", "each replica's W moves by 1e-3 × the mean over replicas", "DESIGN §1-2 replicas",
-           "replica_independence", lambda: (chain(), _genome()), ("kept",))
-def _replicas(p: Patches) -> None:
-    _wrap(p, _sim(), "train_step", _couple(1))
-
-
-@_register("one_sided_saturation", "saturation bounds only positive synapses (W ← s·tanh(W/s) for W > 0 only)",
-           "Sec. 3.4 saturation", "saturation_bounds_synapses",
-           lambda: (chain({"saturation": True}), _genome(saturation=0.05)), ("kept",))
-def _one_sided(p: Patches) -> None:
-    def _saturate(self, E, cf, g):
-        s = float(abs(cf.h[g]["saturation"]).max())
-        E[...] = self.xp.where(E > 0, s * self.xp.tanh(E / s), E)
-    p.setattr(_sim(), "_saturate", _saturate)
-
-
-@_register("shared_channels_misaligned", "with shared channels, channel c's presynaptic factor is paired with channel "
-           "c − 1's postsynaptic one", "eq. (7) shared channels", "synapse_update_closed_form",
-           lambda: (chain({"shared_channels": True}), _genome()), ("kept",))
-def _misaligned(p: Patches) -> None:
-    from blursim.sim.simulator import _StepState
+def _misaligned(p) -> None:
+    from blursim.sim.fast import StepRun
 
     def make(orig):
         def mix(self, q, g, name):
@@ -264,53 +299,35 @@ def _misaligned(p: Patches) -> None:
                 return self.sim.xp.roll(out, 1, axis=2)
             return out
         return mix
-    _wrap(p, _StepState, "mix", make)
+    _wrap(p, StepRun, "mix", make)
 
 
-@_register("bias_left_out_of_forward", "the forward pass (eq. 5) leaves out the bias units", "eq. (5)",
-           "backprop_equals_sgd", lambda: (backprop_chain(), _backprop_genome()), ("kept",))
-def _no_bias(p: Patches) -> None:
-    p.setattr(_sim(), "_bias_total", lambda self, run, j, b, eta: None)
-
-
-@_register("target_sign_flipped", "the feedback writes −T instead of the coded targets T", "Sec. 3.3",
-           "feedback_sets_output_states", lambda: (chain(), _genome()), ("kept",))
-def _target_sign(p: Patches) -> None:
-    def make(orig):
-        def _targets(self, y, pop):
-            coded, onehot = orig(self, y, pop)
-            return -coded, onehot
-        return _targets
-    _wrap(p, _sim(), "_targets", make)
-
+_mutant("shared_channels_misaligned", "with shared channels, channel c's presynaptic factor is paired with channel "
+        "c − 1's postsynaptic one", "eq. (7) shared channels", "synapse_update_closed_form",
+        lambda: (chain({"shared_channels": True}), _genome()), _misaligned)
+_mutant("bias_left_out_of_forward", "the forward pass (eq. 5) leaves out the bias units", "eq. (5)",
+        "backprop_equals_sgd", lambda: (backprop_chain(), _backprop_genome()), kernel_mutant(drive=_drive_without("b")))
+_mutant("target_sign_flipped", "the feedback writes −T instead of the coded targets T", "Sec. 3.3",
+        "feedback_sets_output_states", lambda: (chain(), _genome()), kernel_mutant(feedback=_targets_negated))
 
 # --------------------------------------------------- more mutants (not in the kept twelve)
-@_register("saturation_skipped", "saturation forgotten for the stored synapses", "Sec. 3.4 saturation",
-           "saturation_bounds_synapses", lambda: (chain({"saturation": True}), _genome(saturation=0.05)))
-def _no_saturation(p: Patches) -> None:
-    p.setattr(_sim(), "_saturate", lambda self, E, cf, g: None)
+_mutant("saturation_skipped", "saturation forgotten for the stored synapses", "Sec. 3.4 saturation",
+        "saturation_bounds_synapses", lambda: (chain({"saturation": True}), _genome(saturation=0.05)),
+        kernel_mutant(saturate=_no_saturation), tags=())
+_mutant("position_dependent_threshold", "neuron n gets an extra 1e-3·n before its activation", "eq. (5)-(6)",
+        "hidden_relabelling_equivariance", lambda: (chain(), _genome()), kernel_mutant(activate=_threshold), tags=())
 
 
-@_register("position_dependent_threshold", "neuron n gets an extra 1e-3·n before its activation", "eq. (5)-(6)",
-           "hidden_relabelling_equivariance", lambda: (chain(), _genome()))
-def _threshold(p: Patches) -> None:
-    def make(orig):
-        def _activate(self, *args):
-            x = args[-1]
-            x += 1e-3 * np.arange(x.shape[-1])
-            return orig(self, *args)
-        return _activate
-    _wrap(p, _sim(), "_activate", make)
-
-
-@_register("batch_example_weighting", "example b of a batch is weighted by 1 + b/10", "eq. (7) batch reduction",
-           "batch_order_invariance", lambda: (chain(), _genome()))
-def _weighting(p: Patches) -> None:
+def _weighting(p) -> None:
     def make(orig):
         def _input_states(self, x):
             return orig(self, np.asarray(x) * (1 + 0.1 * np.arange(len(x)))[:, None])
         return _input_states
     _wrap(p, _sim(), "_input_states", make)
+
+
+_mutant("batch_example_weighting", "example b of a batch is weighted by 1 + b/10", "eq. (7) batch reduction",
+        "batch_order_invariance", lambda: (chain(), _genome()), _weighting, tags=())
 
 
 #: The twelve planted bugs blursim's mutation check measures (docs/testing.md).
@@ -400,6 +417,7 @@ class MutantResult:
     mutant raised something other than a law violation, and the first violation's message."""
 
     mutant: str
+    equation: str = ""
     runs: int = 0
     caught: int = 0
     by_law: dict[str, int] = field(default_factory=dict)
@@ -418,7 +436,7 @@ def check_mutant(mutant: str | Mutant, cases, **law_kw) -> MutantResult:
     from blursim.testing.report import LawViolation
 
     m = mutant if isinstance(mutant, Mutant) else MUTANTS.get(mutant)
-    res = MutantResult(m.name)
+    res = MutantResult(m.name, m.equation)
     law_kw.setdefault("save", False)
     with planted(m):
         for spec, genome, batches in cases:
@@ -439,10 +457,9 @@ def mutation_table(results: list[MutantResult]) -> str:
     lines = ["| mutant | equation | caught | examples caught | laws that caught it (examples) |",
              "|---|---|---|---|---|"]
     for r in results:
-        m = MUTANTS.get(r.mutant) if r.mutant in MUTANTS else None
         by = ", ".join(f"`{k}` ({v})" for k, v in sorted(r.by_law.items(), key=lambda kv: -kv[1])) or "—"
         crashed = f" ({r.crashed} crashed)" if r.crashed else ""
-        lines.append(f"| `{r.mutant}` | {m.equation if m else ''} | {'yes' if r.is_caught else '**no**'} | "
+        lines.append(f"| `{r.mutant}` | {r.equation} | {'yes' if r.is_caught else '**no**'} | "
                      f"{r.caught} of {r.runs}{crashed} | {by} |")
     n = sum(r.is_caught for r in results)
     lines.append(f"\ncaught: {n} of {len(results)}")

@@ -271,7 +271,10 @@ def expected_update(run: LawRun, qi: int, which: str, before: dict, a_src, a_dst
     ``P^c = Σ_e ν̃[e,c] a_src^e``, ``Q^c = Σ_d μ̃[c,d] a_dst^d``, ``H = ρ_b P_b Q_b``;
     ``E ← D·E + η̃·H`` with ``D = f̃ − |η̃||α| n²`` (``n²`` of eq. 8: ``Σ_src E²`` for ``oja:
     weights``, ``ρ_b Q_b²`` for ``activity``; ``D = f̃`` without Oja); masked; ``s·tanh(E/s)``.
-    Shared channels: the mean over channels of the ``k`` updates (or channel 0's)."""
+    Shared channels: the mean over channels of the ``k`` updates (or channel 0's). Untied ``V``
+    under ``rules.backward_synapses``: ``frozen`` never changes; ``mirror`` (Kolen-Pollack) takes
+    the transpose of ``W``'s Hebbian term, ``H_V[j,i,c] = ρ_b (μ̃ a_j)^c (ν̃ᵀ a_i)^c``, with the same
+    keep factor (its ``activity`` n² still ``ρ_b (μ̃ a_i)²``)."""
     prog = run.program
     rules, q = prog.rules, prog.projs[qi]
     g = _group(run, q.group)
@@ -279,9 +282,16 @@ def expected_update(run: LawRun, qi: int, which: str, before: dict, a_src, a_dst
     rho = 1.0 / B if rules.batch_reduction == "mean" else 1.0
     E = before[(qi, which)]
     bq = before.get((qi, "b")) if which == "W" else None
+    if which == "V" and rules.backward_synapses == "frozen":  # feedback alignment's fixed B
+        return E, None
     P = np.einsum("srbne,ec->srbnc", a_src, nt)
     Q = np.einsum("srbnd,cd->srbnc", a_dst, mt)
-    H = rho * np.einsum("srbic,srbjc->srcij", P, Q)  # (S, R, k, n_src, n_dst)
+    if which == "V" and rules.backward_synapses == "mirror":  # Kolen-Pollack: (W's Hebbian term)ᵀ
+        Hsrc = np.einsum("srbnd,cd->srbnc", a_src, mt)  # μ̃ a_post
+        Hdst = np.einsum("srbne,ec->srbnc", a_dst, nt)  # ν̃ᵀ a_pre
+    else:
+        Hsrc, Hdst = P, Q
+    H = rho * np.einsum("srbic,srbjc->srcij", Hsrc, Hdst)  # (S, R, k, n_src, n_dst)
     Hb = None if bq is None else rho * np.einsum("c,srbjc->srcj", nt.sum(axis=0), Q)
     alpha = abs(g.oja_alpha or 0.0)
     if rules.oja == "weights":
@@ -314,7 +324,8 @@ class SynapseUpdateClosedForm(Law):
     form of :func:`expected_update`: ``W ← f̃·W + η̃·(H + O)`` with the Hebbian product
     ``H[i,j,c] = ρ_b (ν̃ᵀ a_i)^c (μ̃ a_j)^c`` (the bias row's presynaptic states all 1), the Oja
     term ``O`` of eq. (8) (``−sign(η̃)|α| W n²``), the mask, then saturation ``s·tanh(W/s)``
-    (Sec. 3.4); an untied ``V`` the same with pre and post swapped (no bias); shared channels the
+    (Sec. 3.4); an untied ``V`` the same with pre and post swapped (no bias; unchanged under
+    ``backward_synapses: frozen``, ``W``'s Hebbian term transposed under ``mirror``); shared channels the
     mean of the ``k`` channel updates (or channel 0's). Holds for every rule except stored synapse
     normalisation, which rewrites the synapses before the update (App. C.6)."""
 

@@ -668,6 +668,7 @@ LAW_DOMAINS: dict[str, dict[str, dict]] = {
                                     "synapse_normalization": st.sampled_from(["none", "activations"])}},
     "saturation_bounds_synapses": {"rules": {"saturation": True}},
     "tied_synapses_stay_tied": {"rules": {"tied": False, "oja": "none",
+                                          "backward_synapses": st.sampled_from(["learned", "mirror"]),
                                           "synapse_normalization": st.sampled_from(["none", "activations"])}},
     "normalisation_batch_statistics": {
         "rules": {"backward_update": st.sampled_from(["additive", "additive", "multiplicative"]),
