@@ -275,6 +275,8 @@ def planted_mutant(name):
 
 #: The laws of each equation (blursim.testing.step_laws), each broken by a planted bug.
 for _law, _mutant, _where in (
+        ("forward_pass_closed_form", "bias_left_out_of_forward", "neuron state a of population '"),
+        ("backward_pass_closed_form", "backward_reads_forward_transpose", "neuron state a of population 'h' ["),
         ("normalisation_batch_statistics", "normalisation_wrong_axis", "neuron state a of population 'h' [example="),
         ("feedback_sets_output_states", "target_sign_flipped", "neuron state a of population 'out' [example="),
         ("synapse_update_closed_form", "feedback_rule_transposed", "backward synapse V of projection '"),
@@ -315,6 +317,7 @@ def test_mutants_are_real_the_unpatched_simulator_passes():
 
     for name in ("masked_synapses_stay_zero", "hidden_relabelling_equivariance", "species_independence",
                  "replica_independence", "batch_order_invariance", "normalisation_batch_statistics",
+                 "forward_pass_closed_form", "backward_pass_closed_form",
                  "feedback_sets_output_states", "synapse_update_closed_form", "oja_scales_by_exact_factor",
                  "untied_feedback_drives_backward", "unroll_equals_single_steps"):
         with MonkeyPatch.context() as mp:
@@ -374,8 +377,9 @@ def test_law_options_are_checked_and_recorded():
 def test_check_all_runs_every_applicable_law():
     done = laws.check_all(chain({"oja": "activity"}), random_genome(seed=3), batches(2))
     assert done == ["masked_synapses_stay_zero", "hidden_relabelling_equivariance", "species_independence",
-                    "replica_independence", "batch_order_invariance", "feedback_sets_output_states",
-                    "synapse_update_closed_form", "unroll_equals_single_steps"]
+                    "replica_independence", "batch_order_invariance", "forward_pass_closed_form",
+                    "backward_pass_closed_form", "feedback_sets_output_states", "synapse_update_closed_form",
+                    "unroll_equals_single_steps"]
     # conform=True: the laws with a genome domain run on the genome moved into it
     done = laws.check_all(chain({"oja": "activity"}), random_genome(seed=3), batches(2), conform=True)
     assert {"frozen_plasticity", "tied_channels_stay_tied", "oja_scales_by_exact_factor"} <= set(done)

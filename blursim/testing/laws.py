@@ -41,6 +41,13 @@ Which law holds under which rules (docs/testing.md has the full table):
 ``backprop_is_gradient_like``     DESIGN §3 rules, the backprop genome (any learning rate)
 ``backprop_equals_sgd``           DESIGN §3 rules, the backprop genome (any learning rate)
 ================================  ==========================================================
+
+and one law per equation of the step, read through the public Simulator API
+(:mod:`blursim.testing.step_laws`, registered here): ``forward_pass_closed_form`` (eq. 5),
+``backward_pass_closed_form`` (eq. 6), ``normalisation_batch_statistics`` (Sec. 3.4),
+``feedback_sets_output_states`` (Sec. 3.3), ``synapse_update_closed_form`` (eq. 7-8),
+``oja_scales_by_exact_factor`` (eq. 8), ``untied_feedback_drives_backward`` (eq. 6, untied V),
+``unroll_equals_single_steps``. Every failure names the law's equation (``Law.equation``).
 """
 
 from __future__ import annotations
@@ -93,6 +100,8 @@ __all__ = [
     "batch_order_invariance",
     "backprop_is_gradient_like",
     "backprop_equals_sgd",
+    "forward_pass_closed_form",
+    "backward_pass_closed_form",
     "normalisation_batch_statistics",
     "feedback_sets_output_states",
     "synapse_update_closed_form",
@@ -1154,7 +1163,9 @@ def check_all(spec, genome, batches, n_steps: int | None = None, *, laws: Sequen
 # the laws of each equation and option of the step (registered in LAWS on import)
 from blursim.testing import step_laws  # noqa: E402
 from blursim.testing.step_laws import (  # noqa: E402
+    backward_pass_closed_form,
     feedback_sets_output_states,
+    forward_pass_closed_form,
     normalisation_batch_statistics,
     oja_scales_by_exact_factor,
     synapse_update_closed_form,

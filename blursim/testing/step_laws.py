@@ -7,6 +7,10 @@ before and after :meth:`~blursim.sim.Simulator.train_step` and the neuron states
 pass — so that it needs no second implementation of the step:
 
 =====================================  ===========================================================
+``forward_pass_closed_form``           eq. (5): each forward state is ``σ(N(f·a + η·Σ W (ν ā)))``
+                                       of the recorded presynaptic states
+``backward_pass_closed_form``          eq. (6): each backward state is ``σ(N(f·a + η·Σ V (μ a)))``
+                                       (or its multiplicative forms) of the recorded states
 ``normalisation_batch_statistics``     Sec. 3.4: a normalised neuron's state is
                                        ``gain·(x − mean_b x)/sqrt(var_b x + ε) + shift`` of its
                                        un-normalised state ``x`` (read from a twin network with
@@ -86,6 +90,10 @@ def compare_states(run: LawRun, got: dict, want: dict, *, atol: float, rtol: flo
         w = want[key]
         a = atol * (scale or {}).get(key, 1.0)
         n, idx, excess = worst_entry(g, w, a, rtol)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            frac = np.abs(g - w) / (a + rtol * np.abs(w))
+        if frac.size and np.all(np.isfinite(frac)):
+            run.worst = max(run.worst, float(frac.max()))
         total += g.size
         count += n
         if idx is not None and (worst is None or excess > worst[0]):
@@ -262,6 +270,188 @@ class FeedbackSetsOutputStates(Law):
                        detail=f"labels of step {run.t}: {y.tolist()}")
 
 
+# ------------------------------------------------------------------ App. C.6, eq. (5)-(6)
+def normalised_synapses(run: LawRun, arrays: dict) -> dict:
+    """App. C.6 on dense synapse arrays: ``W' = r·W/sqrt(Σ_pre W² + b² + ε)`` per postsynaptic
+    neuron and channel (the bias row too), ``V' = r·V/sqrt(Σ_post V² + ε)`` per presynaptic neuron;
+    ``r`` the genome group's ``rescale`` (default 1), ``ε = rules.synapse_norm_eps``."""
+    prog = run.program
+    eps = prog.rules.synapse_norm_eps
+    out = dict(arrays)
+    for qi, q in enumerate(prog.projs):
+        g = _group(run, q.group)
+        r = 1.0 if g.rescale is None else g.rescale
+        W, b = arrays[(qi, "W")], arrays.get((qi, "b"))
+        n2 = (W * W).sum(axis=3) + (0.0 if b is None else b * b)
+        inv = r / np.sqrt(n2 + eps)
+        out[(qi, "W")] = W * inv[:, :, :, None, :]
+        if b is not None:
+            out[(qi, "b")] = b * inv
+        if (qi, "V") in arrays:
+            V = arrays[(qi, "V")]
+            out[(qi, "V")] = V * (r / np.sqrt((V * V).sum(axis=3) + eps))[:, :, :, None, :]
+    return out
+
+
+def _effective(run: LawRun, before: dict) -> dict:
+    """The synapses the neuron passes read: normalised copies (``synapse_normalization``
+    ``activations``), the normalised stored ones (``stored``), or the stored ones."""
+    return before if run.program.rules.synapse_normalization == "none" else normalised_synapses(run, before)
+
+
+def _activate(names, x):
+    from blursim.sim import ACTIVATIONS
+
+    out = np.empty_like(x)
+    for c, n in enumerate(names):
+        out[..., c] = ACTIVATIONS.get(n)(x[..., c], np)
+    return out
+
+
+def _batch_norm(run: LawRun, x, group: str):
+    g = _group(run, group)
+    k = run.program.k
+    gain = np.ones(k) if g.norm_gain is None else np.asarray(g.norm_gain, dtype=float)
+    shift = np.zeros(k) if g.norm_shift is None else np.asarray(g.norm_shift, dtype=float)
+    d = x - x.mean(axis=2, keepdims=True)
+    return gain * d / np.sqrt((d * d).mean(axis=2, keepdims=True) + run.program.rules.norm_eps) + shift
+
+
+def _mixed(M, a):
+    """``(M a)^c = Σ_d M[c,d] a^d`` on states ``(S, R, B, n, k)``."""
+    return np.einsum("cd,srbnd->srbnc", np.asarray(M, dtype=float), a)
+
+
+class _PassClosedForm(Law):
+    """Shared domain and driving of the eq. (5) / eq. (6) laws."""
+
+    atol = 1e-10
+    rtol = 1e-9
+    check_initial = False
+
+    def why_not_program(self, prog):
+        r = prog.rules
+        if r.schedule != "topological":
+            return "rules.schedule = 'synchronous': each sweep reads the previous sweep's states, which are not recorded"
+        return None
+
+    def advance(self, run, x, y):
+        run.before = run.dense(run.state)
+        run.kept = None if run.state.a is None else [None if a is None else np.moveaxis(np.array(a), 2, -1)
+                                                     for a in run.state.a]
+        run.seen = observed_step(run.sim, run.state, run.genes, x, y)
+        run.inputs = input_states(run.program, x, run.state.shape_SR)
+
+    def _scale(self, run, want):
+        """Absolute tolerances: ``atol·max|expected|``, ``/sqrt(ε)`` where a normalisation amplifies
+        the rounding of ``x − mean``."""
+        eps = run.program.rules.norm_eps
+        out = {}
+        for (p, ph), w in want.items():
+            pop = run.program.pops[p]
+            norm = pop.norm_fwd if ph == "forward" else pop.norm_bwd
+            out[(p, ph)] = max(1.0, float(np.abs(w[np.isfinite(w)]).max(initial=0.0))) / (np.sqrt(eps) if norm else 1.0)
+        return out
+
+
+class ForwardPassClosedForm(_PassClosedForm):
+    """Eq. (5) / DESIGN §2 step 3, population by population in topological order: from the
+    recorded forward states of the presynaptic populations (inputs: the data in state 0; the bias
+    unit all ones) and the synapses before the step (normalised by App. C.6 when the rules say
+    so), each population's forward state is ``σ_fwd(N(f·a_j + η·Σ_q Σ_i W_q[i,j,c](ν ā_i)^c))``
+    (``a_j`` 0 after a reset, else the kept state; ``N`` only when the population normalises its
+    forward pass; ``ν`` of the projection's genome group, ``f, η`` of the population's)."""
+
+    name = "forward_pass_closed_form"
+    equation = "eq. (5) forward pass"
+    statement = "each forward neuron state is σ(N(f·a + η·Σ W (ν ā))) of the recorded presynaptic states"
+    holds_under = "the topological schedule; any other rules and genome"
+
+    def check(self, run):
+        prog = run.program
+        syn = _effective(run, run.before)
+        a = {**run.inputs, **run.seen["forward"]}
+        got, want = {}, {}
+        for j in prog.forward_order:
+            p = prog.pops[j]
+            g = _group(run, p.group)
+            z = 0.0
+            for qi in p.incoming:
+                q = prog.projs[qi]
+                m = _mixed(_group(run, q.group).nu, a[q.pre])  # (S, R, B, n_pre, k)
+                W = np.moveaxis(syn[(qi, "W")], 2, -1)  # (S, R, n_pre, n_post, kw)
+                z = z + np.einsum("srbic,srijc->srbjc", m, np.broadcast_to(W, W.shape[:4] + (prog.k,)))
+                if q.bias:
+                    nu1 = np.asarray(_group(run, q.group).nu, dtype=float).sum(axis=1)  # (ν 1)^c
+                    b = np.moveaxis(syn[(qi, "b")], 2, -1)  # (S, R, n_post, kw)
+                    z = z + nu1 * b[:, :, None]
+            x = g.eta * z
+            kept = None if run.kept is None else run.kept[j]
+            if kept is not None and kept.shape == a[j].shape:  # reset_neurons off: the kept state
+                x = x + g.f * kept
+            if p.norm_fwd:
+                x = _batch_norm(run, x, p.group)
+            got[(j, "forward")] = a[j]
+            want[(j, "forward")] = _activate(p.fwd_names, np.broadcast_to(x, a[j].shape))
+        compare_states(run, got, want, atol=run.atol, rtol=run.rtol, scale=self._scale(run, want),
+                       expected_label="σ(N(f·a + η·Σ W (ν ā))) (eq. 5)")
+
+
+class BackwardPassClosedForm(_PassClosedForm):
+    """Eq. (6) / DESIGN §2 step 5, population by population in reverse topological order: from
+    the recorded states of the postsynaptic populations after the backward pass (outputs: after
+    the feedback) and the synapses before the step (``V_q``, or ``W_qᵀ`` when tied; normalised by
+    App. C.6 when the rules say so), ``y_i^c = Σ_q Σ_j V_q[j,i,c](μ a_j)^c`` and the backward
+    state is ``σ_bwd(N(f·a_i + η·y_i))`` (additive), ``σ_bwd(f·a_i ⊙ y_i)`` (multiplicative) or
+    ``σ_bwd(f·[a_i^0, a_i^1 y_i^1, ...])`` (multiplicative_second_state), ``a_i`` the state after
+    the feedback."""
+
+    name = "backward_pass_closed_form"
+    equation = "eq. (6) backward pass"
+    statement = "each backward neuron state is σ(N(f·a + η·Σ V (μ a))) (or its multiplicative form) of the recorded states"
+    holds_under = ("the topological schedule, not stored synapse normalisation with a frozen V (whether App. C.6 "
+                   "rewrites a fixed V is not settled); any other rules and genome")
+
+    def why_not_program(self, prog):
+        r = prog.rules
+        if r.synapse_normalization == "stored" and not r.tied and r.backward_synapses == "frozen":
+            return "rules.synapse_normalization = 'stored' with backward_synapses = 'frozen': not settled for a fixed V"
+        if not prog.backward_order:
+            return "no population is updated by the backward pass"
+        return super().why_not_program(prog)
+
+    def check(self, run):
+        prog, mode = run.program, run.program.rules.backward_update
+        syn = _effective(run, run.before)
+        back = run.seen["backward"]
+        got, want = {}, {}
+        for i in prog.backward_order:
+            p = prog.pops[i]
+            g = _group(run, p.group)
+            y = 0.0
+            for qi in p.outgoing:
+                q = prog.projs[qi]
+                m = _mixed(_group(run, q.group).mu, back[q.post])  # (S, R, B, n_post, k)
+                if (qi, "V") in syn:
+                    V = np.moveaxis(syn[(qi, "V")], 2, -1)  # (S, R, n_post, n_pre, kw)
+                else:
+                    V = np.swapaxes(np.moveaxis(syn[(qi, "W")], 2, -1), 2, 3)
+                y = y + np.einsum("srbjc,srjic->srbic", m, np.broadcast_to(V, V.shape[:4] + (prog.k,)))
+            prev = run.seen["feedback"][i]
+            if mode == "additive":
+                x = g.f * prev + g.eta * y
+                if p.norm_bwd:
+                    x = _batch_norm(run, x, p.group)
+            else:
+                x = g.f * prev * y
+                if mode == "multiplicative_second_state":
+                    x[..., 0] = g.f * prev[..., 0]
+            got[(i, "backward")] = back[i]
+            want[(i, "backward")] = _activate(p.bwd_names, np.broadcast_to(x, back[i].shape).copy())
+        compare_states(run, got, want, atol=run.atol, rtol=run.rtol, scale=self._scale(run, want),
+                       expected_label="σ(N(f·a + η·Σ V (μ a))) (eq. 6)")
+
+
 # --------------------------------------------------------------- eq. (7)-(8) closed form
 def expected_update(run: LawRun, qi: int, which: str, before: dict, a_src, a_dst, B: int):
     """Eq. (7)-(8), DESIGN §2 step 6, for projection ``qi``'s ``W`` (with its bias row) or untied
@@ -326,24 +516,29 @@ class SynapseUpdateClosedForm(Law):
     term ``O`` of eq. (8) (``−sign(η̃)|α| W n²``), the mask, then saturation ``s·tanh(W/s)``
     (Sec. 3.4); an untied ``V`` the same with pre and post swapped (no bias; unchanged under
     ``backward_synapses: frozen``, ``W``'s Hebbian term transposed under ``mirror``); shared channels the
-    mean of the ``k`` channel updates (or channel 0's). Holds for every rule except stored synapse
-    normalisation, which rewrites the synapses before the update (App. C.6)."""
+    mean of the ``k`` channel updates (or channel 0's). Under stored synapse normalisation the
+    synapses the update starts from are the stored ones normalised by App. C.6
+    (:func:`normalised_synapses`)."""
 
     name = "synapse_update_closed_form"
     equation = "eq. (7)-(8)"
     statement = "each synapse's one-step change is eq. (7)-(8)'s closed form of the recorded neuron states"
-    holds_under = "every rule set except synapse_normalization: stored; any genome"
+    holds_under = ("every rule set (not stored synapse normalisation with a frozen V, whether App. C.6 rewrites a "
+                   "fixed V is not settled); any genome")
     atol = 1e-12
     rtol = 1e-9
     check_initial = False
 
     def why_not_program(self, prog):
-        if prog.rules.synapse_normalization == "stored":
-            return "rules.synapse_normalization = 'stored' rewrites the synapses before the update (App. C.6)"
+        r = prog.rules
+        if r.synapse_normalization == "stored" and not r.tied and r.backward_synapses == "frozen":
+            return "rules.synapse_normalization = 'stored' with backward_synapses = 'frozen': not settled for a fixed V"
         return None
 
     def advance(self, run, x, y):
         run.before = run.dense(run.state)
+        if run.program.rules.synapse_normalization == "stored":  # App. C.6 rewrites them first
+            run.before = normalised_synapses(run, run.before)
         run.seen = observed_step(run.sim, run.state, run.genes, x, y)
         run.inputs = input_states(run.program, x, run.state.shape_SR)
         run.B = len(y)
@@ -377,8 +572,8 @@ class OjaScalesByExactFactor(SynapseUpdateClosedForm):
     name = "oja_scales_by_exact_factor"
     equation = "eq. (8) Oja term"
     statement = "with no Hebbian term (ν̃ = 0) each synapse is multiplied by f̃ − |η̃||α|·n² (eq. 8)"
-    holds_under = ("oja: weights or activity, synapse_normalization other than stored; genomes with nu_tilde = 0 "
-                   "and an Oja term (oja_alpha ≠ 0, eta_tilde ≠ 0)")
+    holds_under = ("oja: weights or activity (not stored synapse normalisation with a frozen V); genomes with "
+                   "nu_tilde = 0 and an Oja term (oja_alpha ≠ 0, eta_tilde ≠ 0)")
 
     def why_not_program(self, prog):
         if prog.rules.oja == "none":
@@ -573,6 +768,8 @@ class UnrollEqualsSingleSteps(Law):
                          expected=single.steps, tolerance="0", expected_label=f"{n} single steps")
 
 
+forward_pass_closed_form = _register(ForwardPassClosedForm())
+backward_pass_closed_form = _register(BackwardPassClosedForm())
 normalisation_batch_statistics = _register(NormalisationBatchStatistics())
 feedback_sets_output_states = _register(FeedbackSetsOutputStates())
 synapse_update_closed_form = _register(SynapseUpdateClosedForm())
