@@ -56,8 +56,12 @@ def reference_phases(prog, G, state, x, y):
             h = h * m[..., None]
         H[f"H:{q.name}"] = stored(h)
         if state.V[qi] is not None:
-            hv = ref.hebbian(ref.presynaptic(g["nu_tilde"], bwd[q.post]), ref.postsynaptic(g["mu_tilde"], bwd[q.pre]),
-                             rules.batch_reduction)
+            if rules.backward_synapses == "mirror":  # W's term transposed (Kolen-Pollack)
+                hv = ref.hebbian(ref.postsynaptic(g["mu_tilde"], bwd[q.post]), ref.presynaptic(g["nu_tilde"], bwd[q.pre]),
+                                 rules.batch_reduction)
+            else:
+                hv = ref.hebbian(ref.presynaptic(g["nu_tilde"], bwd[q.post]), ref.postsynaptic(g["mu_tilde"], bwd[q.pre]),
+                                 rules.batch_reduction)
             if q.mask is not None:
                 hv = hv * q.mask.T[..., None]
             H[f"H:V:{q.name}"] = stored(hv)

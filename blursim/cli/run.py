@@ -53,7 +53,6 @@ def cmd_run(args) -> int:
     from blursim.data import load_dataset
     from blursim.graph import check_dataset_fit, compile_network
     from blursim.sim import make_simulator, train_and_evaluate
-    from blursim.sim.engines import engine_name
     from blursim.spec import load_network
 
     _check_positive("--steps", args.steps, 0)
@@ -69,11 +68,6 @@ def cmd_run(args) -> int:
     genome = genome_from_args(args, prog)
     require_memory(spec, batch=args.batch, rows=ds.n_test, replicas=args.replicas, dtype=args.dtype,
                    source=args.spec)
-    if args.record and engine_name(args.backend) == "jax":
-        from blursim.errors import SpecError
-
-        raise SpecError("--record needs the numpy or cupy backend; the JAX engine does not record",
-                        path="--record", hint="Drop --record, or run with --backend numpy.")
     sim = make_simulator(prog, args.backend, args.dtype)
     monitor = _monitor(args, sim)
     evals = sorted(set(range(0, args.steps + 1, args.eval_every)) | {args.steps})

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from blursim.sim.coefficients import Coefficients, floor_real, genome_abs
+from blursim.sim.coefficients import ChunkCoefficients
 from blursim.sim.kernels import KernelSet
 from blursim.vocab import ACTIVATIONS
 from blursim.vocab.activations import INPLACE
@@ -69,7 +69,7 @@ class FastKernels(KernelSet):
         W, b, V = syn
         We, be, Ve = [], [], []
         for qi, q in enumerate(self.program.projs):
-            resc = cf.scalar(q.group, "rescale").b(4)
+            resc = cf.proj(qi).rescale.b(4)
             n2 = self.ops[qi].colsq(W[qi])
             if b[qi] is not None:
                 n2 = n2 + b[qi] * b[qi]
@@ -133,17 +133,19 @@ class FastKernels(KernelSet):
         prog, cf = self.program, run.cf
         W, b, _ = syn
         p = prog.pops[j]
+        if rate != "eta":
+            raise ValueError(f"the fast forward drive folds eta into its products (eq. 5), got rate {rate!r}")
         z = run.ws.get(("z", j, buffer), run.shape(j))
-        eta = cf.scalar(p.group, rate)
+        eta = cf.pop(j).eta
         beta = 0
         for qi in p.incoming:
             q = prog.projs[qi]
-            X, alpha = self._fwd_operand(run, q, rate, eta)
+            X, alpha = self._fwd_operand(run, q, eta)
             if X is None:  # presynaptic states are all zero
                 continue
             self.ops[qi].apply(X, W[qi], z, alpha, beta)
             beta = 1
-        bias = self._bias_total(run, j, b, rate)
+        bias = self._bias_total(run, j, b)
         if bias is not None:
             if beta:
                 z += bias
@@ -151,7 +153,7 @@ class FastKernels(KernelSet):
                 z[...] = bias
             beta = 1
         if keep is not None and j in run.a:  # + f a_j (zero after a reset: skipped)
-            fa = run.a[j] * cf.scalar(p.group, keep).b(5)
+            fa = run.a[j] * getattr(cf.pop(j), keep).b(5)
             if beta:
                 z += fa
             else:
@@ -161,29 +163,21 @@ class FastKernels(KernelSet):
             z.fill(0)
         return z
 
-    def _fwd_operand(self, run, q, rate, eta):
+    def _fwd_operand(self, run, q, eta):
         """Presynaptic operand of eq. (5) and its gemm ``alpha``: ``(nu a_i)`` with ``eta`` folded in."""
-        cf = run.cf
         if self._is_input[q.pre]:  # (nu a)^c = nu[c, 0] x: scale the product, not x
-            g, pg = q.group, self.program.pops[q.post].group
-            alpha = cf.scale(("fin", q.index, pg, rate),
-                             lambda: (cf.h[pg][rate][:, None] * cf.h[g]["nu"][:, :, 0])[:, None, :])
-            return run.inputs[q.pre]["x"], alpha
+            return run.inputs[q.pre]["x"], run.cf.proj(q.index).forward_input
         if q.pre not in run.a:
             return None, None
         return run.mix(q.pre, q.group, "nu"), eta
 
-    def _bias_total(self, run, j, b, rate):
+    def _bias_total(self, run, j, b):
         """``eta sum_q (nu 1)^c b_q`` for population ``j``: ``(c, R, k, 1, n)`` or ``None``."""
-        cf, total = run.cf, None
-        pg = self.program.pops[j].group
+        total = None
         for qi in self.program.pops[j].incoming:
-            q = self.program.projs[qi]
-            if not q.bias:
+            if not self.program.projs[qi].bias:
                 continue
-            coef = cf.dev(("fbias", qi, pg, rate), lambda q=q: (
-                cf.h[pg][rate][:, None] * cf.h[q.group]["nu"].sum(axis=2)).reshape(cf.c, 1, self.k, 1, 1))
-            t = coef * b[qi][:, :, :, None, :]
+            t = run.cf.proj(qi).forward_bias * b[qi][:, :, :, None, :]
             total = t if total is None else total + t
         return total
 
@@ -191,13 +185,13 @@ class FastKernels(KernelSet):
         """``keep a_i + rate y_i``: one gemm per projection into ``a_i`` itself (``beta = keep``)
         unless ``buffer`` names a fresh one (synchronous sweeps; ``"y"``: ``y`` alone)."""
         W, _, V = syn
-        cf, p = run.cf, self.program.pops[i]
-        alpha = cf.scalar(p.group, rate)
+        coef = run.cf.pop(i)
+        alpha = getattr(coef, rate)
         if keep is None:
             Y = run.ws.get(("y", i), run.shape(i))
             self._backward_products(run, i, W, V, Y, alpha, 0)
             return Y
-        f = cf.scalar(p.group, keep)
+        f = getattr(coef, keep)
         old = run.state(i)
         if buffer is None:  # in place: a_i <- f a_i + eta y_i
             self._backward_products(run, i, W, V, old, alpha, f)
@@ -233,16 +227,13 @@ class FastKernels(KernelSet):
             xp.multiply(old, y, out=C)
         else:
             xp.multiply(old[:, :, first:], y[:, :, first:], out=C[:, :, first:])
-            xp.multiply(old[:, :, :first], run.cf.scalar(self.program.pops[i].group, keep).b(5),
-                        out=C[:, :, :first])
+            xp.multiply(old[:, :, :first], getattr(run.cf.pop(i), keep).b(5), out=C[:, :, :first])
         return C
 
     def normalize(self, run, x, p, eps):
         """N of Sec. 3.4 in place: per neuron and state over the batch, then gain/shift from the genome."""
-        xp, cf = self.xp, run.cf
-        g = self.program.pops[p].group
-        gain = cf.dev(("gain", g), lambda: cf.h[g]["norm_gain"].reshape(cf.c, 1, self.k, 1, 1))
-        shift = cf.dev(("shift", g), lambda: cf.h[g]["norm_shift"].reshape(cf.c, 1, self.k, 1, 1))
+        xp, coef = self.xp, run.cf.pop(p)
+        gain, shift = coef.norm_gain, coef.norm_shift
         x -= xp.mean(x, axis=-2, keepdims=True)
         var = xp.mean(x * x, axis=-2, keepdims=True)
         x *= gain / xp.sqrt(var + eps)
@@ -304,20 +295,16 @@ class FastKernels(KernelSet):
                 self.xp.broadcast_to(x, (1, 1, self.k) + x.shape[-2:]).reshape((1, 1, 1, -1, x.shape[-1])))
         return inp["tiled"]
 
-    def _hebbian_base(self, cf, job, B: int, eta: bool = True):
-        """``eta~`` per species (``eta=False``: 1), x 1/B for the batch mean, x 1/k for the
-        channel mean of shared channels."""
-        g, k = job.group, self.k
-        gain = (lambda: cf.h[g]["eta_tilde"]) if eta else (lambda: np.ones(cf.c))
-        return cf.cached(("base", g, eta), lambda: gain() * (1.0 / B if job.batch_mean else 1.0)
-                         / (k if job.channels == "mean" else 1))
+    @staticmethod
+    def _side(cf, job):
+        """The job's :class:`~blursim.sim.coefficients.SynapseCoefficients` (device view)."""
+        proj = cf.proj(job.q)
+        return proj.W if job.which == "W" else proj.V
 
     def _operands(self, run, job):
-        """``(P, Q, per_species)`` of eq. (7): ``P = nu~^T a_src``, ``Q = mu~ a_dst`` as gemm
-        operands, and what turns a per-species ``alpha`` base into the gemm's ``alpha``."""
-        cf, g = run.cf, job.group
-        h = cf.h[g]
-        per_species = lambda base: base.reshape(-1, 1, 1)  # noqa: E731  (the gemm alpha of a base)
+        """``(P, Q)`` of eq. (7): ``P = nu~^T a_src``, ``Q = mu~ a_dst`` as gemm operands (an
+        input's coefficient is in the job's ``rate`` unless channels are shared)."""
+        g = job.group
         shared, first = job.channels != "all", job.channels == "first"
         q = self.program.projs[job.q]
         if self._is_input[q.pre]:  # input states: x in state 0, zeros elsewhere (only a pre can be an input)
@@ -328,39 +315,33 @@ class FastKernels(KernelSet):
                     mixed, xs = mixed[:, :, 0:1], x["x"]
                 else:
                     mixed, xs = run.flat(mixed), x["tiled"]
-                P, Q = (xs, mixed) if job.which == "W" else (mixed, xs)
-            elif job.which == "W":  # (nu~^T x)^c = nu~[0, c] x
-                P, Q = x["x"], run.mix(q.post, g, "mu_tilde")
-                per_species = lambda base: (base[:, None] * h["nu_tilde"][:, 0, :])[:, None, :]  # noqa: E731
-            else:  # (mu~ x)^c = mu~[c, 0] x
-                P, Q = run.mix(q.post, g, "nu_tilde_t"), x["x"]
-                per_species = lambda base: (base[:, None] * h["mu_tilde"][:, :, 0])[:, None, :]  # noqa: E731
-        else:
-            P, Q = run.mix(job.src, g, "nu_tilde_t"), run.mix(job.dst, g, "mu_tilde")
-            if first:
-                P, Q = P[:, :, 0:1], Q[:, :, 0:1]
-            elif shared:
-                P, Q = run.flat(P), run.flat(Q)
-        return P, Q, per_species
+                return (xs, mixed) if job.which == "W" else (mixed, xs)
+            if job.which == "W":  # (nu~^T x)^c = nu~[0, c] x
+                return x["x"], run.mix(q.post, g, "mu_tilde")
+            return run.mix(q.post, g, "nu_tilde_t"), x["x"]  # (mu~ x)^c = mu~[c, 0] x
+        P, Q = run.mix(job.src, g, "nu_tilde_t"), run.mix(job.dst, g, "mu_tilde")
+        if first:
+            return P[:, :, 0:1], Q[:, :, 0:1]
+        if shared:
+            return run.flat(P), run.flat(Q)
+        return P, Q
 
     def record_hebbian(self, run, job) -> None:
         """A monitor's ``H = rho_b P_b Q_b`` (the stored channel's), from the same operands."""
         if run.tap is None or not run.tap.wants_hebbian(job.q, job.which):
             return
-        cf, B, op = run.cf, run.B, self._op(job)
+        op, side = self._op(job), self._side(run.cf, job)
         q = self.program.projs[job.q]
-        unit = self._hebbian_base(cf, job, B, eta=False)
         E, bq = self._arrays(job, self.synapses(run))
         if job.hebbian not in self.fast_hebbian:
-            H, Hb = self._reference_hebbian(run, job, unit)
+            H, Hb = self._reference_hebbian(run, job, side.unit_plain)
             H = op.to_dense(op.from_dense(H))
         else:
-            P, Q, per_species = self._operands(run, job)
+            P, Q = self._operands(run, job)
             H = self.xp.zeros_like(E)
-            op.hebbian_update(P, Q, H, cf.scale(("h" + job.which, job.q, B, "H"), lambda: per_species(unit)), 0)
+            op.hebbian_update(P, Q, H, side.unit, 0)
             H = op.to_dense(H)
-            Hb = None if bq is None else self.xp.matmul(
-                cf.dev(("hbmH", q.index), lambda: self._bias_matrix(cf, job, unit)), run.asum(q.post))
+            Hb = None if bq is None else self.xp.matmul(side.bias_unit, run.asum(q.post))
         run.tap.hebbian(job.q, job.which, run.ch.s0, run.ch.r0, H, Hb)
 
     def column_sq(self, run, job, syn):
@@ -373,14 +354,13 @@ class FastKernels(KernelSet):
 
     def activity_sq(self, run, job):
         """``rho_b (Q_b)^2`` with ``Q = mu~ a_dst``, reduced to the stored channels: ``(c, R, kw, n)``."""
-        cf, g, p = run.cf, job.group, job.dst
+        p = job.dst
         if self._is_input[p]:  # Q^c = mu~[c, 0] x
             x = run.inputs[p]["x"][0, 0, 0]
             xsq = (x * x).sum(axis=0)
-            m0 = cf.dev(("mu0sq", g), lambda: (cf.h[g]["mu_tilde"][:, :, 0] ** 2).reshape(cf.c, 1, self.k, 1))
-            n2 = m0 * xsq
+            n2 = run.cf.proj(job.q).mu0sq * xsq
         else:
-            Q = run.mix(p, g, "mu_tilde")
+            Q = run.mix(p, job.group, "mu_tilde")
             n2 = (Q * Q).sum(axis=-2)
         if job.batch_mean:
             n2 = n2 / run.B
@@ -390,61 +370,44 @@ class FastKernels(KernelSet):
 
     def oja_keep(self, run, job, n2):
         """``D = f~ - |eta~| |alpha| n2`` of eq. (8): ``(c, R, kw, n_dst)``."""
-        cf, g = run.cf, job.group
-        ft = cf.dev(("ft4", g), lambda: cf.h[g]["f_tilde"].reshape(-1, 1, 1, 1))
-        oc = cf.dev(("oja4", g), lambda: (genome_abs(cf.h[g]["oja_alpha"])
-                                          * genome_abs(cf.h[g]["eta_tilde"])).reshape(-1, 1, 1, 1))
-        return ft - oc * n2
+        proj = run.cf.proj(job.q)
+        return proj.f_tilde4 - proj.oja * n2
 
     def hebbian_update(self, run, job, syn, keep) -> None:
         """``E <- D E + eta~ H`` as one gemm into ``E`` (``beta = f~`` when ``keep`` is ``None``,
         else ``E`` is scaled by ``D`` first); the bias row likewise, with ``P^c = sum_e nu~[e, c]``
         for the bias unit (all its states are 1), so its ``rho_b Q_b = mu~ (rho_b a_post)``."""
-        cf, B, g = run.cf, run.B, job.group
         E, bq = self._arrays(job, syn)
-        op = self._op(job)
+        op, proj, side = self._op(job), run.cf.proj(job.q), self._side(run.cf, job)
         q = self.program.projs[job.q]
-        base = self._hebbian_base(cf, job, B)
         if keep is not None:
             op.scale_dst(E, keep)
         if job.hebbian not in self.fast_hebbian:  # a rule variant's reference kernel
-            H, Hb = self._reference_hebbian(run, job, base)
+            H, Hb = self._reference_hebbian(run, job, side.rate_plain)
             if keep is None:
-                E *= cf.scalar(g, "f_tilde").b(E.ndim)
+                E *= proj.f_tilde.b(E.ndim)
             E += op.from_dense(H)
         else:
             bsum = run.asum(q.post) if bq is not None else None  # rho_b a_post, for the bias row
-            P, Q, per_species = self._operands(run, job)
-            alpha = cf.scale(("h" + job.which, job.q, B), lambda: per_species(base))
-            op.hebbian_update(P, Q, E, alpha, cf.scalar(g, "f_tilde") if keep is None else 1)
+            P, Q = self._operands(run, job)
+            op.hebbian_update(P, Q, E, side.rate, proj.f_tilde if keep is None else 1)
             if bq is None:
                 return
-            Hb = self.xp.matmul(cf.dev(("hbm", q.index), lambda: self._bias_matrix(cf, job, base)), bsum)
+            Hb = self.xp.matmul(side.bias, bsum)
         if bq is not None:
-            bq *= cf.scalar(g, "f_tilde").b(4) if keep is None else keep
+            bq *= proj.f_tilde.b(4) if keep is None else keep
             bq += Hb
 
     def saturate(self, run, job, syn) -> None:
         """``E <- s tanh(E / s)`` in place, ``s = |saturation|`` of the job's genome group (Sec. 3.4)."""
         E, bq = self._arrays(job, syn)
+        s = run.cf.proj(job.q).saturation
         for X in (E, bq):
             if X is None:
                 continue
-            cf, g = run.cf, job.group
-            s = cf.scale(("sat", g), lambda: floor_real(genome_abs(cf.h[g]["saturation"]), 1e-12).reshape(-1, 1, 1))
             X /= s.b(X.ndim)
             self.xp.tanh(X, out=X)
             X *= s.b(X.ndim)
-
-    def _bias_matrix(self, cf, job, base):
-        """``base (nu~^T 1)^c mu~[c, :]`` as ``(c, 1, kw, k)``: times ``rho_b a_b`` it is the bias
-        row's Hebbian term (the channel mean, or channel 0, of shared channels)."""
-        h, k = cf.h[job.group], self.k
-        scale = base * (k if job.channels == "mean" else 1)  # undo base's 1/k
-        M = (scale[:, None] * h["nu_tilde"].sum(axis=1))[:, :, None] * h["mu_tilde"]  # (c, k, k)
-        if job.channels != "all":  # (c, 1, k): channel 0, or the channel mean
-            M = M[:, 0:1] if job.channels == "first" else M.mean(axis=1, keepdims=True)
-        return M[:, None]
 
     # ----------------------------------------------- rule variants (reference kernels)
     def _reference_states(self, run, p):
@@ -461,7 +424,7 @@ class FastKernels(KernelSet):
 
     def _reference_hebbian(self, run, job, base):
         """A variant's Hebbian kernel run as written (:data:`blursim.sim.step.HEBBIAN_KERNELS`):
-        ``base``-scaled (``eta~ rho``, 1/k for the channel mean), reduced to the stored channels,
+        ``base``-scaled (``(c, 1, 1, 1, 1)``: ``eta~ rho``, 1/k for the channel mean), reduced to the stored channels,
         as ``(H (c, R, kw, n_src, n_dst) dense, bias row (c, R, kw, n_dst) or None)``."""
         from blursim.sim.step import HEBBIAN_KERNELS
 
@@ -476,7 +439,7 @@ class FastKernels(KernelSet):
             H = H[..., 0:1]
         elif job.channels == "mean":
             H = H.sum(axis=-1, keepdims=True)  # base holds the 1/k
-        H = xp.moveaxis(H, -1, 2) * self.backend.asarray(base).reshape(-1, 1, 1, 1, 1)
+        H = xp.moveaxis(H, -1, 2) * base
         H = H.astype(self.backend.dtype)
         if job.bias:
             return H[:, :, :, :-1], H[:, :, :, -1]
@@ -495,7 +458,7 @@ class StepRun:
     between those phases, in the thread that drives the step.
     """
 
-    def __init__(self, sim, st, cf: Coefficients, ch, inputs, B: int, *, targets=None, kept=None,
+    def __init__(self, sim, st, cf: ChunkCoefficients, ch, inputs, B: int, *, targets=None, kept=None,
                  tap=None) -> None:
         self.sim, self.st, self.cf, self.ch, self.inputs, self.B = sim, st, cf, ch, inputs, B
         self.targets, self.kept, self.tap = targets, kept, tap

@@ -59,7 +59,9 @@ import numpy as np
 
 from blursim.errors import BackendError, SpecError
 from blursim.sim import reference as ref
+from blursim.sim import step
 from blursim.sim.oracle import reference_draws, step_flops
+from blursim.sim.step import keeps_states
 
 #: What installs the optional extra (README, docs).
 INSTALL = 'pip install -e ".[jax]"'
@@ -159,7 +161,7 @@ def kept_states(program, state: ref.BlurState, B: int, xp) -> ref.BlurState:
     """``state`` with a neuron-state carry for every population (``reset_neurons: false``): the
     kept states where their shape fits batches of ``B``, zeros elsewhere (what the reference
     step starts from in either case), so that ``lax.scan`` sees one carry structure."""
-    if program.rules.reset_neurons:
+    if not keeps_states(program):
         return ref.BlurState(tuple(state.W), tuple(state.V), None)
     S, R = state.W[0].shape[:2]
     zeros = ref.zero_neurons(program, S, R, B, state.W[0].dtype, xp)
@@ -234,13 +236,10 @@ def synapses_finite(state: ref.BlurState):
 def check_labels(program, y) -> None:
     """Host check of labels or target vectors ``y`` (any leading axes) for every output -- the
     check the NumPy simulator makes at every step; traced labels cannot be checked."""
-    from blursim.sim.targets import check_targets
-
     y = np.asarray(y)
     flat = y.reshape(-1) if y.dtype.kind in "iu" else y.reshape(-1, y.shape[-1])
     for o in program.outputs:
-        p = program.pops[o]
-        check_targets(flat, p.size, p.name, program.rules.feedback)
+        step.check_labels(program, flat, program.pops[o])
 
 
 def label_array(y):
@@ -319,8 +318,24 @@ class JaxState:
         return self.to_simulator().get(q, which)
 
     def forward_synapses(self, q: int, k: int | None = None, to_numpy=np.asarray) -> np.ndarray:
-        """Projection ``q``'s forward synapses ``(S, R, n_pre + bias, n_post, k)``."""
-        return np.array(self.blur.W[q])
+        """Projection ``q``'s forward synapses ``(S, R, n_pre + bias, n_post, k)`` (the first ``k``
+        channels: all by default, one for a monitor of shared channels, which are all equal)."""
+        return np.array(np.asarray(self.blur.W[q])[..., :k])
+
+    def backward_synapses(self, q: int, k: int | None = None, to_numpy=np.asarray) -> np.ndarray | None:
+        """Projection ``q``'s backward synapses ``(S, R, n_post, n_pre, k)``; ``None`` when tied."""
+        V = self.blur.V[q]
+        return None if V is None else np.array(np.asarray(V)[..., :k])
+
+
+class _HostView:
+    """What a :class:`~blursim.sim.Monitor` reads of a simulator: the program, the backend (dtype,
+    host transfers) and the host array module its hooks assemble recordings with."""
+
+    xp = np
+
+    def __init__(self, sim) -> None:
+        self.program, self.backend = sim.program, sim.backend
 
 
 class JaxSimulator:
@@ -329,8 +344,8 @@ class JaxSimulator:
 
     Every rules option of the reference step runs (nothing is refused); ``sparse`` and
     ``threads`` are accepted for the common signature and change nothing (masks are dense
-    multipliers; XLA picks its threads). Recording a run with a
-    :class:`~blursim.sim.Monitor` needs the NumPy or CuPy simulator and is refused here.
+    multipliers; XLA picks its threads). A :class:`~blursim.sim.Monitor` records a run as on
+    the NumPy simulator (:meth:`train_step`).
     """
 
     def __init__(self, program, dtype: str | None = None, *, sparse: str = "auto", threads: int | None = None):
@@ -406,18 +421,55 @@ class JaxSimulator:
 
     # ---------------------------------------------------------------- steps
     def train_step(self, st: JaxState, genes: JaxGenes, x, y, monitor=None) -> JaxState:
-        """One BLUR training step (DESIGN §2) on ``(x, y)``; replaces ``st.blur``."""
-        if monitor is not None:
-            raise BackendError("recording a run (a Monitor, --record) needs the numpy or cupy backend; "
-                               "the JAX engine does not record")
+        """One BLUR training step (DESIGN §2) on ``(x, y)``; replaces ``st.blur``.
+
+        ``monitor``: a :class:`~blursim.sim.monitor.Monitor`; at a step it records, the jitted
+        step also returns the states after each phase and the Hebbian terms it was asked for
+        (:func:`blursim.sim.reference.train_step` with ``record``), handed to the monitor's hooks
+        on the host -- the same variables, in the same layouts, as the NumPy simulator records."""
         import jax.numpy as jnp
 
         x = self.device_data(x)
         with precision(self.dtype_name):  # kept states as one structure from the first step on (one trace)
             blur = kept_states(self.program, st.blur, x.shape[0], jnp)
-        st.blur = self._call("step", genes.arrays, blur, x, self.device_labels(y))
+        host = _HostView(self)
+        tap = None if monitor is None else monitor.begin_step(host, st, int(x.shape[0]))
+        if tap is None:
+            st.blur = self._call("step", genes.arrays, blur, x, self.device_labels(y))
+        else:
+            phases = frozenset(tap.phases) | (frozenset({"forward"}) if tap.outputs else frozenset())
+            heb = frozenset(tap.heb)
+            with precision(self.dtype_name):
+                st.blur, rec = self.recording_step(phases, heb)(genes.arrays, blur, x, self.device_labels(y))
+            self._feed(tap, rec)
         st.steps += 1
+        if tap is not None:
+            monitor.end_step(host, st, y, tap)
         return st
+
+    def recording_step(self, phases: frozenset, hebbian: frozenset):
+        """The jitted step that also returns what a monitor records: the states after ``phases``
+        and the Hebbian terms of ``hebbian`` (``(q, which)`` pairs)."""
+        jax = require_jax()
+        prog = self.program
+        record = {"phases": phases, "hebbian": hebbian}
+        return compiled(prog, ("sim", "record", phases, hebbian), lambda: jax.jit(
+            lambda G, s, x, y: ref.train_step(prog, G, s, x, y, record=record)))
+
+    def _feed(self, tap, rec) -> None:
+        """Hand a recording step's arrays to a monitor's hooks in the simulator's layouts:
+        states ``(S, R, k, B, n)``, ``H`` ``(S, R, kw, n_src, n_dst)`` and its bias row."""
+        for phase in ("forward", "feedback", "backward"):
+            if phase in rec:
+                states = rec[phase]
+                tap.states(phase, 0, 0, lambda p, states=states: np.moveaxis(np.asarray(states[p]), -1, 2))
+        kw = self.program.kw
+        for q, which in tap.heb:
+            H = np.moveaxis(np.asarray(rec[f"H:{q}:{which}"])[..., :kw], -1, 2)
+            if which == "W" and self.program.projs[q].bias:
+                tap.hebbian(q, which, 0, 0, H[:, :, :, :-1], H[:, :, :, -1])
+            else:
+                tap.hebbian(q, which, 0, 0, H, None)
 
     def train_steps(self, st: JaxState, genes: JaxGenes, batches) -> JaxState:
         """The training steps of ``batches`` (a list of ``(x, y)`` of one batch size) as one

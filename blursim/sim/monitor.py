@@ -60,6 +60,7 @@ import numpy as np
 
 from blursim.errors import MemoryLimitError, SpecError
 from blursim.sim.metrics import task_metrics
+from blursim.sim.step import learns_backward, tied
 
 PHASES = ("forward", "feedback", "backward")
 KINDS = ("states", "feedback", "weights", "norms", "H", "loss", "accuracy")
@@ -218,11 +219,15 @@ def _parse_one(item: str, program) -> list[Variable]:
         chosen = [labels.index(target)]
     else:
         raise SpecError("unknown projection", value=target, path="--record", choices=labels)
-    if which == "V" and program.rules.tied:
+    if which == "V" and tied(program):
         raise SpecError("tied synapses store no V (it is W transposed)", value=item, path="--record")
+    no_hv = kind == "H" and not tied(program) and not learns_backward(program)
+    if no_hv and which == "V":
+        raise SpecError("frozen backward synapses have no Hebbian term (rules.backward_synapses: frozen)",
+                        value=item, path="--record")
     out = []
     for qi in chosen:
-        for w in ([which] if target is not None or program.rules.tied else ["W", "V"]):
+        for w in ([which] if target is not None or tied(program) or no_hv else ["W", "V"]):
             tag = labels[qi] if w == "W" else f"V:{labels[qi]}"
             out.append(Variable(kind, f"{kind}:{tag}", proj=qi, which=w))
     return out

@@ -353,12 +353,15 @@ class ReferenceKernels(KernelSet):
         return tuple(run.state.W), tuple(run.state.V)
 
     def normalize_synapses(self, run, syn, eps, copy):
-        """App. C.6 on every ``W`` (bias row included) and ``V`` (a new array; ``copy`` is moot)."""
+        """App. C.6 on every ``W`` (bias row included) and ``V`` (new arrays; without ``copy`` they
+        replace the stored synapses)."""
         genome = run.genome
         W, V = syn
         We = tuple(synapse_normalize(w, genome[q.group]["rescale"], eps) for q, w in zip(run.program.projs, W))
         Ve = tuple(None if v is None else synapse_normalize(v, genome[q.group]["rescale"], eps)
                    for q, v in zip(run.program.projs, V))
+        if not copy:  # written back: what the step stores, updated or not
+            run.newW, run.newV = list(We), list(Ve)
         return We, Ve
 
     def start(self, run, keep):
@@ -471,11 +474,14 @@ class ReferenceKernels(KernelSet):
         E = self._stored(syn, job)
         D = _col(g["f_tilde"], E.ndim) if keep is None else keep
         new = self._channels(job, D * E + _col(g["eta_tilde"], E.ndim) * self._hebbian(run, job))
+        (run.newW if job.which == "W" else run.newV)[job.q] = self._masked(run, job, new)
+
+    @staticmethod
+    def _masked(run, job, E):
+        """``M ⊙ E`` with the job's mask (``W``'s with the bias row's ones, ``V``'s transposed)."""
         q = run.program.projs[job.q]
         mask = _forward_mask(q) if job.which == "W" else (None if q.mask is None else q.mask.T)
-        if mask is not None:
-            new = new * namespace(new).asarray(mask, dtype=new.dtype)[..., None]
-        (run.newW if job.which == "W" else run.newV)[job.q] = new
+        return E if mask is None else E * namespace(E).asarray(mask, dtype=E.dtype)[..., None]
 
     def saturate(self, run, job, syn):
         new = run.newW if job.which == "W" else run.newV
@@ -483,7 +489,7 @@ class ReferenceKernels(KernelSet):
 
     def record_hebbian(self, run, job):
         if run.record is not None and (job.q, job.which) in run.record["hebbian"]:
-            run.recorded[("H", job.q, job.which)] = self._channels(job, self._hebbian(run, job))
+            run.recorded[f"H:{job.q}:{job.which}"] = self._masked(run, job, self._channels(job, self._hebbian(run, job)))
 
 
 #: The reference kernel set (stateless: one instance serves every step).
@@ -521,7 +527,7 @@ def train_step(program, genome, state: BlurState, x, y, kernels=KERNELS, record=
 
     ``record``: ``{"phases": {...}, "hebbian": {(q, which), ...}}`` to also return what a monitor
     asked for: then the result is ``(state, recorded)`` with ``recorded[phase]`` the states after
-    that phase and ``recorded[("H", q, which)]`` the Hebbian terms (pure: JAX can trace it).
+    that phase and ``recorded[f"H:{q}:{which}"]`` the Hebbian terms (pure: JAX can trace it).
     """
     run = Run(program, genome, state, x, y, record=record)
     newW, newV = step.train_step(kernels, run, program)

@@ -39,7 +39,7 @@ from blursim.backend.executor import Chunk
 from blursim.genome.arrays import GenomeBatch, stack_genomes
 from blursim.graph.compile import Program
 from blursim.sim import step
-from blursim.sim.coefficients import Coefficients, GenomeArrays, PreparedGenomes
+from blursim.sim.coefficients import ChunkCoefficients, GenomeArrays, PreparedGenomes, fold
 from blursim.sim.fast import FastKernels, StepRun
 from blursim.sim.metrics import task_metrics
 from blursim.sim.operators import make_operator
@@ -114,16 +114,23 @@ class Simulator:
                 stack_genomes([genomes.species(0)], k=self.k, groups=self.program.groups)
         return PreparedGenomes({g: GenomeArrays(genomes.arrays[g]) for g in self.program.groups})
 
-    def _coefs(self, genes, s0: int, s1: int, B: int) -> Coefficients:
+    def _coefs(self, genes, s0: int, s1: int, B: int) -> ChunkCoefficients:
+        """The genomes folded for batches of ``B`` (:func:`~blursim.sim.coefficients.fold`, once per
+        program and ``B``) as species ``s0:s1`` read them on this backend (cached on ``genes``)."""
         cache = getattr(genes, "coef_cache", None)
         if cache is None:
-            return Coefficients(self.backend, self.k, genes, s0, s1, B)
+            cache = {}
         key = (id(self), s0, s1, B)
         c = cache.get(key)
         if c is None:
             if len(cache) > 256:
                 cache.clear()
-            c = cache[key] = Coefficients(self.backend, self.k, genes, s0, s1, B)
+            fkey = ("fold", id(self.program), B)
+            folded = cache.get(fkey)
+            if folded is None:
+                mean, channels = step.hebbian_form(self.program)
+                folded = cache[fkey] = fold(genes, self.program, B, batch_mean=mean, channels=channels)
+            c = cache[key] = ChunkCoefficients(self.backend, folded, s0, s1)
         return c
 
     # ----------------------------------------------------------------- synapses

@@ -48,18 +48,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from blursim.sim.targets import coded_targets, target_tables
+from blursim.sim.targets import check_targets, coded_targets, target_tables
 from blursim.vocab.feedback import FEEDBACK
 
 __all__ = ["SynapseJob", "HEBBIAN_KERNELS", "hebbian_kernel", "train_step", "evaluate", "forward_pass",
-           "backward_pass", "apply_feedback", "update_synapses", "synapse_update", "synapse_jobs", "tied",
-           "keeps_states", "normalizes_for_evaluation", "targets", "target_codes"]
+           "backward_pass", "apply_feedback", "learns_backward", "hebbian_form", "update_synapses", "synapse_update", "synapse_jobs", "tied",
+           "keeps_states", "normalizes_for_evaluation", "targets", "target_codes", "check_labels"]
 
 
 # ------------------------------------------------------------ what engines ask
 def tied(program) -> bool:
     """Whether ``V_q`` is ``W_q^T`` (no backward synapses stored)."""
     return bool(program.rules.tied)
+
+
+def learns_backward(program) -> bool:
+    """Whether untied backward synapses ``V`` are updated (``rules.backward_synapses`` not frozen)."""
+    return not program.rules.tied and program.rules.backward_synapses != "frozen"
 
 
 def keeps_states(program) -> bool:
@@ -73,6 +78,12 @@ def targets(program, y, pop, xp, dtype):
     rules = program.rules
     return coded_targets(y, pop.size, rules.target_coding, population=pop.name, feedback=rules.feedback,
                          xp=xp, dtype=dtype)
+
+
+def check_labels(program, y, pop) -> None:
+    """Labels or target vectors ``y`` fit output ``pop`` under ``rules.feedback`` (else a one-line
+    :class:`~blursim.errors.DataError`; :func:`blursim.sim.targets.check_targets`)."""
+    check_targets(y, pop.size, pop.name, program.rules.feedback)
 
 
 def target_codes(program, pop):
@@ -146,15 +157,23 @@ def mirror_hebbian(g, a_src, a_dst):
     return xp.einsum("srbjc,srbic->srjic", Q, P)
 
 
+def hebbian_form(program) -> tuple[bool, str]:
+    """``(batch_mean, channels)`` of every synapse job (:class:`SynapseJob`): ``rho`` is the batch
+    mean (``rules.batch_reduction``), and how shared channels store eq. (7)'s ``k`` updates
+    (``rules.shared_update``)."""
+    rules = program.rules
+    channels = "all" if not program.shared else ("first" if rules.shared_update == "channel0" else "mean")
+    return rules.batch_reduction == "mean", channels
+
+
 def synapse_jobs(program) -> list[SynapseJob]:
     """The synapse updates of one step: every ``W``, and every untied ``V`` that learns."""
     rules = program.rules
-    mean = rules.batch_reduction == "mean"
-    channels = "all" if not program.shared else ("first" if rules.shared_update == "channel0" else "mean")
+    mean, channels = hebbian_form(program)
     jobs = []
     for q in program.projs:
         jobs.append(SynapseJob(q.index, "W", q.pre, q.post, q.group, bool(q.bias), mean, channels))
-        if rules.tied or rules.backward_synapses == "frozen":  # no V, or feedback alignment's fixed B
+        if not learns_backward(program):  # no V (tied), or feedback alignment's fixed B (frozen)
             continue
         heb = "mirror" if rules.backward_synapses == "mirror" else "eq7"
         jobs.append(SynapseJob(q.index, "V", q.post, q.pre, q.group, False, mean, channels, heb))

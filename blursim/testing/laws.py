@@ -30,7 +30,7 @@ Which law holds under which rules (docs/testing.md has the full table):
 ``frozen_plasticity``             genomes with η̃ = 0, f̃ = 1 in every group; not under
                                   ``saturation`` or ``synapse_normalization: stored``
 ``saturation_bounds_synapses``    ``saturation: true`` (after the first step)
-``tied_synapses_stay_tied``       untied, ``oja: none``, no stored synapse normalisation;
+``tied_synapses_stay_tied``       untied and V learning, ``oja: none``, no stored normalisation;
                                   genomes whose Hebbian term is symmetric (e.g. μ̃ = ν̃ᵀ)
 ``tied_channels_stay_tied``       every rule set; genomes whose eq. (7) product is the same
                                   for every channel (e.g. equal ν̃ columns and μ̃ rows)
@@ -463,7 +463,8 @@ class FrozenPlasticity(Law):
 class SaturationBoundsSynapses(Law):
     """Sec. 3.4: with ``saturation: true`` every update ends with ``W ← s·tanh(W/s)``,
     ``s = |saturation|`` of the projection's genome group, so after any step every synapse
-    (``W``, bias, ``V``) satisfies ``|W| ≤ s``, whatever the genome."""
+    (``W``, bias, ``V``) satisfies ``|W| ≤ s``, whatever the genome (a frozen ``V``,
+    ``backward_synapses: frozen``, gets no eq. (7) update, so no saturation either)."""
 
     name = "saturation_bounds_synapses"
     equation = "Sec. 3.4 saturation"
