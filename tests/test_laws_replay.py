@@ -78,7 +78,8 @@ def test_the_environment_variable_saves_every_failure_and_hypothesis_leaves_the_
 
 
 @pytest.mark.parametrize("name", ["species_independence", "hidden_relabelling_equivariance",
-                                  "batch_order_invariance", "replica_independence", "masked_synapses_stay_zero"])
+                                  "batch_order_invariance", "replica_independence", "masked_synapses_stay_zero",
+                                  "synapse_update_closed_form", "untied_feedback_drives_backward"])
 def test_replay_reproduces_a_simulator_bug_while_it_exists_and_not_once_fixed(name, tmp_path, monkeypatch, capsys):
     """The counterexample of a broken (monkeypatched) simulator records the law's options (other
     species, permutations ...): replayed against the same broken simulator it gives the same message;

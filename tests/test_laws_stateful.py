@@ -49,7 +49,7 @@ def test_a_run_law_breaks_on_a_mutant_naming_law_species_and_step(monkeypatch):
     with pytest.raises(LawViolation) as err:
         run_state_machine_as_test(Runs, settings=SETTINGS)
     msg = str(err.value)
-    assert msg.startswith("law 'species_independence' broken")
+    assert msg.startswith("law 'species_independence' (DESIGN §1 species) broken")
     assert "species 1 of 3" in msg and "after step 1" in msg  # shrunk to the first step
     assert len(err.value.counterexample.batches) == 1
 

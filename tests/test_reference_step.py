@@ -217,7 +217,40 @@ def reference_runs(prog, G, states, case, dtype) -> dict:
     return {"stepwise": stepwise, "free": free}
 
 
-def compare(got, want, truth, tol0: float, tols=None) -> dict:
+#: The equation each compared array comes from (named in a failure).
+EQUATION = {"W": "eq. (7)-(8) synapse update", "V": "eq. (7)-(8) synapse update",
+            "a": "eq. (5)-(6) kept neuron states", "out": "eq. (5) evaluation forward pass"}
+
+
+def entry(prog, name, idx, a, b) -> str:
+    """Where ``a`` (the reference's array ``name`` of projection/population ``idx``) and ``b`` (the
+    Simulator's) differ most: array, projection or population by name, entry, channel or state,
+    species, replica and the two values."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(invalid="ignore"):
+        d = np.abs(a - b)
+    d = np.where(np.isnan(d) & ~(np.isnan(a) & np.isnan(b)), np.inf, np.nan_to_num(d, nan=0.0))
+    pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(d)), d.shape))
+    s, r, rest = pos[0], pos[1], pos[2:]
+    if name in ("W", "V"):
+        q = prog.projs[idx]
+        i, j, c = rest
+        if name == "W":
+            at = f"[bias, post={j}]" if i == q.n_pre else f"[pre={i}, post={j}]"
+            what = f"forward synapse W of projection {q.name!r} {at}"
+        else:
+            what = f"backward synapse V of projection {q.name!r} [post={i}, pre={j}]"
+        what += f", channel {c}"
+    elif name == "a":
+        b_, n, c = rest
+        what = f"kept neuron state a of population {prog.pops[idx].name!r} [example={b_}, neuron={n}], state {c}"
+    else:
+        b_, n = rest
+        what = f"output state 0 of population {prog.pops[prog.outputs[idx]].name!r} [example={b_}, neuron={n}]"
+    return f"{what}, species {s}, replica {r}: reference {a[pos]:.17g}, Simulator {b[pos]:.17g}"
+
+
+def compare(got, want, truth, tol0: float, tols=None, prog=None) -> dict:
     """Fold rel(got, want) over two lists of named arrays per step, each array against its
     tolerance ``max(tol0, K x rel(got, truth))`` -- ``tol0``, unless float64 itself is off the
     extended-precision answer by more than ``tol0 / K`` there (an ill-conditioned step, e.g.
@@ -230,9 +263,9 @@ def compare(got, want, truth, tol0: float, tols=None) -> dict:
     Simulator's summation order can make a larger one (up to ~50x seen over 2000 examples,
     where batch normalisation of nearly equal rows amplifies it), hence K = 300.
     """
-    out = {"rel": 0.0, "ratio": 0.0, "where": "", "tol": tol0, "tols": []}
+    out = {"rel": 0.0, "ratio": 0.0, "where": "", "tol": tol0, "tols": [], "equation": "", "entry": ""}
     for t, (g_step, w_step, x_step) in enumerate(zip(got, want, truth or [None] * len(got))):
-        where = "evaluation" if g_step and g_step[0][0] == "out" else f"step {t}"
+        where = "the evaluation" if g_step and g_step[0][0] == "out" else f"training step {t + 1}"
         assert [n[:2] for n in g_step] == [n[:2] for n in w_step]
         for (name, idx, a), (_, _, b), (_, _, c) in zip(g_step, w_step, x_step or g_step):
             tol = tols[len(out["tols"])] if tols is not None else max(tol0, K * rel(a, c))
@@ -240,7 +273,9 @@ def compare(got, want, truth, tol0: float, tols=None) -> dict:
             out["rel"], out["tol"] = max(out["rel"], r), max(out["tol"], tol)
             out["tols"].append(tol)
             if r / tol > out["ratio"]:
-                out["ratio"], out["where"] = r / tol, f"{where} {name}[{idx}]"
+                out["ratio"], out["where"], out["equation"] = r / tol, where, EQUATION[name]
+                out["worst_rel"], out["worst_tol"] = r, tol
+                out["entry"] = entry(prog, name, idx, a, b) if prog is not None else f"{name}[{idx}]"
     return out
 
 
@@ -281,8 +316,8 @@ def parity(case) -> dict:
     exact = reference_runs(prog, G, states, case, EXTENDED)
     steps = len(mine["stepwise"]) - 1 if len(mine["stepwise"]) > len(case["batches"]) else len(mine["stepwise"])
     sim = simulator_trajectory(states, outputs, steps)
-    res = compare(mine["stepwise"], sim, exact["stepwise"], TOL)
-    res.update(steps=steps, T=len(case["batches"]), free=compare(mine["free"], sim, exact["free"], TOL))
+    res = compare(mine["stepwise"], sim, exact["stepwise"], TOL, prog=prog)
+    res.update(steps=steps, T=len(case["batches"]), free=compare(mine["free"], sim, exact["free"], TOL, prog=prog))
     res["mutant"] = 0.0
     for bad in mutants(prog, G, states):
         got = reference_runs(prog, bad, states, case, np.float64)["stepwise"]
@@ -297,11 +332,12 @@ def check(case) -> None:
     res = parity(case)
     note(f"compared {res['steps']} of {res['T']} steps; largest tolerance {res['tol']:.3g}; "
          f"free-running rel {res['free']['rel']:.3g}; mutant rel/tolerance {res['mutant']:.3g}")
-    assert res["ratio"] <= 1, (f"reference and Simulator differ by {res['rel']:.3g} (relative) at "
-                               f"{res['where']}, {res['ratio']:.3g} x its tolerance")
-    assert res["free"]["ratio"] <= 1, (
-        f"free-running trajectories differ by {res['free']['rel']:.3g} at {res['free']['where']}, "
-        f"{res['free']['ratio']:.3g} x its tolerance")
+    for kind, r in (("step-wise", res), ("free-running", res["free"])):
+        assert r["ratio"] <= 1, (
+            f"law 'reference parity' ({r['equation']}) broken: the Simulator's {kind} trajectory differs from "
+            f"blursim.sim.reference\n  where: {r['entry']}, after {r['where']}\n"
+            f"  relative deviation {r['worst_rel']:.3g} (max|ref − sim| / max|sim| of the array), tolerance "
+            f"{r['worst_tol']:.3g} ({r['ratio']:.3g} × it)")
     if res["steps"] and not res["trivial"]:
         assert res["mutant"] > 1e3, (
             f"a genome entry moved by 1e-6 changed the result by only {res['mutant']:.3g} x the tolerance")
@@ -400,3 +436,31 @@ def test_jit_step_equals_numpy():
         for a, b in zip(arrays(js), arrays(np_state)):
             assert a[2].dtype == jnp.float64
             assert rel(np.asarray(a[2]), b[2]) <= TOL
+
+
+def test_a_parity_failure_names_the_equation_the_array_and_the_entry():
+    """With a planted bug (the Oja factor's sign, blursim.testing.mutants) the parity check fails with
+    a message naming the equation, the projection by name, the entry, channel, species, replica,
+    step, both values and the tolerance."""
+    from blursim.testing.mutants import chain, example_batches, planted
+
+    spec = chain({"oja": "weights"})
+    g = random_genome(seed=1)
+    g = g.model_copy(update={"groups": {"default": g.groups["default"].model_copy(update={"oja_alpha": 0.5})}})
+    rng = np.random.default_rng(0)
+    case = dict(spec=spec, genomes=[g], R=1, batches=example_batches(2), query=rng.normal(size=(3, 3)), seed=0,
+                sparse="masked")
+    @settings(max_examples=1, database=None, deadline=None)
+    @given(c=st.just(case))
+    def check_one(c):
+        check(c)
+
+    check_one()  # the real step passes
+    with planted("oja_factor_sign"), pytest.raises(AssertionError) as err:
+        check_one()
+    msg = str(err.value)
+    assert msg.startswith("law 'reference parity' (eq. (7)-(8) synapse update) broken: the Simulator's step-wise")
+    head = msg.splitlines()[1]
+    assert "synapse" in head and "of projection '" in head and "channel " in head and "species 0, replica 0" in head
+    assert ("[pre=" in head or "[bias, post=" in head or "[post=" in head) and "after training step " in head
+    assert "reference " in head and ", Simulator " in head and "tolerance 1e-12" in msg

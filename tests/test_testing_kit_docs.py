@@ -19,7 +19,7 @@ def test_the_python_examples_of_docs_testing_run(capsys):
         exec(compile(code, "<docs/testing.md>", "exec"), namespace)
     out = capsys.readouterr().out
     # the message shown in the page is the one the code prints
-    shown = re.search(r"```text\n(law 'frozen_plasticity' broken.*?)\n```", DOC, flags=re.S).group(1)
+    shown = re.search(r"```text\n(law 'frozen_plasticity' \(.*?\) broken.*?)\n```", DOC, flags=re.S).group(1)
     assert shown in out
     assert "has eta_tilde = 0.1, f_tilde = 1 (needs 0 and 1)" in out
     assert "changed from" in out

@@ -41,6 +41,13 @@ Which law holds under which rules (docs/testing.md has the full table):
 ``backprop_is_gradient_like``     DESIGN §3 rules, the backprop genome (any learning rate)
 ``backprop_equals_sgd``           DESIGN §3 rules, the backprop genome (any learning rate)
 ================================  ==========================================================
+
+and one law per equation of the step, read through the public Simulator API
+(:mod:`blursim.testing.step_laws`, registered here): ``forward_pass_closed_form`` (eq. 5),
+``backward_pass_closed_form`` (eq. 6), ``normalisation_batch_statistics`` (Sec. 3.4),
+``feedback_sets_output_states`` (Sec. 3.3), ``synapse_update_closed_form`` (eq. 7-8),
+``oja_scales_by_exact_factor`` (eq. 8), ``untied_feedback_drives_backward`` (eq. 6, untied V),
+``unroll_equals_single_steps``. Every failure names the law's equation (``Law.equation``).
 """
 
 from __future__ import annotations
@@ -92,6 +99,15 @@ __all__ = [
     "batch_order_invariance",
     "backprop_is_gradient_like",
     "backprop_equals_sgd",
+    "forward_pass_closed_form",
+    "backward_pass_closed_form",
+    "normalisation_batch_statistics",
+    "feedback_sets_output_states",
+    "synapse_update_closed_form",
+    "oja_scales_by_exact_factor",
+    "untied_feedback_drives_backward",
+    "unroll_equals_single_steps",
+    "step_laws",
 ]
 
 
@@ -207,6 +223,7 @@ class LawRun:
     def fail(self, where: Where, **kw) -> None:
         """Raise the law's :class:`LawViolation` at ``where`` (keywords as for the exception)."""
         kw.setdefault("rules", rules_summary(self.program))
+        kw.setdefault("equation", self.law.equation)
         err = LawViolation(self.law.name, self.law.statement, where, **kw)
         err.counterexample = self.counterexample(err.core)
         err.args = (err.core + "\n" + err._hint(),)
@@ -279,6 +296,8 @@ class Law:
 
     name = ""
     statement = ""
+    #: The paper's equation or section (or DESIGN's) the law checks, named in every failure.
+    equation = ""
     holds_under = "every rule set and genome"
     atol = 0.0
     rtol = 0.0
@@ -385,6 +404,7 @@ class MaskedSynapsesStayZero(Law):
     synapse itself, saturation maps 0 to 0)."""
 
     name = "masked_synapses_stay_zero"
+    equation = "DESIGN §1 mask; eq. (7)-(8)"
     statement = "synapses outside the connectivity mask are exactly 0 and stay 0 after every step"
 
     def check(self, run):
@@ -408,6 +428,7 @@ class FrozenPlasticity(Law):
     is not 0.)"""
 
     name = "frozen_plasticity"
+    equation = "eq. (7) with η̃ = 0, f̃ = 1"
     statement = "with η̃ = 0 and f̃ = 1 (frozen plasticity) no synapse ever changes"
     holds_under = ("genomes with eta_tilde = 0 and f_tilde = 1 in every group; any rules except "
                    "saturation: true and synapse_normalization: stored")
@@ -445,8 +466,10 @@ class SaturationBoundsSynapses(Law):
     ``backward_synapses: frozen``, gets no eq. (7) update, so no saturation either)."""
 
     name = "saturation_bounds_synapses"
+    equation = "Sec. 3.4 saturation"
     statement = "with saturation every synapse satisfies |w| ≤ s = |saturation| after every step"
-    holds_under = "saturation: true (any genome); checked after each step, not at the initialisation"
+    holds_under = ("saturation: true (any genome); checked after each step, not at the initialisation (a fixed V of "
+                   "backward_synapses: frozen is never updated, so not checked)")
     rtol = 1e-12
     check_initial = False
 
@@ -457,8 +480,8 @@ class SaturationBoundsSynapses(Law):
 
     def check(self, run):
         cur = run.dense(run.state)
-        if run.program.rules.backward_synapses == "frozen":  # never updated, so never saturated
-            cur = {key: a for key, a in cur.items() if key[1] != "V"}
+        if run.program.rules.backward_synapses == "frozen":  # fixed V is never updated, so never saturated
+            cur = {k: a for k, a in cur.items() if k[1] != "V"}
         bound = {}
         for (q, w), a in cur.items():
             grp = run.program.projs[q].group
@@ -487,10 +510,11 @@ class TiedSynapsesStayTied(Law):
     postsynaptic neurons, so they break the law."""
 
     name = "tied_synapses_stay_tied"
+    equation = "eq. (7) for W and untied V"
     statement = "backward synapses that start as the transposed forward ones (V = Wᵀ) stay so"
-    holds_under = ("untied networks (tied: false) whose V learns (backward_synapses not 'frozen'), oja: none, "
-                   "synapse_normalization other than 'stored'; "
-                   "genomes with ν̃[:, c] parallel to μ̃[c, :] for every c (e.g. mu_tilde = nu_tildeᵀ)")
+    holds_under = ("untied networks (tied: false) whose V learns (backward_synapses learned or mirror), oja: none, "
+                   "synapse_normalization other than 'stored'; under 'learned' genomes with ν̃[:, c] parallel to "
+                   "μ̃[c, :] for every c (e.g. mu_tilde = nu_tildeᵀ), under 'mirror' every genome")
     atol = 1e-12
     rtol = 1e-10
 
@@ -507,6 +531,8 @@ class TiedSynapsesStayTied(Law):
         return None
 
     def why_not_genome(self, prog, genome):
+        if prog.rules.backward_synapses == "mirror":  # V gets W's Hebbian term transposed: any genome
+            return None
         for g in prog.groups:
             a = _hebbian_asymmetry(genome.groups[g])
             scale = max(1.0, float(np.abs(genome.groups[g].nu_tilde).max() * np.abs(genome.groups[g].mu_tilde).max()))
@@ -542,6 +568,7 @@ class TiedChannelsStayTied(Law):
     saturation act per channel alike. The backprop genome is inside this domain."""
 
     name = "tied_channels_stay_tied"
+    equation = "eq. (7) per channel"
     statement = "the k channels of a synapse that start equal stay equal"
     holds_under = ("every rule set; genomes whose ν̃[:, c] ⊗ μ̃[c, :] is the same for every channel c "
                    "(e.g. equal nu_tilde columns and equal mu_tilde rows; with oja: activity, equal |mu_tilde| rows)")
@@ -615,6 +642,7 @@ class HiddenRelabellingEquivariance(Law):
     (default: a seeded random permutation of every hidden population)."""
 
     name = "hidden_relabelling_equivariance"
+    equation = "eq. (5)-(8) per neuron"
     statement = "relabelling hidden neurons relabels the result the same way (permutation equivariance)"
     atol = 1e-10
     rtol = 1e-9
@@ -693,6 +721,7 @@ class SpeciesIndependence(Law):
     wild one that overflows), ``position`` (the tested genome's species index; default 1)."""
 
     name = "species_independence"
+    equation = "DESIGN §1 species"
     statement = "one species' result does not depend on the other species in the batch"
     atol = 1e-10
     rtol = 1e-9
@@ -735,6 +764,7 @@ class ReplicaIndependence(Law):
     of that replica alone (from the same initial synapses) ends with."""
 
     name = "replica_independence"
+    equation = "DESIGN §1-2 replicas"
     statement = "one replica's result does not depend on the other replicas"
     atol = 1e-10
     rtol = 1e-9
@@ -773,6 +803,7 @@ class BatchOrderInvariance(Law):
     Option ``permutations``: one list per step (default: a seeded permutation per batch size)."""
 
     name = "batch_order_invariance"
+    equation = "eq. (7) batch reduction, Sec. 3.4 batch statistics"
     statement = "the result does not depend on the order of the examples in a batch"
     holds_under = "every rule set and genome (batch_reduction sum or mean)"
     atol = 1e-10
@@ -893,6 +924,7 @@ class BackpropIsGradientLike(_BackpropLaw):
     Option ``noise_factor`` (default 10)."""
 
     name = "backprop_is_gradient_like"
+    equation = "eq. (4), eq. (10)"
     statement = "one step of the backprop genome is gradient-like: Q = ∂Δw/∂w is symmetric (eq. 10)"
     check_initial = False
 
@@ -994,6 +1026,7 @@ class BackpropEqualsSGD(_BackpropLaw):
     """
 
     name = "backprop_equals_sgd"
+    equation = "eq. (4), DESIGN §3"
     statement = "one step of the backprop genome is one SGD step, W ← W − η̃ ∇L (DESIGN §3)"
     atol = 1e-12
     rtol = 1e-9
@@ -1098,14 +1131,37 @@ def applicable_laws(spec, genome) -> list[Law]:
 
 
 def check_all(spec, genome, batches, n_steps: int | None = None, *, laws: Sequence[str] | None = None,
-              **kw) -> list[str]:
+              conform: bool = False, **kw) -> list[str]:
     """Assert every registered law (or those named in ``laws``) that holds for ``spec`` and
-    ``genome``; returns the names of the laws checked. Keywords go to every law call."""
+    ``genome``; returns the names of the laws checked. Keywords go to every law call.
+
+    ``conform=True``: a law whose rules hold runs on ``law.conform(genome)`` (the genome moved
+    into its genome domain, e.g. η̃ = 0 for frozen plasticity) instead of being skipped when the
+    genome is outside that domain — so the laws with genome domains run on every draw."""
     names = list(laws) if laws is not None else list(LAWS)
+    prog = _program(spec)
+    g0 = _genome(genome)
     done = []
     for n in names:
         law = LAWS.get(n)
-        if law.applies(spec, genome):
-            law(spec, genome, batches, n_steps, **kw)
+        if law.why_not_program(prog) is not None:
+            continue
+        g = law.conform(g0) if conform else g0
+        if law.why_not_genome(prog, g) is None:
+            law(spec, g, batches, n_steps, **kw)
             done.append(n)
     return done
+
+
+# the laws of each equation and option of the step (registered in LAWS on import)
+from blursim.testing import step_laws  # noqa: E402
+from blursim.testing.step_laws import (  # noqa: E402
+    backward_pass_closed_form,
+    feedback_sets_output_states,
+    forward_pass_closed_form,
+    normalisation_batch_statistics,
+    oja_scales_by_exact_factor,
+    synapse_update_closed_form,
+    unroll_equals_single_steps,
+    untied_feedback_drives_backward,
+)

@@ -47,16 +47,22 @@ class Where:
     replica: int | None = None
     step: int | None = None
     extra: str = ""
+    population: str | None = None  # neuron states: the population's name
+    state: int | None = None  # neuron states: the state index c
 
     def __str__(self) -> str:
-        names = {"W": "forward synapse W", "b": "bias b", "V": "backward synapse V"}
+        names = {"W": "forward synapse W", "b": "bias b", "V": "backward synapse V", "a": "neuron state a"}
         parts = [names.get(self.variable, self.variable)]
         if self.projection is not None:
             parts[0] += f" of projection {self.projection!r}"
+        if self.population is not None:
+            parts[0] += f" of population {self.population!r}"
         if self.index:
             parts[0] += " [" + ", ".join(f"{k}={v}" for k, v in self.index.items()) + "]"
         if self.extra:
             parts[0] += " " + self.extra
+        if self.state is not None:
+            parts.append(f"state {self.state}")
         if self.channel is not None:
             parts.append("channel shared by all states" if self.shared_channels else f"channel {self.channel}")
         if self.species is not None:
@@ -68,8 +74,8 @@ class Where:
         return ", ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
-        d = {"variable": self.variable, "projection": self.projection, "index": dict(self.index),
-             "channel": self.channel, "species": self.species, "replica": self.replica, "step": self.step}
+        d = {"variable": self.variable, "projection": self.projection, "population": self.population,
+             "index": dict(self.index), "state": self.state, "channel": self.channel, "species": self.species, "replica": self.replica, "step": self.step}
         return {k: v for k, v in d.items() if v is not None and v != {}}
 
 
@@ -105,7 +111,8 @@ def _fmt(v: float) -> str:
 class LawViolation(AssertionError):
     """A law of :mod:`blursim.testing.laws` (or an invariant) does not hold.
 
-    Attributes: ``law`` (name), ``statement``, ``where`` (:class:`Where`),
+    Attributes: ``law`` (name), ``statement``, ``equation`` (the paper's equation or section the
+    law checks, e.g. ``"eq. (7)"``), ``where`` (:class:`Where`),
     ``value``, ``expected``, ``tolerance``, ``count`` (entries beyond
     tolerance, of ``total``), ``counterexample`` (or ``None``), ``saved_to``
     (the folder it was written to, if any). ``core`` is the message without
@@ -115,13 +122,15 @@ class LawViolation(AssertionError):
     def __init__(self, law: str, statement: str, where: Where, *, value: Any = None, expected: Any = None,
                  tolerance: str = "", count: int | None = None, total: int | None = None,
                  value_label: str = "value", expected_label: str = "expected", detail: str = "",
-                 rules: str = "", counterexample=None) -> None:
+                 rules: str = "", counterexample=None, equation: str = "") -> None:
         self.law, self.statement, self.where = law, statement, where
+        self.equation = equation
         self.value, self.expected, self.tolerance = value, expected, tolerance
         self.count, self.total = count, total
         self.counterexample = counterexample
         self.saved_to = None
-        lines = [f"law {law!r} broken: {statement}", f"  where: {where}"]
+        eq = f" ({equation})" if equation else ""
+        lines = [f"law {law!r}{eq} broken: {statement}", f"  where: {where}"]
         if value is not None or expected is not None:
             v = f"  {value_label}: {_fmt(float(value))}" if value is not None else "  "
             if expected is not None:

@@ -619,3 +619,91 @@ def recurrent_network_specs(draw, *, recurrent_p: float = 0.4, **kw) -> dict:
     r = dict(r, schedule="synchronous")
     r.setdefault("sweeps", 2)
     return draw(network_specs(recurrent_p=recurrent_p, rules=r, **kw))
+
+
+# ------------------------------------------------------------- generic and law-domain specs
+def _activation_choices(k: int, identity_first: bool = False) -> tuple:
+    """Hidden activations to draw from: one function for all states, or per-state lists with an
+    identity state (the normalisation and backward-pass laws read states through it)."""
+    mixed = ["identity"] + ["tanh", "sigmoid", "relu_tanh"][: k - 1]
+    while len(mixed) < k:
+        mixed.append("tanh")
+    one = ("tanh", "sigmoid", "relu_tanh", "identity")
+    return ("identity", tuple(mixed), "tanh") if identity_first else one + ("identity", tuple(mixed))
+
+
+@st.composite
+def generic_network_specs(draw, *, k: int | None = None, n_features: int = 3, n_classes: int = 3,
+                          recurrent_p: float = 0.3, identity_first: bool = False, **kw) -> dict:
+    """A *generic* network: every rule option drawn (:func:`rules`: Oja, saturation, shared
+    channels, synapse normalisation, tied or not, every feedback and backward update, both
+    schedules — recurrent graphs under the synchronous one), population normalisation on either
+    pass (Sec. 3.4), one or per-state activations (an identity state included), biases drawn,
+    every connectivity kind, ``k`` drawn from 2-3 unless given. Keywords go to
+    :func:`network_specs` (``rules=`` a dict of pins for :func:`rules`, or a strategy)."""
+    k = draw(st.integers(2, 3)) if k is None else k
+    r = kw.pop("rules", None)
+    if not isinstance(r, st.SearchStrategy):
+        r = rules(**(r or {}))
+    kw.setdefault("hidden_activation", _activation_choices(k, identity_first))
+    kw.setdefault("output_activation", ("tanh", "identity"))
+    kw.setdefault("backward_activation", draw(st.sampled_from(["identity", "same"])))
+    kw.setdefault("normalization", ("none", "forward", "backward", "both"))
+    kw.setdefault("connectivity", ALL_CONNECTIVITY)
+    kw.setdefault("sizes", (1, 4))
+    kw.setdefault("hidden", (1, 3))
+    kw.setdefault("bias", None)
+    return draw(network_specs(k=k, n_features=n_features, n_classes=n_classes, recurrent_p=recurrent_p,
+                              rules=r, **kw))
+
+
+#: Per law of :data:`blursim.testing.laws.LAWS`: how :func:`law_network_specs` draws inside its
+#: rules domain — ``rules`` pins for :func:`rules` (values or strategies) and ``spec`` keywords
+#: for :func:`generic_network_specs`. Laws not listed hold under every rule set; the backprop
+#: laws draw from :func:`backprop_network_specs`. A law with a *genome* domain gets its genomes
+#: through ``law.conform``.
+LAW_DOMAINS: dict[str, dict[str, dict]] = {
+    "masked_synapses_stay_zero": {"spec": {"connectivity": SPARSE_CONNECTIVITY}},
+    "frozen_plasticity": {"rules": {"saturation": False,
+                                    "synapse_normalization": st.sampled_from(["none", "activations"])}},
+    "saturation_bounds_synapses": {"rules": {"saturation": True}},
+    "tied_synapses_stay_tied": {"rules": {"tied": False, "oja": "none",
+                                          "backward_synapses": st.sampled_from(["learned", "mirror"]),
+                                          "synapse_normalization": st.sampled_from(["none", "activations"])}},
+    "normalisation_batch_statistics": {
+        "rules": {"backward_update": st.sampled_from(["additive", "additive", "multiplicative"]),
+                  "schedule": "topological"},
+        "spec": {"normalization": ("forward", "both", "backward"), "identity_first": True,
+                 "backward_activation": "identity", "hidden": (1, 2)}},
+    "forward_pass_closed_form": {"rules": {"schedule": "topological"}},
+    "backward_pass_closed_form": {"rules": {"schedule": "topological",
+                                            "backward_synapses": st.sampled_from(["learned", "mirror"])}},
+    "synapse_update_closed_form": {"rules": {"backward_synapses": st.sampled_from(["learned", "mirror"])}},
+    "oja_scales_by_exact_factor": {"rules": {"oja": st.sampled_from(["weights", "activity"]),
+                                             "backward_synapses": st.sampled_from(["learned", "mirror"])}},
+    "untied_feedback_drives_backward": {
+        "rules": {"tied": False, "schedule": "topological", "synapse_normalization": "none"},
+        "spec": {"backward_activation": "identity", "normalization": ("none", "forward"), "recurrent_p": 0.0}},
+}
+
+#: The laws whose domain is DESIGN §3 (drawn from :func:`backprop_network_specs`).
+BACKPROP_LAWS = ("backprop_equals_sgd", "backprop_is_gradient_like")
+
+
+@st.composite
+def law_network_specs(draw, law: str, *, n_features: int = 3, n_classes: int = 3, **kw) -> dict:
+    """A network spec inside law ``law``'s rules domain (:data:`LAW_DOMAINS`), otherwise generic
+    (:func:`generic_network_specs`; the backprop laws: :func:`backprop_network_specs`). Pair it
+    with ``law.conform(genome)`` for laws with a genome domain. blursim's suite checks that each
+    law applies to at least half of these draws."""
+    name = getattr(law, "name", law)
+    if name in BACKPROP_LAWS:
+        return draw(backprop_network_specs(None, None, n_features=n_features, n_classes=n_classes, sizes=(1, 3),
+                                           hidden=(1, 3), **kw))
+    dom = LAW_DOMAINS.get(name, {})
+    spec_kw = {**dom.get("spec", {}), **kw}
+    pins = dict(dom.get("rules", {}))
+    if isinstance(spec_kw.get("rules"), dict):
+        pins.update(spec_kw.pop("rules"))
+    spec_kw["rules"] = rules(**pins)
+    return draw(generic_network_specs(n_features=n_features, n_classes=n_classes, **spec_kw))
