@@ -216,3 +216,17 @@ def test_mirror_on_the_jax_engine_equals_numpy():
         out[name] = [st.get(q, "V") for q in range(2)]
     for a, b in zip(out["numpy"], out["jax"]):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_flops_count_the_products_a_step_computes():
+    """oracle.step_flops: forward 2 B n_pre n_post k per projection; backward into the hidden
+    population only; Hebbian for W and a V that learns (a frozen V computes none)."""
+    from blursim.sim.oracle import step_flops
+
+    B, k = 5, 2
+    fwd = 2 * B * k * (3 * 4 + 4 * 2)
+    learned, frozen = step_flops(_program(), B), step_flops(_program(backward_synapses="frozen"), B)
+    assert learned["forward"] == frozen["forward"] == fwd
+    assert learned["backward"] == frozen["backward"] == 2 * B * k * 4 * 2  # hidden <- out only
+    assert learned["hebbian"] == 2 * fwd and frozen["hebbian"] == fwd
+    assert Simulator(_program(), sparse="masked").flops(B) == learned

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from blursim.sim.step import tied
+from blursim.sim.step import learns_backward, tied
 from blursim.sim.synapses import TAG_INIT, draw
 
 
@@ -94,8 +94,8 @@ def step_flops(program, B: int, train: bool = True, w_slots=None, v_slots=None) 
     """Minimal FLOPs of one step of one genome and replica (the benchmark's count).
 
     Forward ``2 B n_src n_dst k`` per projection, backward only into populations the backward
-    pass updates (through ``V``, or ``W^T`` when tied), Hebbian products for ``W`` and untied
-    ``V``. Elementwise work is not counted. ``w_slots``/``v_slots``: the stored synapse slots per
+    pass updates (through ``V``, or ``W^T`` when tied), Hebbian products for ``W`` and an untied
+    ``V`` that learns (``backward_synapses`` not frozen). Elementwise work is not counted. ``w_slots``/``v_slots``: the stored synapse slots per
     channel of each projection's ``W``/``V`` (block tiles store more than the mask; default: the
     dense count ``n_pre n_post``; ``V`` is ``None`` when tied).
     """
@@ -108,7 +108,9 @@ def step_flops(program, B: int, train: bool = True, w_slots=None, v_slots=None) 
         upd = set(program.backward_order)
         bwd = sum(2.0 * B * (w[qi] if v[qi] is None else v[qi]) * k
                   for qi, q in enumerate(program.projs) if q.pre in upd)
-        heb = sum(2.0 * B * n * k for n in w) + sum(2.0 * B * n * k for n in v if n is not None)
+        heb = sum(2.0 * B * n * k for n in w)
+        if learns_backward(program):  # a frozen V has no Hebbian product
+            heb += sum(2.0 * B * n * k for n in v if n is not None)
         out.update(backward=bwd, hebbian=heb)
     out["total"] = sum(out.values())
     return out
