@@ -314,7 +314,7 @@ def genome_diff(a: Any, b: Any, *, tol: float = 0.0) -> GenomeDiff:
     the groups both have; optional fields a genome leaves out count at their neutral values.
     A field differs when some entry differs by more than ``tol``. Genomes of different ``k``
     cannot be compared entry by entry (``fields`` empty, ``distance`` NaN)."""
-    from blursim.genome.arrays import _field_array
+    from blursim.genome.arrays import field_array
     from blursim.spec.genome import ALL_FIELDS
 
     only_a = sorted(set(a.groups) - set(b.groups))
@@ -324,7 +324,7 @@ def genome_diff(a: Any, b: Any, *, tol: float = 0.0) -> GenomeDiff:
     diffs, sq, mx, n = [], 0.0, 0.0, 0
     for g in (g for g in a.groups if g in b.groups):
         for f in ALL_FIELDS:
-            d = _field_array(a.groups[g], f, a.k) - _field_array(b.groups[g], f, b.k)
+            d = field_array(a.groups[g], f, a.k) - field_array(b.groups[g], f, b.k)
             d = np.abs(np.asarray(d, dtype=np.float64))
             n += d.size
             sq += float(np.sum(d * d))

@@ -132,11 +132,11 @@ def test_evaluate_several_genomes_presets_and_tasks(runs, capsys, tmp_path):
     a = runs / "runs" / "a" / "mean_genome.json"
     b = runs / "runs" / "b" / "mean_genome.json"
     base = ["evaluate", net, "--steps", "3", "--replicas", "2"]
-    rc, out, err = cli(capsys, *base, "--genome", a, "--genome", b, "--preset", "backprop",
+    rc, out, err = cli(capsys, *base, "--genome", a, "--genome", b, "--preset", "random",
                        "--task", "xor", "--task", "and", "--task", "center_circle", "--json")
     assert rc == 0, err
     doc = json.loads(out)
-    assert doc["genomes"] == [str(a), str(b), "preset:backprop"]
+    assert doc["genomes"] == [str(a), str(b), "preset:random"]
     assert [t["label"] for t in doc["tasks"]] == ["xor", "and", "center_circle"]
     assert len(doc["results"]) == 9  # every genome on every task: no repeated flag kept only last
     # each pair equals that genome evaluated alone on that task (same seed and protocol)
@@ -144,11 +144,14 @@ def test_evaluate_several_genomes_presets_and_tasks(runs, capsys, tmp_path):
     alone = json.loads(out)
     pair = next(r for r in doc["results"] if r["genome"] == str(b) and r["task"] == "and")
     assert pair["accuracy"] == alone["accuracy"]
-    rc, out, _ = cli(capsys, *base, "--genome", a, "--preset", "backprop", "--task", "xor", "--task", "and")
+    rc, out, _ = cli(capsys, *base, "--genome", a, "--preset", "random", "--task", "xor", "--task", "and")
     assert rc == 0
-    assert "2 genome(s) x 2 task(s)" in out and "preset:backprop" in out and "*" in out
+    assert "2 genome(s) x 2 task(s)" in out and "preset:random" in out and "*" in out
     rc, out, err = cli(capsys, *base, "--genome", a, "--task", "xor", "--task", "xor")
     assert rc == 2 and "given twice" in err
+    # a zoo preset on a network without the rules it needs is refused, naming the rules (issue 21)
+    rc, out, err = cli(capsys, *base, "--preset", "backprop", "--task", "xor")
+    assert rc == 2 and "needs rules this network does not have" in err and "$.rules.tied" in err
 
 
 def test_evaluate_an_experiment_gives_the_numbers_of_its_log(runs, capsys):
@@ -157,18 +160,18 @@ def test_evaluate_an_experiment_gives_the_numbers_of_its_log(runs, capsys):
     computed that; evaluate runs the simulator directly)."""
     run = Run(runs / "runs" / "a")
     rc, out, err = cli(capsys, "evaluate", runs / "exp.json", "--genome", runs / "runs" / "a" / "mean_genome.json",
-                       "--preset", "backprop", "--json")
+                       "--preset", "random", "--json")
     assert rc == 0, err
     doc = json.loads(out)
     assert [t["label"] for t in doc["tasks"]] == ["center_circle"]
     mine = doc["results"][0]
     assert mine["final_accuracy_mean"] == run.last_validation[0]
     assert mine["steps"][-1] == read_log(run.path / "log.jsonl")[-1]["unroll"]
-    rc, out, err = cli(capsys, "evaluate", runs / "exp.json", "--preset", "backprop", "--task", "center_circle",
+    rc, out, err = cli(capsys, "evaluate", runs / "exp.json", "--preset", "random", "--task", "center_circle",
                        "--json")
     assert rc == 0, err
     assert json.loads(out)["results"][0]["accuracy"] == doc["results"][1]["accuracy"]  # the same pair
-    rc, _, err = cli(capsys, "evaluate", runs / "exp.json", "--preset", "backprop", "--task", "xor")
+    rc, _, err = cli(capsys, "evaluate", runs / "exp.json", "--preset", "random", "--task", "xor")
     assert rc == 2 and "no validation task labelled 'xor'" in err and "center_circle" in err
 
 

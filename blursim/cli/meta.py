@@ -333,7 +333,7 @@ def _genomes(args, program) -> list[tuple[str, Any]]:
         kw["lr"] = args.lr
     for name in args.preset or []:
         preset_spec(name, program.spec, source=args.spec,  # refuses a spec without the preset's rules
-                    flag="`blursim run --apply-preset-rules` (or a copy of the spec with them)")
+                    flag="--apply-preset-rules to `blursim run` (evaluate takes the spec as it is)")
         out.append((f"preset:{name}", make_preset(name, k=program.k, groups=program.groups,
                                                   seed=args.genome_seed, **kw)))
     if not out:

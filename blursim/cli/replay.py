@@ -33,12 +33,17 @@ def builtin_law(name: str, module: str | None, source: str):
     one-line error listing them. ``module`` is only quoted, never imported."""
     from blursim.errors import SpecError
     from blursim.testing import laws
+    from blursim.testing.zoo_laws import ZOO_LAWS
 
-    own = [n for n in laws.LAWS if type(laws.LAWS.get(n)).__module__ == laws.__name__]
+    # blursim's own laws: the step's (laws, step_laws) and the rule zoo's; a law registered by other
+    # code cannot be here, since the command imports nothing a file names
+    registries = (laws.LAWS, ZOO_LAWS)
+    own = {n: reg.get(n) for reg in registries for n in reg
+           if type(reg.get(n)).__module__.startswith("blursim.testing.")}
     if name in own:
-        return laws.LAWS.get(name)
+        return own[name]
     where = f" (module {module!r} is never imported)" if module and module != laws.__name__ else ""
-    raise SpecError(f"unknown law {name!r}{where}", source=source, path="$.law", choices=own,
+    raise SpecError(f"unknown law {name!r}{where}", source=source, path="$.law", choices=sorted(own),
                     hint="Replay a law of your own in Python (docs/testing.md).")
 
 

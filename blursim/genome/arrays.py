@@ -17,7 +17,7 @@ from blursim.spec.genome import (
 )
 
 
-def _field_array(params: GenomeParams, name: str, k: int) -> np.ndarray:
+def field_array(params: GenomeParams, name: str, k: int) -> np.ndarray:
     v = getattr(params, name)
     if v is None:
         return np.full(field_shape(name, k), OPTIONAL_DEFAULTS[name], dtype=np.float64)
@@ -100,7 +100,7 @@ def stack_genomes(
                     hint="Add that group to the genome file or change the spec's genome fields.",
                 )
             for name in ALL_FIELDS:
-                arrays[g][name].append(_field_array(gen.groups[g], name, k0))
+                arrays[g][name].append(field_array(gen.groups[g], name, k0))
     return GenomeBatch(k0, {g: {n: np.stack(v) for n, v in f.items()} for g, f in arrays.items()})
 
 

@@ -256,9 +256,10 @@ def with_preset(
     applied (``changes`` says which); without it a :class:`PresetRulesError` names each change.
     """
     from blursim.genome.presets import make_preset
-    from blursim.graph import compile_network
 
     spec, changes = preset_spec(name, spec, apply_rules=apply_rules, source=source, flag=flag)
-    prog = compile_network(spec)
-    genome = make_preset(name, k=prog.k, groups=prog.groups, seed=seed, **options)
+    # the genome groups the compiled program will use (blursim.graph.compile): non-input populations'
+    # and projections' (the genome layer sits below the graph layer, so they are read from the spec)
+    groups = sorted({p.genome for p in spec.populations if p.role != "input"} | {q.genome for q in spec.projections})
+    genome = make_preset(name, k=spec.k, groups=groups, seed=seed, **options)
     return PresetSetup(spec, genome, changes)

@@ -193,7 +193,7 @@ class MetaLoss:
     def _run(self, x, xs, ys, xq, yq, synapses, grad: bool):
         import jax.numpy as jnp
 
-        from blursim.meta.objective import _device, loss_function
+        from blursim.meta.objective import loss_function, to_device
         from blursim.sim import jax_engine as je
 
         x = self._x(x)
@@ -209,7 +209,7 @@ class MetaLoss:
         args = (cast(x), base, self._state(synapses), None, cast(xs), target(ys), cast(xq), target(yq))
         fn = loss_function(self.program, self.layout, self.kind, grad, False)
         with je.precision(self.dtype_name):
-            out = fn(*(_device(a, jnp) for a in args))
+            out = fn(*(to_device(a, jnp) for a in args))
         if grad:
             (loss, aux), g = out
             g = np.asarray(g, dtype=np.float64)

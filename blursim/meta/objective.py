@@ -265,17 +265,17 @@ def loss_arguments(program, batch, x, data, draws: ref.BlurState, dtype, kind: s
     s0 = je.scale_draws(program, draws, {g: batch.arrays[g]["init_scale"] for g in program.groups}, dtype)
     base = {g: {f: cast(v) for f, v in batch.arrays[g].items()} for g in program.groups}
     args = (cast(x), base, s0, draws if searched_scale else None, cast(xs), target(ys), cast(xq), target(yq))
-    return tuple(_device(a, jnp) for a in args)
+    return tuple(to_device(a, jnp) for a in args)
 
 
-def _device(a, jnp):
+def to_device(a, jnp):
     """Host arrays (and dicts/BlurStates of them) as JAX arrays; ``None`` stays."""
     if a is None:
         return None
     if isinstance(a, dict):
-        return {k: _device(v, jnp) for k, v in a.items()}
+        return {k: to_device(v, jnp) for k, v in a.items()}
     if isinstance(a, ref.BlurState):
-        return ref.BlurState(*(None if part is None else tuple(_device(v, jnp) for v in part) for part in a))
+        return ref.BlurState(*(None if part is None else tuple(to_device(v, jnp) for v in part) for part in a))
     return jnp.asarray(a)
 
 

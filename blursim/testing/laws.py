@@ -392,7 +392,7 @@ class Law:
         return f"<law {self.name}: {self.statement}>"
 
 
-def _register(law: Law) -> Law:
+def register_law(law: Law) -> Law:
     LAWS.register(law.name, law, doc=law.statement)
     return law
 
@@ -1059,17 +1059,17 @@ class BackpropEqualsSGD(_BackpropLaw):
         run.compare(cur, run.expected, atol=run.atol * scale, expected_label="SGD (independent gradient)")
 
 
-masked_synapses_stay_zero = _register(MaskedSynapsesStayZero())
-frozen_plasticity = _register(FrozenPlasticity())
-saturation_bounds_synapses = _register(SaturationBoundsSynapses())
-tied_synapses_stay_tied = _register(TiedSynapsesStayTied())
-tied_channels_stay_tied = _register(TiedChannelsStayTied())
-hidden_relabelling_equivariance = _register(HiddenRelabellingEquivariance())
-species_independence = _register(SpeciesIndependence())
-replica_independence = _register(ReplicaIndependence())
-batch_order_invariance = _register(BatchOrderInvariance())
-backprop_is_gradient_like = _register(BackpropIsGradientLike())
-backprop_equals_sgd = _register(BackpropEqualsSGD())
+masked_synapses_stay_zero = register_law(MaskedSynapsesStayZero())
+frozen_plasticity = register_law(FrozenPlasticity())
+saturation_bounds_synapses = register_law(SaturationBoundsSynapses())
+tied_synapses_stay_tied = register_law(TiedSynapsesStayTied())
+tied_channels_stay_tied = register_law(TiedChannelsStayTied())
+hidden_relabelling_equivariance = register_law(HiddenRelabellingEquivariance())
+species_independence = register_law(SpeciesIndependence())
+replica_independence = register_law(ReplicaIndependence())
+batch_order_invariance = register_law(BatchOrderInvariance())
+backprop_is_gradient_like = register_law(BackpropIsGradientLike())
+backprop_equals_sgd = register_law(BackpropEqualsSGD())
 
 
 class InvariantLaw(Law):
@@ -1106,9 +1106,15 @@ class InvariantLaw(Law):
 
 
 def law_named(name: str, module: str | None = None) -> Law:
-    """The law ``name`` registered in :data:`LAWS`. ``module`` (where a counterexample says the law
-    was defined) is never imported: a file must not run code. Import the module of a law of your
-    own and register the law before replaying its counterexample."""
+    """The law ``name`` registered in :data:`LAWS` or in the rule zoo's
+    :data:`~blursim.testing.zoo_laws.ZOO_LAWS` (a fixed module of blursim's own). ``module`` (where a
+    counterexample says the law was defined) is never imported: a file must not run code. Import
+    the module of a law of your own and register the law before replaying its counterexample."""
+    if name not in LAWS:
+        from blursim.testing.zoo_laws import ZOO_LAWS  # blursim's own module, named here, not by the file
+
+        if name in ZOO_LAWS:
+            return ZOO_LAWS.get(name, path="$.law")
     if name not in LAWS and module and module != __name__:
         raise SpecError(f"unknown law {name!r} (its counterexample names module {module!r}, which is never "
                         "imported)", path="$.law", choices=LAWS,

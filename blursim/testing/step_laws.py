@@ -46,7 +46,7 @@ from blursim.graph import compile_network
 from blursim.sim import Monitor, Simulator
 from blursim.sim import run as _run  # the unroll functions, looked up at call time
 from blursim.spec import load_network
-from blursim.testing.laws import Law, LawRun, _register
+from blursim.testing.laws import Law, LawRun, register_law
 from blursim.testing.report import Where, worst_entry
 
 PHASES = ("forward", "feedback", "backward")
@@ -768,11 +768,11 @@ class UnrollEqualsSingleSteps(Law):
                          expected=single.steps, tolerance="0", expected_label=f"{n} single steps")
 
 
-forward_pass_closed_form = _register(ForwardPassClosedForm())
-backward_pass_closed_form = _register(BackwardPassClosedForm())
-normalisation_batch_statistics = _register(NormalisationBatchStatistics())
-feedback_sets_output_states = _register(FeedbackSetsOutputStates())
-synapse_update_closed_form = _register(SynapseUpdateClosedForm())
-oja_scales_by_exact_factor = _register(OjaScalesByExactFactor())
-untied_feedback_drives_backward = _register(UntiedFeedbackDrivesBackward())
-unroll_equals_single_steps = _register(UnrollEqualsSingleSteps())
+forward_pass_closed_form = register_law(ForwardPassClosedForm())
+backward_pass_closed_form = register_law(BackwardPassClosedForm())
+normalisation_batch_statistics = register_law(NormalisationBatchStatistics())
+feedback_sets_output_states = register_law(FeedbackSetsOutputStates())
+synapse_update_closed_form = register_law(SynapseUpdateClosedForm())
+oja_scales_by_exact_factor = register_law(OjaScalesByExactFactor())
+untied_feedback_drives_backward = register_law(UntiedFeedbackDrivesBackward())
+unroll_equals_single_steps = register_law(UnrollEqualsSingleSteps())

@@ -52,7 +52,7 @@ __all__ = ["ZOO_LAWS", "oja_norms_stay_bounded", "OjaNormsStayBounded", "mirrore
            "MirroredSynapsesConverge", "feedback_alignment_aligns", "FeedbackAlignmentAligns"]
 
 
-def _register(law: Law) -> Law:
+def register_law(law: Law) -> Law:
     ZOO_LAWS.register(law.name, law, doc=law.statement)
     return law
 
@@ -163,7 +163,7 @@ class OjaNormsStayBounded(Law):
                          tolerance=f"rtol {self.rtol:g}", value_label="‖w_j‖²", expected_label="bound")
 
 
-oja_norms_stay_bounded = _register(OjaNormsStayBounded())
+oja_norms_stay_bounded = register_law(OjaNormsStayBounded())
 
 
 # ------------------------------------------------------------------ Kolen-Pollack
@@ -212,7 +212,7 @@ class MirroredSynapsesConverge(Law):
                     expected_label="f̃ᵗ (W₀ − V₀ᵀ)")
 
 
-mirrored_synapses_converge = _register(MirroredSynapsesConverge())
+mirrored_synapses_converge = register_law(MirroredSynapsesConverge())
 
 
 # ------------------------------------------------------------ feedback alignment
@@ -289,4 +289,4 @@ class FeedbackAlignmentAligns(Law):
                      expected_label="bound")
 
 
-feedback_alignment_aligns = _register(FeedbackAlignmentAligns())
+feedback_alignment_aligns = register_law(FeedbackAlignmentAligns())
