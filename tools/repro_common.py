@@ -553,3 +553,146 @@ def tuned_baselines(spec, data, *, optimizers, lrs, horizons: list[int], steps: 
                     "test_mean": mean, "test_std": std, "steps": test_steps,
                     "diverged": tab.diverged[0].sum(axis=1), "selected": chosen}
     return out
+
+
+# ------------------------------------------------- tuned comparison (validation split)
+#: Half-decade learning-rate grid 1e-4 .. 10**0.5; :func:`tune_on_validation` extends it upward
+#: while a horizon's best rate is the grid's top.
+HALF_DECADE = [float(10 ** (e / 2)) for e in range(-8, 2)]
+MAX_LR = 1e3
+
+
+def validation_split(data, fraction: float = 0.2, seed: int = 0):
+    """``(tune, final)``: two views of ``data`` that train on the same part of its training split.
+
+    A stratified ``fraction`` of the **training** split (:func:`blursim.data.base.stratified_split`,
+    seed ``seed``) is carved off as the validation split: ``tune`` trains on the rest and
+    evaluates on it ("test" = validation); ``final`` trains on the same rest and evaluates on the
+    untouched test split. Nothing chooses anything on ``final``'s test split.
+    """
+    from blursim.data import Dataset
+    from blursim.data.base import stratified_split
+
+    tr, va = stratified_split(data.y_train, fraction, seed)
+    meta = {**data.meta, "validation": {"fraction": fraction, "seed": seed, "n_fit": int(tr.size),
+                                        "n_validation": int(va.size)}}
+    tune = Dataset(name=data.name, x_train=data.x_train[tr], y_train=data.y_train[tr], x_test=data.x_train[va],
+                   y_test=data.y_train[va], n_classes=data.n_classes, meta=meta)
+    final = Dataset(name=data.name, x_train=data.x_train[tr], y_train=data.y_train[tr], x_test=data.x_test,
+                    y_test=data.y_test, n_classes=data.n_classes, meta=meta)
+    return tune, final
+
+
+def tune_on_validation(prog, tune, *, optimizer: str, lrs, horizons: list[int], batch_size: int,
+                       replicas: int, seed: int, max_lr: float = MAX_LR) -> dict[str, Any]:
+    """Choose ``optimizer``'s learning rate separately for each horizon by **validation** accuracy
+    (``tune`` from :func:`validation_split`) after that many steps, over ``lrs``; while the best
+    rate of some horizon is the grid's top, the grid grows by half a decade (up to ``max_lr``), so
+    the chosen rate always has a larger neighbour that did worse (unless ``max_lr`` stopped it:
+    ``"top_reached"``). Returns ``{"lrs", "validation" (L, H), "selected": {h: lr}, "extended",
+    "top_reached"}``."""
+    from blursim.baselines import lr_sweep
+
+    lrs = sorted(float(x) for x in lrs)
+
+    def sweep(rates):
+        r = lr_sweep(prog, tune, optimizers=[optimizer], lrs=rates, steps=max(horizons), batch_size=batch_size,
+                     replicas=replicas, seed=seed, eval_steps=horizons, split="test")
+        return list(np.nan_to_num(r.accuracy[0].mean(axis=1), nan=0.0))  # L x (H,)
+
+    rows = sweep(lrs)
+    extended = False
+    while True:
+        top = [int(np.argmax([row[j] for row in rows])) == len(lrs) - 1 for j in range(len(horizons))]
+        nxt = lrs[-1] * 10 ** 0.5
+        if not any(top) or nxt > max_lr * 1.0001:
+            break
+        lrs.append(float(nxt))
+        rows += sweep([nxt])
+        extended = True
+    val = np.asarray(rows)  # (L, H)
+    sel = {h: lrs[int(np.argmax(val[:, j]))] for j, h in enumerate(horizons)}
+    return {"lrs": lrs, "validation": val, "selected": sel, "extended": extended,
+            "top_reached": any(sel[h] == lrs[-1] for h in horizons)}
+
+
+def t_interval(values, level: float = 0.95) -> dict[str, Any]:
+    """Mean and two-sided Student-t confidence interval of ``values`` (``None`` bounds for n < 2)."""
+    v = np.asarray(values, dtype=float)
+    m = float(v.mean())
+    if v.size < 2:
+        return {"mean": m, "low": None, "high": None, "n": int(v.size)}
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"mean": m, "low": m - half, "high": m + half, "n": int(v.size)}
+
+
+def compare_tuned(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_network, optimizers,
+                  lrs=HALF_DECADE, horizons: list[int], replicas: int, seed: int, batch_size: int = 32,
+                  validation_fraction: float = 0.2, quiet: bool = True) -> dict[str, Any]:
+    """BLUR genomes against SGD / momentum / Adam tuned per horizon on a validation split.
+
+    ``methods``: label -> ``{"network": NetworkSpec (any in/out sizes), "genomes": [genome, ...]}``
+    (e.g. one genome per meta-training seed). ``tasks``: label -> ``{"dataset", "options",
+    "horizons" (optional, else ``horizons``)}``. Per task: networks resized to its inputs and
+    classes; :func:`validation_split` carves the validation split; every method and baseline
+    trains on the same fitting part with the batches and initial weights of seed ``seed``
+    (``replicas`` initialisations) and is scored on the test split; each optimizer's rate is
+    chosen per horizon by :func:`tune_on_validation` on ``baseline_network`` (its state-0 path).
+
+    Per-seed differences: for each method, genome (seed) ``g`` and horizon ``h``, BLUR's test
+    accuracy (mean over the initialisations) minus the tuned optimizer's (mean over the same
+    initialisations); ``"over_seeds"`` is the t-interval over genomes, ``"over_inits"`` the
+    t-interval over initialisations of the genome-mean minus the optimizer, paired by
+    initialisation. Returns ``{task: {...}}`` (JSON-ready after :func:`blursim.io.json_ready`).
+    """
+    from blursim.baselines import train_baseline
+    from blursim.data import load_dataset
+    from blursim.graph import compile_network
+    from blursim.sim import Simulator, train_and_evaluate
+
+    out = {}
+    n = len(tasks) * (len(methods) + len(optimizers))
+    bar = progress(n, "comparison", quiet, "run")
+    for tname, t in tasks.items():
+        hs = sorted(t.get("horizons", horizons))
+        data = load_dataset(t["dataset"], dict(t.get("options", {})))
+        tune, final = validation_split(data, validation_fraction, seed)
+        entry: dict[str, Any] = {"dataset": t["dataset"], "options": dict(t.get("options", {})), "horizons": hs,
+                                 "n_fit": final.n_train, "n_validation": tune.n_test, "n_test": final.n_test,
+                                 "n_classes": data.n_classes, "methods": {}, "baselines": {}, "differences": {}}
+        for label, m in methods.items():
+            spec = resized_network(m["network"], data.n_features, data.n_classes)
+            sim = Simulator(compile_network(spec), backend="numpy", dtype="float32")
+            r = train_and_evaluate(sim, list(m["genomes"]), final, steps=max(hs), batch_size=batch_size,
+                                   replicas=replicas, seed=seed, eval_steps=hs, split="test")
+            acc = np.nan_to_num(r.accuracy, nan=0.0)  # (G, R, H)
+            entry["methods"][label] = {"test": acc, "per_seed": acc.mean(axis=1),
+                                       "diverged": r.diverged.sum(axis=1)}
+            bar.update(1)
+        prog = compile_network(resized_network(baseline_network, data.n_features, data.n_classes))
+        for opt in optimizers:
+            tv = tune_on_validation(prog, tune, optimizer=opt, lrs=lrs, horizons=hs, batch_size=batch_size,
+                                    replicas=replicas, seed=seed)
+            test = np.zeros((replicas, len(hs)))
+            for lr in sorted(set(tv["selected"].values())):
+                r = train_baseline(prog, final, opt, lr, steps=max(hs), batch_size=batch_size, replicas=replicas,
+                                   seed=seed, eval_steps=hs, split="test")
+                a = np.nan_to_num(r.accuracy, nan=0.0)  # (R, H)
+                for j, h in enumerate(hs):
+                    if tv["selected"][h] == lr:
+                        test[:, j] = a[:, j]
+            entry["baselines"][opt] = {**tv, "selected": {str(h): v for h, v in tv["selected"].items()},
+                                       "test": test, "test_mean": test.mean(axis=0)}
+            bar.update(1)
+        for label, mres in entry["methods"].items():
+            acc = mres["test"]
+            entry["differences"][label] = {
+                opt: {str(h): {"over_seeds": t_interval(acc[:, :, j].mean(axis=1) - b["test"][:, j].mean()),
+                               "over_inits": t_interval(acc[:, :, j].mean(axis=0) - b["test"][:, j])}
+                      for j, h in enumerate(hs)}
+                for opt, b in entry["baselines"].items()}
+        out[tname] = entry
+    bar.close()
+    return out
