@@ -14,6 +14,10 @@ the command printed next to it; this script only formats. The prose lives in
   another blursim version.
 
     python tools/make_results.py [--results docs/results] [--template ...] [--out docs/results.md]
+    python tools/make_results.py --figures     # also redraw the figures of the scripts that can, from their JSON
+
+``--figures`` calls ``replot(doc, fig_dir)`` of every ``tools/repro_NAME.py`` that has one
+(the figure code of the run itself, fed from the JSON), so a figure fix needs no rerun.
 
 A run made with ``--quick`` is flagged on the page as a smoke run, not a result.
 """
@@ -93,6 +97,12 @@ def figures(doc: dict) -> str:
 
 
 # ------------------------------------------------------------------- tables
+def initial_over_runs(runs: list[dict], task: str) -> float:
+    """The initial genomes' test accuracy on ``task``, mean over the runs (each run starts from its
+    own random genome): the same average as the summary's ``initial_validation_mean``."""
+    return statistics.fmean(x["evaluation"][task]["initial_genome"] for x in runs)
+
+
 def table_toy(doc: dict) -> str:
     r = doc["results"]
     s = r["summary"]
@@ -101,15 +111,15 @@ def table_toy(doc: dict) -> str:
     for t in tasks:
         kind = "training" if t in s["train_tasks"] else "held out"
         maj = s.get("majority_class_rate", {}).get(t)
-        rows.append([t, kind, maj, s["per_task_initial_genome"][t], s["per_task_mean_over_runs"][t],
+        rows.append([t, kind, maj, initial_over_runs(r["runs"], t), s["per_task_mean_over_runs"][t],
                      s["per_task_min_over_runs"][t], s["per_task_max_over_runs"][t]])
     maj = s.get("majority_class_rate")
     rows.append(["**mean of held-out tasks**", "",
                  sum(maj[t] for t in s["validation_tasks"]) / len(s["validation_tasks"]) if maj else None,
                  s["initial_validation_mean"], s["validation_mean_over_runs"],
                  s["validation_min_run"], s["validation_max_run"]])
-    head = ["task", "role", "majority class", "initial genome", f"mean over {len(r['runs'])} runs", "worst run",
-            "best run"]
+    head = ["task", "role", "majority class", f"initial genomes (mean over {len(r['runs'])} runs)",
+            f"mean over {len(r['runs'])} runs", "worst run", "best run"]
     per_run = md_table(["meta-training seed", "final training fitness", "training tasks (test split)",
                         "held-out tasks (test split)"],
                        [[x["seed"], x["final_training_fitness_mean_genome"], x["train_mean"], x["validation_mean"]]
@@ -339,13 +349,13 @@ def table_toy_gradient(doc: dict) -> str:
         return f"{sm['validation_mean_over_runs']:.3f} ({sm['validation_min_run']:.3f}..{sm['validation_max_run']:.3f})"
 
     maj = cs.get("majority_class_rate", {})
-    rows = [[t, "training" if t in s["train_tasks"] else "held out", maj.get(t), s["per_task_initial_genome"][t],
+    rows = [[t, "training" if t in s["train_tasks"] else "held out", maj.get(t), initial_over_runs(r["runs"], t),
              cell(cs, t), cell(s, t)] for t in tasks]
     vt = s["validation_tasks"]
     rows.append(["**mean of held-out tasks**", "", sum(maj[t] for t in vt) / len(vt) if maj else None,
                  s["initial_validation_mean"], cell(cs), cell(s)])
     n_c = cma["runs"] if cma else 0
-    head = ["task", "role", "majority class", "initial genome (seed 0; last row: mean of the runs')",
+    head = ["task", "role", "majority class", f"initial genomes (mean over {len(r['runs'])} gradient runs)",
             f"CMA-ES: mean (worst..best) of {n_c} runs", f"gradient: mean (worst..best) of {len(r['runs'])} runs"]
     per_run = md_table(["gradient run seed", "final training fitness", "training tasks (test split)",
                         "held-out tasks (test split)", "meta-training s"],
@@ -459,11 +469,32 @@ def render(template: str, docs: dict[str, dict]) -> str:
     return PLACEHOLDER.sub(sub, template)
 
 
+def redraw(docs: dict[str, dict], fig_dir: Path) -> list[Path]:
+    """Redraw each document's figures with its script's ``replot`` (scripts without one are skipped)."""
+    import importlib
+
+    out = []
+    for name, doc in docs.items():
+        if name.startswith("archive_"):
+            continue
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(mod, "replot"):
+            out += mod.replot(doc, fig_dir)
+            print(f"redrew {name}: {', '.join(p.name for p in out[-len(doc['figures']):])}")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default=str(ROOT / "docs" / "results"))
     p.add_argument("--template", default=str(ROOT / "docs" / "results" / "results_template.md"))
     p.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
+    p.add_argument("--figures", action="store_true",
+                   help="also redraw, from the JSON files, the figures of every script that has a replot()")
+    p.add_argument("--fig-dir", default=str(ROOT / "docs" / "figures"), help="where --figures writes")
     args = p.parse_args(argv)
     from blursim.cli.common import atomic_write_text
 
@@ -477,6 +508,8 @@ def main(argv=None) -> int:
         d = json.loads(f.read_text())
         if d.get("format") == "blursim.repro/1":
             docs[f"archive_{f.stem}"] = d
+    if args.figures:
+        redraw(docs, Path(args.fig_dir))
     text = render(Path(args.template).read_text(), docs)
     atomic_write_text(args.out, text)
     os.chmod(args.out, 0o644)

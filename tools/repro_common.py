@@ -28,7 +28,40 @@ SPECS = ROOT / "specs"
 
 
 # --------------------------------------------------------------------- machine
+#: Distributions whose versions decide the digits of a result (recorded when installed).
+VERSIONED = ("numpy", "scipy", "jax", "jaxlib", "cma", "scikit-learn", "matplotlib", "mnist1d", "threadpoolctl")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed version of each of :data:`VERSIONED` (``None``: not installed)."""
+    import importlib.metadata as md
+
+    out: dict[str, str | None] = {}
+    for name in VERSIONED:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """The BLAS / OpenMP libraries NumPy and SciPy loaded (threadpoolctl): API, library,
+    version, CPU kernel architecture and threads; ``[]`` without threadpoolctl."""
+    try:
+        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS too, so both are listed)
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("user_api", "internal_api", "version", "architecture", "threading_layer", "num_threads")
+    return [{**{k: i.get(k) for k in keys}, "library": Path(i.get("filepath", "")).name}
+            for i in threadpool_info()]
+
+
 def machine() -> dict[str, Any]:
+    """Where and with what a result was made: CPU model and usable cores, Python and the library
+    versions that decide its digits (NumPy, SciPy, JAX / jaxlib, pycma, ...), the BLAS NumPy
+    uses, the platform and the git commit (with whether ``blursim/`` had uncommitted changes)."""
     import blursim
 
     return {
@@ -38,8 +71,23 @@ def machine() -> dict[str, Any]:
         "numpy": np.__version__,
         "blursim": getattr(blursim, "__version__", "unknown"),
         "platform": platform.platform(),
+        "versions": library_versions(),
+        "blas": blas_info(),
         **git_commit(),
+        "tools_modified": tools_modified(),
     }
+
+
+def tools_modified() -> bool | None:
+    """Whether ``tools/`` (these scripts) had uncommitted changes (``None`` outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "tools"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
 def command_line() -> str:
@@ -696,3 +744,18 @@ def compare_tuned(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_
         out[tname] = entry
     bar.close()
     return out
+
+
+def explicit(argv, flag: str, current: Any) -> Any:
+    """The value of ``flag`` when the command line (``argv``, default ``sys.argv[1:]``) gives it,
+    else ``current``: a ``--quick`` run keeps an explicit ``--runs 1`` / ``--seeds 1`` (so a
+    one-run smoke test is possible) while choosing its own sizes otherwise."""
+    import argparse
+
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(flag, dest="value", nargs="+", default=None)
+    known, _ = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if known.value is None:
+        return current
+    vals = [type(current[0] if isinstance(current, list) else current)(v) for v in known.value]
+    return vals if isinstance(current, list) else vals[0]

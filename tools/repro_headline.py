@@ -220,6 +220,8 @@ def main(argv=None) -> int:
     if args.quick:
         args.seeds, args.states, args.sync_runs, args.stage_steps, args.max_unroll = [2], [2], 2, 2, 3
         args.replicas = 2
+        args.states = rc.explicit(argv, "--states", args.states)
+        args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
         args.mnist1d_steps, args.tasks = 12, ["font_letters_8", "mnist1d", "xor"]
         lrs = [1e-2, 10 ** -1.5, 1e-1]
     runs = []
