@@ -333,3 +333,117 @@ def test_make_results_oja_table_reports_overflowed_norms():
     text = make_results.table_oja({"results": {"report_steps": [10], "cells": {"no Oja": cell}}})
     row = next(line for line in text.splitlines() if line.startswith("| no Oja"))
     assert "non-finite in 1 of 2 seeds" in row and "| 1.5 |" in row and row.endswith("| 4 |")
+
+
+# ------------------------------------------ issue 23: headline protocol, datasets, one-run scripts
+def test_explicit_keeps_a_given_count():
+    import repro_common as rc
+
+    assert rc.explicit(["--quick", "--runs", "1"], "--runs", 3) == 1
+    assert rc.explicit(["--quick", "--runs=1"], "--runs", 3) == 1
+    assert rc.explicit(["--quick"], "--runs", 3) == 3
+    assert rc.explicit(["--seeds", "2", "4", "--quick"], "--seeds", [5]) == [2, 4]
+
+
+def test_toy_correlation_with_fewer_than_three_runs_is_not_computed():
+    import repro_toy
+
+    run = {"train_mean": 0.8, "validation_mean": 0.6, "final_training_fitness_mean_genome": 0.7}
+    for n in (1, 2):
+        c = repro_toy.correlation([run] * n)
+        assert c["runs"] == n and c["pearson_r"] is None and "at least 3" in c["note"]
+
+
+def test_t_interval_by_hand():
+    import repro_common as rc
+
+    v = [0.1, 0.3, 0.2, 0.4]
+    ci = rc.t_interval(v)
+    half = 3.182446305284263 * np.std(v, ddof=1) / 2  # t(0.975, 3) * sd / sqrt(4)
+    assert ci["mean"] == pytest.approx(0.25) and ci["low"] == pytest.approx(0.25 - half)
+    assert ci["high"] == pytest.approx(0.25 + half) and ci["n"] == 4
+    assert rc.t_interval([0.5])["low"] is None
+
+
+def test_rates_are_chosen_on_a_validation_split_of_the_training_split():
+    """compare_tuned's choice, recomputed by hand: carve 20 % of the training split (stratified,
+    the comparison seed), train on the rest, pick the argmax of validation accuracy per horizon;
+    a grid whose best rate is its top grows until a larger rate did worse."""
+    import repro_common as rc
+
+    from blursim.baselines import train_baseline
+    from blursim.data import load_dataset
+    from blursim.data.base import stratified_split
+    from blursim.graph import compile_network
+
+    spec = rc.resized_network(rc.load_spec(rc.SPECS / "repro_digits_blur_64.json"), n_in=2, n_out=2)
+    data = load_dataset("xor", {"n_train": 200, "n_test": 100})
+    res = rc.compare_tuned({}, {"xor": {"dataset": "xor", "options": {"n_train": 200, "n_test": 100}}},
+                           baseline_network=spec, optimizers=["sgd"], lrs=[1e-2, 10 ** -1.5], horizons=[3, 8],
+                           replicas=2, seed=7)["xor"]
+    b = res["baselines"]["sgd"]
+    assert b["extended"] and len(b["lrs"]) > 2  # the best of 0.01, 0.03 was the top: the grid grew
+    assert b["lrs"][2] == 0.1 and b["lrs"][4] == 1.0  # on the half-decade lattice
+    tr, va = stratified_split(data.y_train, 0.2, 7)
+    assert res["n_fit"] == tr.size and res["n_validation"] == va.size and res["n_test"] == 100
+    from blursim.data import Dataset
+
+    tune = Dataset(name="xor", x_train=data.x_train[tr], y_train=data.y_train[tr], x_test=data.x_train[va],
+                   y_test=data.y_train[va], n_classes=2)
+    prog = compile_network(spec)
+    for j, h in enumerate([3, 8]):
+        val = [train_baseline(prog, tune, "sgd", lr, steps=h, batch_size=32, replicas=2, seed=7,
+                              eval_steps="end", split="test").accuracy.mean() for lr in b["lrs"]]
+        assert b["selected"][str(h)] == b["lrs"][int(np.argmax(val))]
+        assert b["top_reached"] or b["selected"][str(h)] < b["lrs"][-1]
+
+
+@pytest.fixture(scope="module")
+def headline(tmp_path_factory):
+    pytest.importorskip("jax")
+    tmp = tmp_path_factory.mktemp("headline")
+    import contextlib
+    import importlib
+    import io
+
+    out = tmp / "repro_headline.json"
+    argv = ["--quick", "--quiet", "--out", str(out), "--fig-dir", str(tmp / "figures"), "--genome-dir", str(tmp / "g")]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert importlib.import_module("repro_headline").main(argv) == 0
+    assert buf.getvalue().startswith("[estimate]"), buf.getvalue()[:300]
+    return tmp, checked_document("repro_headline", out)
+
+
+def test_repro_headline_differences_are_per_seed(headline):
+    _, doc = headline
+    tasks = doc["results"]["tasks"]
+    assert set(tasks) == {"font_letters_8", "mnist1d", "xor"}
+    for t, e in tasks.items():
+        (label, m), = e["methods"].items()
+        per_seed = np.asarray(m["per_seed"])  # (genomes, horizons): the mean over initialisations
+        assert per_seed.shape == (2, len(e["horizons"]))
+        assert np.allclose(per_seed, np.asarray(m["test"]).mean(axis=1))
+        for opt, b in e["baselines"].items():
+            test = np.asarray(b["test"])
+            for j, h in enumerate(e["horizons"]):
+                d = e["differences"][label][opt][str(h)]
+                diffs = per_seed[:, j] - test[:, j].mean()
+                assert d["over_seeds"]["mean"] == pytest.approx(diffs.mean()) and d["over_seeds"]["n"] == 2
+                assert d["over_inits"]["n"] == test.shape[0]
+                assert b["selected"][str(h)] == b["lrs"][int(np.argmax(np.asarray(b["validation"])[:, j]))]
+    assert max(tasks["mnist1d"]["horizons"]) == 12 and doc["machine"]["versions"]["numpy"]
+
+
+def test_repro_datasets_and_redraw(issue15, tmp_path):
+    tmp, docs = issue15
+    doc = run_here("repro_datasets", tmp)
+    s = doc["results"]["summary"]
+    assert set(s) == {"font_letters 8x8", "font_digits 8x8"}
+    for v in s.values():
+        assert set(v["adam"]) == {"5", "10"} and v["chance"] == 1 / v["n_classes"]
+    import make_results
+
+    figs = make_results.redraw({n: docs[n] for n in ("repro_oja", "repro_transfer")}, tmp_path)
+    assert sorted(p.name for p in figs) == ["repro_oja.png", "repro_transfer.png", "repro_transfer_curves.png"]
+    assert all(p.stat().st_size > 1000 for p in figs)

@@ -652,7 +652,8 @@ def tune_on_validation(prog, tune, *, optimizer: str, lrs, horizons: list[int], 
     extended = False
     while True:
         top = [int(np.argmax([row[j] for row in rows])) == len(lrs) - 1 for j in range(len(horizons))]
-        nxt = lrs[-1] * 10 ** 0.5
+        e = 2 * np.log10(lrs[-1])  # on the half-decade lattice: the next exact power, else x sqrt(10)
+        nxt = float(10 ** ((round(e) + 1) / 2)) if abs(e - round(e)) < 1e-9 else lrs[-1] * 10 ** 0.5
         if not any(top) or nxt > max_lr * 1.0001:
             break
         lrs.append(float(nxt))

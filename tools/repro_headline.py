@@ -68,8 +68,9 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[5, 3],
                    help="meta-training seeds for each of --states (one number: the same for all; default 5 3)")
     p.add_argument("--hidden", type=int, default=64, help="hidden width (default 64; the paper 256/512)")
-    p.add_argument("--sync-runs", type=int, default=4, help="synchronised runs (default 4; the paper's 8)")
-    p.add_argument("--stage-steps", type=int, default=20, help="gradient steps per unroll stage (default 20)")
+    p.add_argument("--sync-runs", type=int, default=2, help="synchronised runs (default 2; the paper's 8)")
+    p.add_argument("--stage-steps", type=int, default=10,
+                   help="gradient steps per unroll stage (default 10; the paper's 10,000)")
     p.add_argument("--max-unroll", type=int, default=50, help="last unroll of the curriculum (default 50)")
     p.add_argument("--increment", type=int, default=10,
                    help="unroll added per stage, from 10 (default 10: 5 stages; the paper's 5: 9 stages)")
@@ -216,7 +217,7 @@ def plot(result: dict, path: Path, *, diff: bool) -> Path:
 def main(argv=None) -> int:
     args = parse_args(argv)
     timer = rc.Timer()
-    lrs = rc.HALF_DECADE
+    lrs = [x for x in rc.HALF_DECADE if x >= 1e-3]  # 1e-3 .. 10**0.5, extended upward when needed
     if args.quick:
         args.seeds, args.states, args.sync_runs, args.stage_steps, args.max_unroll = [2], [2], 2, 2, 3
         args.replicas = 2
