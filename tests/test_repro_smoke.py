@@ -84,11 +84,12 @@ def test_repro_digits_curriculum(tmp_path):
     doc = run("repro_digits_curriculum", tmp_path)
     s = doc["results"]["summary"]
     assert set(s) == {"digits", "digits_0_4", "digits_5_9"}
-    # the lr of each optimizer is chosen on the training split: the record says which
+    # the lr of each optimizer is chosen on a validation split: the record says which
     for e in doc["results"]["per_task"].values():
         for tabs in e["baselines"].values():
             for t in tabs.values():
-                assert t["selected_lr"] in t["lrs"] and len(t["train_final_accuracy"]) == len(t["lrs"])
+                assert t["selected_lr"] == t["lrs"][int(np.argmax(t["validation_final_accuracy"]))]
+                assert "validation" in t["selection"]
 
 
 def test_repro_fig2_and_make_results(toy):
@@ -127,11 +128,12 @@ def test_spread_and_separation_by_hand():
     assert not rc.separation([0.5], [0.1])["separated"]  # one seed: no spread, no claim
 
 
-def test_tuned_baselines_choose_the_lr_on_the_training_split_per_horizon():
+def test_tuned_baselines_choose_the_lr_on_a_validation_split_per_horizon():
     import repro_common as rc
 
     from blursim.baselines import train_baseline
-    from blursim.data import load_dataset
+    from blursim.data import Dataset, load_dataset
+    from blursim.data.base import stratified_split
     from blursim.graph import compile_network
 
     spec = rc.resized_network(rc.load_spec(rc.SPECS / "repro_digits_blur_64.json"), n_in=2, n_out=2)
@@ -139,13 +141,17 @@ def test_tuned_baselines_choose_the_lr_on_the_training_split_per_horizon():
     lrs = [1e-3, 0.3, 3.0]
     out = rc.tuned_baselines(spec, data, optimizers=["sgd"], lrs=lrs, horizons=[2, 6], steps=6, replicas=2,
                              seed=5, batch_size=16)["sgd"]
-    for j, h in enumerate([2, 6]):  # the argmax of training-split accuracy, recomputed independently
-        train = [train_baseline(compile_network(spec), data, "sgd", lr, steps=h, batch_size=16, replicas=2, seed=5,
-                                eval_steps="end", split="train").accuracy.mean() for lr in lrs]
+    tr, va = stratified_split(data.y_train, 0.2, 5)  # the validation split, carved by hand
+    tune = Dataset(name="xor", x_train=data.x_train[tr], y_train=data.y_train[tr], x_test=data.x_train[va],
+                   y_test=data.y_train[va], n_classes=2)
+    for j, h in enumerate([2, 6]):  # the argmax of validation accuracy, recomputed independently
+        val = [train_baseline(compile_network(spec), tune, "sgd", lr, steps=h, batch_size=16, replicas=2, seed=5,
+                              eval_steps="end", split="test").accuracy.mean() for lr in out["lrs"]]
         test = train_baseline(compile_network(spec), data, "sgd", out["selected"][str(h)]["lr"], steps=h,
                               batch_size=16, replicas=2, seed=5, eval_steps="end", split="test").accuracy.mean()
-        assert out["selected"][str(h)]["lr"] == lrs[int(np.argmax(train))]
+        assert out["selected"][str(h)]["lr"] == out["lrs"][int(np.argmax(val))]
         assert out["selected"][str(h)]["test"] == pytest.approx(test)
+    assert out["lrs"][:3] == lrs and "validation" in out["selection"]
 
 
 def run_here(script: str, tmp: Path) -> dict:
@@ -182,10 +188,10 @@ def test_repro_transfer(issue15):
     assert {"mnist1d", "breast_cancer"} <= set(blur64)  # two tasks that share no images with digits
     for e in blur64.values():
         assert {"digits3 (new)", "mnist1d3 (new)", "curriculum (shipped)"} <= set(e["blur"])
-        for t in e["baselines"].values():  # lr chosen on the training split, for each horizon
-            train = np.asarray(t["train_accuracy"])
+        for t in e["baselines"].values():  # lr chosen on a validation split, for each horizon
+            val = np.asarray(t["validation"])
             for j, h in enumerate(r["horizons"]):
-                assert t["selected"][str(h)]["lr"] == t["lrs"][int(np.argmax(train[:, j]))]
+                assert t["selected"][str(h)]["lr"] == t["lrs"][int(np.argmax(val[:, j]))]
     assert "digits" in r["per_family"]["toy20"]  # the toy genome on digits (Fig. 4's out-of-domain task)
     assert set(r["horizons"]) <= set(blur64["digits"]["steps"])
 
@@ -311,13 +317,13 @@ def test_repro_curriculum_gradient(gradient_repros):
     assert all(len(m) == 2 for m in t["meta_loss_runs"])
     for tabs in r["per_task"]["digits"]["baselines"].values():
         for b in tabs.values():
-            assert b["selected_lr"] == b["lrs"][int(np.argmax(b["train_final_accuracy"]))]
+            assert b["selected_lr"] == b["lrs"][int(np.argmax(b["validation_final_accuracy"]))]
 
 
 def test_make_results_renders_the_gradient_tables(gradient_repros):
     tmp, docs = gradient_repros
     text = render_all(tmp, list(docs))
-    assert "CMA-ES" in text and "larger than the spread" in text and "selected on the training split" in text
+    assert "CMA-ES" in text and "larger than the spread" in text and "selected on a validation split" in text
 
 
 def test_make_results_oja_table_reports_overflowed_norms():

@@ -157,8 +157,10 @@ def table_curriculum(doc: dict) -> str:
         keys += [k for k in row if "sweep max" in k]
         names = {"blur": "**BLUR meta-learned genome**", "blur_initial": "BLUR initial random genome"}
         rows = [[names.get(k, k)] + [row[k][str(s)] for s in rep] for k in keys]
-        out.append(f"**{task}** (test split; optimizer rows: lr selected on the training split; "
-                   f"'sweep max' rows: best of all five learning rates at each step, on the test split, "
+        first = next(iter(r["per_task"][task]["baselines"]["standard_mlp"].values()))
+        on = "a validation split carved from the training split" if "selection" in first else "the training split"
+        out.append(f"**{task}** (test split; optimizer rows: lr selected on {on}; "
+                   f"'sweep max' rows: best of all the learning rates at each step, on the test split, "
                    f"shown only as an upper reference)\n\n" + md_table(["method"] + [f"step {s}" for s in rep], rows))
     # the whole sweep: final accuracy per lr
     sweep_rows = []

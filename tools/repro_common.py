@@ -567,39 +567,46 @@ def separation(a, b) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- baselines
 def tuned_baselines(spec, data, *, optimizers, lrs, horizons: list[int], steps: int, replicas: int,
-                    seed: int, batch_size: int, test_steps: Any = "all") -> dict[str, Any]:
+                    seed: int, batch_size: int, test_steps: Any = "all",
+                    validation_fraction: float = 0.2) -> dict[str, Any]:
     """SGD / momentum / Adam on the plain network of ``spec`` (its state-0 path), the batches and
-    initial weights of a BLUR run with the same ``seed``, with the learning rate chosen **on the
-    training split** separately for each horizon in ``horizons`` (accuracy after that many
-    steps); the test curves of every learning rate (at ``test_steps``, which must include the
-    horizons) are kept, so the whole sweep can be shown.
+    initial weights of a BLUR run with the same ``seed``, with the learning rate chosen separately
+    for each horizon in ``horizons`` on a **validation split** carved from the training split
+    (:func:`validation_split`, :func:`tune_on_validation`: trained on the rest, the half-decade
+    grid ``lrs`` grown upward while the best rate is its top). The test curves of every rate
+    (trained on the whole training split, like the BLUR runs beside them; at ``test_steps``, which
+    must include the horizons) are kept, so the whole sweep can be shown; none chooses anything.
 
-    Returns ``{opt: {"label", "lrs", "train_accuracy" (L, H), "test_mean" (L, E), "test_std",
-    "steps" (E,), "diverged" (L,), "selected": {h: {"lr", "test", "test_std"}}}}``.
+    Returns ``{opt: {"label", "lrs", "validation" (L, H), "test_mean" (L, E), "test_std",
+    "steps" (E,), "diverged" (L,), "selection", "selected": {h: {"lr", "validation", "test",
+    "test_std"}}}}``.
     """
     from blursim.baselines import lr_sweep
     from blursim.graph import compile_network
 
     prog = compile_network(spec)
+    tune, _ = validation_split(data, validation_fraction, seed)
     out = {}
     for opt in optimizers:
-        sel = lr_sweep(prog, data, optimizers=[opt], lrs=lrs, steps=steps, batch_size=batch_size,
-                       replicas=replicas, seed=seed, eval_steps=horizons, split="train")
-        train_acc = np.nan_to_num(sel.accuracy[0].mean(axis=1), nan=0.0)  # (L, H)
-        tab = lr_sweep(prog, data, optimizers=[opt], lrs=lrs, steps=steps, batch_size=batch_size,
+        tv = tune_on_validation(prog, tune, optimizer=opt, lrs=lrs, horizons=horizons, batch_size=batch_size,
+                                replicas=replicas, seed=seed)
+        rates = tv["lrs"]
+        tab = lr_sweep(prog, data, optimizers=[opt], lrs=rates, steps=steps, batch_size=batch_size,
                        replicas=replicas, seed=seed, eval_steps=test_steps, split="test")
         acc = np.nan_to_num(tab.accuracy[0], nan=0.0)  # (L, R, E)
         mean, std = acc.mean(axis=1), acc.std(axis=1)
         test_steps = [int(s) for s in tab.steps]
         chosen = {}
         for j, h in enumerate(horizons):
-            i = int(np.argmax(train_acc[:, j]))
+            i = rates.index(tv["selected"][h])
             e = test_steps.index(h)
-            chosen[str(h)] = {"lr": float(lrs[i]), "train": float(train_acc[i, j]),
+            chosen[str(h)] = {"lr": float(rates[i]), "validation": float(tv["validation"][i, j]),
                               "test": float(mean[i, e]), "test_std": float(std[i, e])}
-        out[opt] = {"label": tab.optimizers[0], "lrs": [float(x) for x in lrs], "train_accuracy": train_acc,
+        out[opt] = {"label": tab.optimizers[0], "lrs": [float(x) for x in rates], "validation": tv["validation"],
                     "test_mean": mean, "test_std": std, "steps": test_steps,
-                    "diverged": tab.diverged[0].sum(axis=1), "selected": chosen}
+                    "diverged": tab.diverged[0].sum(axis=1), "selected": chosen,
+                    "selection": f"validation split ({validation_fraction:.0%} of the training split), per horizon",
+                    "grid_extended": tv["extended"], "top_reached": tv["top_reached"]}
     return out
 
 
