@@ -85,10 +85,22 @@ def header(doc: dict) -> str:
         f"- **wall time:** {doc['wall_seconds']:.0f} s ({mins:.1f} min), started {doc['started']}",
         f"- **machine:** {m['cpu']}, {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, "
         f"blursim {m['blursim']} at commit `{commit[:10]}`{dirty}",
+        *([f"- **libraries:** {versions_line(m)}"] if "versions" in m else []),
         "- **scale:** " + "; ".join(f"{k} = {json.dumps(v) if not isinstance(v, str) else v}"
                                    for k, v in doc["scale"].items()),
     ]
     return "\n".join(lines)
+
+
+def versions_line(m: dict) -> str:
+    """The library versions and BLAS a run recorded (runs since issue 23)."""
+    v = m["versions"]
+    libs = ", ".join(f"{k} {v[k]}" for k in ("scipy", "jax", "jaxlib", "cma", "scikit-learn", "matplotlib")
+                     if v.get(k))
+    blas = "; ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels, {b['library']})"
+                     for b in m.get("blas", []) if b.get("user_api") == "blas")
+    tools = " (with uncommitted changes to tools/)" if m.get("tools_modified") else ""
+    return f"{libs}; BLAS: {blas or 'not recorded'}{tools}"
 
 
 def figures(doc: dict) -> str:
@@ -440,7 +452,69 @@ def table_curriculum_gradient(doc: dict) -> str:
     return out + "\n\n" + table_curriculum(doc)
 
 
-TABLES = {"repro_toy": table_toy, "repro_digits_es": table_digits_es,
+def table_datasets(doc: dict) -> str:
+    s = doc["results"]["summary"]
+    hs = [str(h) for h in doc["scale"]["horizons"]]
+    rows = [[k, v["n_classes"], f"{v['n_fit']} / {v['n_validation']} / {v['n_test']}", v["chance"]]
+            + [f"{v['adam'][h]['test']:.3f} ± {v['adam'][h]['test_std']:.3f} (lr {v['adam'][h]['lr']:.3g})" for h in hs]
+            for k, v in s.items()]
+    return md_table(["dataset", "classes", "images fit / validation / test", "chance"]
+                    + [f"tuned Adam, {h} steps (± sd over inits)" for h in hs], rows)
+
+
+def ci_cell(d: dict) -> str:
+    """``+0.012 [-0.030, +0.054]``: a mean difference and its 95 % t-interval (n/a bounds for n < 2)."""
+    if d["low"] is None:
+        return f"{d['mean']:+.3f} (n = {d['n']})"
+    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
+def verdict(diffs: dict, h: str, over: str = "over_seeds") -> str:
+    """Against all tuned optimizers at horizon ``h``: ahead of all (every interval above 0), behind
+    (some interval below 0), or not separated."""
+    cis = [d[h][over] for d in diffs.values()]
+    if any(c["low"] is None for c in cis):
+        return "n/a (one seed)"
+    if all(c["low"] > 0 for c in cis):
+        return "**ahead of all three**"
+    if any(c["high"] < 0 for c in cis):
+        worse = [o for o, d in diffs.items() if d[h][over]["high"] < 0]
+        return "behind " + ", ".join(worse)
+    return "not separated"
+
+
+def table_headline(doc: dict) -> str:
+    tasks = doc["results"]["tasks"]
+    out = []
+    summary_rows = []
+    for t, e in tasks.items():
+        hs = [str(h) for h in e["horizons"]]
+        rows = []
+        for label, m in e["methods"].items():
+            ps = m["per_seed"]
+            rows.append([f"{label} (mean, min..max over {len(ps)} seeds)"]
+                        + [f"{statistics.fmean(r[j] for r in ps):.3f} ({min(r[j] for r in ps):.3f}.."
+                           f"{max(r[j] for r in ps):.3f})" for j in range(len(hs))])
+        for opt, b in e["baselines"].items():
+            rows.append([f"{opt}, rate chosen on validation (lr)"]
+                        + [f"{b['test_mean'][j]:.3f} ({b['selected'][h]:.3g})" for j, h in enumerate(hs)])
+        for label, d in e["differences"].items():
+            for opt in d:
+                rows.append([f"{label.split(' (')[0]} minus {opt}: mean [95 % CI over seeds]"]
+                            + [ci_cell(d[opt][h]["over_seeds"]) for h in hs])
+            summary_rows.append([t, label.split(" (")[0]]
+                                + [verdict(d, h) if h in hs else "-" for h in map(str, doc["scale"]["horizons"])])
+        out.append(f"**{t}** ({e['relation']}; {e['n_fit']} training / {e['n_validation']} validation / "
+                   f"{e['n_test']} test examples)\n\n" + md_table(["method"] + [f"{h} steps" for h in hs], rows))
+    hs0 = [str(h) for h in doc["scale"]["horizons"]]
+    head = md_table(["task", "genome"] + [f"{h} steps" for h in hs0], summary_rows)
+    return ("Summary: the genome against the three tuned optimizers at each horizon, by the 95 % "
+            "t-intervals over meta-training seeds of the per-seed differences (mnist1d's longer horizons "
+            "are in its own table).\n\n" + head + "\n\n" + "\n\n".join(out))
+
+
+TABLES = {"repro_datasets": table_datasets, "repro_headline": table_headline,
+          "repro_toy": table_toy, "repro_digits_es": table_digits_es,
           "repro_digits_curriculum": table_curriculum, "repro_depth": table_depth,
           "repro_ablation": table_ablation, "repro_fig2": table_fig2, "repro_transfer": table_transfer,
           "repro_deep10": table_deep10, "repro_oja": table_oja, "repro_norm": table_norm,

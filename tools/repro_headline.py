@@ -281,5 +281,12 @@ def main(argv=None) -> int:
     return 0
 
 
+def replot(doc: dict, fig_dir: Path) -> list[Path]:
+    """The figures again from the JSON (:func:`plot`), for ``make_results.py --figures``."""
+    res = doc["results"]["tasks"]
+    return [plot(res, Path(fig_dir) / f"{NAME}.png", diff=False),
+            plot(res, Path(fig_dir) / f"{NAME}_diff.png", diff=True)]
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
