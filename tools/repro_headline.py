@@ -123,8 +123,9 @@ def meta_phase(args) -> list[dict]:
         doc = meta_doc(k, args.seed, args)
         first, per_step = rc.gradient_step_seconds(doc, args.quick)
         stages = -(-doc["generations"] // args.stage_steps)
-        per_run = stages * first + per_step * rc.unroll_factor(doc, doc["generations"]) * doc["generations"]
-        total += per_run * sum(1 for _, kk in todo if kk == k)
+        per_run = per_step * rc.unroll_factor(doc, doc["generations"]) * doc["generations"]
+        # JAX compiles each stage's unroll once per process: later runs with the same k reuse it
+        total += stages * first + per_run * sum(1 for _, kk in todo if kk == k)
     rc.estimate(f"{len(todo)} gradient meta-training runs ({args.sync_runs} synchronised runs each)", total * 1.1)
     for s, k in todo:
         doc = meta_doc(k, s, args)
