@@ -75,7 +75,7 @@ def parse_args(argv=None):
     p.add_argument("--increment", type=int, default=10,
                    help="unroll added per stage, from 10 (default 10: 5 stages; the paper's 5: 9 stages)")
     p.add_argument("--learning-rate", type=float, default=0.01, help="meta-training Adam rate (default 0.01)")
-    p.add_argument("--replicas", type=int, default=8, help="initialisations per comparison (default 8)")
+    p.add_argument("--replicas", type=int, default=4, help="initialisations per comparison (default 4)")
     p.add_argument("--mnist1d-steps", type=int, default=1000,
                    help="mnist1d's last horizon (default 1000; at 100 steps every method sits near 0.2)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS),
