@@ -453,3 +453,23 @@ def test_repro_datasets_and_redraw(issue15, tmp_path):
     figs = make_results.redraw({n: docs[n] for n in ("repro_oja", "repro_transfer")}, tmp_path)
     assert sorted(p.name for p in figs) == ["repro_oja.png", "repro_transfer.png", "repro_transfer_curves.png"]
     assert all(p.stat().st_size > 1000 for p in figs)
+
+
+def test_compare_zoo_has_compare_tuned_shape():
+    """The swap to the rule zoo's ``blursim.compare`` (issue 21) gives the result shape the
+    headline's tables and figures read (skipped where that module is not in this checkout)."""
+    pytest.importorskip("blursim.compare")
+    import repro_common as rc
+
+    from blursim.spec import load_genome
+
+    spec = rc.load_spec(rc.SPECS / "toy_blur.json")
+    genome = load_genome(rc.RESULTS / "repro_toy_genome.json")
+    res = rc.compare_zoo({"toy": {"network": spec, "genomes": [genome, genome]}},
+                         {"xor": {"dataset": "xor", "options": {"n_train": 100, "n_test": 50}}},
+                         baseline_network=spec, optimizers=["sgd"], lrs=[0.1, 10 ** -0.5], horizons=[3],
+                         replicas=2, seed=0)["xor"]
+    test = np.asarray(res["methods"]["toy"]["test"])
+    assert test.shape == (2, 2, 1) and np.allclose(test[0], test[1])  # one genome twice: the same numbers
+    d = res["differences"]["toy"]["sgd"]["3"]["over_seeds"]
+    assert d["n"] == 2 and d["mean"] == pytest.approx(test[:, :, 0].mean() - res["baselines"]["sgd"]["test"][:, 0].mean())

@@ -767,3 +767,65 @@ def explicit(argv, flag: str, current: Any) -> Any:
         return current
     vals = [type(current[0] if isinstance(current, list) else current)(v) for v in known.value]
     return vals if isinstance(current, list) else vals[0]
+
+
+def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_network, optimizers,
+                lrs=HALF_DECADE, horizons: list[int], replicas: int, seed: int, batch_size: int = 32,
+                validation_fraction: float = 0.2, eval_seeds: int = 2, quiet: bool = True) -> dict[str, Any]:
+    """:func:`compare_tuned`'s result made by the rule zoo's ``blursim.compare.compare`` (issue 21)
+    instead: the same arguments and output shape, so a script swaps one call for the other.
+
+    Differences of protocol, all the zoo's: the chosen rate (and every genome) then trains on the
+    *whole* training split; the unit of its statistics is an evaluation seed (``eval_seeds`` of
+    them, seeds ``seed ..``, each ``max(1, replicas // eval_seeds)`` initialisations), so
+    ``"test"`` holds per-evaluation-seed means and ``"over_inits"`` is over evaluation seeds.
+    Each genome is its own entry (one per meta-training seed); ``"over_seeds"`` stays the
+    t-interval over genomes."""
+    from blursim.compare import Entry, Task, compare
+    from blursim.data import load_dataset
+
+    seeds = [seed + i for i in range(eval_seeds)]
+    reps = max(1, replicas // eval_seeds)
+    out = {}
+    for tname, t in tasks.items():
+        hs = sorted(t.get("horizons", horizons))
+        task = Task(t["dataset"], dict(t.get("options", {})))
+        data = load_dataset(t["dataset"], dict(t.get("options", {})))
+        tune, final = validation_split(data, validation_fraction, seed)
+        common = dict(horizons=hs, seeds=seeds, replicas=reps, batch_size=batch_size, grid=list(lrs),
+                      val_fraction=validation_fraction, val_seed=seed)
+        entry: dict[str, Any] = {"dataset": t["dataset"], "options": dict(task.options), "horizons": hs,
+                                 "n_fit": data.n_train, "n_validation": tune.n_test, "n_test": data.n_test,
+                                 "n_classes": data.n_classes, "methods": {}, "baselines": {}, "differences": {},
+                                 "engine": "blursim.compare (zoo)"}
+
+        def cells(res, title):
+            rows = {r["horizon"]: r for r in res.rows if r["entry"] == title}
+            return rows, np.array([rows[h]["per_seed"] for h in hs]).T  # (seeds, H)
+
+        for label, m in methods.items():
+            spec = resized_network(m["network"], data.n_features, data.n_classes)
+            ents = [Entry("genome", f"g{i}", genome=g, label=f"{label} #{i}") for i, g in enumerate(m["genomes"])]
+            res = compare(spec, ents, [task], **common)
+            test = np.stack([cells(res, e.title)[1] for e in ents])  # (G, seeds, H)
+            entry["methods"][label] = {"test": test, "per_seed": test.mean(axis=1),
+                                       "diverged": [sum(cells(res, e.title)[0][h]["diverged"] for h in hs)
+                                                    for e in ents]}
+        spec = resized_network(baseline_network, data.n_features, data.n_classes)
+        res = compare(spec, [Entry("optimizer", o) for o in optimizers], [task], **common)
+        for o in optimizers:
+            rows, test = cells(res, o)
+            tuning = res.tuning[f"{task.title}/{o}"]
+            entry["baselines"][o] = {"lrs": tuning["lrs"], "validation": np.asarray(tuning["validation_accuracy"]),
+                                     "selected": {str(h): rows[h]["lr"] for h in hs},
+                                     "extended": bool(tuning["extended"]), "test": test,
+                                     "test_mean": test.mean(axis=0)}
+        for label, mres in entry["methods"].items():
+            acc = mres["test"]
+            entry["differences"][label] = {
+                o: {str(h): {"over_seeds": t_interval(acc[:, :, j].mean(axis=1) - b["test"][:, j].mean()),
+                             "over_inits": t_interval(acc[:, :, j].mean(axis=0) - b["test"][:, j])}
+                    for j, h in enumerate(hs)}
+                for o, b in entry["baselines"].items()}
+        out[tname] = entry
+    return out

@@ -80,6 +80,10 @@ def parse_args(argv=None):
                    help="mnist1d's last horizon (default 1000; at 100 steps every method sits near 0.2)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS),
                    help="comparison tasks (default all)")
+    p.add_argument("--engine", choices=["repro", "zoo"], default="repro",
+                   help="repro: repro_common.compare_tuned (everything trains on the 80 %% fitting part); "
+                        "zoo: the rule zoo's blursim.compare (issue 21; the chosen rate retrains on the whole "
+                        "training split) through repro_common.compare_zoo")
     return p.parse_args(argv)
 
 
@@ -251,9 +255,10 @@ def main(argv=None) -> int:
 
     base = load_network(network_doc(2, runs[0]["hidden"]))
     seed = 1000 + args.seed
-    result = rc.compare_tuned({k: {"network": v["network"], "genomes": v["genomes"]} for k, v in methods.items()},
-                              tasks, baseline_network=base, optimizers=OPTIMIZERS, lrs=lrs, horizons=horizons,
-                              replicas=args.replicas, seed=seed, quiet=args.quiet)
+    engine = rc.compare_zoo if args.engine == "zoo" else rc.compare_tuned
+    result = engine({k: {"network": v["network"], "genomes": v["genomes"]} for k, v in methods.items()},
+                    tasks, baseline_network=base, optimizers=OPTIMIZERS, lrs=lrs, horizons=horizons,
+                    replicas=args.replicas, seed=seed, quiet=args.quiet)
     for t in result:
         result[t]["relation"] = TASKS[t][2]
     fig_dir = Path(args.fig_dir)
@@ -265,7 +270,7 @@ def main(argv=None) -> int:
              "network": "64 -> hidden -> C (specs/repro_digits_blur_64.json, general rules), resized per task",
              "baseline_network": "the same network's state-0 path (k=2), relu o tanh hidden, tanh outputs",
              "horizons": horizons, "replicas": args.replicas, "batch_size": 32, "learning_rates": lrs,
-             "validation_fraction": 0.2, "optimizers": OPTIMIZERS,
+             "validation_fraction": 0.2, "optimizers": OPTIMIZERS, "engine": args.engine,
              "paper": "MNIST 10x10 meta-training, 8 synchronised runs x 10,000 steps per curriculum stage, "
                       "unroll 10 -> 50, 4 states, 256/512 hidden; evaluation on MNIST/EMNIST/Fashion-MNIST 28x28"}
     seeds = {"meta_training": {k: v["seeds"] for k, v in methods.items()}, "evaluation": seed,
