@@ -191,21 +191,24 @@ def plot(result: dict, path: Path, *, diff: bool) -> Path:
                 ax.plot(hs, ps.mean(axis=0), "s-", color=c, lw=2, ms=4, label=f"{label}: mean, thin: each seed")
             ax.set(ylim=(0, 1), ylabel="test accuracy")
         else:
-            for c, (label, d) in zip(mcolors, e["differences"].items()):
-                for off, (opt, dd) in zip((-0.04, 0.0, 0.04), d.items()):
-                    xs = np.asarray(hs, dtype=float) * (1 + off + 0.1 * mcolors.index(c))
+            markers = ["o", "s", "^", "D"]
+            for mi, (label, d) in enumerate(e["differences"].items()):
+                for oi, (opt, dd) in enumerate(d.items()):
+                    xs = np.asarray(hs, dtype=float) * 1.07 ** (3 * mi + oi - 2.5)
                     mean = [dd[str(h)]["over_seeds"]["mean"] for h in hs]
                     lo = [dd[str(h)]["over_seeds"]["low"] for h in hs]
                     hi = [dd[str(h)]["over_seeds"]["high"] for h in hs]
                     err = None
                     if all(v is not None for v in lo):
                         err = [np.subtract(mean, lo), np.subtract(hi, mean)]
-                    ax.errorbar(xs, mean, yerr=err, fmt="o" if c == "k" else "s", color=colors[opt], ms=3,
-                                capsize=2, mfc=c, label=f"{label} - {opt}")
+                    ax.errorbar(xs, mean, yerr=err, fmt=markers[mi % 4], color=colors[opt], ms=5, capsize=2,
+                                label=f"{label.split(' (')[0]} minus {opt}")
             ax.axhline(0, color="gray", lw=0.8)
-            ax.set(ylabel="BLUR minus optimizer (test accuracy)")
+            ax.set(ylabel="BLUR minus tuned optimizer (test accuracy)")
         ax.set_xscale("log")
-        ax.set(xlabel="training steps (horizon)", title=f"{t} ({e['dataset']})")
+        ax.set_xticks(hs, [str(h) for h in hs])
+        ax.minorticks_off()
+        ax.set(xlabel="training steps (horizon)", title=f"{t}\n{e.get('relation', e['dataset'])}")
         ax.title.set_fontsize(11)
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(tasks):]:
