@@ -264,7 +264,7 @@ def render_all(tmp: Path, names) -> str:
 def test_make_results_renders_the_new_tables(issue15):
     tmp, docs = issue15
     text = render_all(tmp, list(docs))
-    assert "lr tuned on train" in text and "larger than the spread" in text
+    assert "lr tuned on validation" in text and "larger than the spread" in text
 
 
 # ------------------------------------------ issue 11 item 7 / issue 15: gradient meta-training
