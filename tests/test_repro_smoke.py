@@ -154,14 +154,15 @@ def test_tuned_baselines_choose_the_lr_on_a_validation_split_per_horizon():
     assert out["lrs"][:3] == lrs and "validation" in out["selection"]
 
 
-def run_here(script: str, tmp: Path) -> dict:
+def run_here(script: str, tmp: Path, *extra: str) -> dict:
     """:func:`run` in this process (the imports are paid once for all scripts): the same checks."""
     import contextlib
     import importlib
     import io
 
     out = tmp / f"{script}.json"
-    argv = [str(TOOLS / f"{script}.py"), "--quick", "--quiet", "--out", str(out), "--fig-dir", str(tmp / "figures")]
+    argv = [str(TOOLS / f"{script}.py"), "--quick", "--quiet", "--out", str(out), "--fig-dir", str(tmp / "figures"),
+            *extra]
     saved, sys.argv = sys.argv, argv
     buf = io.StringIO()
     try:
@@ -408,17 +409,7 @@ def test_rates_are_chosen_on_a_validation_split_of_the_training_split():
 def headline(tmp_path_factory):
     pytest.importorskip("jax")
     tmp = tmp_path_factory.mktemp("headline")
-    import contextlib
-    import importlib
-    import io
-
-    out = tmp / "repro_headline.json"
-    argv = ["--quick", "--quiet", "--out", str(out), "--fig-dir", str(tmp / "figures"), "--genome-dir", str(tmp / "g")]
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        assert importlib.import_module("repro_headline").main(argv) == 0
-    assert buf.getvalue().startswith("[estimate]"), buf.getvalue()[:300]
-    return tmp, checked_document("repro_headline", out)
+    return tmp, run_here("repro_headline", tmp, "--genome-dir", str(tmp / "g"))
 
 
 def test_repro_headline_differences_are_per_seed(headline):
