@@ -13,8 +13,8 @@ from blursim.errors import SpecError
 SMALL = {"size": 8, "n_train": 52, "n_test": 26}
 
 
-@pytest.mark.parametrize("name,k,first", [("font_letters", 26, "A"), ("font_digits", 10, "0")])
-@pytest.mark.parametrize("size", [8, 13, 28])
+@pytest.mark.parametrize("name,k,first,size", [("font_letters", 26, "A", 8), ("font_letters", 26, "A", 13),
+                                              ("font_digits", 10, "0", 8), ("font_digits", 10, "0", 28)])
 def test_shapes_classes_and_range(name, k, first, size):
     d = load_dataset(name, {**SMALL, "size": size})
     assert d.x_train.shape == (52, size * size) and d.x_test.shape == (26, size * size)

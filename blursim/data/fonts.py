@@ -114,11 +114,11 @@ def _font_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-def _rasterise(path, master: int) -> np.ndarray:
-    """Coverage ``(master, master)`` in [0, 1] of a glyph outline, centred and scaled into the box."""
+def _rasterise(polys: list[np.ndarray], master: int) -> np.ndarray:
+    """Coverage ``(master, master)`` in [0, 1] of a glyph outline (closed contours), centred and
+    scaled into the box."""
     from matplotlib.path import Path as MplPath
 
-    polys = [p for p in path.to_polygons() if len(p) >= 3]
     if not polys:
         return np.zeros((master, master))
     pts = np.concatenate(polys)
@@ -127,31 +127,49 @@ def _rasterise(path, master: int) -> np.ndarray:
     centre = (lo + hi) / 2
     n = master * _SUPERSAMPLE
     g = (np.arange(n) + 0.5) / n - 0.5
-    gx, gy = np.meshgrid(g, g)
-    query = np.column_stack([centre[0] + gx.ravel() * side, centre[1] - gy.ravel() * side])
-    inside = np.zeros(query.shape[0], dtype=bool)
+    xs, ys = centre[0] + g * side, centre[1] - g * side  # sample columns (x) and rows (y, downwards)
+    inside = np.zeros((n, n), dtype=bool)
     for poly in polys:  # even-odd: every contour toggles, so holes stay empty
-        inside ^= MplPath(poly).contains_points(query)
-    cover = inside.reshape(n, n).astype(np.float64)
+        lo_p, hi_p = poly.min(axis=0), poly.max(axis=0)  # only the samples in the contour's box can be in it
+        cols = np.flatnonzero((xs >= lo_p[0]) & (xs <= hi_p[0]))
+        rows = np.flatnonzero((ys >= lo_p[1]) & (ys <= hi_p[1]))
+        if cols.size == 0 or rows.size == 0:
+            continue
+        qx, qy = np.meshgrid(xs[cols], ys[rows])
+        hit = MplPath(poly).contains_points(np.column_stack([qx.ravel(), qy.ravel()]))
+        inside[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] ^= hit.reshape(rows.size, cols.size)
+    cover = inside.astype(np.float64)
     return cover.reshape(master, _SUPERSAMPLE, master, _SUPERSAMPLE).mean(axis=(1, 3))
 
 
 @functools.lru_cache(maxsize=4)
-def glyph_bank(chars: str, master: int) -> np.ndarray:
-    """Rendered glyphs ``(len(FONT_FILES), len(chars), master, master)`` (read-only, cached)."""
+def _outlines(chars: str) -> list[list[list[np.ndarray]]]:
+    """The closed contours of every character of ``chars`` in every face of :data:`FONT_FILES`
+    (``[face][char] -> polygons``), read once per process whatever the resolution."""
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextPath
 
     folder = _font_dir()
-    bank = np.zeros((len(FONT_FILES), len(chars), master, master))
-    for i, name in enumerate(FONT_FILES):
+    out = []
+    for name in FONT_FILES:
         f = folder / name
         if not f.is_file():
             raise DataError(f"font file {f} is missing from this matplotlib install; the font datasets "
                             "need matplotlib's bundled fonts (reinstall matplotlib).")
         prop = FontProperties(fname=str(f))
-        for j, ch in enumerate(chars):
-            bank[i, j] = _rasterise(TextPath((0, 0), ch, size=1, prop=prop), master)
+        out.append([[p for p in TextPath((0, 0), ch, size=1, prop=prop).to_polygons() if len(p) >= 3]
+                    for ch in chars])
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def glyph_bank(chars: str, master: int) -> np.ndarray:
+    """Rendered glyphs ``(len(FONT_FILES), len(chars), master, master)`` (read-only, cached)."""
+    outlines = _outlines(chars)
+    bank = np.zeros((len(FONT_FILES), len(chars), master, master))
+    for i, face in enumerate(outlines):
+        for j, polys in enumerate(face):
+            bank[i, j] = _rasterise(polys, master)
     bank.setflags(write=False)
     return bank
 
