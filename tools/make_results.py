@@ -506,6 +506,13 @@ def table_headline(doc: dict) -> str:
                                 + [verdict(d, h) if h in hs else "-" for h in map(str, doc["scale"]["horizons"])])
         out.append(f"**{t}** ({e['relation']}; {e['n_fit']} training / {e['n_validation']} validation / "
                    f"{e['n_test']} test examples)\n\n" + md_table(["method"] + [f"{h} steps" for h in hs], rows))
+    runs = doc["results"].get("meta_runs", [])
+    if runs:
+        out.append("Meta-training runs (digits test accuracy of the current genome after the unroll, at the end "
+                   "of the last stage: monitoring only, nothing is chosen on it):\n\n" + md_table(
+                       ["states", "seed", "steps", "final unroll", "seconds (shared core; the first run of each k compiles)", "digits test accuracy"],
+                       [[r["states"], r["seed"], r["steps"], r["final_unroll"], f"{r['seconds']:.0f}",
+                         r["stage_end_validation"][-1][2] if r["stage_end_validation"] else None] for r in runs]))
     hs0 = [str(h) for h in doc["scale"]["horizons"]]
     head = md_table(["task", "genome"] + [f"{h} steps" for h in hs0], summary_rows)
     return ("Summary: the genome against the three tuned optimizers at each horizon, by the 95 % "
