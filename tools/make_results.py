@@ -538,7 +538,8 @@ def render(template: str, docs: dict[str, dict]) -> str:
             doc = docs.get(rest)
             if doc is None:
                 return f"*(no results yet: run `python tools/{rest}.py`)*"
-            return {"header": header, "figure": figures, "table": TABLES.get(rest, lambda d: "")}[kind](doc)
+            table = TABLES.get(rest) or (table_headline if rest.startswith("repro_headline_") else lambda d: "")
+            return {"header": header, "figure": figures, "table": table}[kind](doc)
         name = kind
         path, _, spec = rest.partition(":")
         doc = docs.get(name)
@@ -561,7 +562,7 @@ def redraw(docs: dict[str, dict], fig_dir: Path) -> list[Path]:
         if name.startswith("archive_"):
             continue
         try:
-            mod = importlib.import_module(name)
+            mod = importlib.import_module("repro_headline" if name.startswith("repro_headline_") else name)
         except ImportError:
             continue
         if hasattr(mod, "replot"):

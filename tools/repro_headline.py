@@ -80,6 +80,9 @@ def parse_args(argv=None):
                    help="mnist1d's last horizon (default 1000; at 100 steps every method sits near 0.2)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS),
                    help="comparison tasks (default all)")
+    p.add_argument("--variant", default="",
+                   help="a second run beside the page's: its name becomes repro_headline_VARIANT (its JSON "
+                        "docs/results/repro_headline_VARIANT.json and figures), e.g. a larger scale for one k")
     p.add_argument("--engine", choices=["repro", "zoo"], default="repro",
                    help="repro: repro_common.compare_tuned (everything trains on the 80 %% fitting part); "
                         "zoo: the rule zoo's blursim.compare (issue 21; the chosen rate retrains on the whole "
@@ -224,6 +227,9 @@ def plot(result: dict, path: Path, *, diff: bool) -> Path:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    name = f"{NAME}_{args.variant}" if args.variant else NAME
+    if args.variant and args.out == str(rc.RESULTS / f"{NAME}.json"):
+        args.out = str(rc.RESULTS / f"{name}.json")
     timer = rc.Timer()
     lrs = [x for x in rc.HALF_DECADE if x >= 1e-3]  # 1e-3 .. 10**0.5, extended upward when needed
     if args.quick:
@@ -265,8 +271,8 @@ def main(argv=None) -> int:
     for t in result:
         result[t]["relation"] = TASKS[t][2]
     fig_dir = Path(args.fig_dir)
-    f1 = plot(result, fig_dir / f"{NAME}.png", diff=False)
-    f2 = plot(result, fig_dir / f"{NAME}_diff.png", diff=True)
+    f1 = plot(result, fig_dir / f"{name}.png", diff=False)
+    f2 = plot(result, fig_dir / f"{name}_diff.png", diff=True)
     keys = ("states", "seed", "seconds", "steps", "final_unroll", "hidden", "sync_runs", "stage_steps",
             "learning_rate", "max_unroll", "increment")
     scale = {"meta_training": [{k: r[k] for k in keys if k in r} for r in runs],
@@ -278,7 +284,7 @@ def main(argv=None) -> int:
                       "unroll 10 -> 50, 4 states, 256/512 hidden; evaluation on MNIST/EMNIST/Fashion-MNIST 28x28"}
     seeds = {"meta_training": {k: v["seeds"] for k, v in methods.items()}, "evaluation": seed,
              "validation_split": seed}
-    rc.write_json(args.out, rc.envelope(NAME, args, timer, seeds, scale, {"tasks": result,
+    rc.write_json(args.out, rc.envelope(name, args, timer, seeds, scale, {"tasks": result,
                                                                         "meta_runs": runs}, [f1, f2]))
     for t, e in result.items():
         h = e["horizons"][-1]
@@ -293,8 +299,9 @@ def main(argv=None) -> int:
 def replot(doc: dict, fig_dir: Path) -> list[Path]:
     """The figures again from the JSON (:func:`plot`), for ``make_results.py --figures``."""
     res = doc["results"]["tasks"]
-    return [plot(res, Path(fig_dir) / f"{NAME}.png", diff=False),
-            plot(res, Path(fig_dir) / f"{NAME}_diff.png", diff=True)]
+    name = doc["name"]
+    return [plot(res, Path(fig_dir) / f"{name}.png", diff=False),
+            plot(res, Path(fig_dir) / f"{name}_diff.png", diff=True)]
 
 
 if __name__ == "__main__":
