@@ -10,6 +10,8 @@ the command printed next to it; this script only formats. The prose lives in
 * ``{{figure:NAME}}`` -- NAME's figure(s);
 * ``{{NAME:dotted.path}}`` / ``{{NAME:dotted.path:.3f}}`` -- one value of NAME's JSON
   (path from the top of the document, e.g. ``results.summary.validation_mean_over_runs``);
+  ``{{NAME:path:colmean-1,.3f}}`` -- the mean over the rows of a table (a list of lists) of its
+  column -1 (e.g. a genome family's accuracy at the last horizon, mean over seeds);
   ``archive_STEM`` names ``docs/results/archive/STEM.json``, a run of the same command on
   another blursim version.
 
@@ -473,14 +475,15 @@ def verdict(diffs: dict, h: str, over: str = "over_seeds") -> str:
     """Against all tuned optimizers at horizon ``h``: ahead of all (every interval above 0), behind
     (some interval below 0), or not separated."""
     cis = [d[h][over] for d in diffs.values()]
+    gap = f" ({min(c['mean'] for c in cis):+.2f})"  # the mean difference from the best optimizer
     if any(c["low"] is None for c in cis):
-        return "n/a (one seed)"
+        return "n/a (one seed)" + gap
     if all(c["low"] > 0 for c in cis):
-        return "**ahead of all three**"
+        return "**ahead of all three**" + gap
     if any(c["high"] < 0 for c in cis):
         worse = [o for o, d in diffs.items() if d[h][over]["high"] < 0]
-        return "behind " + ", ".join(worse)
-    return "not separated"
+        return "behind " + ", ".join(worse) + gap
+    return "not separated" + gap
 
 
 def table_headline(doc: dict) -> str:
@@ -516,8 +519,10 @@ def table_headline(doc: dict) -> str:
     hs0 = [str(h) for h in doc["scale"]["horizons"]]
     head = md_table(["task", "genome"] + [f"{h} steps" for h in hs0], summary_rows)
     return ("Summary: the genome against the three tuned optimizers at each horizon, by the 95 % "
-            "t-intervals over meta-training seeds of the per-seed differences (mnist1d's longer horizons "
-            "are in its own table).\n\n" + head + "\n\n" + "\n\n".join(out))
+            "t-intervals over meta-training seeds of the per-seed differences: *behind X* where X's interval "
+            "lies below zero, *not separated* where every interval straddles zero (with 3 seeds an interval "
+            "is wide: this is not 'level'); in brackets the mean difference from the best of the three. "
+            "mnist1d's longer horizons are in its own table.\n\n" + head + "\n\n" + "\n\n".join(out))
 
 
 TABLES = {"repro_datasets": table_datasets, "repro_headline": table_headline,
@@ -546,7 +551,11 @@ def render(template: str, docs: dict[str, dict]) -> str:
         if doc is None:
             return "n/a"
         try:
-            return fmt(get(doc, path), spec)
+            value = get(doc, path)
+            if spec.startswith("colmean"):  # {{NAME:path.to.rows:colmean-1,.3f}}: mean of column -1 over the rows
+                col, _, spec = spec[len("colmean"):].partition(",")
+                value = statistics.fmean(row[int(col)] for row in value)
+            return fmt(value, spec)
         except KeyError:
             raise SystemExit(f"make_results: {name}.json has no {path!r} (placeholder {{{{{body}}}}})")
 
