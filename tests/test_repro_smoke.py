@@ -407,9 +407,24 @@ def test_rates_are_chosen_on_a_validation_split_of_the_training_split():
 
 @pytest.fixture(scope="module")
 def headline(tmp_path_factory):
-    pytest.importorskip("jax")
+    """The comparison phase's smoke run on the shipped 30-steps-per-stage genomes (two of the 2-state
+    seeds: ``--quick``); the meta phase is the gradient curriculum of repro_curriculum_gradient."""
     tmp = tmp_path_factory.mktemp("headline")
-    return tmp, run_here("repro_headline", tmp, "--genome-dir", str(tmp / "g"))
+    return tmp, run_here("repro_headline", tmp, "--phase", "compare", "--genome-dir",
+                         str(ROOT / "docs" / "results" / "headline_s30"))
+
+
+def test_repro_headline_meta_documents():
+    """The meta phase's experiment: k states, hidden width, gradient strategy with synchronised
+    runs, curriculum 10 -> 50 by ``--increment`` every ``--stage-steps``."""
+    import repro_headline
+
+    args = repro_headline.parse_args(["--hidden", "32", "--sync-runs", "3", "--stage-steps", "7"])
+    doc = repro_headline.meta_doc(4, 11, args)
+    assert doc["network"]["k"] == 4 and doc["seed"] == 11 and doc["genome"]["init"] == {"kind": "random", "seed": 11}
+    assert [p["size"] for p in doc["network"]["populations"]] == [64, 32, 10]
+    assert doc["strategy"] == {"name": "gradient", "options": {"learning_rate": 0.01, "runs": 3}}
+    assert doc["curriculum"] == {"increment": 10, "every": 7, "max_steps": 50} and doc["generations"] == 5 * 7
 
 
 def test_repro_headline_differences_are_per_seed(headline):

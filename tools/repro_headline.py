@@ -159,15 +159,17 @@ def load_genomes(args) -> tuple[dict, list[dict]]:
     from blursim.spec import load_genome, load_network
 
     methods, runs = {}, []
-    for f in sorted(Path(args.genome_dir).glob("run_k*_seed*.json")):
-        rec = json.loads(f.read_text())
+    recs = [json.loads(f.read_text()) for f in sorted(Path(args.genome_dir).glob("run_k*_seed*.json"))]
+    for rec in sorted(recs, key=lambda r: (r["states"], r["seed"])):
+        label = f"BLUR k={rec['states']} (digits, gradient)"
         if rec["states"] not in args.states:
             continue
+        if args.quick and len(methods.get(label, {}).get("genomes", [])) >= args.seeds[0]:
+            continue  # a smoke run compares the first --seeds genomes of each k found
         runs.append(rec)
-        label = f"BLUR k={rec['states']} (digits, gradient)"
         m = methods.setdefault(label, {"network": load_network(network_doc(rec["states"], rec["hidden"])),
                                        "genomes": [], "seeds": []})
-        m["genomes"].append(load_genome(f.parent / rec["genome"]))
+        m["genomes"].append(load_genome(Path(args.genome_dir) / rec["genome"]))
         m["seeds"].append(rec["seed"])
     return methods, runs
 
