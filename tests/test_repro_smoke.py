@@ -84,11 +84,12 @@ def test_repro_digits_curriculum(tmp_path):
     doc = run("repro_digits_curriculum", tmp_path)
     s = doc["results"]["summary"]
     assert set(s) == {"digits", "digits_0_4", "digits_5_9"}
-    # the lr of each optimizer is chosen on the training split: the record says which
+    # the lr of each optimizer is chosen on a validation split: the record says which
     for e in doc["results"]["per_task"].values():
         for tabs in e["baselines"].values():
             for t in tabs.values():
-                assert t["selected_lr"] in t["lrs"] and len(t["train_final_accuracy"]) == len(t["lrs"])
+                assert t["selected_lr"] == t["lrs"][int(np.argmax(t["validation_final_accuracy"]))]
+                assert "validation" in t["selection"]
 
 
 def test_repro_fig2_and_make_results(toy):
@@ -127,11 +128,12 @@ def test_spread_and_separation_by_hand():
     assert not rc.separation([0.5], [0.1])["separated"]  # one seed: no spread, no claim
 
 
-def test_tuned_baselines_choose_the_lr_on_the_training_split_per_horizon():
+def test_tuned_baselines_choose_the_lr_on_a_validation_split_per_horizon():
     import repro_common as rc
 
     from blursim.baselines import train_baseline
-    from blursim.data import load_dataset
+    from blursim.data import Dataset, load_dataset
+    from blursim.data.base import stratified_split
     from blursim.graph import compile_network
 
     spec = rc.resized_network(rc.load_spec(rc.SPECS / "repro_digits_blur_64.json"), n_in=2, n_out=2)
@@ -139,23 +141,28 @@ def test_tuned_baselines_choose_the_lr_on_the_training_split_per_horizon():
     lrs = [1e-3, 0.3, 3.0]
     out = rc.tuned_baselines(spec, data, optimizers=["sgd"], lrs=lrs, horizons=[2, 6], steps=6, replicas=2,
                              seed=5, batch_size=16)["sgd"]
-    for j, h in enumerate([2, 6]):  # the argmax of training-split accuracy, recomputed independently
-        train = [train_baseline(compile_network(spec), data, "sgd", lr, steps=h, batch_size=16, replicas=2, seed=5,
-                                eval_steps="end", split="train").accuracy.mean() for lr in lrs]
+    tr, va = stratified_split(data.y_train, 0.2, 5)  # the validation split, carved by hand
+    tune = Dataset(name="xor", x_train=data.x_train[tr], y_train=data.y_train[tr], x_test=data.x_train[va],
+                   y_test=data.y_train[va], n_classes=2)
+    for j, h in enumerate([2, 6]):  # the argmax of validation accuracy, recomputed independently
+        val = [train_baseline(compile_network(spec), tune, "sgd", lr, steps=h, batch_size=16, replicas=2, seed=5,
+                              eval_steps="end", split="test").accuracy.mean() for lr in out["lrs"]]
         test = train_baseline(compile_network(spec), data, "sgd", out["selected"][str(h)]["lr"], steps=h,
                               batch_size=16, replicas=2, seed=5, eval_steps="end", split="test").accuracy.mean()
-        assert out["selected"][str(h)]["lr"] == lrs[int(np.argmax(train))]
+        assert out["selected"][str(h)]["lr"] == out["lrs"][int(np.argmax(val))]
         assert out["selected"][str(h)]["test"] == pytest.approx(test)
+    assert out["lrs"][:3] == lrs and "validation" in out["selection"]
 
 
-def run_here(script: str, tmp: Path) -> dict:
+def run_here(script: str, tmp: Path, *extra: str) -> dict:
     """:func:`run` in this process (the imports are paid once for all scripts): the same checks."""
     import contextlib
     import importlib
     import io
 
     out = tmp / f"{script}.json"
-    argv = [str(TOOLS / f"{script}.py"), "--quick", "--quiet", "--out", str(out), "--fig-dir", str(tmp / "figures")]
+    argv = [str(TOOLS / f"{script}.py"), "--quick", "--quiet", "--out", str(out), "--fig-dir", str(tmp / "figures"),
+            *extra]
     saved, sys.argv = sys.argv, argv
     buf = io.StringIO()
     try:
@@ -182,10 +189,10 @@ def test_repro_transfer(issue15):
     assert {"mnist1d", "breast_cancer"} <= set(blur64)  # two tasks that share no images with digits
     for e in blur64.values():
         assert {"digits3 (new)", "mnist1d3 (new)", "curriculum (shipped)"} <= set(e["blur"])
-        for t in e["baselines"].values():  # lr chosen on the training split, for each horizon
-            train = np.asarray(t["train_accuracy"])
+        for t in e["baselines"].values():  # lr chosen on a validation split, for each horizon
+            val = np.asarray(t["validation"])
             for j, h in enumerate(r["horizons"]):
-                assert t["selected"][str(h)]["lr"] == t["lrs"][int(np.argmax(train[:, j]))]
+                assert t["selected"][str(h)]["lr"] == t["lrs"][int(np.argmax(val[:, j]))]
     assert "digits" in r["per_family"]["toy20"]  # the toy genome on digits (Fig. 4's out-of-domain task)
     assert set(r["horizons"]) <= set(blur64["digits"]["steps"])
 
@@ -258,7 +265,7 @@ def render_all(tmp: Path, names) -> str:
 def test_make_results_renders_the_new_tables(issue15):
     tmp, docs = issue15
     text = render_all(tmp, list(docs))
-    assert "lr tuned on train" in text and "larger than the spread" in text
+    assert "lr tuned on validation" in text and "larger than the spread" in text
 
 
 # ------------------------------------------ issue 11 item 7 / issue 15: gradient meta-training
@@ -311,13 +318,13 @@ def test_repro_curriculum_gradient(gradient_repros):
     assert all(len(m) == 2 for m in t["meta_loss_runs"])
     for tabs in r["per_task"]["digits"]["baselines"].values():
         for b in tabs.values():
-            assert b["selected_lr"] == b["lrs"][int(np.argmax(b["train_final_accuracy"]))]
+            assert b["selected_lr"] == b["lrs"][int(np.argmax(b["validation_final_accuracy"]))]
 
 
 def test_make_results_renders_the_gradient_tables(gradient_repros):
     tmp, docs = gradient_repros
     text = render_all(tmp, list(docs))
-    assert "CMA-ES" in text and "larger than the spread" in text and "selected on the training split" in text
+    assert "CMA-ES" in text and "larger than the spread" in text and "selected on a validation split" in text
 
 
 def test_make_results_oja_table_reports_overflowed_norms():
@@ -333,3 +340,142 @@ def test_make_results_oja_table_reports_overflowed_norms():
     text = make_results.table_oja({"results": {"report_steps": [10], "cells": {"no Oja": cell}}})
     row = next(line for line in text.splitlines() if line.startswith("| no Oja"))
     assert "non-finite in 1 of 2 seeds" in row and "| 1.5 |" in row and row.endswith("| 4 |")
+
+
+# ------------------------------------------ issue 23: headline protocol, datasets, one-run scripts
+def test_explicit_keeps_a_given_count():
+    import repro_common as rc
+
+    assert rc.explicit(["--quick", "--runs", "1"], "--runs", 3) == 1
+    assert rc.explicit(["--quick", "--runs=1"], "--runs", 3) == 1
+    assert rc.explicit(["--quick"], "--runs", 3) == 3
+    assert rc.explicit(["--seeds", "2", "4", "--quick"], "--seeds", [5]) == [2, 4]
+
+
+def test_toy_correlation_with_fewer_than_three_runs_is_not_computed():
+    import repro_toy
+
+    run = {"train_mean": 0.8, "validation_mean": 0.6, "final_training_fitness_mean_genome": 0.7}
+    for n in (1, 2):
+        c = repro_toy.correlation([run] * n)
+        assert c["runs"] == n and c["pearson_r"] is None and "at least 3" in c["note"]
+
+
+def test_t_interval_by_hand():
+    import repro_common as rc
+
+    v = [0.1, 0.3, 0.2, 0.4]
+    ci = rc.t_interval(v)
+    half = 3.182446305284263 * np.std(v, ddof=1) / 2  # t(0.975, 3) * sd / sqrt(4)
+    assert ci["mean"] == pytest.approx(0.25) and ci["low"] == pytest.approx(0.25 - half)
+    assert ci["high"] == pytest.approx(0.25 + half) and ci["n"] == 4
+    assert rc.t_interval([0.5])["low"] is None
+
+
+def test_rates_are_chosen_on_a_validation_split_of_the_training_split():
+    """compare_tuned's choice, recomputed by hand: carve 20 % of the training split (stratified,
+    the comparison seed), train on the rest, pick the argmax of validation accuracy per horizon;
+    a grid whose best rate is its top grows until a larger rate did worse."""
+    import repro_common as rc
+
+    from blursim.baselines import train_baseline
+    from blursim.data import load_dataset
+    from blursim.data.base import stratified_split
+    from blursim.graph import compile_network
+
+    spec = rc.resized_network(rc.load_spec(rc.SPECS / "repro_digits_blur_64.json"), n_in=2, n_out=2)
+    data = load_dataset("xor", {"n_train": 200, "n_test": 100})
+    res = rc.compare_tuned({}, {"xor": {"dataset": "xor", "options": {"n_train": 200, "n_test": 100}}},
+                           baseline_network=spec, optimizers=["sgd"], lrs=[1e-2, 10 ** -1.5], horizons=[3, 8],
+                           replicas=2, seed=7)["xor"]
+    b = res["baselines"]["sgd"]
+    assert b["extended"] and len(b["lrs"]) > 2  # the best of 0.01, 0.03 was the top: the grid grew
+    assert b["lrs"][2] == 0.1 and b["lrs"][4] == 1.0  # on the half-decade lattice
+    tr, va = stratified_split(data.y_train, 0.2, 7)
+    assert res["n_fit"] == tr.size and res["n_validation"] == va.size and res["n_test"] == 100
+    from blursim.data import Dataset
+
+    tune = Dataset(name="xor", x_train=data.x_train[tr], y_train=data.y_train[tr], x_test=data.x_train[va],
+                   y_test=data.y_train[va], n_classes=2)
+    prog = compile_network(spec)
+    for j, h in enumerate([3, 8]):
+        val = [train_baseline(prog, tune, "sgd", lr, steps=h, batch_size=32, replicas=2, seed=7,
+                              eval_steps="end", split="test").accuracy.mean() for lr in b["lrs"]]
+        assert b["selected"][str(h)] == b["lrs"][int(np.argmax(val))]
+        assert b["top_reached"] or b["selected"][str(h)] < b["lrs"][-1]
+
+
+@pytest.fixture(scope="module")
+def headline(tmp_path_factory):
+    """The comparison phase's smoke run on the shipped 30-steps-per-stage genomes (two of the 2-state
+    seeds: ``--quick``); the meta phase is the gradient curriculum of repro_curriculum_gradient."""
+    tmp = tmp_path_factory.mktemp("headline")
+    return tmp, run_here("repro_headline", tmp, "--phase", "compare", "--genome-dir",
+                         str(ROOT / "docs" / "results" / "headline_s30"))
+
+
+def test_repro_headline_meta_documents():
+    """The meta phase's experiment: k states, hidden width, gradient strategy with synchronised
+    runs, curriculum 10 -> 50 by ``--increment`` every ``--stage-steps``."""
+    import repro_headline
+
+    args = repro_headline.parse_args(["--hidden", "32", "--sync-runs", "3", "--stage-steps", "7"])
+    doc = repro_headline.meta_doc(4, 11, args)
+    assert doc["network"]["k"] == 4 and doc["seed"] == 11 and doc["genome"]["init"] == {"kind": "random", "seed": 11}
+    assert [p["size"] for p in doc["network"]["populations"]] == [64, 32, 10]
+    assert doc["strategy"] == {"name": "gradient", "options": {"learning_rate": 0.01, "runs": 3}}
+    assert doc["curriculum"] == {"increment": 10, "every": 7, "max_steps": 50} and doc["generations"] == 5 * 7
+
+
+def test_repro_headline_differences_are_per_seed(headline):
+    _, doc = headline
+    tasks = doc["results"]["tasks"]
+    assert set(tasks) == {"font_letters_8", "mnist1d", "xor"}
+    for t, e in tasks.items():
+        (label, m), = e["methods"].items()
+        per_seed = np.asarray(m["per_seed"])  # (genomes, horizons): the mean over initialisations
+        assert per_seed.shape == (2, len(e["horizons"]))
+        assert np.allclose(per_seed, np.asarray(m["test"]).mean(axis=1))
+        for opt, b in e["baselines"].items():
+            test = np.asarray(b["test"])
+            for j, h in enumerate(e["horizons"]):
+                d = e["differences"][label][opt][str(h)]
+                diffs = per_seed[:, j] - test[:, j].mean()
+                assert d["over_seeds"]["mean"] == pytest.approx(diffs.mean()) and d["over_seeds"]["n"] == 2
+                assert d["over_inits"]["n"] == test.shape[0]
+                assert b["selected"][str(h)] == b["lrs"][int(np.argmax(np.asarray(b["validation"])[:, j]))]
+    assert max(tasks["mnist1d"]["horizons"]) == 12 and doc["machine"]["versions"]["numpy"]
+
+
+def test_repro_datasets_and_redraw(issue15, tmp_path):
+    tmp, docs = issue15
+    doc = run_here("repro_datasets", tmp)
+    s = doc["results"]["summary"]
+    assert set(s) == {"font_letters 8x8", "font_digits 8x8"}
+    for v in s.values():
+        assert set(v["adam"]) == {"5", "10"} and v["chance"] == 1 / v["n_classes"]
+    import make_results
+
+    figs = make_results.redraw({n: docs[n] for n in ("repro_oja", "repro_transfer")}, tmp_path)
+    assert sorted(p.name for p in figs) == ["repro_oja.png", "repro_transfer.png", "repro_transfer_curves.png"]
+    assert all(p.stat().st_size > 1000 for p in figs)
+
+
+def test_compare_zoo_has_compare_tuned_shape():
+    """The swap to the rule zoo's ``blursim.compare`` (issue 21) gives the result shape the
+    headline's tables and figures read (skipped where that module is not in this checkout)."""
+    pytest.importorskip("blursim.compare")
+    import repro_common as rc
+
+    from blursim.spec import load_genome
+
+    spec = rc.load_spec(rc.SPECS / "toy_blur.json")
+    genome = load_genome(rc.RESULTS / "repro_toy_genome.json")
+    res = rc.compare_zoo({"toy": {"network": spec, "genomes": [genome, genome]}},
+                         {"xor": {"dataset": "xor", "options": {"n_train": 100, "n_test": 50}}},
+                         baseline_network=spec, optimizers=["sgd"], lrs=[0.1, 10 ** -0.5], horizons=[3],
+                         replicas=2, seed=0)["xor"]
+    test = np.asarray(res["methods"]["toy"]["test"])
+    assert test.shape == (2, 2, 1) and np.allclose(test[0], test[1])  # one genome twice: the same numbers
+    d = res["differences"]["toy"]["sgd"]["3"]["over_seeds"]
+    assert d["n"] == 2 and d["mean"] == pytest.approx(test[:, :, 0].mean() - res["baselines"]["sgd"]["test"][:, 0].mean())

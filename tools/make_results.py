@@ -10,10 +10,16 @@ the command printed next to it; this script only formats. The prose lives in
 * ``{{figure:NAME}}`` -- NAME's figure(s);
 * ``{{NAME:dotted.path}}`` / ``{{NAME:dotted.path:.3f}}`` -- one value of NAME's JSON
   (path from the top of the document, e.g. ``results.summary.validation_mean_over_runs``);
+  ``{{NAME:path:colmean-1,.3f}}`` -- the mean over the rows of a table (a list of lists) of its
+  column -1 (e.g. a genome family's accuracy at the last horizon, mean over seeds);
   ``archive_STEM`` names ``docs/results/archive/STEM.json``, a run of the same command on
   another blursim version.
 
     python tools/make_results.py [--results docs/results] [--template ...] [--out docs/results.md]
+    python tools/make_results.py --figures     # also redraw the figures of the scripts that can, from their JSON
+
+``--figures`` calls ``replot(doc, fig_dir)`` of every ``tools/repro_NAME.py`` that has one
+(the figure code of the run itself, fed from the JSON), so a figure fix needs no rerun.
 
 A run made with ``--quick`` is flagged on the page as a smoke run, not a result.
 """
@@ -81,10 +87,22 @@ def header(doc: dict) -> str:
         f"- **wall time:** {doc['wall_seconds']:.0f} s ({mins:.1f} min), started {doc['started']}",
         f"- **machine:** {m['cpu']}, {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, "
         f"blursim {m['blursim']} at commit `{commit[:10]}`{dirty}",
+        *([f"- **libraries:** {versions_line(m)}"] if "versions" in m else []),
         "- **scale:** " + "; ".join(f"{k} = {json.dumps(v) if not isinstance(v, str) else v}"
                                    for k, v in doc["scale"].items()),
     ]
     return "\n".join(lines)
+
+
+def versions_line(m: dict) -> str:
+    """The library versions and BLAS a run recorded (runs since issue 23)."""
+    v = m["versions"]
+    libs = ", ".join(f"{k} {v[k]}" for k in ("scipy", "jax", "jaxlib", "cma", "scikit-learn", "matplotlib")
+                     if v.get(k))
+    blas = "; ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels, {b['library']})"
+                     for b in m.get("blas", []) if b.get("user_api") == "blas")
+    tools = " (with uncommitted changes to tools/)" if m.get("tools_modified") else ""
+    return f"{libs}; BLAS: {blas or 'not recorded'}{tools}"
 
 
 def figures(doc: dict) -> str:
@@ -93,6 +111,12 @@ def figures(doc: dict) -> str:
 
 
 # ------------------------------------------------------------------- tables
+def initial_over_runs(runs: list[dict], task: str) -> float:
+    """The initial genomes' test accuracy on ``task``, mean over the runs (each run starts from its
+    own random genome): the same average as the summary's ``initial_validation_mean``."""
+    return statistics.fmean(x["evaluation"][task]["initial_genome"] for x in runs)
+
+
 def table_toy(doc: dict) -> str:
     r = doc["results"]
     s = r["summary"]
@@ -101,15 +125,15 @@ def table_toy(doc: dict) -> str:
     for t in tasks:
         kind = "training" if t in s["train_tasks"] else "held out"
         maj = s.get("majority_class_rate", {}).get(t)
-        rows.append([t, kind, maj, s["per_task_initial_genome"][t], s["per_task_mean_over_runs"][t],
+        rows.append([t, kind, maj, initial_over_runs(r["runs"], t), s["per_task_mean_over_runs"][t],
                      s["per_task_min_over_runs"][t], s["per_task_max_over_runs"][t]])
     maj = s.get("majority_class_rate")
     rows.append(["**mean of held-out tasks**", "",
                  sum(maj[t] for t in s["validation_tasks"]) / len(s["validation_tasks"]) if maj else None,
                  s["initial_validation_mean"], s["validation_mean_over_runs"],
                  s["validation_min_run"], s["validation_max_run"]])
-    head = ["task", "role", "majority class", "initial genome", f"mean over {len(r['runs'])} runs", "worst run",
-            "best run"]
+    head = ["task", "role", "majority class", f"initial genomes (mean over {len(r['runs'])} runs)",
+            f"mean over {len(r['runs'])} runs", "worst run", "best run"]
     per_run = md_table(["meta-training seed", "final training fitness", "training tasks (test split)",
                         "held-out tasks (test split)"],
                        [[x["seed"], x["final_training_fitness_mean_genome"], x["train_mean"], x["validation_mean"]]
@@ -147,8 +171,10 @@ def table_curriculum(doc: dict) -> str:
         keys += [k for k in row if "sweep max" in k]
         names = {"blur": "**BLUR meta-learned genome**", "blur_initial": "BLUR initial random genome"}
         rows = [[names.get(k, k)] + [row[k][str(s)] for s in rep] for k in keys]
-        out.append(f"**{task}** (test split; optimizer rows: lr selected on the training split; "
-                   f"'sweep max' rows: best of all five learning rates at each step, on the test split, "
+        first = next(iter(r["per_task"][task]["baselines"]["standard_mlp"].values()))
+        on = "a validation split carved from the training split" if "selection" in first else "the training split"
+        out.append(f"**{task}** (test split; optimizer rows: lr selected on {on}; "
+                   f"'sweep max' rows: best of all the learning rates at each step, on the test split, "
                    f"shown only as an upper reference)\n\n" + md_table(["method"] + [f"step {s}" for s in rep], rows))
     # the whole sweep: final accuracy per lr
     sweep_rows = []
@@ -339,13 +365,13 @@ def table_toy_gradient(doc: dict) -> str:
         return f"{sm['validation_mean_over_runs']:.3f} ({sm['validation_min_run']:.3f}..{sm['validation_max_run']:.3f})"
 
     maj = cs.get("majority_class_rate", {})
-    rows = [[t, "training" if t in s["train_tasks"] else "held out", maj.get(t), s["per_task_initial_genome"][t],
+    rows = [[t, "training" if t in s["train_tasks"] else "held out", maj.get(t), initial_over_runs(r["runs"], t),
              cell(cs, t), cell(s, t)] for t in tasks]
     vt = s["validation_tasks"]
     rows.append(["**mean of held-out tasks**", "", sum(maj[t] for t in vt) / len(vt) if maj else None,
                  s["initial_validation_mean"], cell(cs), cell(s)])
     n_c = cma["runs"] if cma else 0
-    head = ["task", "role", "majority class", "initial genome (seed 0; last row: mean of the runs')",
+    head = ["task", "role", "majority class", f"initial genomes (mean over {len(r['runs'])} gradient runs)",
             f"CMA-ES: mean (worst..best) of {n_c} runs", f"gradient: mean (worst..best) of {len(r['runs'])} runs"]
     per_run = md_table(["gradient run seed", "final training fitness", "training tasks (test split)",
                         "held-out tasks (test split)", "meta-training s"],
@@ -428,7 +454,79 @@ def table_curriculum_gradient(doc: dict) -> str:
     return out + "\n\n" + table_curriculum(doc)
 
 
-TABLES = {"repro_toy": table_toy, "repro_digits_es": table_digits_es,
+def table_datasets(doc: dict) -> str:
+    s = doc["results"]["summary"]
+    hs = [str(h) for h in doc["scale"]["horizons"]]
+    rows = [[k, v["n_classes"], f"{v['n_fit']} / {v['n_validation']} / {v['n_test']}", v["chance"]]
+            + [f"{v['adam'][h]['test']:.3f} ± {v['adam'][h]['test_std']:.3f} (lr {v['adam'][h]['lr']:.3g})" for h in hs]
+            for k, v in s.items()]
+    return md_table(["dataset", "classes", "images fit / validation / test", "chance"]
+                    + [f"tuned Adam, {h} steps (± sd over inits)" for h in hs], rows)
+
+
+def ci_cell(d: dict) -> str:
+    """``+0.012 [-0.030, +0.054]``: a mean difference and its 95 % t-interval (n/a bounds for n < 2)."""
+    if d["low"] is None:
+        return f"{d['mean']:+.3f} (n = {d['n']})"
+    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
+def verdict(diffs: dict, h: str, over: str = "over_seeds") -> str:
+    """Against all tuned optimizers at horizon ``h``: ahead of all (every interval above 0), behind
+    (some interval below 0), or not separated."""
+    cis = [d[h][over] for d in diffs.values()]
+    gap = f" ({min(c['mean'] for c in cis):+.2f})"  # the mean difference from the best optimizer
+    if any(c["low"] is None for c in cis):
+        return "n/a (one seed)" + gap
+    if all(c["low"] > 0 for c in cis):
+        return "**ahead of all three**" + gap
+    if any(c["high"] < 0 for c in cis):
+        worse = [o for o, d in diffs.items() if d[h][over]["high"] < 0]
+        return "behind " + ", ".join(worse) + gap
+    return "not separated" + gap
+
+
+def table_headline(doc: dict) -> str:
+    tasks = doc["results"]["tasks"]
+    out = []
+    summary_rows = []
+    for t, e in tasks.items():
+        hs = [str(h) for h in e["horizons"]]
+        rows = []
+        for label, m in e["methods"].items():
+            ps = m["per_seed"]
+            rows.append([f"{label} (mean, min..max over {len(ps)} seeds)"]
+                        + [f"{statistics.fmean(r[j] for r in ps):.3f} ({min(r[j] for r in ps):.3f}.."
+                           f"{max(r[j] for r in ps):.3f})" for j in range(len(hs))])
+        for opt, b in e["baselines"].items():
+            rows.append([f"{opt}, rate chosen on validation (lr)"]
+                        + [f"{b['test_mean'][j]:.3f} ({b['selected'][h]:.3g})" for j, h in enumerate(hs)])
+        for label, d in e["differences"].items():
+            for opt in d:
+                rows.append([f"{label.split(' (')[0]} minus {opt}: mean [95 % CI over seeds]"]
+                            + [ci_cell(d[opt][h]["over_seeds"]) for h in hs])
+            summary_rows.append([t, label.split(" (")[0]]
+                                + [verdict(d, h) if h in hs else "-" for h in map(str, doc["scale"]["horizons"])])
+        out.append(f"**{t}** ({e['relation']}; {e['n_fit']} training / {e['n_validation']} validation / "
+                   f"{e['n_test']} test examples)\n\n" + md_table(["method"] + [f"{h} steps" for h in hs], rows))
+    runs = doc["results"].get("meta_runs", [])
+    if runs:
+        out.append("Meta-training runs (digits test accuracy of the current genome after the unroll, at the end "
+                   "of the last stage: monitoring only, nothing is chosen on it):\n\n" + md_table(
+                       ["states", "seed", "steps", "final unroll", "seconds (shared core; the first run of each k compiles)", "digits test accuracy"],
+                       [[r["states"], r["seed"], r["steps"], r["final_unroll"], f"{r['seconds']:.0f}",
+                         r["stage_end_validation"][-1][2] if r["stage_end_validation"] else None] for r in runs]))
+    hs0 = [str(h) for h in doc["scale"]["horizons"]]
+    head = md_table(["task", "genome"] + [f"{h} steps" for h in hs0], summary_rows)
+    return ("Summary: the genome against the three tuned optimizers at each horizon, by the 95 % "
+            "t-intervals over meta-training seeds of the per-seed differences: *behind X* where X's interval "
+            "lies below zero, *not separated* where every interval straddles zero (with 3 seeds an interval "
+            "is wide: this is not 'level'); in brackets the mean difference from the best of the three. "
+            "mnist1d's longer horizons are in its own table.\n\n" + head + "\n\n" + "\n\n".join(out))
+
+
+TABLES = {"repro_datasets": table_datasets, "repro_headline": table_headline,
+          "repro_toy": table_toy, "repro_digits_es": table_digits_es,
           "repro_digits_curriculum": table_curriculum, "repro_depth": table_depth,
           "repro_ablation": table_ablation, "repro_fig2": table_fig2, "repro_transfer": table_transfer,
           "repro_deep10": table_deep10, "repro_oja": table_oja, "repro_norm": table_norm,
@@ -445,18 +543,41 @@ def render(template: str, docs: dict[str, dict]) -> str:
             doc = docs.get(rest)
             if doc is None:
                 return f"*(no results yet: run `python tools/{rest}.py`)*"
-            return {"header": header, "figure": figures, "table": TABLES.get(rest, lambda d: "")}[kind](doc)
+            table = TABLES.get(rest) or (table_headline if rest.startswith("repro_headline_") else lambda d: "")
+            return {"header": header, "figure": figures, "table": table}[kind](doc)
         name = kind
         path, _, spec = rest.partition(":")
         doc = docs.get(name)
         if doc is None:
             return "n/a"
         try:
-            return fmt(get(doc, path), spec)
+            value = get(doc, path)
+            if spec.startswith("colmean"):  # {{NAME:path.to.rows:colmean-1,.3f}}: mean of column -1 over the rows
+                col, _, spec = spec[len("colmean"):].partition(",")
+                value = statistics.fmean(row[int(col)] for row in value)
+            return fmt(value, spec)
         except KeyError:
             raise SystemExit(f"make_results: {name}.json has no {path!r} (placeholder {{{{{body}}}}})")
 
     return PLACEHOLDER.sub(sub, template)
+
+
+def redraw(docs: dict[str, dict], fig_dir: Path) -> list[Path]:
+    """Redraw each document's figures with its script's ``replot`` (scripts without one are skipped)."""
+    import importlib
+
+    out = []
+    for name, doc in docs.items():
+        if name.startswith("archive_"):
+            continue
+        try:
+            mod = importlib.import_module("repro_headline" if name.startswith("repro_headline_") else name)
+        except ImportError:
+            continue
+        if hasattr(mod, "replot"):
+            out += mod.replot(doc, fig_dir)
+            print(f"redrew {name}: {', '.join(p.name for p in out[-len(doc['figures']):])}")
+    return out
 
 
 def main(argv=None) -> int:
@@ -464,6 +585,9 @@ def main(argv=None) -> int:
     p.add_argument("--results", default=str(ROOT / "docs" / "results"))
     p.add_argument("--template", default=str(ROOT / "docs" / "results" / "results_template.md"))
     p.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
+    p.add_argument("--figures", action="store_true",
+                   help="also redraw, from the JSON files, the figures of every script that has a replot()")
+    p.add_argument("--fig-dir", default=str(ROOT / "docs" / "figures"), help="where --figures writes")
     args = p.parse_args(argv)
     from blursim.cli.common import atomic_write_text
 
@@ -477,6 +601,8 @@ def main(argv=None) -> int:
         d = json.loads(f.read_text())
         if d.get("format") == "blursim.repro/1":
             docs[f"archive_{f.stem}"] = d
+    if args.figures:
+        redraw(docs, Path(args.fig_dir))
     text = render(Path(args.template).read_text(), docs)
     atomic_write_text(args.out, text)
     os.chmod(args.out, 0o644)

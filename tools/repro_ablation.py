@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     timer = rc.Timer()
     if args.quick:
         args.generations, args.popsize, args.replicas, args.seeds = 1, 4, 2, 2
+        args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
     cfgs = [{"backward_update": u, "tied": t, "shared": s, "init": i}
             for u, t, s, i in itertools.product(UPDATES, [True, False], [True, False], ["backprop", "random"])]
     if args.quick:

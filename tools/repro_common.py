@@ -28,7 +28,40 @@ SPECS = ROOT / "specs"
 
 
 # --------------------------------------------------------------------- machine
+#: Distributions whose versions decide the digits of a result (recorded when installed).
+VERSIONED = ("numpy", "scipy", "jax", "jaxlib", "cma", "scikit-learn", "matplotlib", "mnist1d", "threadpoolctl")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed version of each of :data:`VERSIONED` (``None``: not installed)."""
+    import importlib.metadata as md
+
+    out: dict[str, str | None] = {}
+    for name in VERSIONED:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """The BLAS / OpenMP libraries NumPy and SciPy loaded (threadpoolctl): API, library,
+    version, CPU kernel architecture and threads; ``[]`` without threadpoolctl."""
+    try:
+        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS too, so both are listed)
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("user_api", "internal_api", "version", "architecture", "threading_layer", "num_threads")
+    return [{**{k: i.get(k) for k in keys}, "library": Path(i.get("filepath", "")).name}
+            for i in threadpool_info()]
+
+
 def machine() -> dict[str, Any]:
+    """Where and with what a result was made: CPU model and usable cores, Python and the library
+    versions that decide its digits (NumPy, SciPy, JAX / jaxlib, pycma, ...), the BLAS NumPy
+    uses, the platform and the git commit (with whether ``blursim/`` had uncommitted changes)."""
     import blursim
 
     return {
@@ -38,8 +71,23 @@ def machine() -> dict[str, Any]:
         "numpy": np.__version__,
         "blursim": getattr(blursim, "__version__", "unknown"),
         "platform": platform.platform(),
+        "versions": library_versions(),
+        "blas": blas_info(),
         **git_commit(),
+        "tools_modified": tools_modified(),
     }
+
+
+def tools_modified() -> bool | None:
+    """Whether ``tools/`` (these scripts) had uncommitted changes (``None`` outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "tools"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
 def command_line() -> str:
@@ -519,37 +567,265 @@ def separation(a, b) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- baselines
 def tuned_baselines(spec, data, *, optimizers, lrs, horizons: list[int], steps: int, replicas: int,
-                    seed: int, batch_size: int, test_steps: Any = "all") -> dict[str, Any]:
+                    seed: int, batch_size: int, test_steps: Any = "all",
+                    validation_fraction: float = 0.2) -> dict[str, Any]:
     """SGD / momentum / Adam on the plain network of ``spec`` (its state-0 path), the batches and
-    initial weights of a BLUR run with the same ``seed``, with the learning rate chosen **on the
-    training split** separately for each horizon in ``horizons`` (accuracy after that many
-    steps); the test curves of every learning rate (at ``test_steps``, which must include the
-    horizons) are kept, so the whole sweep can be shown.
+    initial weights of a BLUR run with the same ``seed``, with the learning rate chosen separately
+    for each horizon in ``horizons`` on a **validation split** carved from the training split
+    (:func:`validation_split`, :func:`tune_on_validation`: trained on the rest, the half-decade
+    grid ``lrs`` grown upward while the best rate is its top). The test curves of every rate
+    (trained on the whole training split, like the BLUR runs beside them; at ``test_steps``, which
+    must include the horizons) are kept, so the whole sweep can be shown; none chooses anything.
 
-    Returns ``{opt: {"label", "lrs", "train_accuracy" (L, H), "test_mean" (L, E), "test_std",
-    "steps" (E,), "diverged" (L,), "selected": {h: {"lr", "test", "test_std"}}}}``.
+    Returns ``{opt: {"label", "lrs", "validation" (L, H), "test_mean" (L, E), "test_std",
+    "steps" (E,), "diverged" (L,), "selection", "selected": {h: {"lr", "validation", "test",
+    "test_std"}}}}``.
     """
     from blursim.baselines import lr_sweep
     from blursim.graph import compile_network
 
     prog = compile_network(spec)
+    tune, _ = validation_split(data, validation_fraction, seed)
     out = {}
     for opt in optimizers:
-        sel = lr_sweep(prog, data, optimizers=[opt], lrs=lrs, steps=steps, batch_size=batch_size,
-                       replicas=replicas, seed=seed, eval_steps=horizons, split="train")
-        train_acc = np.nan_to_num(sel.accuracy[0].mean(axis=1), nan=0.0)  # (L, H)
-        tab = lr_sweep(prog, data, optimizers=[opt], lrs=lrs, steps=steps, batch_size=batch_size,
+        tv = tune_on_validation(prog, tune, optimizer=opt, lrs=lrs, horizons=horizons, batch_size=batch_size,
+                                replicas=replicas, seed=seed)
+        rates = tv["lrs"]
+        tab = lr_sweep(prog, data, optimizers=[opt], lrs=rates, steps=steps, batch_size=batch_size,
                        replicas=replicas, seed=seed, eval_steps=test_steps, split="test")
         acc = np.nan_to_num(tab.accuracy[0], nan=0.0)  # (L, R, E)
         mean, std = acc.mean(axis=1), acc.std(axis=1)
         test_steps = [int(s) for s in tab.steps]
         chosen = {}
         for j, h in enumerate(horizons):
-            i = int(np.argmax(train_acc[:, j]))
+            i = rates.index(tv["selected"][h])
             e = test_steps.index(h)
-            chosen[str(h)] = {"lr": float(lrs[i]), "train": float(train_acc[i, j]),
+            chosen[str(h)] = {"lr": float(rates[i]), "validation": float(tv["validation"][i, j]),
                               "test": float(mean[i, e]), "test_std": float(std[i, e])}
-        out[opt] = {"label": tab.optimizers[0], "lrs": [float(x) for x in lrs], "train_accuracy": train_acc,
+        out[opt] = {"label": tab.optimizers[0], "lrs": [float(x) for x in rates], "validation": tv["validation"],
                     "test_mean": mean, "test_std": std, "steps": test_steps,
-                    "diverged": tab.diverged[0].sum(axis=1), "selected": chosen}
+                    "diverged": tab.diverged[0].sum(axis=1), "selected": chosen,
+                    "selection": f"validation split ({validation_fraction:.0%} of the training split), per horizon",
+                    "grid_extended": tv["extended"], "top_reached": tv["top_reached"]}
+    return out
+
+
+# ------------------------------------------------- tuned comparison (validation split)
+#: Half-decade learning-rate grid 1e-4 .. 10**0.5; :func:`tune_on_validation` extends it upward
+#: while a horizon's best rate is the grid's top.
+HALF_DECADE = [float(10 ** (e / 2)) for e in range(-8, 2)]
+MAX_LR = 1e3
+
+
+def validation_split(data, fraction: float = 0.2, seed: int = 0):
+    """``(tune, final)``: two views of ``data`` that train on the same part of its training split.
+
+    A stratified ``fraction`` of the **training** split (:func:`blursim.data.base.stratified_split`,
+    seed ``seed``) is carved off as the validation split: ``tune`` trains on the rest and
+    evaluates on it ("test" = validation); ``final`` trains on the same rest and evaluates on the
+    untouched test split. Nothing chooses anything on ``final``'s test split.
+    """
+    from blursim.data import Dataset
+    from blursim.data.base import stratified_split
+
+    tr, va = stratified_split(data.y_train, fraction, seed)
+    meta = {**data.meta, "validation": {"fraction": fraction, "seed": seed, "n_fit": int(tr.size),
+                                        "n_validation": int(va.size)}}
+    tune = Dataset(name=data.name, x_train=data.x_train[tr], y_train=data.y_train[tr], x_test=data.x_train[va],
+                   y_test=data.y_train[va], n_classes=data.n_classes, meta=meta)
+    final = Dataset(name=data.name, x_train=data.x_train[tr], y_train=data.y_train[tr], x_test=data.x_test,
+                    y_test=data.y_test, n_classes=data.n_classes, meta=meta)
+    return tune, final
+
+
+def tune_on_validation(prog, tune, *, optimizer: str, lrs, horizons: list[int], batch_size: int,
+                       replicas: int, seed: int, max_lr: float = MAX_LR) -> dict[str, Any]:
+    """Choose ``optimizer``'s learning rate separately for each horizon by **validation** accuracy
+    (``tune`` from :func:`validation_split`) after that many steps, over ``lrs``; while the best
+    rate of some horizon is the grid's top, the grid grows by half a decade (up to ``max_lr``), so
+    the chosen rate always has a larger neighbour that did worse (unless ``max_lr`` stopped it:
+    ``"top_reached"``). Returns ``{"lrs", "validation" (L, H), "selected": {h: lr}, "extended",
+    "top_reached"}``."""
+    from blursim.baselines import lr_sweep
+
+    lrs = sorted(float(x) for x in lrs)
+
+    def sweep(rates):
+        r = lr_sweep(prog, tune, optimizers=[optimizer], lrs=rates, steps=max(horizons), batch_size=batch_size,
+                     replicas=replicas, seed=seed, eval_steps=horizons, split="test")
+        return list(np.nan_to_num(r.accuracy[0].mean(axis=1), nan=0.0))  # L x (H,)
+
+    rows = sweep(lrs)
+    extended = False
+    while True:
+        top = [int(np.argmax([row[j] for row in rows])) == len(lrs) - 1 for j in range(len(horizons))]
+        e = 2 * np.log10(lrs[-1])  # on the half-decade lattice: the next exact power, else x sqrt(10)
+        nxt = float(10 ** ((round(e) + 1) / 2)) if abs(e - round(e)) < 1e-9 else lrs[-1] * 10 ** 0.5
+        if not any(top) or nxt > max_lr * 1.0001:
+            break
+        lrs.append(float(nxt))
+        rows += sweep([nxt])
+        extended = True
+    val = np.asarray(rows)  # (L, H)
+    sel = {h: lrs[int(np.argmax(val[:, j]))] for j, h in enumerate(horizons)}
+    return {"lrs": lrs, "validation": val, "selected": sel, "extended": extended,
+            "top_reached": any(sel[h] == lrs[-1] for h in horizons)}
+
+
+def t_interval(values, level: float = 0.95) -> dict[str, Any]:
+    """Mean and two-sided Student-t confidence interval of ``values`` (``None`` bounds for n < 2)."""
+    v = np.asarray(values, dtype=float)
+    m = float(v.mean())
+    if v.size < 2:
+        return {"mean": m, "low": None, "high": None, "n": int(v.size)}
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"mean": m, "low": m - half, "high": m + half, "n": int(v.size)}
+
+
+def compare_tuned(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_network, optimizers,
+                  lrs=HALF_DECADE, horizons: list[int], replicas: int, seed: int, batch_size: int = 32,
+                  validation_fraction: float = 0.2, quiet: bool = True) -> dict[str, Any]:
+    """BLUR genomes against SGD / momentum / Adam tuned per horizon on a validation split.
+
+    ``methods``: label -> ``{"network": NetworkSpec (any in/out sizes), "genomes": [genome, ...]}``
+    (e.g. one genome per meta-training seed). ``tasks``: label -> ``{"dataset", "options",
+    "horizons" (optional, else ``horizons``)}``. Per task: networks resized to its inputs and
+    classes; :func:`validation_split` carves the validation split; every method and baseline
+    trains on the same fitting part with the batches and initial weights of seed ``seed``
+    (``replicas`` initialisations) and is scored on the test split; each optimizer's rate is
+    chosen per horizon by :func:`tune_on_validation` on ``baseline_network`` (its state-0 path).
+
+    Per-seed differences: for each method, genome (seed) ``g`` and horizon ``h``, BLUR's test
+    accuracy (mean over the initialisations) minus the tuned optimizer's (mean over the same
+    initialisations); ``"over_seeds"`` is the t-interval over genomes, ``"over_inits"`` the
+    t-interval over initialisations of the genome-mean minus the optimizer, paired by
+    initialisation. Returns ``{task: {...}}`` (JSON-ready after :func:`blursim.io.json_ready`).
+    """
+    from blursim.baselines import train_baseline
+    from blursim.data import load_dataset
+    from blursim.graph import compile_network
+    from blursim.sim import Simulator, train_and_evaluate
+
+    out = {}
+    n = len(tasks) * (len(methods) + len(optimizers))
+    bar = progress(n, "comparison", quiet, "run")
+    for tname, t in tasks.items():
+        hs = sorted(t.get("horizons", horizons))
+        data = load_dataset(t["dataset"], dict(t.get("options", {})))
+        tune, final = validation_split(data, validation_fraction, seed)
+        entry: dict[str, Any] = {"dataset": t["dataset"], "options": dict(t.get("options", {})), "horizons": hs,
+                                 "n_fit": final.n_train, "n_validation": tune.n_test, "n_test": final.n_test,
+                                 "n_classes": data.n_classes, "methods": {}, "baselines": {}, "differences": {}}
+        for label, m in methods.items():
+            spec = resized_network(m["network"], data.n_features, data.n_classes)
+            sim = Simulator(compile_network(spec), backend="numpy", dtype="float32")
+            r = train_and_evaluate(sim, list(m["genomes"]), final, steps=max(hs), batch_size=batch_size,
+                                   replicas=replicas, seed=seed, eval_steps=hs, split="test")
+            acc = np.nan_to_num(r.accuracy, nan=0.0)  # (G, R, H)
+            entry["methods"][label] = {"test": acc, "per_seed": acc.mean(axis=1),
+                                       "diverged": r.diverged.sum(axis=1)}
+            bar.update(1)
+        prog = compile_network(resized_network(baseline_network, data.n_features, data.n_classes))
+        for opt in optimizers:
+            tv = tune_on_validation(prog, tune, optimizer=opt, lrs=lrs, horizons=hs, batch_size=batch_size,
+                                    replicas=replicas, seed=seed)
+            test = np.zeros((replicas, len(hs)))
+            for lr in sorted(set(tv["selected"].values())):
+                r = train_baseline(prog, final, opt, lr, steps=max(hs), batch_size=batch_size, replicas=replicas,
+                                   seed=seed, eval_steps=hs, split="test")
+                a = np.nan_to_num(r.accuracy, nan=0.0)  # (R, H)
+                for j, h in enumerate(hs):
+                    if tv["selected"][h] == lr:
+                        test[:, j] = a[:, j]
+            entry["baselines"][opt] = {**tv, "selected": {str(h): v for h, v in tv["selected"].items()},
+                                       "test": test, "test_mean": test.mean(axis=0)}
+            bar.update(1)
+        for label, mres in entry["methods"].items():
+            acc = mres["test"]
+            entry["differences"][label] = {
+                opt: {str(h): {"over_seeds": t_interval(acc[:, :, j].mean(axis=1) - b["test"][:, j].mean()),
+                               "over_inits": t_interval(acc[:, :, j].mean(axis=0) - b["test"][:, j])}
+                      for j, h in enumerate(hs)}
+                for opt, b in entry["baselines"].items()}
+        out[tname] = entry
+    bar.close()
+    return out
+
+
+def explicit(argv, flag: str, current: Any) -> Any:
+    """The value of ``flag`` when the command line (``argv``, default ``sys.argv[1:]``) gives it,
+    else ``current``: a ``--quick`` run keeps an explicit ``--runs 1`` / ``--seeds 1`` (so a
+    one-run smoke test is possible) while choosing its own sizes otherwise."""
+    import argparse
+
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(flag, dest="value", nargs="+", default=None)
+    known, _ = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if known.value is None:
+        return current
+    vals = [type(current[0] if isinstance(current, list) else current)(v) for v in known.value]
+    return vals if isinstance(current, list) else vals[0]
+
+
+def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_network, optimizers,
+                lrs=HALF_DECADE, horizons: list[int], replicas: int, seed: int, batch_size: int = 32,
+                validation_fraction: float = 0.2, eval_seeds: int = 2, quiet: bool = True) -> dict[str, Any]:
+    """:func:`compare_tuned`'s result made by the rule zoo's ``blursim.compare.compare`` (issue 21)
+    instead: the same arguments and output shape, so a script swaps one call for the other.
+
+    Differences of protocol, all the zoo's: the chosen rate (and every genome) then trains on the
+    *whole* training split; the unit of its statistics is an evaluation seed (``eval_seeds`` of
+    them, seeds ``seed ..``, each ``max(1, replicas // eval_seeds)`` initialisations), so
+    ``"test"`` holds per-evaluation-seed means and ``"over_inits"`` is over evaluation seeds.
+    Each genome is its own entry (one per meta-training seed); ``"over_seeds"`` stays the
+    t-interval over genomes."""
+    from blursim.compare import Entry, Task, compare
+    from blursim.data import load_dataset
+
+    seeds = [seed + i for i in range(eval_seeds)]
+    reps = max(1, replicas // eval_seeds)
+    out = {}
+    for tname, t in tasks.items():
+        hs = sorted(t.get("horizons", horizons))
+        task = Task(t["dataset"], dict(t.get("options", {})))
+        data = load_dataset(t["dataset"], dict(t.get("options", {})))
+        tune, final = validation_split(data, validation_fraction, seed)
+        common = dict(horizons=hs, seeds=seeds, replicas=reps, batch_size=batch_size, grid=list(lrs),
+                      val_fraction=validation_fraction, val_seed=seed)
+        entry: dict[str, Any] = {"dataset": t["dataset"], "options": dict(task.options), "horizons": hs,
+                                 "n_fit": data.n_train, "n_validation": tune.n_test, "n_test": data.n_test,
+                                 "n_classes": data.n_classes, "methods": {}, "baselines": {}, "differences": {},
+                                 "engine": "blursim.compare (zoo)"}
+
+        def cells(res, title):
+            rows = {r["horizon"]: r for r in res.rows if r["entry"] == title}
+            return rows, np.array([rows[h]["per_seed"] for h in hs]).T  # (seeds, H)
+
+        for label, m in methods.items():
+            spec = resized_network(m["network"], data.n_features, data.n_classes)
+            ents = [Entry("genome", f"g{i}", genome=g, label=f"{label} #{i}") for i, g in enumerate(m["genomes"])]
+            res = compare(spec, ents, [task], **common)
+            test = np.stack([cells(res, e.title)[1] for e in ents])  # (G, seeds, H)
+            entry["methods"][label] = {"test": test, "per_seed": test.mean(axis=1),
+                                       "diverged": [sum(cells(res, e.title)[0][h]["diverged"] for h in hs)
+                                                    for e in ents]}
+        spec = resized_network(baseline_network, data.n_features, data.n_classes)
+        res = compare(spec, [Entry("optimizer", o) for o in optimizers], [task], **common)
+        for o in optimizers:
+            rows, test = cells(res, o)
+            tuning = res.tuning[f"{task.title}/{o}"]
+            entry["baselines"][o] = {"lrs": tuning["lrs"], "validation": np.asarray(tuning["validation_accuracy"]),
+                                     "selected": {str(h): rows[h]["lr"] for h in hs},
+                                     "extended": bool(tuning["extended"]), "test": test,
+                                     "test_mean": test.mean(axis=0)}
+        for label, mres in entry["methods"].items():
+            acc = mres["test"]
+            entry["differences"][label] = {
+                o: {str(h): {"over_seeds": t_interval(acc[:, :, j].mean(axis=1) - b["test"][:, j].mean()),
+                             "over_inits": t_interval(acc[:, :, j].mean(axis=0) - b["test"][:, j])}
+                    for j, h in enumerate(hs)}
+                for o, b in entry["baselines"].items()}
+        out[tname] = entry
     return out

@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.seeds, args.generations, args.direct_generations = 1, 4, 2
         args.popsize, args.every, args.replicas = 6, 2, 2
+        args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
     seeds = [args.seed + i for i in range(args.seeds)]
     kinds = {"4 hidden, long": (4, args.generations), "10 hidden, direct": (10, args.direct_generations)}
     est = sum(rc.seconds_per_generation(experiment(d, seeds[0], args, g), args.quick) * g for d, g in kinds.values())

@@ -15,8 +15,9 @@ magnitude of learning rate, to 100 training steps.
    of the same size (``specs/repro_digits_mlp_64.json``: tanh, identity logits)
    and (b) the BLUR network itself (its state-0 activations: relu o tanh, tanh
    outputs). The whole sweep is reported; the "selected" learning rate of each
-   optimizer is chosen on the *training split* (accuracy after the last step),
-   never on the test split.
+   optimizer is chosen on a *validation split* (20 % of the training split, the rest
+   trains; accuracy after the last step; the grid grows above the best rate), never on
+   the test split. (Runs before this protocol chose on the training split.)
 
     python tools/repro_digits_curriculum.py                   # 200 generations (about 5 min on 2 cores)
     python tools/repro_digits_curriculum.py --generations 400
@@ -41,7 +42,7 @@ NAME = "repro_digits_curriculum"
 EXPERIMENT = rc.SPECS / "experiments" / "repro_digits_curriculum.json"
 TASKS = ["digits", "digits_0_4", "digits_5_9"]
 OPTIMIZERS = ["sgd", "momentum", "adam"]
-LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+LRS = rc.HALF_DECADE
 REPORT_STEPS = [5, 10, 20, 30, 50, 100]
 
 
@@ -69,7 +70,8 @@ def compare(genome, base_genome, args, lrs, tasks=TASKS) -> dict:
     from): per task of ``tasks``, BLUR's test curves from fresh synapses and the whole
     SGD / momentum / Adam sweep over ``lrs`` on the standard MLP and on the BLUR network itself,
     on the batches and initial weights of seed ``1000 + args.seed``; each optimizer's
-    ``selected_lr`` chosen on the training split (accuracy after ``args.steps`` steps)."""
+    ``selected_lr`` chosen on a validation split carved from the training split (accuracy after
+    ``args.steps`` steps, :func:`repro_common.tune_on_validation`)."""
     from blursim.baselines import lr_sweep
     from blursim.data import load_dataset
     from blursim.graph import compile_network
@@ -81,6 +83,7 @@ def compare(genome, base_genome, args, lrs, tasks=TASKS) -> dict:
     bar = rc.progress(len(tasks) * (1 + 2 * 2 * len(OPTIMIZERS)), "comparison", args.quiet, "run")
     for task in tasks:
         data = load_dataset(task, {})
+        tune, _ = rc.validation_split(data, 0.2, seed)
         nc = data.n_classes
         bspec, mspec = with_outputs(blur_spec, nc), with_outputs(mlp_spec, nc)
         ev = rc.evaluate_genome(bspec, [genome, base_genome], task, steps=args.steps,
@@ -94,21 +97,22 @@ def compare(genome, base_genome, args, lrs, tasks=TASKS) -> dict:
             prog = compile_network(spec)
             tab_entry = {}
             for opt in OPTIMIZERS:
-                # selection on the training split (accuracy after the last step), then the test curves
-                sel = lr_sweep(prog, data, optimizers=[opt], lrs=lrs, steps=args.steps, batch_size=32,
-                               replicas=args.replicas, seed=seed, eval_steps="end", split="train")
+                # selection on a validation split carved from the training split (accuracy after
+                # the last step; the grid grows above the best rate), then the test curves
+                tv = rc.tune_on_validation(prog, tune, optimizer=opt, lrs=lrs, horizons=[args.steps],
+                                           batch_size=32, replicas=args.replicas, seed=seed)
                 bar.update(1)
-                train_final = np.nan_to_num(sel.accuracy[0, :, :, -1].mean(axis=1), nan=0.0)
-                best_i = int(np.argmax(train_final))
-                tab = lr_sweep(prog, data, optimizers=[opt], lrs=lrs, steps=args.steps, batch_size=32,
+                rates = tv["lrs"]
+                tab = lr_sweep(prog, data, optimizers=[opt], lrs=rates, steps=args.steps, batch_size=32,
                                replicas=args.replicas, seed=seed, eval_steps="all", split="test")
                 bar.update(1)
                 acc = np.nan_to_num(tab.accuracy[0], nan=0.0)  # (L, R, E)
                 tab_entry[opt] = {
                     "label": tab.optimizers[0],
-                    "lrs": lrs,
-                    "train_final_accuracy": train_final,
-                    "selected_lr": lrs[best_i],
+                    "lrs": rates,
+                    "validation_final_accuracy": tv["validation"][:, 0],
+                    "selected_lr": tv["selected"][args.steps],
+                    "selection": "validation split (20 % of the training split)",
                     "test_mean": acc.mean(axis=1),
                     "test_std": acc.std(axis=1),
                     "diverged": tab.diverged[0].sum(axis=1),
@@ -133,7 +137,7 @@ def summarize(per_task: dict, lrs) -> tuple[dict, list[int]]:
                "blur_initial": {s: float(e["blur_initial_genome"]["mean"][steps.index(s)]) for s in rep}}
         for net_name, tabs in e["baselines"].items():
             for opt, t in tabs.items():
-                i = lrs.index(t["selected_lr"])
+                i = t["lrs"].index(t["selected_lr"])
                 row[f"{opt}@{t['selected_lr']:g} ({net_name})"] = {
                     s: float(np.asarray(t["test_mean"])[i, steps.index(s)]) for s in rep}
                 # the best of the whole sweep at each step, for reference (this one is a test-split max)
@@ -156,14 +160,14 @@ def plot_comparison(per_task: dict, lrs, path, label: str = "BLUR meta-learned g
         for opt in OPTIMIZERS:
             t = e["baselines"]["standard_mlp"][opt]
             m = np.asarray(t["test_mean"])
-            for i in range(len(lrs)):
+            for i in range(len(t["lrs"])):
                 ax.plot(st, m[i], color=colors[opt], lw=0.5, alpha=0.35)
-            i = lrs.index(t["selected_lr"])
-            ax.plot(st, m[i], color=colors[opt], lw=1.6, label=f"{t['label']} lr={lrs[i]:g} (MLP)")
+            i = t["lrs"].index(t["selected_lr"])
+            ax.plot(st, m[i], color=colors[opt], lw=1.6, label=f"{t['label']} lr={t['lrs'][i]:g} (MLP)")
             t2 = e["baselines"]["same_network"][opt]
-            j = lrs.index(t2["selected_lr"])
+            j = t2["lrs"].index(t2["selected_lr"])
             ax.plot(st, np.asarray(t2["test_mean"])[j], color=colors[opt], lw=1.2, ls="--",
-                    label=f"{t2['label']} lr={lrs[j]:g} (BLUR net)")
+                    label=f"{t2['label']} lr={t2['lrs'][j]:g} (BLUR net)")
         m, s = np.asarray(e["blur_mean_genome"]["mean"]), np.asarray(e["blur_mean_genome"]["std"])
         ax.plot(st, m, color="k", lw=2.2, label=label)
         ax.fill_between(st, m - s, m + s, color="k", alpha=0.15)
@@ -173,8 +177,10 @@ def plot_comparison(per_task: dict, lrs, path, label: str = "BLUR meta-learned g
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_ylabel("test accuracy")
     np.atleast_1d(axes)[0].legend(fontsize=6.5, loc="lower right")
-    fig.suptitle("thin lines: the whole learning-rate sweep 1e-4..1 (standard MLP); bold: lr selected on the "
-                 "training split", fontsize=9)
+    first = next(iter(per_task.values()))["baselines"]["standard_mlp"]["sgd"]
+    on = "validation split" if "selection" in first else "training split"
+    fig.suptitle(f"thin lines: the whole learning-rate sweep (standard MLP); bold: lr selected on the {on}",
+                 fontsize=9)
     return rc.save_figure(fig, path)
 
 

@@ -105,6 +105,7 @@ def main(argv=None) -> int:
     timer = rc.Timer()
     if args.quick:
         args.runs, args.budget, args.hidden, args.popsize, args.unrolls, args.replicas = 2, 1.0, 8, 6, 4, 2
+        args.runs = rc.explicit(argv, "--runs", args.runs)  # a one-run smoke test stays one run
     seeds = [args.seed + i for i in range(args.runs)]
     rc.estimate(f"{args.runs} run(s) per arm x {args.budget:g} s, then the evaluations",
                 2 * args.runs * (args.budget + 5) + 30)
@@ -152,31 +153,7 @@ def main(argv=None) -> int:
                "test_at_T_separation": rc.separation([x["test_accuracy_at_T"] for x in out["gradient"]["runs"]],
                                                      [x["test_accuracy_at_T"] for x in out["cma_es"]["runs"]])}
 
-    plt = rc.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    colors = {"cma_es": "tab:orange", "gradient": "tab:blue"}
-    for arm in ARMS:
-        for j, x in enumerate(out[arm]["runs"]):
-            tr = x["trajectory"]
-            bold = j == out[arm]["best_run"]
-            axes[0].plot(tr["seconds"], tr["training_fitness"], color=colors[arm], lw=1.6 if bold else 0.6,
-                         alpha=1 if bold else 0.5, label=f"{LABELS[arm]}, best of {args.runs}" if bold else None)
-            if bold:
-                axes[1].plot(steps, x["test_curve"], color=colors[arm],
-                             label=f"{LABELS[arm].split(' (')[0]}: run seed {x['seed']} ({x['steps']} steps)")
-                axes[1].fill_between(steps, np.asarray(x["test_curve"]) - np.asarray(x["test_std"]),
-                                     np.asarray(x["test_curve"]) + np.asarray(x["test_std"]), color=colors[arm],
-                                     alpha=0.15)
-    axes[1].plot(steps, results["initial_genome"]["test_curve"], color="gray", ls=":", label="initial random genome")
-    axes[0].set(xlabel="wall-clock seconds (one pinned core)", ylabel=f"training-split accuracy after {T} steps",
-                title=f"meta-training, {args.budget:g} s per run (thin: the other runs)", ylim=(0, 1))
-    axes[1].axvline(T, color="gray", ls=":", lw=0.8)
-    axes[1].set(xlabel="training step (batches of 128)", ylabel="test accuracy (8x8 digits)",
-                title=f"best run (chosen on the training split), {args.replicas} inits", ylim=(0, 1))
-    for a in axes:
-        a.legend(fontsize=7)
-        a.grid(alpha=0.3)
-    f1 = rc.save_figure(fig, Path(args.fig_dir) / f"{NAME}.png")
+    f1 = plot(results, args.budget, args.replicas, Path(args.fig_dir) / f"{NAME}.png")
 
     scale = {"runs_per_arm": args.runs, "budget_seconds_per_run": args.budget,
              "network": f"64 -> {args.hidden} -> 10 (specs/digits_es_512.json with {args.hidden} hidden)",
@@ -193,6 +170,44 @@ def main(argv=None) -> int:
               out["gradient"]["best_test_at_T"], out["gradient"]["runs"][out["gradient"]["best_run"]]["steps"],
               args.out, timer.seconds))
     return 0
+
+
+def plot(results: dict, budget: float, replicas: int, path: Path) -> Path:
+    """Fig. 7: every run of both arms, during meta-training (training-split fitness against wall
+    clock) and after it (test curves of each run's final genome, mean over ``replicas``
+    initialisations); the run each arm would pick on the training split is drawn bold."""
+    plt = rc.pyplot()
+    T, steps, out = results["unroll"], results["steps"], results["arms"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
+    colors = {"cma_es": "tab:orange", "gradient": "tab:blue"}
+    for arm in ARMS:
+        n = len(out[arm]["runs"])
+        for j, x in enumerate(out[arm]["runs"]):
+            tr = x["trajectory"]
+            bold = j == out[arm]["best_run"]
+            axes[0].plot(tr["seconds"], tr["training_fitness"], color=colors[arm], lw=1.4 if bold else 0.6,
+                         alpha=1 if bold else 0.5, label=f"{LABELS[arm]}: {n} runs" if bold else None)
+            axes[1].plot(steps, x["test_curve"], color=colors[arm], lw=2 if bold else 0.9, alpha=1 if bold else 0.7,
+                         label=(f"{LABELS[arm].split(' (')[0]}: each of {n} runs (bold: best on training split, "
+                                f"seed {x['seed']})") if bold else None)
+    axes[1].plot(steps, results["initial_genome"]["test_curve"], color="gray", ls=":", label="initial random genome")
+    axes[0].set(xlabel="wall-clock seconds (one pinned core)", ylabel=f"training-split accuracy after {T} steps",
+                title=f"meta-training, {budget:g} s per run", ylim=(0, 1))
+    axes[1].axvline(T, color="gray", ls=":", lw=0.8)
+    axes[1].set(xlabel="training step (batches of 128)", ylabel="test accuracy (8x8 digits)",
+                title=f"every run's final genome ({replicas} initialisations each; dotted: unroll)", ylim=(0, 1))
+    for a in axes:
+        a.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
+        a.grid(alpha=0.3)
+        a.title.set_fontsize(11)
+    fig.tight_layout()
+    return rc.save_figure(fig, path)
+
+
+def replot(doc: dict, fig_dir: Path) -> list[Path]:
+    """The figure again from the JSON (:func:`plot`), for ``make_results.py --figures``."""
+    return [plot(doc["results"], doc["scale"]["budget_seconds_per_run"], doc["scale"]["eval_replicas"],
+                 Path(fig_dir) / f"{NAME}.png")]
 
 
 if __name__ == "__main__":

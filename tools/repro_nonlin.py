@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     forward = FORWARD
     if args.quick:
         args.seeds, args.generations, args.popsize, args.replicas = 2, 1, 4, 2
+        args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
         forward = ["identity", "tanh"]
     cells = cells_of(forward)
     seeds = [args.seed + i for i in range(args.seeds)]

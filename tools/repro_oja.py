@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     timer = rc.Timer()
     if args.quick:
         args.seeds, args.generations, args.popsize, args.long_steps, args.replicas = 1, 2, 6, 40, 2
+        args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
     seeds = [args.seed + i for i in range(args.seeds)]
     cfgs = list(itertools.product(OJA, SYN_NORMS))
     per_gen = sum(rc.seconds_per_generation(experiment(o, s, seeds[0], args), args.quick) for o, s in cfgs) / len(cfgs)
@@ -123,26 +124,7 @@ def main(argv=None) -> int:
         bar.update(1)
     bar.close()
 
-    plt = rc.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-    for i, (lab, e) in enumerate(long.items()):
-        c, ls = f"C{SYN_NORMS.index(e['synapse_normalization'])}", "-" if e["oja"] == "weights" else "--"
-        axes[0].plot(e["steps"], e["accuracy_mean"], color=c, ls=ls, label=lab)
-        for p, ax in zip(PROJS, axes[1:]):
-            n = e["norms"][p]
-            ax.plot(n["steps"], n["mean_over_seeds"], color=c, ls=ls, label=lab)
-    axes[0].axvline(20, color="gray", lw=0.8, ls=":")
-    axes[0].set(xscale="symlog", xlabel="training step", ylabel="digits test accuracy (mean over seeds)",
-                title="long runs (dotted: meta-training unroll 20)", ylim=(0, 1))
-    for p, ax in zip(PROJS, axes[1:]):
-        ax.set(yscale="log", xlabel="training step", ylabel="stored synapse norm (mean over neurons, channels)",
-               title=f"synapse amplitude, {p}")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("solid: Oja's term searched by CMA-ES; dashed: no Oja; colour: synapse normalisation "
-                 "(C0 none, C1 activations, C2 stored)", fontsize=8)
-    f1 = rc.save_figure(fig, Path(args.fig_dir) / f"{NAME}.png")
+    f1 = plot(long, Path(args.fig_dir) / f"{NAME}.png")
 
     scale = {"cells": len(cfgs), "seeds_per_cell": len(seeds), "generations": args.generations,
              "popsize": args.popsize, "network": f"64 -> {args.width} -> 10 (general rules)",
@@ -157,6 +139,59 @@ def main(argv=None) -> int:
               + f"  norm {e['final_norm'][PROJS[0]]['mean']:.3g}")
     print(f"wrote {args.out} ({timer.seconds:.0f} s)")
     return 0
+
+
+def plot(cells: dict, path: Path) -> Path:
+    """The long runs of every cell (``results.cells`` of the JSON): test accuracy (mean over seeds,
+    thin: each seed) and the stored synapse norm of each projection, each seed drawn on its own
+    (a mean would be one exploding seed); a seed whose norm overflowed ends in a cross at its last
+    finite value, and the panel says how many did."""
+    plt = rc.pyplot()
+    labels = list(cells)
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8.6), gridspec_kw={"height_ratios": [1, 1]})
+    for lab, e in cells.items():
+        c, ls = f"C{SYN_NORMS.index(e['synapse_normalization'])}", "-" if e["oja"] == "weights" else "--"
+        ax = axes[0, 0] if e["oja"] == "none" else axes[1, 0]
+        st = np.asarray(e["steps"], dtype=float)
+        for row in np.asarray(e["accuracy_per_seed"], dtype=float):
+            ax.plot(st, row, color=c, ls=ls, lw=0.6, alpha=0.5)
+        ax.plot(st, np.asarray(e["accuracy_mean"], dtype=float), color=c, ls=ls, lw=2, label=lab)
+        for p, ax_n in zip(PROJS, axes[0 if e["oja"] == "none" else 1, 1:]):
+            n = e["norms"][p]
+            steps = np.asarray(n["steps"], dtype=float)
+            for row in n["per_seed"]:
+                v = np.array([np.nan if x is None else x for x in row], dtype=float)
+                ok = np.isfinite(v) & (v > 0)
+                ax_n.plot(steps[ok], v[ok], color=c, ls=ls, lw=1.1)
+                if not ok.all() and ok.any():
+                    last = np.flatnonzero(ok)[-1]
+                    ax_n.plot(steps[last], v[last], "x", color=c, ms=8, mew=2)
+    for r, title in ((0, "no Oja term"), (1, "Oja's term searched by CMA-ES")):
+        ax = axes[r, 0]
+        ax.axvline(20, color="gray", lw=0.8, ls=":")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(0, max(max(e["steps"]) for e in cells.values()))
+        ax.set(xlabel="training step", ylabel="digits test accuracy", ylim=(0, 1),
+               title=f"{title}: long runs (thick: mean over seeds; dotted: unroll 20)")
+        ax.legend(fontsize=9, loc="upper left")
+        for p, ax_n in zip(PROJS, axes[r, 1:]):
+            n_over = sum(1 for e in cells.values() if (e["oja"] == "none") == (r == 0)
+                         for row in e["norms"][p]["per_seed"]
+                         if any(x is None or not np.isfinite(x) for x in row))
+            ax_n.set(yscale="log", xlabel="training step", ylabel="stored synapse norm (mean over neurons)",
+                     title=f"{title}: {p}, each seed" + (f" ({n_over} overflowed: x)" if n_over else ""))
+    for ax in axes.ravel():
+        ax.grid(alpha=0.3)
+        ax.title.set_fontsize(10)
+    fig.suptitle("colour: synapse normalisation (blue none, orange activations, green stored); "
+                 "solid: Oja's term searched, dashed: no Oja", fontsize=10)
+    fig.tight_layout()
+    return rc.save_figure(fig, path)
+
+
+def replot(doc: dict, fig_dir: Path) -> list[Path]:
+    """The figure again from the JSON (:func:`plot`), for ``make_results.py --figures``."""
+    return [plot(doc["results"]["cells"], Path(fig_dir) / f"{NAME}.png")]
 
 
 if __name__ == "__main__":

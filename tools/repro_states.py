@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     ks = KS
     if args.quick:
         args.seeds, args.generations, args.popsize, args.replicas = 2, 1, 4, 2
+        args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
         ks = [2, 3]
     cells = {f"k={k}, {act}": (k, act) for act in ACTIVATIONS for k in ks}
     seeds = [args.seed + i for i in range(args.seeds)]

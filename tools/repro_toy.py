@@ -116,6 +116,7 @@ def main(argv=None) -> int:
     timer = rc.Timer()
     if args.quick:
         args.runs, args.generations, args.popsize, args.replicas, args.grid = 3, 2, 6, 2, 20
+        args.runs = rc.explicit(argv, "--runs", args.runs)  # a one-run smoke test stays one run
     seeds = [args.seed + i for i in range(args.runs)]
 
     def doc_for(s):
@@ -165,12 +166,12 @@ def main(argv=None) -> int:
         a.grid(alpha=0.3)
     tasks = TRAIN_TASKS + VAL_TASKS
     vals = np.array([[r["evaluation"][t]["mean_genome"] for t in tasks] for r in runs])
-    init = np.array([runs[0]["evaluation"][t]["initial_genome"] for t in tasks])
+    init = np.array([[r["evaluation"][t]["initial_genome"] for t in tasks] for r in runs]).mean(axis=0)
     xs = np.arange(len(tasks))
     for i, r in enumerate(runs):
         axes[2].scatter(xs + 0.08 * (i - len(runs) / 2), vals[i], s=14, label=f"seed {r['seed']}")
     axes[2].plot(xs, vals.mean(0), "k_", markersize=18, label="mean over runs")
-    axes[2].plot(xs, init, "rx", label=f"initial genome (seed {runs[0]['seed']})")
+    axes[2].plot(xs, init, "rx", label="initial genomes (mean over runs)")
     axes[2].axvline(len(TRAIN_TASKS) - 0.5, color="gray", lw=0.8)
     axes[2].set_xticks(xs, tasks, rotation=40, ha="right", fontsize=8)
     axes[2].set(title=f"test accuracy after {args.eval_steps} steps ({args.replicas} inits)", ylim=(0.3, 1.02))
@@ -207,8 +208,8 @@ def main(argv=None) -> int:
     ax.set(xlabel=f"training tasks: test accuracy after {args.eval_steps} steps",
            ylabel=f"held-out tasks: test accuracy after {args.eval_steps} steps",
            title=f"meta-training vs meta-validation across {len(runs)} runs\n"
-                 f"Pearson r = {corr['pearson_r']:.2f} (p = {corr['pearson_p']:.2g}), "
-                 f"Spearman rho = {corr['spearman_rho']:.2f}")
+                 + (f"Pearson r = {corr['pearson_r']:.2f} (p = {corr['pearson_p']:.2g}), "
+                    f"Spearman rho = {corr['spearman_rho']:.2f}" if corr["pearson_r"] is not None else corr["note"]))
     ax.title.set_fontsize(8)
     ax.grid(alpha=0.3)
     f3 = rc.save_figure(fig, fig_dir / f"{NAME}_correlation.png")
@@ -240,15 +241,18 @@ def main(argv=None) -> int:
 
 def over_runs(runs: list[dict]) -> dict:
     """The Fig. 4 numbers over runs (each from :func:`evaluate_run`): per task the mean, worst
-    and best run and the initial genome (of the first run); the held-out and training means;
-    the correlation panel (:func:`correlation`)."""
+    and best run and the initial genome (mean over the runs' initial genomes, like
+    ``initial_validation_mean``; the first run's alone is ``per_task_initial_genome_first_run``);
+    the held-out and training means; the correlation panel (:func:`correlation`)."""
     tasks = TRAIN_TASKS + VAL_TASKS
     vals = np.array([[r["evaluation"][t]["mean_genome"] for t in tasks] for r in runs])
+    init = np.array([[r["evaluation"][t]["initial_genome"] for t in tasks] for r in runs])
     return {
         "per_task_mean_over_runs": {t: float(vals[:, j].mean()) for j, t in enumerate(tasks)},
         "per_task_min_over_runs": {t: float(vals[:, j].min()) for j, t in enumerate(tasks)},
         "per_task_max_over_runs": {t: float(vals[:, j].max()) for j, t in enumerate(tasks)},
-        "per_task_initial_genome": {t: float(runs[0]["evaluation"][t]["initial_genome"]) for t in tasks},
+        "per_task_initial_genome_mean_over_runs": {t: float(init[:, j].mean()) for j, t in enumerate(tasks)},
+        "per_task_initial_genome_first_run": {t: float(init[0, j]) for j, t in enumerate(tasks)},
         "validation_mean_over_runs": float(np.mean([r["validation_mean"] for r in runs])),
         "validation_min_run": float(np.min([r["validation_mean"] for r in runs])),
         "validation_max_run": float(np.max([r["validation_mean"] for r in runs])),
@@ -269,6 +273,12 @@ def correlation(runs: list[dict]) -> dict:
     f = np.array([r["final_training_fitness_mean_genome"] or np.nan for r in runs], dtype=float)
     y = np.array([r["validation_mean"] for r in runs])
     out = {"runs": len(runs)}
+    if len(runs) < 3:  # two points always lie on a line; one has no correlation at all
+        for name in ("", "fitness_"):
+            out.update({f"{name}pearson_r": None, f"{name}pearson_p": None, f"{name}spearman_rho": None,
+                        f"{name}spearman_p": None})
+        out["note"] = f"not computed: {len(runs)} run(s); a correlation needs at least 3"
+        return out
     with warnings.catch_warnings():  # constant inputs (a smoke run) give NaN, said as such
         warnings.simplefilter("ignore")
         for name, a in (("", x), ("fitness_", f)):

@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     over: dict = {}
     if args.quick:
         args.runs, args.generations, args.replicas, args.eval_steps = 2, 4, 2, 3
+        args.runs = rc.explicit(argv, "--runs", args.runs)  # a one-run smoke test stays one run
         every = 2
         over = {"inner": {"steps": 2, "batch_size": 8, "query_batches": 1, "replicas": 1},
                 "curriculum": {"increment": 1, "every": 2, "max_steps": 2}}  # one unroll: one compilation per run
@@ -108,7 +109,8 @@ def main(argv=None) -> int:
         n = cma["runs"] if lab == "CMA-ES" else len(runs)
         axes[0].bar(xs + off, mean, 0.35, yerr=[lo, hi], color=col, capsize=2,
                     label=f"{lab}: mean over {n} runs (bars: worst..best run)")
-    axes[0].plot(xs, [summary["per_task_initial_genome"][t] for t in tasks], "kx", label="initial genome (seed 0)")
+    axes[0].plot(xs, [summary["per_task_initial_genome_mean_over_runs"][t] for t in tasks], "kx",
+                 label="initial genomes (mean over the gradient runs)")
     axes[0].axvline(len(repro_toy.TRAIN_TASKS) - 0.5, color="gray", lw=0.8)
     axes[0].set_xticks(xs, tasks, rotation=40, ha="right", fontsize=8)
     axes[0].set(ylim=(0.3, 1.02), ylabel=f"test accuracy after {args.eval_steps} steps ({args.replicas} inits)",
@@ -157,7 +159,7 @@ def cmaes_side(args) -> dict | None:
     s, runs = d["results"]["summary"], d["results"]["runs"]
     same = (d["scale"].get("eval_steps") == args.eval_steps and d["scale"].get("eval_replicas") == args.replicas
             and d["seeds"].get("evaluation") == 1000 + args.seed)
-    keys = ("per_task_mean_over_runs", "per_task_min_over_runs", "per_task_max_over_runs", "per_task_initial_genome",
+    keys = ("per_task_mean_over_runs", "per_task_min_over_runs", "per_task_max_over_runs",
             "validation_mean_over_runs", "validation_min_run", "validation_max_run", "train_mean_over_runs",
             "initial_validation_mean", "majority_class_rate")
     return {"file": str(path.resolve().relative_to(rc.ROOT)) if path.resolve().is_relative_to(rc.ROOT) else str(path),

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Cross-domain generalisation (paper Sec. 4.1-4.3, Fig. 4 and Fig. 5): genomes applied to
-datasets they never saw, against SGD, momentum and Adam tuned on the training split.
+datasets they never saw, against SGD, momentum and Adam tuned on a validation split.
 
 Genomes (every one a final CMA-ES mean, never chosen on a test split):
 
@@ -23,9 +23,12 @@ the digits: ``mnist1d`` (1-D signals, 40 features, 10 classes), ``breast_cancer`
 tabular features, 2 classes) and ``xor`` (the paper's Fig. 5 out-of-domain Boolean task, 2
 inputs). Each genome trains fresh networks for ``--steps`` (100) steps, ``--replicas``
 initialisations. Baselines: SGD, momentum 0.9 and Adam on the *same* network (its state-0
-path), the same batches and the same initial weights, learning rates 1e-4 .. 1; for each
-horizon 5, 10, 20 and 100 steps the learning rate is chosen separately by **training-split**
-accuracy after that many steps, and its test accuracy is reported.
+path), the same batches and the same initial weights, learning rates over a half-decade grid from 1e-4 that grows above the best
+rate; for each horizon 5, 10, 20 and 100 steps the rate is chosen separately by accuracy after
+that many steps on a **validation split** (20 % of the training split, the rest trains;
+:func:`repro_common.tuned_baselines`), then trained on the whole training split like the
+genomes, and its test accuracy is reported. (Runs made before this protocol chose on the
+training split of the scored runs themselves; their JSON has no ``selection`` field.)
 
     python tools/repro_transfer.py                   # 2 x 3 meta-training runs + evaluation (about 25 min on 2 shared cores)
     python tools/repro_transfer.py --seeds 5 --generations 300
@@ -48,7 +51,7 @@ NAME = "repro_transfer"
 HORIZONS = [5, 10, 20, 100]
 CURVE_STEPS = [0, 1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100]
 OPTIMIZERS = ["sgd", "momentum", "adam"]
-LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+LRS = rc.HALF_DECADE
 
 #: label -> (dataset, options, relation to the digits)
 EVAL_SETS = {
@@ -125,6 +128,7 @@ def main(argv=None) -> int:
     eval_sets, families = dict(EVAL_SETS), {k: list(v) for k, v in FAMILIES.items()}
     if args.quick:
         args.seeds, args.generations, args.popsize, args.steps, args.replicas = 1, 2, 6, 10, 2
+        args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
         lrs, horizons = [1e-2, 1e-1], [5, 10]
         eval_sets = {k: eval_sets[k] for k in ("digits", "mnist1d", "breast_cancer")}
         families = {"blur64": [families["blur64"][0], 32, list(eval_sets)],
@@ -212,7 +216,7 @@ def main(argv=None) -> int:
             for g, b in e["blur"].items():
                 row[g] = {h: b["at"][h] for h in map(str, horizons)}
             for opt, t in e["baselines"].items():
-                row[f"{t['label']} (lr tuned on train)"] = {
+                row[f"{t['label']} (lr tuned on validation)"] = {
                     h: {"mean": t["selected"][h]["test"], "std": t["selected"][h]["test_std"],
                         "lr": t["selected"][h]["lr"]} for h in map(str, horizons)}
             summary.setdefault(fam, {})[ds_label] = row
@@ -226,7 +230,7 @@ def main(argv=None) -> int:
                     "blur": row[g][h]["mean"], "best_tuned_baseline": best_base,
                     "margin": row[g][h]["mean"] - best_base}
 
-    figs = plot(results, horizons, args, origin)
+    figs = plot(results, horizons, args.fig_dir)
     scale = {"seeds_per_new_genome": args.seeds, "generations": args.generations, "popsize": args.popsize,
              "unroll": "10 -> 30 (+5 every generations/5)", "inner": docs["digits"][0]["inner"],
              "comparison_steps": args.steps, "replicas": args.replicas, "learning_rates": lrs,
@@ -250,66 +254,107 @@ COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "adam": "tab:green"}
 BLUR_COLORS = ["black", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:gray"]
 
 
-def plot(results, horizons, args, origin) -> list:
+def chosen_on(t: dict) -> str:
+    """Where a baseline's rate was chosen (runs before the validation protocol have no field)."""
+    return "validation split" if "selection" in t else "training split"
+
+
+def plot(results, horizons, fig_dir) -> list:
+    """1. Bars at the horizons, one block of panels per network family with its own legend below
+    it: BLUR genomes as bars of the mean with one dot per meta-training seed (new genomes) or
+    with the sd over initialisations (a single shipped genome), optimizers at the rate chosen
+    for that horizon with the sd over initialisations. 2. The curves of the 64-hidden family."""
     plt = rc.pyplot()
     out = []
-    # 1. bars at the horizons, one panel per (family, dataset)
-    panels = [(f, d) for f, per in results.items() for d in per]
-    cols = 4
-    rows = int(np.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
-    for ax, (fam, ds) in zip(axes.flat, panels):
-        e = results[fam][ds]
-        methods = [(g, e["blur"][g]["at"]) for g in e["blur"] if not g.startswith("initial")]
-        methods += [(t["label"] + "*", {h: {"mean": t["selected"][h]["test"], "std": t["selected"][h]["test_std"]}
-                                          for h in map(str, horizons)}) for t in e["baselines"].values()]
-        w = 0.8 / len(methods)
-        xs = np.arange(len(horizons))
-        for i, (lab, at) in enumerate(methods):
-            opt = next((o for o in COLORS if lab.startswith(o)), None)
-            ax.bar(xs + (i - len(methods) / 2 + 0.5) * w, [at[str(h)]["mean"] for h in horizons], w,
-                   yerr=[at[str(h)]["std"] for h in horizons], label=lab, capsize=1.5,
-                   color=COLORS[opt] if opt else BLUR_COLORS[i % len(BLUR_COLORS)],
-                   hatch="//" if opt else None, edgecolor="white" if opt else None)
-        ax.axhline(e["majority_class"], color="gray", lw=0.8, ls=":")
-        ax.set_xticks(xs, [f"{h} steps" for h in horizons], fontsize=8)
-        ax.set(ylim=(0, 1), title=f"{ds} [{fam}] - {e['relation']}")
-        ax.title.set_fontsize(8)
-        ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=5.5, loc="lower right")
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    fig.suptitle("test accuracy after 5/10/20/100 steps. BLUR genomes: mean +- std over meta-training seeds "
-                 "(new) or over initialisations (shipped); * = lr chosen on the training split for that horizon; "
-                 "dotted: majority class", fontsize=8)
-    fig.tight_layout()
-    out.append(rc.save_figure(fig, Path(args.fig_dir) / f"{NAME}.png"))
+    fams = list(results)
+    cols = 3
+    rows_of = {f: int(np.ceil(len(results[f]) / cols)) for f in fams}
+    fig = plt.figure(figsize=(5.2 * cols, sum(3.6 * r + 1.3 for r in rows_of.values())))
+    subs = fig.subfigures(len(fams), 1, height_ratios=[3.6 * rows_of[f] + 1.3 for f in fams], squeeze=False)[:, 0]
+    for sub, fam in zip(subs, fams):
+        per = results[fam]
+        axes = sub.subplots(rows_of[fam], cols, squeeze=False)
+        handles = {}
+        for ax, (ds, e) in zip(axes.flat, per.items()):
+            methods = [(g, e["blur"][g]) for g in e["blur"] if not g.startswith("initial")]
+            n_m = len(methods) + len(e["baselines"])
+            w = 0.84 / n_m
+            xs = np.arange(len(horizons))
+            for i, (g, b) in enumerate(methods):
+                x = xs + (i - n_m / 2 + 0.5) * w
+                mean = [b["at"][str(h)]["mean"] for h in horizons]
+                single = b["n_genomes"] == 1
+                err = [b["at"][str(h)]["std"] for h in horizons] if single else None
+                handles[g] = ax.bar(x, mean, w, yerr=err, capsize=2, color=BLUR_COLORS[i % len(BLUR_COLORS)],
+                                    label=g + (" (one genome; bar: sd over initialisations)" if single else
+                                               f" (mean of {b['n_genomes']} seeds; dots: each seed)"))
+                if not single:
+                    for xi, h in zip(x, horizons):
+                        v = b["at"][str(h)]["values"]
+                        ax.scatter(np.full(len(v), xi), v, s=9, color="white", edgecolor="k", lw=0.6, zorder=3)
+            for j, (opt, t) in enumerate(e["baselines"].items()):
+                x = xs + (len(methods) + j - n_m / 2 + 0.5) * w
+                handles[opt] = ax.bar(x, [t["selected"][str(h)]["test"] for h in horizons], w,
+                                      yerr=[t["selected"][str(h)]["test_std"] for h in horizons], capsize=2,
+                                      color=COLORS[opt], hatch="//", edgecolor="white",
+                                      label=f"{t['label']}, rate chosen on the {chosen_on(t)} per horizon "
+                                            "(bar: sd over initialisations)")
+            handles["majority"] = ax.axhline(e["majority_class"], color="gray", lw=1, ls=":",
+                                             label="majority class")
+            ax.set_xticks(xs, [f"{h} steps" for h in horizons], fontsize=10)
+            ax.tick_params(axis="y", labelsize=10)
+            ax.set(ylim=(0, 1.05))
+            ax.set_title(f"{ds}: {e['relation']}", fontsize=10)
+            ax.grid(alpha=0.3, axis="y")
+        for ax in list(axes.flat)[len(per):]:
+            ax.axis("off")
+        axes[0, 0].set_ylabel("test accuracy", fontsize=10)
+        sub.suptitle(f"network family {fam}", fontsize=12, fontweight="bold")
+        sub.legend(list(handles.values()), [h.get_label() for h in handles.values()], loc="lower center",
+                   ncol=2, fontsize=9.5, frameon=False)
+        sub.subplots_adjust(bottom=1.2 / (3.6 * rows_of[fam] + 1.3) + 0.06, top=0.9, hspace=0.35, wspace=0.18)
+    out.append(rc.save_figure(fig, Path(fig_dir) / f"{NAME}.png"))
     # 2. curves, blur64 family
     per = results.get("blur64", {})
-    fig, axes = plt.subplots(1, len(per), figsize=(3.9 * len(per), 3.4), squeeze=False)
-    for ax, (ds, e) in zip(axes[0], per.items()):
+    if not per:
+        return out
+    cols2 = min(3, len(per))
+    rows2 = int(np.ceil(len(per) / cols2))
+    fig, axes = plt.subplots(rows2, cols2, figsize=(5.2 * cols2, 3.8 * rows2 + 1.4), squeeze=False)
+    handles = {}
+    for ax, (ds, e) in zip(axes.flat, per.items()):
         st = e["steps"]
         for j, (g, b) in enumerate(e["blur"].items()):
-            m, s = np.asarray(b["curve_mean"]), np.asarray(b["curve_std_over_seeds"])
-            ls = ":" if g.startswith("initial") else "-"
+            m = np.asarray(b["curve_mean"])
             c = BLUR_COLORS[j % len(BLUR_COLORS)]
-            ax.plot(st, m, ls=ls, lw=2 if "(new)" in g else 1.2, label=g, color=c)
-            if b["n_genomes"] > 1:
-                ax.fill_between(st, m - s, m + s, alpha=0.15, color=c)
+            handles[g] = ax.plot(st, m, ls=":" if g.startswith("initial") else "-", lw=2 if "(new)" in g else 1.3,
+                                 color=c, label=g + (f" (mean of {b['n_genomes']} seeds)" if b["n_genomes"] > 1
+                                                     else ""))[0]
         for opt, t in e["baselines"].items():
             i = t["lrs"].index(t["selected"][str(horizons[-1])]["lr"])
-            ax.plot(t["steps"], np.asarray(t["test_mean"])[i], color=COLORS[opt], lw=1, ls="--",
-                    label=f"{t['label']} lr={t['lrs'][i]:g}")
-        ax.set(xscale="symlog", xlabel="training step", ylim=(0, 1), title=ds)
+            handles[opt] = ax.plot(t["steps"], np.asarray(t["test_mean"])[i], color=COLORS[opt], lw=1.2, ls="--",
+                                   label=f"{t['label']} at the rate chosen for {horizons[-1]} steps")[0]
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(0, max(st))
+        ax.set(xlabel="training step", ylim=(0, 1))
+        ax.set_title(ds, fontsize=11)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("test accuracy")
-    axes[0, 0].legend(fontsize=6)
-    fig.suptitle("64-hidden network: BLUR genomes vs optimizers (dashed: lr chosen on the training split at "
-                 f"{horizons[-1]} steps)", fontsize=8)
-    fig.tight_layout()
-    out.append(rc.save_figure(fig, Path(args.fig_dir) / f"{NAME}_curves.png"))
+    for ax in list(axes.flat)[len(per):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("test accuracy (mean over initialisations)")
+    fig.legend(list(handles.values()), [h.get_label() for h in handles.values()], loc="lower center", ncol=2,
+               fontsize=9.5, frameon=False)
+    fig.suptitle("64-hidden network: BLUR genomes against optimizers (rates chosen on the "
+                 f"{chosen_on(next(iter(next(iter(per.values()))['baselines'].values())))})",
+                 fontsize=11)
+    fig.subplots_adjust(bottom=1.5 / (3.8 * rows2 + 1.4) + 0.08, top=0.92, hspace=0.35)
+    out.append(rc.save_figure(fig, Path(fig_dir) / f"{NAME}_curves.png"))
     return out
 
+
+def replot(doc: dict, fig_dir: Path) -> list[Path]:
+    """The figures again from the JSON (:func:`plot`), for ``make_results.py --figures``."""
+    return plot(doc["results"]["per_family"], doc["results"]["horizons"], fig_dir)
 
 if __name__ == "__main__":
     raise SystemExit(main())

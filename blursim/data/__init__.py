@@ -10,6 +10,8 @@ defaults. Importing this package registers all of them:
 * :mod:`blursim.data.digits` -- scikit-learn's offline 8x8 digits, also
   resampled to other resolutions (``digits_resized``);
 * :mod:`blursim.data.mnist_1d` -- MNIST-1D, generated offline (``mnist1d``);
+* :mod:`blursim.data.fonts` -- printed letters and digits rendered offline from
+  matplotlib's bundled fonts, randomly distorted (``font_letters``, ``font_digits``);
 * :mod:`blursim.data.mnist` -- MNIST, Fashion-MNIST and EMNIST read from
   local IDX files (:func:`read_idx`);
 * :mod:`blursim.data.tabular` -- scikit-learn's bundled tabular sets
@@ -20,6 +22,6 @@ defaults. Importing this package registers all of them:
 
 from blursim.data.base import DATASETS, Dataset, dataset_options, load_dataset
 from blursim.data.idx import read_idx
-from blursim.data import digits, files, mnist, mnist_1d, tabular, toy  # noqa: F401  (register the datasets)
+from blursim.data import digits, files, fonts, mnist, mnist_1d, tabular, toy  # noqa: F401  (register the datasets)
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_options", "read_idx"]
