@@ -308,3 +308,31 @@ def test_blursim_run_records_a_run_on_a_file_dataset(tmp_path, capsys):
     recs = load_recordings(tmp_path / "rec" / "record.npz")
     assert recs["H:in->hidden"].values.shape[0] == 4 and recs["loss"].coords["step"].tolist() == [1, 2, 3, 4]
     assert (tmp_path / "rec" / "record.png").exists()
+
+
+def test_load_recordings_reads_a_hostile_file_as_one_line_errors(tmp_path):
+    """A recording is read like every other file blursim reads (issue 24): a pickled object array,
+    a file that is no NPZ and an NPZ without dimension names are one-line SpecErrors naming the
+    file, never NumPy's allow_pickle message or a KeyError."""
+    import io as _io
+
+    from blursim.errors import SpecError
+    from blursim.sim.monitor import load_recordings
+
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, a=np.array([{"x": 1}], dtype=object))
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip at all")
+    nodims = tmp_path / "nodims.npz"
+    np.savez(nodims, w=np.zeros((2, 3)))
+    for path in (pickled, junk, nodims):
+        with pytest.raises(SpecError) as err:
+            load_recordings(path)
+        msg = str(err.value)
+        assert "\n" not in msg.strip() and path.name in msg and "allow_pickle" not in msg
+    buf = _io.BytesIO()
+    np.savez(buf, w=np.zeros((2, 3)), **{"w#dims": np.array(["i", "j"])})
+    good = tmp_path / "good.npz"
+    good.write_bytes(buf.getvalue())
+    rec = load_recordings(good)["w"]
+    assert rec.dims == ("i", "j") and rec.values.shape == (2, 3)

@@ -518,15 +518,27 @@ class _Tap:
         self._put(self.buf[v.name], s0, r0, self.sim.xp.moveaxis(full, 2, -1))
 
 
-def load_recordings(path) -> dict[str, Recording]:
-    """The recordings of a file written by :meth:`Monitor.save`."""
+def load_recordings(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Recording]:
+    """The recordings of a file written by :meth:`Monitor.save`. The file is read as hostile
+    (:func:`blursim.npz.read_npz`): a regular file, a plain NPZ of numeric and text arrays (no
+    pickles) whose inflated size, declared in its headers, is at most ``max_bytes``; anything else
+    is a one-line :class:`~blursim.errors.SpecError` naming the file."""
+    from blursim.limits import read_regular_file
+    from blursim.npz import NUMERIC, read_npz
+
+    raw = read_regular_file(path, limit=max_bytes, what="recording")
+    z = read_npz(raw, name=str(path), max_bytes=max_bytes, kinds=NUMERIC + "U", what="recording")
     out: dict[str, Recording] = {}
-    with np.load(path, allow_pickle=False) as z:
-        names = [k for k in z.files if "#" not in k]
-        for name in names:
+    try:
+        for name in (k for k in z if "#" not in k):
             dims = tuple(str(d) for d in z[f"{name}#dims"])
-            coords = {k.split("#coord:", 1)[1]: z[k] for k in z.files if k.startswith(f"{name}#coord:")}
+            coords = {k.split("#coord:", 1)[1]: z[k] for k in z if k.startswith(f"{name}#coord:")}
+            if len(dims) != z[name].ndim:
+                raise ValueError(f"{name!r} has {z[name].ndim} axes but {len(dims)} dimension names")
             out[name] = Recording(name, z[name], dims, coords)
+    except (KeyError, ValueError) as e:
+        raise SpecError(f"{path}: not a blursim recording ({e})",
+                        hint="Read files written by Monitor.save / blursim run --record.") from None
     return out
 
 

@@ -627,8 +627,11 @@ def load_state(directory: str | os.PathLike, strategy: Strategy | None = None) -
                 f"{NPZ_NAME} does not match {JSON_NAME} (checksum differs): the checkpoint "
                 "was interrupted or its files come from different saves"
             )
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        from blursim.npz import read_npz
+
+        # checked from the ZIP and .npy headers before anything is inflated (issue 24)
+        arrays = read_npz(raw, name=str(npath), max_bytes=max(64 * len(raw), 1 << 20), error=CheckpointError,
+                          what="strategy checkpoint")
         if strategy is None:
             strategy = strategy_from_data(data, arrays)
         return strategy.state_from_data(data, arrays)
