@@ -81,14 +81,14 @@ def main(argv=None) -> int:
     ap.add_argument("--unroll", type=int, default=10)
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=0.5)
-    ap.add_argument("--routes", default=",".join(ROUTES), help="comma-separated route names")
+    ap.add_argument("--routes", default=",".join(ROUTES), help="comma-separated route names, in order (a name may repeat: A,B,A,B)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     species = [int(s) for s in a.species.split(",")]
     if a.child is not None:
         print(json.dumps(measure(species, a.unroll, a.pairs, a.min_time, ROUTES[a.child][1])))
         return 0
-    res = {"load_average_before": os.getloadavg()[0], "cpus": os.cpu_count(), "routes": {}}
+    res = {"load_average_before": os.getloadavg()[0], "cpus": os.cpu_count(), "routes": []}
     for name in [r.strip() for r in a.routes.split(",") if r.strip()]:
         flags, config = ROUTES[name]
         env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + flags).strip(),
@@ -98,12 +98,12 @@ def main(argv=None) -> int:
         p = subprocess.run(argv_child, env=env, capture_output=True, text=True, cwd=ROOT)
         if p.returncode != 0:
             why = (p.stderr.strip().splitlines() or ["no output"])[-1]
-            res["routes"][name] = {"xla_flags": flags, "config": config, "error": why}
+            res["routes"].append({"route": name, "xla_flags": flags, "config": config, "error": why})
             print(f"{name:<26} failed: {why}", flush=True)
             continue
         r = json.loads(p.stdout.strip().splitlines()[-1])
-        r.update(xla_flags=flags, config=config, load_average_after=os.getloadavg()[0])
-        res["routes"][name] = r
+        r.update(route=name, xla_flags=flags, config=config, load_average_after=os.getloadavg()[0])
+        res["routes"].append(r)
         steps = ", ".join(f"S = {S} {v:.2f}x" for S, v in r["step_speed_ratio"].items())
         print(f"{name:<26} JAX step / fast step speed {steps}; T = {r['unroll']}: value_and_grad / forward "
               f"{r['grad_over_forward']:.2f}x, / fast engine's steps {r['grad_over_fast_unroll']:.2f}x "
