@@ -274,3 +274,29 @@ def test_a_loaded_machine_is_said_with_what_it_does_to_percentages_and_verdicts(
     quiet = format_table({**res, "load": machine_load(0.1, 2, [400.0, 390.0])})
     assert "machine quiet: load average 0.1 on 2 CPUs" in quiet and "uncertain" not in quiet
     assert "target >= 5.00x: NOT met)" in quiet
+
+
+def test_targets_from_a_hand_made_run():
+    """Every issue-25 target from rows and ratios written here: values, directions, verdicts."""
+    from blursim.bench.targets import format_targets, targets
+
+    res = {"rows": [{"row": "fitness S=80", "S": 80, "genome_evaluations_per_s": 16.0},
+                    {"row": "paper-es train S=80", "S": 80, "pct_roofline": 49.0, "gflops": 49.0,
+                     "adjacent_roofline": 100.0}],
+           "jax": {"speed_ratio": {"1": 0.95, "8": 0.1, "80": 0.5},
+                   "meta_gradient": {"time_ratio": {"10": 4.5}, "fast_unroll_ratio": {"10": 2.5}}},
+           "load": {"loaded": False}}
+    t = {x["name"]: x for x in targets(res)}
+    want = {"Sec. 4.4 run (400 generations x 80), estimated": (400 * 80 / 16 / 60, False),  # 33.3 min
+            "paper-es train S=80, % of adjacent roofline": (49.0, False),
+            "JAX step / fast step speed, S = 1": (0.95, True),
+            "JAX step / fast step speed, S = 80": (0.5, False),
+            "value_and_grad / forward unroll, T = 10": (4.5, False),
+            "meta-gradient / fast engine's 10 steps, T = 10": (2.5, True)}
+    assert {n: (x["value"], x["met"]) for n, x in t.items()} == want
+    assert "extrapolation" not in t["Sec. 4.4 run (400 generations x 80), estimated"]["note"]
+    res["targets"] = list(t.values())
+    text = "\n".join(format_targets(res))
+    assert text.count("NOT met") == 4 and text.count(": met") == 2 and "33.33 min" in text
+    res["rows"][0].update(row="fitness S=2", S=2)  # another population: said to be an extrapolation
+    assert "extrapolation" in targets(res)[0]["note"]
