@@ -95,7 +95,7 @@ def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys, backen
             + (("train no BLAS binding",) if bound else ())}
     want |= {"local-sparse train blocks S=8", "local-sparse train masked S=8", "fitness S=2"}
     jax_rows = {"paper-es train jax S=1", "paper-es train jax S=2", "meta-gradient forward T=2",
-                "meta-gradient value_and_grad T=2"} if HAVE_JAX else set()
+                "meta-gradient value_and_grad T=2", "paper-es train unroll T=2"} if HAVE_JAX else set()
     assert set(rows) == want | jax_rows
     check_jax_part(res, rows, (1, 2))
     for name, r in rows.items():
@@ -133,6 +133,41 @@ def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys, backen
     for name in jax_rows:
         assert name in table
     assert ("meta-gradient T = 2: value_and_grad / forward unroll time" in table) == HAVE_JAX
+    check_targets(res, table, jax_rows)
+
+
+def check_targets(res, table, jax_rows) -> None:
+    """The issue-25 targets: each one the run measured, with its value taken from the rows and
+    ratios above, its verdict, and its line in the table."""
+    t = {x["name"]: x for x in res["targets"]}
+    rows = {r["row"]: r for r in res["rows"]}
+    fit = next((r for r in res["rows"] if r["row"].startswith("fitness")), None)
+    want = set()
+    if fit is not None:
+        name = "Sec. 4.4 run (400 generations x 80), estimated"
+        want.add(name)
+        assert t[name]["value"] == pytest.approx(400 * 80 / fit["genome_evaluations_per_s"] / 60)
+        assert t[name]["target"] == 10 and t[name]["op"] == "<="
+    if "paper-es train S=80" in rows:
+        want.add("paper-es train S=80, % of adjacent roofline")
+    if jax_rows:
+        jx = res["jax"]
+        if jx["speed_ratio"] is not None:
+            want.add("JAX step / fast step speed, S = 1")
+            assert t["JAX step / fast step speed, S = 1"]["value"] == jx["speed_ratio"]["1"]
+            assert t["JAX step / fast step speed, S = 1"]["target"] == 0.9
+        mg = jx["meta_gradient"]
+        want |= {"value_and_grad / forward unroll, T = 2", "meta-gradient / fast engine's 2 steps, T = 2"}
+        fast = t["meta-gradient / fast engine's 2 steps, T = 2"]
+        assert fast["value"] == pytest.approx(np.median(mg["fast_pair_ratios"]["2"])) and fast["target"] == 3
+        vg, unroll = rows["meta-gradient value_and_grad T=2"], rows["paper-es train unroll T=2"]
+        assert unroll["unroll"] == 2 and len(mg["fast_pair_ratios"]["2"]) == 1
+        assert fast["value"] == pytest.approx(vg["median_s"] / unroll["median_s"])  # one round: one pair
+    assert set(t) == want
+    for x in t.values():
+        assert x["met"] == (x["value"] <= x["target"] if x["op"] == "<=" else x["value"] >= x["target"])
+        assert x["name"] in table
+    assert ("targets (issue 25):" in table) == bool(want)
 
 
 def check_jax_part(res, rows, species) -> None:
@@ -162,10 +197,13 @@ def test_jax_backend_runs_only_the_jax_rows(tmp_path, capsys):
     assert bench.main(["--backend", "jax", "--quick", "--species", "1", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     rows = {r["row"]: r for r in res["rows"]}
-    assert set(rows) == {"paper-es train jax S=1", "meta-gradient forward T=2", "meta-gradient value_and_grad T=2"}
+    assert set(rows) == {"paper-es train jax S=1", "meta-gradient forward T=2", "meta-gradient value_and_grad T=2",
+                         "paper-es train unroll T=2"}
     assert res["jax"]["speed_ratio"] is None and "local_sparse" not in res
     check_jax_part(res, rows, (1,))
-    assert "JAX engine on" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "JAX engine on" in table
+    check_targets(res, table, rows)
 
 
 def test_jax_backend_without_the_extra_names_the_install_command(monkeypatch, capsys):
@@ -236,3 +274,29 @@ def test_a_loaded_machine_is_said_with_what_it_does_to_percentages_and_verdicts(
     quiet = format_table({**res, "load": machine_load(0.1, 2, [400.0, 390.0])})
     assert "machine quiet: load average 0.1 on 2 CPUs" in quiet and "uncertain" not in quiet
     assert "target >= 5.00x: NOT met)" in quiet
+
+
+def test_targets_from_a_hand_made_run():
+    """Every issue-25 target from rows and ratios written here: values, directions, verdicts."""
+    from blursim.bench.targets import format_targets, targets
+
+    res = {"rows": [{"row": "fitness S=80", "S": 80, "genome_evaluations_per_s": 16.0},
+                    {"row": "paper-es train S=80", "S": 80, "pct_roofline": 49.0, "gflops": 49.0,
+                     "adjacent_roofline": 100.0}],
+           "jax": {"speed_ratio": {"1": 0.95, "8": 0.1, "80": 0.5},
+                   "meta_gradient": {"time_ratio": {"10": 4.5}, "fast_unroll_ratio": {"10": 2.5}}},
+           "load": {"loaded": False}}
+    t = {x["name"]: x for x in targets(res)}
+    want = {"Sec. 4.4 run (400 generations x 80), estimated": (400 * 80 / 16 / 60, False),  # 33.3 min
+            "paper-es train S=80, % of adjacent roofline": (49.0, False),
+            "JAX step / fast step speed, S = 1": (0.95, True),
+            "JAX step / fast step speed, S = 80": (0.5, False),
+            "value_and_grad / forward unroll, T = 10": (4.5, False),
+            "meta-gradient / fast engine's 10 steps, T = 10": (2.5, True)}
+    assert {n: (x["value"], x["met"]) for n, x in t.items()} == want
+    assert "extrapolation" not in t["Sec. 4.4 run (400 generations x 80), estimated"]["note"]
+    res["targets"] = list(t.values())
+    text = "\n".join(format_targets(res))
+    assert text.count("NOT met") == 4 and text.count(": met") == 2 and "33.33 min" in text
+    res["rows"][0].update(row="fitness S=2", S=2)  # another population: said to be an extrapolation
+    assert "extrapolation" in targets(res)[0]["note"]

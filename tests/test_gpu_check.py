@@ -79,6 +79,10 @@ def test_gpu_check_runs_end_to_end_on_a_stand_in(monkeypatch, tmp_path, capsys):
     assert any(r["row"] == "paper-es products only S=2" for r in doc["bench"]["rows"])
     text = capsys.readouterr().out
     assert "CuPy vs NumPy parity" in text and "paper-es train S=1" in text and "gpu_check finished" in text
+    # JAX on the CPU only: its gradient check is skipped, and says why in one line
+    assert doc["gradient"] == []
+    assert ("gpu_check: gradient check skipped: JAX has no GPU" in text) or (
+        "gpu_check: gradient check skipped: JAX is not installed" in text)
 
 
 def test_gpu_check_without_cupy_says_so(monkeypatch, tmp_path, capsys):
@@ -113,6 +117,13 @@ def test_gpu_check_jax_path_on_the_cpu_stand_in(monkeypatch, tmp_path, capsys):
     assert doc["jax_parity"][0]["max_rel_err"] <= 1e-9
     text = capsys.readouterr().out
     assert "JAX (" in text and "CuPy vs NumPy" not in text
+    # the gradient path: value_and_grad through 5 steps on JAX's default device (here its CPU)
+    # against the CPU in float64, in both precisions, timed
+    g = doc["gradient"]
+    assert [(r["spec"], r["dtype"], r["unroll"]) for r in g] == [("mlp_2d", "float64", 5), ("mlp_2d", "float32", 5)]
+    assert all(r["ok"] and r["seconds_per_value_and_grad"] > 0 and r["grad_dim"] > 0 for r in g)
+    assert g[0]["grad_max_rel_err"] <= 1e-12 and 0 < g[1]["grad_max_rel_err"] <= 1e-2  # float32 rounds
+    assert "meta-gradient value_and_grad on" in text
 
     from blursim.sim.jax_engine import JaxSimulator
 
@@ -134,3 +145,22 @@ def test_gpu_check_unknown_spec_is_one_line(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
     assert _load_script().main(["--skip-bench", "--specs", "nope"]) == 2
     assert "--specs: unknown network(s) nope" in capsys.readouterr().out
+
+
+def test_gpu_check_gradient_off_by_1e6_fails(monkeypatch, capsys):
+    """A device gradient off by 1e-6 of its largest entry, in float64, fails the check."""
+    pytest.importorskip("jax")
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    script = _load_script()
+    right, calls = script._value_and_grad, []
+
+    def off(gw):  # the CPU float64 reference is the first call, the device's float64 the second
+        loss, g = right(gw)
+        calls.append(gw.dtype)
+        return loss, (g + 1e-6 * np.abs(g).max()) if len(calls) == 2 else g
+
+    monkeypatch.setattr(script, "_value_and_grad", off)
+    assert script.main(["--jax-cpu", "--skip-bench", "--quick", "--specs", "mlp_2d"]) == 1
+    assert calls == ["float64", "float64", "float32"]
+    text = capsys.readouterr().out
+    assert "FAIL" in text.split("meta-gradient value_and_grad on")[1].splitlines()[2]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""GPU check: CuPy and the JAX engine against NumPy on every example spec, then the benchmark.
+"""GPU check: CuPy and the JAX engine against NumPy on every example spec, the meta-gradient
+against the CPU's, then the benchmark.
 
     python tools/gpu_check.py [--json gpu_check.json] [--skip-bench] [--quick]
                               [--specs NAME,...] [--jax-cpu]
@@ -18,14 +19,24 @@
    engine (``blursim.sim.jax_engine``, the reference step under ``jax.jit``)
    against the NumPy ``Simulator``, same tolerances. The JAX engine stores
    dense (masked) synapses, so the local-sparse network is checked once.
-3. The benchmark, one round: ``blursim bench --backend cupy`` with the JAX
+3. The gradient path (when JAX's default device is a GPU; ``--jax-cpu``: on its CPU too):
+   the Sec. 3.3 meta-loss of ``paper-es`` (or the first ``--specs`` network) through a short
+   unroll (T = 5; ``--quick``: 2) and its ``value_and_grad`` in the eight core genome fields,
+   compiled and run on JAX's default device in float64 and float32, against the same
+   ``value_and_grad`` on JAX's CPU in float64: the largest difference of the gradient relative
+   to its largest entry (float64 to 1e-8, float32 to 1e-2: rounding compounds through the
+   unroll and its reverse pass), and the median time of one call on each device. On a GPU
+   whose float32 products run in TF32 (JAX's default precision there), a float32 failure
+   that passes with ``JAX_DEFAULT_MATMUL_PRECISION=highest`` is that rounding, not a bug.
+4. The benchmark, one round: ``blursim bench --backend cupy`` with the JAX
    engine's rows (step vs Simulator, meta-gradient vs forward unroll) when JAX
    is on the GPU too, or ``blursim bench --backend jax`` (JAX rows only) when
    only JAX sees a GPU.
 
 Finishes in well under 5 minutes on one GPU (most of it compiling kernels on
-first use). Prints a short table last; exits 1 if a parity check fails, 2 if
-neither CuPy nor JAX has a GPU (without ``--jax-cpu``), naming what is missing.
+first use). Prints a short table last; exits 1 if a parity or gradient check fails, 2 if
+neither CuPy nor JAX has a GPU (without ``--jax-cpu``), naming what is missing;
+a JAX without a GPU skips the gradient check with one line saying so.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 TOL = {"float64": 1e-9, "float32": 2e-3}
+GRAD_TOL = {"float64": 1e-8, "float32": 1e-2}
 
 
 def _cases(engine: str = "cupy", names=None):
@@ -102,6 +114,81 @@ def parity(log, engine: str = "cupy", names=None) -> list[dict]:
     return rows
 
 
+def _grad_workload(spec: dict, T: int, B: int, dtype: str, device):
+    """:class:`blursim.bench.jax_rows.GradWorkload` of ``spec`` compiled for ``device``, on a
+    stand-in task with as many classes as the network has outputs."""
+    import jax
+
+    from blursim.bench.jax_rows import GradWorkload
+    from blursim.bench.workloads import synthetic_dataset
+    from blursim.graph import compile_network
+    from blursim.spec import load_network
+
+    prog = compile_network(load_network(spec))
+    ds = synthetic_dataset(prog.n_features, prog.pops[prog.outputs[0]].size)
+    with jax.default_device(device):
+        return GradWorkload(spec, T, dtype, B=B, dataset=ds)
+
+
+def _value_and_grad(gw) -> tuple[float, np.ndarray]:
+    (loss, _aux), grad = gw.grad(*gw.args)
+    return float(loss), np.asarray(grad, dtype=np.float64)
+
+
+def gradient(log, name: str, spec: dict, T: int, B: int, reps: int = 5) -> list[dict]:
+    """The meta-gradient through ``T`` steps on JAX's default device (float64 and float32)
+    against JAX's CPU in float64, and the time of one ``value_and_grad`` on each."""
+    import statistics
+
+    import jax
+
+    from blursim.sim.jax_engine import precision
+
+    def timed(gw) -> float:
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            jax.block_until_ready(gw.grad(*gw.args))
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    cpu, dev = jax.devices("cpu")[0], jax.devices()[0]
+    with precision("float64"):
+        ref = _grad_workload(spec, T, B, "float64", cpu)
+        ref_loss, ref_grad = _value_and_grad(ref)
+        cpu_s = timed(ref)
+    scale = max(1e-30, float(np.abs(ref_grad).max()))
+    rows = []
+    for dtype in ("float64", "float32"):
+        with precision(dtype):
+            t0 = time.perf_counter()
+            gw = _grad_workload(spec, T, B, dtype, dev)
+            compile_s = time.perf_counter() - t0
+            loss, grad = _value_and_grad(gw)
+            dev_s = timed(gw)
+        err = float(np.abs(grad - ref_grad).max()) / scale if np.isfinite(grad).all() else float("inf")
+        ok = bool(err <= GRAD_TOL[dtype])
+        rows.append({"spec": name, "dtype": dtype, "unroll": T, "batch": B, "device": str(dev),
+                     "loss": loss, "loss_cpu_float64": ref_loss, "grad_max_rel_err": err, "tol": GRAD_TOL[dtype],
+                     "ok": ok, "seconds_per_value_and_grad": dev_s, "cpu_float64_seconds": cpu_s,
+                     "compile_seconds": compile_s, "grad_dim": int(grad.size)})
+        log(f"# gradient {name} T={T} {dtype} on {dev}: {err:.2e} against CPU float64 (tol "
+            f"{GRAD_TOL[dtype]:.0e}) {'ok' if ok else 'FAIL'}; {1e3 * dev_s:.1f} ms per value_and_grad "
+            f"(CPU float64 {1e3 * cpu_s:.1f} ms)")
+    return rows
+
+
+def _grad_table(rows: list[dict]) -> list[str]:
+    lines = [f"meta-gradient value_and_grad on {rows[0]['device']} vs JAX CPU float64 ({rows[0]['spec']}, "
+             f"T = {rows[0]['unroll']}, batch {rows[0]['batch']}, {rows[0]['grad_dim']} meta-parameters)",
+             f"{'dtype':<8} {'max rel err':>11} {'tol':>7} {'ms/call':>9} {'CPU f64 ms':>10}  result"]
+    for r in rows:
+        lines.append(f"{r['dtype']:<8} {r['grad_max_rel_err']:>11.1e} {r['tol']:>7.0e} "
+                     f"{1e3 * r['seconds_per_value_and_grad']:>9.1f} {1e3 * r['cpu_float64_seconds']:>10.1f}  "
+                     f"{'ok' if r['ok'] else 'FAIL'}")
+    return lines
+
+
 def jax_device() -> dict | None:
     """JAX's default device (``{"jax", "device", "platform"}``), or ``None`` without the extra."""
     from blursim.cli.bench_jax import available, device_info
@@ -160,6 +247,14 @@ def main(argv=None) -> int:
     try:
         rows = parity(log, "cupy", names) if be is not None else []
         jrows = parity(log, "jax", names) if jax_on else []
+        grows = []
+        if jax_on:
+            gname, gspec, _ = _cases("jax", names[:1] if names else ["paper-es"])[0]
+            grows = gradient(log, gname, gspec, 2 if args.quick else 5, 32 if args.quick else 128)
+        else:
+            print("gpu_check: gradient check skipped: "
+                  + ("JAX is not installed (pip install -e \".[jax]\")" if jdev is None else
+                     f"JAX has no GPU (its device: {jdev['device']}; --jax-cpu runs it there)"), flush=True)
     except BlursimError as e:
         print(f"gpu_check: {e}")
         return 2
@@ -170,7 +265,7 @@ def main(argv=None) -> int:
         kw = dict(species=(1, 2), quick=True, fitness_species=2) if args.quick else dict(rounds=1, min_time=1.0)
         bench = run_benchmark("cupy" if be is not None else "jax", jax=jax_on, log=log, **kw)
     out = {"device": None if be is None else be.describe(), "jax_device": jdev if jax_on else None,
-           "parity": rows, "jax_parity": jrows, "bench": bench, "seconds": time.perf_counter() - t0}
+           "parity": rows, "jax_parity": jrows, "gradient": grows, "bench": bench, "seconds": time.perf_counter() - t0}
     if args.json:
         from blursim.io import atomic_write_text
 
@@ -181,6 +276,8 @@ def main(argv=None) -> int:
     if jax_on:
         lines += ["", *_table(f"JAX ({jdev['device']}) vs NumPy parity (max relative difference over synapses "
                               "and outputs)", jrows)]
+    if grows:
+        lines += ["", *_grad_table(grows)]
     print("\n".join(lines[1:]))
     print(f"tolerances: float64 {TOL['float64']:.0e}, float32 {TOL['float32']:.0e}")
     if bench is not None:
@@ -189,7 +286,7 @@ def main(argv=None) -> int:
         print()
         print(format_table(bench))
     print(f"\ngpu_check finished in {time.perf_counter() - t0:.0f} s")
-    return 0 if all(r["ok"] for r in rows + jrows) else 1
+    return 0 if all(r["ok"] for r in rows + jrows + grows) else 1
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ is, honestly.
 Modules: :mod:`~blursim.bench.workloads` (the networks, genomes and batches timed, and the
 products-only ceiling), :mod:`~blursim.bench.timing` (the roofline, repeated timing, peak
 memory, the machine and its load), :mod:`~blursim.bench.jax_rows` (the JAX engine's rows),
-:mod:`~blursim.bench.runner` (:func:`run_benchmark`: every row, interleaved rounds) and
+:mod:`~blursim.bench.runner` (:func:`run_benchmark`: every row, interleaved rounds),
+:mod:`~blursim.bench.targets` (the issue-25 targets) and
 :mod:`~blursim.bench.report` (:func:`format_table`). The command line is
 :mod:`blursim.cli.bench`.
 
@@ -38,7 +39,12 @@ One run measures, on the chosen backend:
   out, ``--backend jax`` runs only them): ``paper-es train jax``, the JAX
   engine's training step back to back with the Simulator's at every S, and
   ``meta-gradient forward / value_and_grad``, the Sec. 3.3 meta-loss through
-  T-step unrolls (``--unrolls``) and its exact gradient, back to back;
+  T-step unrolls (``--unrolls``) and its exact gradient, back to back, and
+  ``paper-es train unroll``, the fast engine's T training steps at S = 1 right
+  after each gradient;
+- the issue-25 targets (:mod:`~blursim.bench.targets`): the Sec. 4.4 run's
+  estimated minutes, the S = 80 step's % of roofline, the JAX step's and the
+  meta-gradient's ratios, each beside its target;
 - peak memory of every row (NumPy: ``tracemalloc`` peak of one step from
   fresh synapses; CuPy: memory-pool bytes; JAX: XLA's buffer assignment).
 

@@ -12,7 +12,11 @@ JAX's default device (the CPU here; a GPU where JAX has one):
   one query batch of 128) through a ``T``-step unroll, and its value and gradient
   (:mod:`blursim.meta.objective`: ``lax.scan`` with the step under ``jax.checkpoint``),
   back to back; the ratio ``value_and_grad / forward`` (reverse mode should cost at most
-  about 4x the unroll) and each compiled program's peak memory.
+  about 4x the unroll) and each compiled program's peak memory;
+- ``paper-es train unroll T=...``: the fast NumPy engine's ``T`` training steps of the same
+  network at S = 1 (batch 128, float32; :func:`fast_unroll`), right after the meta-gradient:
+  the ratio ``value_and_grad / fast unroll`` (issue 25 item 1: target <= 3x at T = 10 and 50)
+  is the median over those back-to-back pairs.
 
 Peak memory of a JAX row is XLA's buffer assignment for the compiled program
 (``memory_analysis()``: arguments + outputs + temporaries - aliased), the memory the program
@@ -156,21 +160,43 @@ class GradWorkload:
         return run
 
 
-def grad_rows(best: dict, peaks: dict, pairs: dict, unrolls) -> tuple[list[dict], dict]:
+def fast_unroll(w, T: int):
+    """``(fn, reset)``: ``T`` training steps of the fast engine on the workload ``w`` (from the
+    initial synapses: ``reset``, untimed, before every call), what a meta-gradient through ``T``
+    steps is compared with."""
+    fn1, reset = w.step_fn(True)
+
+    def fn():
+        for _ in range(T):
+            fn1()
+    return fn, reset
+
+
+def grad_rows(best: dict, peaks: dict, pairs: dict, unrolls, fast_pairs: dict | None = None
+              ) -> tuple[list[dict], dict]:
     """The meta-gradient rows and their summary from what :func:`blursim.bench.runner.run_benchmark`
-    measured: ``best[key] = (times, roofline)``, ``pairs[T]`` the back-to-back time ratios."""
+    measured: ``best[key] = (times, roofline)``, ``pairs[T]`` the back-to-back time ratios
+    ``value_and_grad / forward`` and ``fast_pairs[T]`` those of ``value_and_grad / fast unroll``."""
     rows = []
+    fast_pairs = fast_pairs or {}
     for T in unrolls:
-        for kind in ("forward", "value_and_grad"):
-            key = f"meta-gradient {kind} T={T}"
+        for kind in ("forward", "value_and_grad", "fast"):
+            if kind == "fast" and T not in fast_pairs:
+                continue
+            key = f"paper-es train unroll T={T}" if kind == "fast" else f"meta-gradient {kind} T={T}"
             ts, roof = best[key]
             rows.append({"row": key, "S": 1, "median_s": statistics.median(ts), "best_s": min(ts),
                          "reps": len(ts), "unroll": T, "peak_bytes": peaks[key], "adjacent_roofline": roof,
-                         "unroll_steps_per_s": T / statistics.median(ts)})
+                         "unroll_steps_per_s": T / statistics.median(ts),
+                         **({"note": "the fast NumPy engine's T training steps, S = 1, float32"}
+                            if kind == "fast" else {})})
     summary = {"time_ratio": {str(T): statistics.median(r) for T, r in pairs.items()},
                "pair_ratios": {str(T): r for T, r in pairs.items()},
                "peak_bytes": {str(T): {"forward": peaks[f"meta-gradient forward T={T}"],
                                        "value_and_grad": peaks[f"meta-gradient value_and_grad T={T}"]}
                               for T in unrolls},
+               "fast_unroll_ratio": {str(T): statistics.median(r) for T, r in fast_pairs.items()},
+               "fast_pair_ratios": {str(T): r for T, r in fast_pairs.items()},
+               "fast_unroll_peak_bytes": {str(T): peaks.get(f"paper-es train unroll T={T}") for T in fast_pairs},
                "fields": list(CORE), "batch": 128, "query_batch": 128, "replicas": 1}
     return rows, summary

@@ -8,6 +8,7 @@ import sys
 import time
 
 from blursim.bench import jax_rows
+from blursim.bench.targets import targets
 from blursim.bench.timing import Roofline, load_average, machine_info, machine_load, time_fn
 from blursim.bench.workloads import PAPER_ES, Workload, fitness_workload, local_sparse_spec, products_only
 
@@ -83,6 +84,8 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
             jwl[S] = jax_rows.JaxWorkload(wl[("paper-es", S)])
         for T in unrolls:
             jwl[("grad", T)] = jax_rows.GradWorkload(PAPER_ES, T)
+        # the fast engine's T training steps at S = 1, beside each meta-gradient
+        wl_fast = wl[("paper-es", 1)] if 1 in species else Workload(PAPER_ES, 1, backend)
     S_loc = 8
     wl[("local-sparse", "blocks")] = Workload(local_sparse_spec(), S_loc, backend, sparse="blocks")
     wl[("local-sparse", "masked")] = Workload(local_sparse_spec(), S_loc, backend, sparse="masked")
@@ -106,6 +109,7 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     pair_ratios: list[float] = []  # masked / blocks time of each back-to-back pair
     jax_pairs: dict[int, list[float]] = {S: [] for S in species}  # Simulator / JAX time, back to back
     grad_pairs: dict[int, list[float]] = {T: [] for T in unrolls}  # value_and_grad / forward time
+    fast_pairs: dict[int, list[float]] = {T: [] for T in unrolls}  # value_and_grad / fast engine's T steps
     for rnd in range(rounds):
         for S in species:
             w = wl[("paper-es", S)]
@@ -150,6 +154,12 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
                 med[kind] = statistics.median(ts)
                 log(f"#   round {rnd + 1}: {key}: {1e3 * med[kind]:.1f} ms")
             grad_pairs[T].append(med["value_and_grad"] / med["forward"])
+            key = f"paper-es train unroll T={T}"  # the fast engine's T steps, right after
+            if key not in peaks:
+                peaks[key] = wl_fast.memory(True)
+            ts = measure(key, *jax_rows.fast_unroll(wl_fast, T), min_time, min_reps=3, max_reps=50, reset_every=1)
+            fast_pairs[T].append(med["value_and_grad"] / statistics.median(ts))
+            log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.1f} ms")
         if only_jax:
             continue
         for i in range(3):  # blocks and masked dense back to back, three pairs, alternating which goes first
@@ -185,14 +195,16 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
             jax_step_rows[S] = _row(key, S, best[key], fl, roof, peaks[key], {
                 "flops_per_genome_step": fl, "device": dev["device"],
                 "note": "the JAX engine's jitted reference step, float32; peak: XLA buffer assignment"})
-        grows, summary = jax_rows.grad_rows(best, peaks, grad_pairs, unrolls)
+        grows, summary = jax_rows.grad_rows(best, peaks, grad_pairs, unrolls, fast_pairs)
         jax_res = {"device": dev, "meta_gradient": summary,
                    "speed_ratio": None if only_jax else {str(S): statistics.median(r) for S, r in jax_pairs.items()},
                    "pair_ratios": None if only_jax else {str(S): r for S, r in jax_pairs.items()}}
     if only_jax:
         rows.extend(list(jax_step_rows.values()) + grows)
-        return {"machine": info, "roofline_gflops": roof, "roofline_samples": roofs, "load": load, "rows": rows,
-                "jax": jax_res, "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+        res = {"machine": info, "roofline_gflops": roof, "roofline_samples": roofs, "load": load, "rows": rows,
+               "jax": jax_res, "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+        res["targets"] = targets(res)
+        return res
     rows.extend(_paper_es_rows(species, wl, best, peaks, roof, jax_step_rows, unbound is not None))
     loc = _local_sparse_rows(wl, S_loc, best, peaks, roof)
     rows.extend(loc.values())
@@ -213,7 +225,7 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
         binding = {"status": info.get("blas_binding"),
                    "speed_ratio": {str(S): statistics.median(r) for S, r in binding_pairs.items()},
                    "pair_ratios": {str(S): r for S, r in binding_pairs.items()}}
-    return {
+    res = {
         "machine": info, "roofline_gflops": roof, "roofline_samples": roofs, "load": load, "rows": rows,
         "blas_binding": binding,
         "monitor": {"time_ratio": {str(S): statistics.median(r) for S, r in monitor_pairs.items()},
@@ -223,6 +235,8 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
         "jax": jax_res,
         "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    res["targets"] = targets(res)
+    return res
 
 
 def _paper_es_rows(species, wl, best, peaks, roof, jax_step_rows, unbound: bool) -> list[dict]:
