@@ -174,7 +174,11 @@ def cmd_plot(args) -> int:
             raise BlursimError(f"--full redraws one run's figure; {len(runs)} runs given")
         from blursim.meta.plot import plot_records
 
-        png = plot_records(runs[0].records, metric=runs[0].metric)
+        from blursim.meta import io as mio
+
+        exp = runs[0].path / "experiment.json"  # titles the figure, draws the clip threshold
+        doc = mio.read_json_file(exp, what="experiment") if exp.is_file() else None
+        png = plot_records(runs[0].records, metric=runs[0].metric, experiment=doc if isinstance(doc, dict) else None)
     else:
         png = overlay_png(runs, args.y or ["validation"])
     atomic_write_bytes(Path(args.out), png)
@@ -186,6 +190,7 @@ def overlay_png(runs, ys: list[str]) -> bytes:
     """PNG bytes: one panel per name in ``ys``, one labelled line per run (against its
     generations or steps; markers only where the record has the number)."""
     import io
+    import textwrap
 
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -205,16 +210,25 @@ def overlay_png(runs, ys: list[str]) -> bytes:
             ok = np.isfinite(v)
             if ok.any():
                 ax.plot(x[ok], v[ok], marker="o" if ok.sum() < 40 else None, ms=3, color=colour, label=label)
+            end = run.end_validation if y == "validation" else None
+            if end is not None:  # the final mean genome, validated after the log's last record
+                if ok.any():
+                    ax.plot([x[ok][-1], end[1]], [v[ok][-1], end[0]], ls=":", color=colour)
+                ax.plot([end[1]], [end[0]], marker="o", ms=7, mfc="none", ls="none", color=colour)
+        if y == "validation" and any(r.end_validation is not None for r in runs):
+            ax.plot([], [], marker="o", ms=7, mfc="none", ls="none", color="0.3",
+                    label="validated at the end of the run (mean_genome.json)")
         ax.set_xlabel(" / ".join(f"{u}s" for u in units))
-        ax.set_ylabel(PLOTTABLE[y].format(metric=" / ".join(metrics)))
+        ax.set_ylabel(textwrap.fill(PLOTTABLE[y].format(metric=" / ".join(metrics)), 40))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        # below the axes, never over the data
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     title = runs[0].name if len(runs) == 1 else f"{len(runs)} meta-training runs"
     fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight")
     return buf.getvalue()
 
 
