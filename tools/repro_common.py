@@ -775,8 +775,9 @@ def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_ne
     """:func:`compare_tuned`'s result made by the rule zoo's ``blursim.compare.compare`` (issue 21)
     instead: the same arguments and output shape, so a script swaps one call for the other.
 
-    Differences of protocol, all the zoo's: the chosen rate (and every genome) then trains on the
-    *whole* training split; the unit of its statistics is an evaluation seed (``eval_seeds`` of
+    Differences of protocol, all the zoo's: a horizon's rate is the one of highest validation
+    accuracy, ties broken by the lowest validation cross-entropy (``"validation_cross_entropy"``);
+    the chosen rate (and every genome) then trains on the *whole* training split, in float64; the unit of its statistics is an evaluation seed (``eval_seeds`` of
     them, seeds ``seed ..``, each ``max(1, replicas // eval_seeds)`` initialisations), so
     ``"test"`` holds per-evaluation-seed means and ``"over_inits"`` is over evaluation seeds.
     Each genome is its own entry (one per meta-training seed); ``"over_seeds"`` stays the
@@ -817,6 +818,7 @@ def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_ne
             rows, test = cells(res, o)
             tuning = res.tuning[f"{task.title}/{o}"]
             entry["baselines"][o] = {"lrs": tuning["lrs"], "validation": np.asarray(tuning["validation_accuracy"]),
+                                     "validation_cross_entropy": tuning["validation_cross_entropy"],
                                      "selected": {str(h): rows[h]["lr"] for h in hs},
                                      "extended": bool(tuning["extended"]), "test": test,
                                      "test_mean": test.mean(axis=0)}

@@ -14,14 +14,19 @@ validation split.
    cut short still holds genomes of every ``k``. Each final current genome is written to ``--genome-dir`` as soon as its run ends,
    with its meta-training record (``run_k<k>_seed<s>.json``).
 2. ``compare`` phase: every genome found in ``--genome-dir`` (grouped by states) against the
-   three optimizers through one call, :func:`repro_common.compare_tuned`: unseen image sets
+   three optimizers through the rule zoo's ``blursim compare`` (:mod:`blursim.compare`, via
+   :func:`repro_common.compare_zoo`; ``--engine repro``: the older
+   :func:`repro_common.compare_tuned`): unseen image sets
    ``font_letters`` and ``font_digits`` (8x8, the digits' input size, and letters at 16x16),
    ``mnist1d`` (to ``--mnist1d-steps`` steps, where tuned methods separate), ``breast_cancer``
    and ``xor``; 20 % of each training split is the validation split that chooses each
-   optimizer's rate per horizon over a half-decade grid reaching above the best rate; all train
-   on the rest with the same batches and initial weights (evaluation seed ``1000 + seed``,
-   ``--replicas`` initialisations) and are scored on the test split; per-seed differences with
-   95 % t-intervals over genomes (meta-training seeds) and, separately, over initialisations.
+   optimizer's rate per horizon over a half-decade grid extended while the best rate lies at
+   its edge; the chosen rate and every genome then train on the whole training split with the
+   same batches and initial weights (evaluation seeds ``1000 + seed`` and ``1001 + seed``,
+   ``--replicas`` / 2 initialisations each) and are scored on the test split; per-seed
+   differences with 95 % t-intervals over genomes (meta-training seeds) and, separately, over
+   evaluation seeds. (``--engine repro`` trains everything on the 80 % fitting part, one
+   evaluation seed, ``--replicas`` initialisations, intervals over initialisations.)
 
     python tools/repro_headline.py --phase meta --seeds 3 --states 2 4   # background run
     python tools/repro_headline.py --phase compare                       # on the genomes found
@@ -83,10 +88,11 @@ def parse_args(argv=None):
     p.add_argument("--variant", default="",
                    help="a second run beside the page's: its name becomes repro_headline_VARIANT (its JSON "
                         "docs/results/repro_headline_VARIANT.json and figures), e.g. a larger scale for one k")
-    p.add_argument("--engine", choices=["repro", "zoo"], default="repro",
-                   help="repro: repro_common.compare_tuned (everything trains on the 80 %% fitting part); "
-                        "zoo: the rule zoo's blursim.compare (issue 21; the chosen rate retrains on the whole "
-                        "training split) through repro_common.compare_zoo")
+    p.add_argument("--engine", choices=["zoo", "repro"], default="zoo",
+                   help="zoo (default): the rule zoo's blursim.compare (issue 21; rates tuned per horizon on a "
+                        "validation split carved from the training split, then the chosen rate and every genome "
+                        "train on the whole training split) through repro_common.compare_zoo; repro: the older "
+                        "repro_common.compare_tuned (everything trains on the 80 %% fitting part)")
     return p.parse_args(argv)
 
 
