@@ -777,8 +777,9 @@ def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_ne
 
     Differences of protocol, all the zoo's: a horizon's rate is the one of highest validation
     accuracy, ties broken by the lowest validation cross-entropy (``"validation_cross_entropy"``);
-    the chosen rate (and every genome) then trains on the *whole* training split, in float64; the unit of its statistics is an evaluation seed (``eval_seeds`` of
-    them, seeds ``seed ..``, each ``max(1, replicas // eval_seeds)`` initialisations), so
+    the chosen rate (and every genome) then trains on the *whole* training split, in float64; the
+    unit of its statistics is an evaluation seed (``eval_seeds`` of them, seeds ``seed ..``, each
+    ``max(1, replicas // eval_seeds)`` initialisations), so
     ``"test"`` holds per-evaluation-seed means and ``"over_inits"`` is over evaluation seeds.
     Each genome is its own entry (one per meta-training seed); ``"over_seeds"`` stays the
     t-interval over genomes."""
@@ -821,6 +822,7 @@ def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_ne
                                      "validation_cross_entropy": tuning["validation_cross_entropy"],
                                      "selected": {str(h): rows[h]["lr"] for h in hs},
                                      "extended": bool(tuning["extended"]), "test": test,
+                                     "top_reached": any(rows[h]["lr"] == tuning["lrs"][-1] for h in hs),
                                      "test_mean": test.mean(axis=0)}
         for label, mres in entry["methods"].items():
             acc = mres["test"]
@@ -831,3 +833,17 @@ def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_ne
                 for o, b in entry["baselines"].items()}
         out[tname] = entry
     return out
+
+
+#: ``--engine``: the comparison behind a script's baselines (same arguments, same result shape).
+ENGINES = {"zoo": compare_zoo, "repro": compare_tuned}
+
+
+def add_engine_arg(p, default: str = "zoo") -> None:
+    """``--engine zoo|repro`` for a script that compares against tuned optimizers."""
+    p.add_argument("--engine", choices=list(ENGINES), default=default,
+                   help=f"(default {default}) zoo: the rule zoo's blursim compare (issue 21; rates tuned per horizon "
+                        "on a validation split carved from the training split, then the chosen rate and every "
+                        "genome train on the whole training split, float64, two evaluation seeds) through "
+                        "repro_common.compare_zoo; repro: the older repro_common.compare_tuned (everything "
+                        "trains on the 80 %% fitting part, float32, one evaluation seed)")

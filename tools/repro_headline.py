@@ -88,11 +88,7 @@ def parse_args(argv=None):
     p.add_argument("--variant", default="",
                    help="a second run beside the page's: its name becomes repro_headline_VARIANT (its JSON "
                         "docs/results/repro_headline_VARIANT.json and figures), e.g. a larger scale for one k")
-    p.add_argument("--engine", choices=["zoo", "repro"], default="zoo",
-                   help="zoo (default): the rule zoo's blursim.compare (issue 21; rates tuned per horizon on a "
-                        "validation split carved from the training split, then the chosen rate and every genome "
-                        "train on the whole training split) through repro_common.compare_zoo; repro: the older "
-                        "repro_common.compare_tuned (everything trains on the 80 %% fitting part)")
+    rc.add_engine_arg(p)
     return p.parse_args(argv)
 
 
@@ -272,7 +268,7 @@ def main(argv=None) -> int:
 
     base = load_network(network_doc(2, runs[0]["hidden"]))
     seed = 1000 + args.seed
-    engine = rc.compare_zoo if args.engine == "zoo" else rc.compare_tuned
+    engine = rc.ENGINES[args.engine]
     result = engine({k: {"network": v["network"], "genomes": v["genomes"]} for k, v in methods.items()},
                     tasks, baseline_network=base, optimizers=OPTIMIZERS, lrs=lrs, horizons=horizons,
                     replicas=args.replicas, seed=seed, quiet=args.quiet)
