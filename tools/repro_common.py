@@ -769,9 +769,13 @@ def explicit(argv, flag: str, current: Any) -> Any:
     return vals if isinstance(current, list) else vals[0]
 
 
+#: evaluation seeds of :func:`compare_zoo` (``seed``, ``seed + 1``, ...)
+ZOO_EVAL_SEEDS = 2
+
+
 def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_network, optimizers,
                 lrs=HALF_DECADE, horizons: list[int], replicas: int, seed: int, batch_size: int = 32,
-                validation_fraction: float = 0.2, eval_seeds: int = 2, quiet: bool = True) -> dict[str, Any]:
+                validation_fraction: float = 0.2, eval_seeds: int = ZOO_EVAL_SEEDS, quiet: bool = True) -> dict[str, Any]:
     """:func:`compare_tuned`'s result made by the rule zoo's ``blursim.compare.compare`` (issue 21)
     instead: the same arguments and output shape, so a script swaps one call for the other.
 
@@ -847,3 +851,8 @@ def add_engine_arg(p, default: str = "zoo") -> None:
                         "genome train on the whole training split, float64, two evaluation seeds) through "
                         "repro_common.compare_zoo; repro: the older repro_common.compare_tuned (everything "
                         "trains on the 80 %% fitting part, float32, one evaluation seed)")
+
+
+def engine_seeds(engine: str, seed: int) -> int | list[int]:
+    """The evaluation seed(s) ``--engine`` uses for evaluation seed ``seed`` (for the JSON's ``seeds``)."""
+    return seed if engine == "repro" else [seed + i for i in range(ZOO_EVAL_SEEDS)]

@@ -105,7 +105,8 @@ def main(argv=None) -> int:
              "validation_fraction": 0.2, "engine": args.engine,
              "training_images": "the fitting part (80 %) of each training split" if args.engine == "repro" else
              "the whole training split (the rate chosen on its 20 % validation part)"}
-    rc.write_json(args.out, rc.envelope(NAME, args, timer, {"evaluation": seed, "validation_split": seed,
+    rc.write_json(args.out, rc.envelope(NAME, args, timer, {"evaluation": rc.engine_seeds(args.engine, seed),
+                                                            "validation_split": seed,
                                                             "datasets": 0}, scale,
                                         {"summary": summary, "per_task": res}, [f1]))
     for k, v in summary.items():

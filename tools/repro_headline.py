@@ -282,11 +282,13 @@ def main(argv=None) -> int:
     scale = {"meta_training": [{k: r[k] for k in keys if k in r} for r in runs],
              "network": "64 -> hidden -> C (specs/repro_digits_blur_64.json, general rules), resized per task",
              "baseline_network": "the same network's state-0 path (k=2), relu o tanh hidden, tanh outputs",
-             "horizons": horizons, "replicas": args.replicas, "batch_size": 32, "learning_rates": lrs,
+             "horizons": horizons, "replicas": args.replicas if args.engine == "repro" else
+             f"{max(1, args.replicas // rc.ZOO_EVAL_SEEDS)} per evaluation seed", "batch_size": 32,
+             "learning_rates": lrs,
              "validation_fraction": 0.2, "optimizers": OPTIMIZERS, "engine": args.engine,
              "paper": "MNIST 10x10 meta-training, 8 synchronised runs x 10,000 steps per curriculum stage, "
                       "unroll 10 -> 50, 4 states, 256/512 hidden; evaluation on MNIST/EMNIST/Fashion-MNIST 28x28"}
-    seeds = {"meta_training": {k: v["seeds"] for k, v in methods.items()}, "evaluation": seed,
+    seeds = {"meta_training": {k: v["seeds"] for k, v in methods.items()}, "evaluation": rc.engine_seeds(args.engine, seed),
              "validation_split": seed}
     rc.write_json(args.out, rc.envelope(name, args, timer, seeds, scale, {"tasks": result,
                                                                         "meta_runs": runs}, [f1, f2]))
