@@ -222,8 +222,9 @@ def plot(result: dict, path: Path, *, diff: bool) -> Path:
         ax.axis("off")
     h, lab = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(h, lab, loc="lower center", ncol=2, fontsize=9, frameon=False, bbox_to_anchor=(0.5, -0.02 * rows))
-    fig.suptitle("differences: mean over meta-training seeds with 95% t-interval over seeds" if diff else
-                 "test accuracy; optimizers' rates chosen on a validation split carved from the training split",
+    by = "; made by blursim compare" if any(e.get("engine") for e in result.values()) else ""
+    fig.suptitle(("differences: mean over meta-training seeds with 95% t-interval over seeds" if diff else
+                  "test accuracy; optimizers' rates chosen on a validation split carved from the training split") + by,
                  fontsize=11)
     fig.tight_layout(rect=(0, 0.08 / rows, 1, 0.97))
     return rc.save_figure(fig, path)
