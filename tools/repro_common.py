@@ -769,15 +769,21 @@ def explicit(argv, flag: str, current: Any) -> Any:
     return vals if isinstance(current, list) else vals[0]
 
 
+#: evaluation seeds of :func:`compare_zoo` (``seed``, ``seed + 1``, ...)
+ZOO_EVAL_SEEDS = 2
+
+
 def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_network, optimizers,
                 lrs=HALF_DECADE, horizons: list[int], replicas: int, seed: int, batch_size: int = 32,
-                validation_fraction: float = 0.2, eval_seeds: int = 2, quiet: bool = True) -> dict[str, Any]:
+                validation_fraction: float = 0.2, eval_seeds: int = ZOO_EVAL_SEEDS, quiet: bool = True) -> dict[str, Any]:
     """:func:`compare_tuned`'s result made by the rule zoo's ``blursim.compare.compare`` (issue 21)
     instead: the same arguments and output shape, so a script swaps one call for the other.
 
-    Differences of protocol, all the zoo's: the chosen rate (and every genome) then trains on the
-    *whole* training split; the unit of its statistics is an evaluation seed (``eval_seeds`` of
-    them, seeds ``seed ..``, each ``max(1, replicas // eval_seeds)`` initialisations), so
+    Differences of protocol, all the zoo's: a horizon's rate is the one of highest validation
+    accuracy, ties broken by the lowest validation cross-entropy (``"validation_cross_entropy"``);
+    the chosen rate (and every genome) then trains on the *whole* training split, in float64; the
+    unit of its statistics is an evaluation seed (``eval_seeds`` of them, seeds ``seed ..``, each
+    ``max(1, replicas // eval_seeds)`` initialisations), so
     ``"test"`` holds per-evaluation-seed means and ``"over_inits"`` is over evaluation seeds.
     Each genome is its own entry (one per meta-training seed); ``"over_seeds"`` stays the
     t-interval over genomes."""
@@ -817,8 +823,10 @@ def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_ne
             rows, test = cells(res, o)
             tuning = res.tuning[f"{task.title}/{o}"]
             entry["baselines"][o] = {"lrs": tuning["lrs"], "validation": np.asarray(tuning["validation_accuracy"]),
+                                     "validation_cross_entropy": tuning["validation_cross_entropy"],
                                      "selected": {str(h): rows[h]["lr"] for h in hs},
                                      "extended": bool(tuning["extended"]), "test": test,
+                                     "top_reached": any(rows[h]["lr"] == tuning["lrs"][-1] for h in hs),
                                      "test_mean": test.mean(axis=0)}
         for label, mres in entry["methods"].items():
             acc = mres["test"]
@@ -829,3 +837,22 @@ def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_ne
                 for o, b in entry["baselines"].items()}
         out[tname] = entry
     return out
+
+
+#: ``--engine``: the comparison behind a script's baselines (same arguments, same result shape).
+ENGINES = {"zoo": compare_zoo, "repro": compare_tuned}
+
+
+def add_engine_arg(p, default: str = "zoo") -> None:
+    """``--engine zoo|repro`` for a script that compares against tuned optimizers."""
+    p.add_argument("--engine", choices=list(ENGINES), default=default,
+                   help=f"(default {default}) zoo: the rule zoo's blursim compare (issue 21; rates tuned per horizon "
+                        "on a validation split carved from the training split, then the chosen rate and every "
+                        "genome train on the whole training split, float64, two evaluation seeds) through "
+                        "repro_common.compare_zoo; repro: the older repro_common.compare_tuned (everything "
+                        "trains on the 80 %% fitting part, float32, one evaluation seed)")
+
+
+def engine_seeds(engine: str, seed: int) -> int | list[int]:
+    """The evaluation seed(s) ``--engine`` uses for evaluation seed ``seed`` (for the JSON's ``seeds``)."""
+    return seed if engine == "repro" else [seed + i for i in range(ZOO_EVAL_SEEDS)]

@@ -7,7 +7,8 @@ trains the small network every comparison uses (``specs/repro_digits_blur_64.jso
 path: inputs -> 64 relu o tanh -> classes, tanh outputs; batches of 32) from ``--replicas``
 initialisations; its rate is chosen separately for each horizon on a validation split (20 % of
 the training split) over a half-decade grid that grows above the best rate
-(:func:`repro_common.compare_tuned`), and the test accuracy at that rate is reported. Also
+(:func:`repro_common.compare_tuned`; ``--engine zoo``: the rule zoo's ``blursim compare``), and the
+test accuracy at that rate is reported. Also
 draws sample images of each set.
 
     python tools/repro_datasets.py             # docs/results.md
@@ -43,6 +44,7 @@ def parse_args(argv=None):
     rc.add_common_args(p, NAME)
     p.add_argument("--replicas", type=int, default=4, help="initialisations (default 4)")
     p.add_argument("--horizons", type=int, nargs="+", default=[100, 1000], help="steps (default 100 1000)")
+    rc.add_engine_arg(p, "repro")  # the page's numbers were made with repro (compare_tuned)
     return p.parse_args(argv)
 
 
@@ -85,8 +87,9 @@ def main(argv=None) -> int:
     base = load_network(rc.SPECS / "repro_digits_blur_64.json")
     tasks = {k: {"dataset": v[0], "options": v[1]} for k, v in sets.items()}
     seed = 1000 + args.seed
-    res = rc.compare_tuned({}, tasks, baseline_network=base, optimizers=["adam"], lrs=lrs,
-                           horizons=sorted(args.horizons), replicas=args.replicas, seed=seed, quiet=args.quiet)
+    res = rc.ENGINES[args.engine]({}, tasks, baseline_network=base, optimizers=["adam"], lrs=lrs,
+                                  horizons=sorted(args.horizons), replicas=args.replicas, seed=seed,
+                                  quiet=args.quiet)
     summary = {}
     for k, e in res.items():
         b = e["baselines"]["adam"]
@@ -99,8 +102,11 @@ def main(argv=None) -> int:
     scale = {"network": "inputs -> 64 (relu o tanh) -> classes (tanh), state-0 path of "
                         "specs/repro_digits_blur_64.json", "optimizer": "adam", "batch_size": 32,
              "replicas": args.replicas, "horizons": sorted(args.horizons), "learning_rates": lrs,
-             "validation_fraction": 0.2, "training_images": "the fitting part (80 %) of each training split"}
-    rc.write_json(args.out, rc.envelope(NAME, args, timer, {"evaluation": seed, "validation_split": seed,
+             "validation_fraction": 0.2, "engine": args.engine,
+             "training_images": "the fitting part (80 %) of each training split" if args.engine == "repro" else
+             "the whole training split (the rate chosen on its 20 % validation part)"}
+    rc.write_json(args.out, rc.envelope(NAME, args, timer, {"evaluation": rc.engine_seeds(args.engine, seed),
+                                                            "validation_split": seed,
                                                             "datasets": 0}, scale,
                                         {"summary": summary, "per_task": res}, [f1]))
     for k, v in summary.items():

@@ -14,14 +14,19 @@ validation split.
    cut short still holds genomes of every ``k``. Each final current genome is written to ``--genome-dir`` as soon as its run ends,
    with its meta-training record (``run_k<k>_seed<s>.json``).
 2. ``compare`` phase: every genome found in ``--genome-dir`` (grouped by states) against the
-   three optimizers through one call, :func:`repro_common.compare_tuned`: unseen image sets
+   three optimizers through the rule zoo's ``blursim compare`` (:mod:`blursim.compare`, via
+   :func:`repro_common.compare_zoo`; ``--engine repro``: the older
+   :func:`repro_common.compare_tuned`): unseen image sets
    ``font_letters`` and ``font_digits`` (8x8, the digits' input size, and letters at 16x16),
    ``mnist1d`` (to ``--mnist1d-steps`` steps, where tuned methods separate), ``breast_cancer``
    and ``xor``; 20 % of each training split is the validation split that chooses each
-   optimizer's rate per horizon over a half-decade grid reaching above the best rate; all train
-   on the rest with the same batches and initial weights (evaluation seed ``1000 + seed``,
-   ``--replicas`` initialisations) and are scored on the test split; per-seed differences with
-   95 % t-intervals over genomes (meta-training seeds) and, separately, over initialisations.
+   optimizer's rate per horizon over a half-decade grid extended while the best rate lies at
+   its edge; the chosen rate and every genome then train on the whole training split with the
+   same batches and initial weights (evaluation seeds ``1000 + seed`` and ``1001 + seed``,
+   ``--replicas`` / 2 initialisations each) and are scored on the test split; per-seed
+   differences with 95 % t-intervals over genomes (meta-training seeds) and, separately, over
+   evaluation seeds. (``--engine repro`` trains everything on the 80 % fitting part, one
+   evaluation seed, ``--replicas`` initialisations, intervals over initialisations.)
 
     python tools/repro_headline.py --phase meta --seeds 3 --states 2 4   # background run
     python tools/repro_headline.py --phase compare                       # on the genomes found
@@ -83,10 +88,7 @@ def parse_args(argv=None):
     p.add_argument("--variant", default="",
                    help="a second run beside the page's: its name becomes repro_headline_VARIANT (its JSON "
                         "docs/results/repro_headline_VARIANT.json and figures), e.g. a larger scale for one k")
-    p.add_argument("--engine", choices=["repro", "zoo"], default="repro",
-                   help="repro: repro_common.compare_tuned (everything trains on the 80 %% fitting part); "
-                        "zoo: the rule zoo's blursim.compare (issue 21; the chosen rate retrains on the whole "
-                        "training split) through repro_common.compare_zoo")
+    rc.add_engine_arg(p)
     return p.parse_args(argv)
 
 
@@ -220,8 +222,9 @@ def plot(result: dict, path: Path, *, diff: bool) -> Path:
         ax.axis("off")
     h, lab = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(h, lab, loc="lower center", ncol=2, fontsize=9, frameon=False, bbox_to_anchor=(0.5, -0.02 * rows))
-    fig.suptitle("differences: mean over meta-training seeds with 95% t-interval over seeds" if diff else
-                 "test accuracy; optimizers' rates chosen on a validation split carved from the training split",
+    by = "; made by blursim compare" if any(e.get("engine") for e in result.values()) else ""
+    fig.suptitle(("differences: mean over meta-training seeds with 95% t-interval over seeds" if diff else
+                  "test accuracy; optimizers' rates chosen on a validation split carved from the training split") + by,
                  fontsize=11)
     fig.tight_layout(rect=(0, 0.08 / rows, 1, 0.97))
     return rc.save_figure(fig, path)
@@ -266,7 +269,7 @@ def main(argv=None) -> int:
 
     base = load_network(network_doc(2, runs[0]["hidden"]))
     seed = 1000 + args.seed
-    engine = rc.compare_zoo if args.engine == "zoo" else rc.compare_tuned
+    engine = rc.ENGINES[args.engine]
     result = engine({k: {"network": v["network"], "genomes": v["genomes"]} for k, v in methods.items()},
                     tasks, baseline_network=base, optimizers=OPTIMIZERS, lrs=lrs, horizons=horizons,
                     replicas=args.replicas, seed=seed, quiet=args.quiet)
@@ -280,11 +283,13 @@ def main(argv=None) -> int:
     scale = {"meta_training": [{k: r[k] for k in keys if k in r} for r in runs],
              "network": "64 -> hidden -> C (specs/repro_digits_blur_64.json, general rules), resized per task",
              "baseline_network": "the same network's state-0 path (k=2), relu o tanh hidden, tanh outputs",
-             "horizons": horizons, "replicas": args.replicas, "batch_size": 32, "learning_rates": lrs,
+             "horizons": horizons, "replicas": args.replicas if args.engine == "repro" else
+             f"{max(1, args.replicas // rc.ZOO_EVAL_SEEDS)} per evaluation seed", "batch_size": 32,
+             "learning_rates": lrs,
              "validation_fraction": 0.2, "optimizers": OPTIMIZERS, "engine": args.engine,
              "paper": "MNIST 10x10 meta-training, 8 synchronised runs x 10,000 steps per curriculum stage, "
                       "unroll 10 -> 50, 4 states, 256/512 hidden; evaluation on MNIST/EMNIST/Fashion-MNIST 28x28"}
-    seeds = {"meta_training": {k: v["seeds"] for k, v in methods.items()}, "evaluation": seed,
+    seeds = {"meta_training": {k: v["seeds"] for k, v in methods.items()}, "evaluation": rc.engine_seeds(args.engine, seed),
              "validation_split": seed}
     rc.write_json(args.out, rc.envelope(name, args, timer, seeds, scale, {"tasks": result,
                                                                         "meta_runs": runs}, [f1, f2]))
