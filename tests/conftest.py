@@ -1,11 +1,22 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 
 # tests/reference (the independent backprop) is imported as a plain package.
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Compiled JAX programs (blursim.meta.jax_cache) go to a cache of this test session's own, removed
+# at its end: the suite never writes to the user's ~/.cache, and a user's cache never changes what
+# the suite measures; subprocesses of the suite inherit it (the cache test sets its own).
+if "BLURSIM_JAX_CACHE" not in os.environ:
+    _JAX_CACHE = tempfile.mkdtemp(prefix="blursim-test-jax-cache-")
+    os.environ["BLURSIM_JAX_CACHE"] = _JAX_CACHE
+    atexit.register(shutil.rmtree, _JAX_CACHE, ignore_errors=True)
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
