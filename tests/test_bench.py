@@ -83,6 +83,7 @@ def test_products_only_runs_the_steps_products(backend, monkeypatch):
         assert products == sorted(calls) and len(products) >= 7  # 7 products per chunk of species
 
 
+@pytest.mark.slow  # 17-40 s: the whole quick benchmark (the rows' parts are tested above and below)
 def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys, backend):
     bound = backend._cblas is not None  # the rows without the BLAS binding need it to be on
     out = tmp_path / "bench.json"

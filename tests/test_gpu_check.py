@@ -102,6 +102,7 @@ def test_gpu_check_without_a_gpu_says_so(monkeypatch, count, capsys):
     assert "no CUDA GPU" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # 8 s; the default suite runs the same path in test_gpu_check_gradient_off_by_1e6_fails
 def test_gpu_check_jax_path_on_the_cpu_stand_in(monkeypatch, tmp_path, capsys):
     """Without CuPy, ``--jax-cpu`` runs the JAX parity on JAX's CPU (where CI has no GPU); one tiny
     spec keeps it to two compilations. A JAX engine that is off by 1e-6 in its outputs fails it."""
