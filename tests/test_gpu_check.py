@@ -62,6 +62,7 @@ def _load_script():
     return mod
 
 
+@pytest.mark.slow  # 15 s of the default suite's 5 minutes; CI has no GPU (python -m pytest -m slow runs it)
 def test_gpu_check_runs_end_to_end_on_a_stand_in(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
     out = tmp_path / "gpu.json"
