@@ -198,26 +198,15 @@ def mutant_equivariance(mp):
     return chain(), random_genome(seed=1), {}
 
 
-def _couple(axis):
-    def make(orig):
-        def train_step(self, st, genes, x, y, monitor=None):
-            orig(self, st, genes, x, y, monitor=monitor)
-            for q, W in enumerate(st.W):
-                st.W[q] = W + 1e-3 * W.mean(axis=axis, keepdims=True)
-            return st
-        return train_step
-    return make
-
-
 def mutant_species(mp):
     """Species leak into each other: every species' W moves by 1e-3 × the species mean."""
-    wrap(mp, Simulator, "train_step", _couple(0))
+    planted_bugs.MUTANTS.get("species_mixing").plant(mp)
     return chain(), random_genome(seed=1), {}
 
 
 def mutant_replicas(mp):
     """Replicas leak into each other."""
-    wrap(mp, Simulator, "train_step", _couple(1))
+    planted_bugs.MUTANTS.get("replica_mixing").plant(mp)
     return chain(), random_genome(seed=1), {}
 
 

@@ -33,13 +33,8 @@ def builtin_law(name: str, module: str | None, source: str):
     one-line error listing them. ``module`` is only quoted, never imported."""
     from blursim.errors import SpecError
     from blursim.testing import laws
-    from blursim.testing.zoo_laws import ZOO_LAWS
 
-    # blursim's own laws: the step's (laws, step_laws) and the rule zoo's; a law registered by other
-    # code cannot be here, since the command imports nothing a file names
-    registries = (laws.LAWS, ZOO_LAWS)
-    own = {n: reg.get(n) for reg in registries for n in reg
-           if type(reg.get(n)).__module__.startswith("blursim.testing.")}
+    own = laws.builtin_laws()  # the command imports nothing a file names: no law of other code is here
     if name in own:
         return own[name]
     where = f" (module {module!r} is never imported)" if module and module != laws.__name__ else ""

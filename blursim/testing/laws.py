@@ -85,6 +85,7 @@ __all__ = [
     "LawNotApplicable",
     "LawRun",
     "law_named",
+    "builtin_laws",
     "replay",
     "applicable_laws",
     "check_all",
@@ -1103,6 +1104,15 @@ class InvariantLaw(Law):
         if not why and explain is not None:
             why = str(explain(*args))
         run.fail(Where(variable="synapses", step=run.t), detail=why or f"{self.name} returned {ok!r}")
+
+
+def builtin_laws() -> dict[str, Law]:
+    """blursim's own laws by name: the step's (this module, :mod:`~blursim.testing.step_laws`) and
+    the rule zoo's (:mod:`~blursim.testing.zoo_laws`), without any registered by other code."""
+    from blursim.testing.zoo_laws import ZOO_LAWS
+
+    return {n: reg.get(n) for reg in (LAWS, ZOO_LAWS) for n in reg
+            if type(reg.get(n)).__module__.startswith("blursim.testing.")}
 
 
 def law_named(name: str, module: str | None = None) -> Law:
