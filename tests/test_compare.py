@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -115,11 +114,10 @@ def test_cli_refuses_without_entries(capsys):
     assert "--optimizer" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_quick_runs_under_a_minute(tmp_path, capsys):
-    t0 = time.perf_counter()
+@pytest.mark.slow  # its time (12.6-13.9 s measured) is a benchmark number, not a test assertion
+def test_quick_run_writes_its_outputs(tmp_path, capsys):
     assert main(["compare", "--quick", "--out", str(tmp_path)]) == 0
-    assert time.perf_counter() - t0 < 60
+    assert {p.suffix for p in tmp_path.iterdir()} >= {".json", ".png"}
     assert Task("cross").title == "cross"
 
 
