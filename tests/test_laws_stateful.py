@@ -13,9 +13,10 @@ from blursim.genome import random_genome
 from blursim.sim import Simulator
 from blursim.testing import LawViolation, assert_invariant, masked_entries_are_zero, unchanged_since_start
 from blursim.testing.stateful import law_machine
+from blursim.testing.mutants import MUTANTS
 from blursim.testing.strategies import genomes, network_specs, rules
 
-from test_laws import _couple, batches, chain
+from test_laws import batches, chain
 
 SETTINGS = settings(max_examples=4, stateful_step_count=4, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow],
@@ -44,7 +45,7 @@ def test_laws_hold_along_runs_hypothesis_drives():
 
 
 def test_a_run_law_breaks_on_a_mutant_naming_law_species_and_step(monkeypatch):
-    monkeypatch.setattr(Simulator, "train_step", _couple(0)(Simulator.train_step))
+    MUTANTS.get("species_mixing").plant(monkeypatch)  # each species' W moves by 1e-3 x the species mean
     Runs = law_machine(st.just(chain()), laws=["species_independence"])
     with pytest.raises(LawViolation) as err:
         run_state_machine_as_test(Runs, settings=SETTINGS)
