@@ -8,7 +8,7 @@ record 0 the initial genome), ``best_genome.json``, ``mean_genome.json``, a chec
     from blursim.runs import Run, find_runs
 
     run = Run("runs/toy")
-    run.status                  # "finished", "interrupted" or "running"
+    run.status                  # "finished", "stopped", "interrupted" or "running"
     run.done, run.total         # generations (gradient: steps) done, and the experiment's
     run.best_validation         # (value, generation) of the best validated mean genome
     log = run.arrays()          # the log as NumPy arrays, NaN where a record has no number
@@ -22,9 +22,10 @@ The vocabulary follows the run: one record of an evolution strategy's log is a
 
 Status: ``running`` while a process holds the directory's lock
 (:class:`~blursim.meta.io.RunLock`); else ``finished`` when the log reached the
-experiment's ``generations`` (or more, with ``--generations``), else ``interrupted``
-(stopped by Ctrl-C, SIGTERM or an error, or run with fewer ``--generations``: resume it
-with ``blursim meta-train EXPERIMENT --resume DIR``).
+experiment's ``generations`` (or more, with ``--generations``); ``stopped`` when the run
+ended as asked after fewer generations (``--generations N`` below the experiment's);
+else ``interrupted`` (stopped by Ctrl-C, SIGTERM or an error). A stopped or interrupted
+run goes on with ``blursim meta-train EXPERIMENT --resume DIR``.
 
 "Better" is higher for accuracy and minus cross-entropy, lower for the mean squared error
 (fitness metric ``mse``, whose validation numbers are MSE).
@@ -35,6 +36,7 @@ Euclidean norm of the difference of every entry, optional fields at their defaul
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -158,7 +160,21 @@ class Run:
             return "running"
         if self.records and self.total is not None and self.done >= self.total:
             return "finished"
+        if self.records and self._completed_at() == self.done:
+            return "stopped"
         return "interrupted"
+
+    def _completed_at(self) -> int | None:
+        """The generation at which the run ended by reaching the generations it was asked for
+        (``checkpoint.json``'s ``completed``), else None; a missing or unreadable checkpoint is
+        None (``status`` reads it; resuming checks it fully)."""
+        try:
+            ck = json.loads((self.path / mio.CHECKPOINT_JSON).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        if isinstance(ck, dict) and ck.get("completed") is True and type(ck.get("generation")) is int:
+            return ck["generation"]
+        return None
 
     # -------------------------------------------------------------- its numbers
     def series(self, path: str | Sequence[str]) -> np.ndarray:

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from test_meta_train import TINY_NETWORK, tiny_experiment
+from test_meta_train import TINY_NETWORK, Crash, CrashAfter, tiny_experiment
 
 from blursim.cli.main import main
 from blursim.meta import meta_train
@@ -16,14 +16,17 @@ from blursim.spec import load_genome
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """``runs/a``: finished (3 of 3 generations); ``runs/b``: another seed, stopped after 2 of 3;
-    the experiment file of ``a``."""
+    """``runs/a``: finished (3 of 3 generations); ``runs/b``: another seed, stopped as asked
+    after 2 of 3 (``--generations 2``); ``crashed/c``: interrupted after generation 1 of 3; the
+    experiment file of ``a``."""
     root = tmp_path_factory.mktemp("runs")
     exp = tiny_experiment(generations=3, validation={"every": 2})
     path = root / "exp.json"
     path.write_text(json.dumps(exp))
     meta_train(path, out=root / "runs" / "a")
     meta_train(tiny_experiment(generations=3, seed=8, name="other"), out=root / "runs" / "b", generations=2)
+    with pytest.raises(Crash):
+        meta_train(tiny_experiment(generations=3), out=root / "crashed" / "c", observers=[CrashAfter(1)])
     return root
 
 
@@ -36,7 +39,9 @@ def cli(capsys, *argv):
 def test_run_object_reads_status_numbers_and_arrays(runs):
     a, b = Run(runs / "runs" / "a"), Run(runs / "runs" / "b")
     assert (a.name, a.strategy, a.unit, a.status, a.done, a.total) == ("tiny", "cma_es", "generation", "finished", 3, 3)
-    assert (b.name, b.status, b.done) == ("other", "interrupted", 2)
+    assert (b.name, b.status, b.done) == ("other", "stopped", 2)
+    c = Run(runs / "crashed" / "c")
+    assert (c.status, c.done, c.total) == ("interrupted", 1, 3)
     recs = read_log(runs / "runs" / "a" / "log.jsonl")
     arr = a.arrays()
     assert arr["generation"].tolist() == [0, 1, 2, 3]
@@ -58,7 +63,7 @@ def test_run_object_reads_status_numbers_and_arrays(runs):
         assert Run(runs / "runs" / "b").status == "running"
     finally:
         lock.release()
-    assert Run(runs / "runs" / "b").status == "interrupted"
+    assert Run(runs / "runs" / "b").status == "stopped"
     assert [r.path.name for r in find_runs([runs / "runs"])] == ["a", "b"]
 
 
@@ -70,7 +75,7 @@ def test_runs_list_ranks_by_best_validation(runs, capsys):
     a, b = Run(runs / "runs" / "a"), Run(runs / "runs" / "b")
     first = a if a.best_validation[0] >= b.best_validation[0] else b
     assert lines[1].startswith(str(first.path))
-    assert "finished" in out and "interrupted" in out and "3/3 gen" in out and "2/3 gen" in out
+    assert "finished" in out and "stopped" in out and "3/3 gen" in out and "2/3 gen" in out
     rc, out, _ = cli(capsys, "runs", "list", runs / "runs" / "b", runs / "runs" / "a", "--json")
     doc = json.loads(out)
     assert {d["experiment"] for d in doc} == {"tiny", "other"}

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
     ls = rsub.add_parser("list", help="one line per run, best validation first",
                          description="One line per run: experiment, strategy, status (finished, "
-                                     "interrupted, running), generations (steps) done of the "
+                                     "stopped, interrupted, running), generations (steps) done of the "
                                      "experiment's, best and last validation of the mean genome, "
                                      "compute time. Sorted by best validation, best first.")
     ls.add_argument("dirs", nargs="+", metavar="DIR",

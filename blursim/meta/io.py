@@ -257,8 +257,12 @@ def _sha(data: bytes | str) -> str:
 
 
 # ----------------------------------------------------------------- checkpoints
-def write_checkpoint(directory: str | Path, trainer: Any, state: Any) -> None:
-    """Checkpoint ``state`` (a :class:`~blursim.meta.trainer.TrainerState`) into ``directory``."""
+def write_checkpoint(directory: str | Path, trainer: Any, state: Any, *, completed: bool = False) -> None:
+    """Checkpoint ``state`` (a :class:`~blursim.meta.trainer.TrainerState`) into ``directory``.
+
+    ``completed``: the run ended because it reached the generations it was asked for (the
+    experiment's, or fewer with ``--generations``), not by an interruption; recorded as
+    ``"completed": true`` so that :attr:`blursim.runs.Run.status` can tell the two apart."""
     d = Path(directory)
     data, arrays = trainer.strategy.state_to_data(state.strategy_state)
     buf = io.BytesIO()
@@ -277,6 +281,7 @@ def write_checkpoint(directory: str | Path, trainer: Any, state: Any) -> None:
         "log": {"records": len(state.records), "sha256": _sha(log_text(state.records))},
         "strategy": data,
         "arrays": {"file": npz, "sha256": _sha(raw)},
+        "completed": bool(completed),
     }
     atomic_write_text(d / CHECKPOINT_JSON, json.dumps(ck, indent=1, allow_nan=False) + "\n")
     fsync_dir(d)

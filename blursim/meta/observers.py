@@ -47,7 +47,7 @@ class RunDirectory:
         self.plot = plot
         self.plot_interval = plot_interval
         self._last_plot = 0.0
-        self._checkpointed = -1
+        self._checkpointed: tuple = (-1, None)  # (generation, completed) last written
         self._lock = mio.RunLock(self.path)
 
     # ------------------------------------------------------------ create/resume
@@ -146,7 +146,7 @@ class RunDirectory:
     def load(self, setup: Any) -> Any:
         """The :class:`~blursim.meta.records.TrainerState` checkpointed here."""
         gen, sstate, records = mio.read_checkpoint(self.path, setup)
-        self._checkpointed = gen
+        self._checkpointed = (gen, None)
         return TrainerState(gen, sstate, records)
 
     # ---------------------------------------------------------------- observer
@@ -177,15 +177,15 @@ class RunDirectory:
                                fitness=measured.get("fitness"), validation_mean=end["validation_mean"],
                                validation=end["validation"], validated_at_end=True)
             mio.atomic_write_text(self.path / "mean_genome.json", dump_spec(g))
-        self._checkpoint(trainer, state)
+        self._checkpoint(trainer, state, completed=completed)
         if self.plot:
             self._plot(state.records, trainer.exp)
 
-    def _checkpoint(self, trainer: Any, state: Any) -> None:
-        if self._checkpointed == state.generation:
+    def _checkpoint(self, trainer: Any, state: Any, *, completed: bool = False) -> None:
+        if self._checkpointed == (state.generation, completed):
             return
-        mio.write_checkpoint(self.path, trainer, state)
-        self._checkpointed = state.generation
+        mio.write_checkpoint(self.path, trainer, state, completed=completed)
+        self._checkpointed = (state.generation, completed)
 
     def _plot(self, records: list[dict], exp: Any) -> None:
         from blursim.meta.plot import plot_records
