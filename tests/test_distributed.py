@@ -65,3 +65,24 @@ def test_missing_dask_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_dask)
     with pytest.raises(BlursimError, match=r"pip install 'blursim\[distributed\]'"):
         distributed.make_executor(local_workers=2)
+
+
+@pytest.mark.slow  # 12-35 s: three processes each trace and load the JAX unroll (python -m pytest -m slow)
+def test_gradient_meta_training_on_dask_equals_local(executor, tmp_path):
+    """Issue 25 item 4: the runs' meta-gradients go to the workers (two runs x two draws, one
+    contiguous chunk of pairs per worker); the run directory equals the local run's bit for bit."""
+    pytest.importorskip("jax")
+    from test_gradient_training import gradient_experiment
+
+    from blursim.meta import distributed
+
+    exp = gradient_experiment({"runs": 2, "meta_batch": 2, "learning_rate": 0.05}, generations=2,
+                              validation_tasks=[])
+    meta_train(exp, out=tmp_path / "local")
+    trainer = MetaTrainer(prepare_experiment(exp), executor=executor)
+    assert isinstance(trainer.steps.objective, distributed.DaskObjective)
+    meta_train(exp, out=tmp_path / "dask", executor=executor)
+    assert files_of(tmp_path / "local") == files_of(tmp_path / "dask")
+    # both workers computed meta-gradients: each built the experiment's objective once
+    built = executor.client.run(lambda: list(__import__("blursim.meta.distributed").meta.distributed._WORKER_OBJECTIVES))
+    assert sorted(len(v) for v in built.values()) == [1, 1]

@@ -13,12 +13,23 @@ because a species' result never depends on the others in its batch, the
 fitness is bit-identical to a local evaluation on the same software stack.
 Datasets are loaded *on the workers*: local files (e.g. MNIST IDX) must be
 reachable there under the same path.
+
+Gradient meta-training (issue 25 item 4) spreads its ``N`` synchronised runs x ``meta_batch``
+draws the same way: :class:`DaskObjective` stands in for the local
+:class:`~blursim.meta.objective.MetaObjective`; its :meth:`~DaskObjective.value_and_grad_many`
+cuts the (genome, task seeds) pairs into one contiguous chunk per worker, and each worker
+computes its pairs with a ``MetaObjective`` on one JAX device, built once per experiment from
+the :class:`GradientJob` scattered to it (the prepared experiment, datasets included, pickled
+once). Every pair is the same computation as in a local one-device run, so the meta-losses and
+gradients are bit-identical to it on the same software stack (``tests/test_distributed.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,6 +111,23 @@ class DaskExecutor:
         ]
         return self.client.gather(futures)
 
+    def map_gradients(self, job: "GradientJob", xs: list[np.ndarray], seeds: list[list[int]],
+                      proto: Protocol) -> list[tuple[float, np.ndarray, dict]]:
+        """``(loss, gradient, metrics)`` of every pair ``(xs[p], seeds[p])``, in order: one
+        contiguous chunk of pairs per worker (:func:`gradient_chunk`)."""
+        fut = self._scattered.get(job.key)
+        if fut is None:
+            fut = self.client.scatter(job, broadcast=True, hash=False)
+            self._scattered = {job.key: fut}
+        n = len(xs)
+        parts = min(self.n_workers, n)
+        bounds = [round(i * n / parts) for i in range(parts + 1)]
+        futures = [
+            self.client.submit(gradient_chunk, fut, xs[a:b], seeds[a:b], proto, pure=False)
+            for a, b in zip(bounds[:-1], bounds[1:]) if b > a
+        ]
+        return [r for chunk in self.client.gather(futures) for r in chunk]
+
     def close(self) -> None:
         self._scattered = {}
         for obj in self._own:
@@ -137,3 +165,56 @@ def make_executor(dask_spec: Any = None, *, scheduler: str | None = None,
     if not math.isfinite(timeout) or not 0 < timeout <= 3600:
         raise BlursimError(f"--dask-timeout must be in (0, 3600] seconds (got {timeout})")
     return DaskExecutor(scheduler=scheduler, local_workers=local_workers, timeout=timeout)
+
+
+# ------------------------------------------------------------ gradient runs
+@dataclasses.dataclass(frozen=True)
+class GradientJob:
+    """What a worker needs to compute meta-gradients: the prepared experiment (without its
+    strategy object, which the workers do not use and which does not pickle) and the dtype.
+    ``key`` names it: a worker builds one :class:`~blursim.meta.objective.MetaObjective` per key."""
+
+    setup: Any
+    dtype: str
+    key: str
+
+
+def gradient_job(setup: Any, dtype: str) -> GradientJob:
+    """The :class:`GradientJob` of a :class:`~blursim.meta.experiment.Setup` in ``dtype``."""
+    return GradientJob(dataclasses.replace(setup, strategy=None, memory=None), dtype, f"{setup.spec_hash}:{dtype}")
+
+
+_WORKER_OBJECTIVES: OrderedDict[str, Any] = OrderedDict()
+
+
+def gradient_chunk(job: GradientJob, xs: Sequence[np.ndarray], seeds: Sequence[Sequence[int]],
+                   proto: Protocol) -> list[tuple[float, np.ndarray, dict]]:
+    """``value_and_grad`` of every pair, on one JAX device of this process (a Dask worker's, or
+    this one's). The objective (and its compiled unroll) is built once per job key and kept."""
+    from blursim.meta.objective import MetaObjective
+
+    obj = _WORKER_OBJECTIVES.get(job.key)
+    if obj is None:
+        obj = _WORKER_OBJECTIVES[job.key] = MetaObjective(job.setup, "train", dtype=job.dtype, devices=1)
+        while len(_WORKER_OBJECTIVES) > 2:
+            _WORKER_OBJECTIVES.popitem(last=False)
+    return [obj.value_and_grad(x, s, proto) for x, s in zip(xs, seeds, strict=True)]
+
+
+class DaskObjective:
+    """The meta-objective of ``setup``'s training tasks, computed on the workers of ``executor``
+    (a :class:`DaskExecutor`); what :class:`~blursim.meta.gradient_step.GradientStep` uses when a
+    gradient run is given a Dask cluster (``--dask-workers`` / ``--dask-scheduler``)."""
+
+    def __init__(self, executor: DaskExecutor, setup: Any, dtype: str = "float32") -> None:
+        self.executor = executor
+        self.job = gradient_job(setup, dtype)
+        self.dim = setup.layout.size
+
+    def value_and_grad_many(self, xs: Sequence[np.ndarray], seeds: Sequence[Sequence[int]],
+                            proto: Protocol) -> list[tuple[float, np.ndarray, dict]]:
+        xs = [np.asarray(x, dtype=np.float64).reshape(self.dim) for x in xs]
+        return self.executor.map_gradients(self.job, xs, [list(map(int, s)) for s in seeds], proto)
+
+    def value_and_grad(self, x: np.ndarray, seeds: Sequence[int], proto: Protocol) -> tuple[float, np.ndarray, dict]:
+        return self.value_and_grad_many([x], [seeds], proto)[0]

@@ -112,6 +112,11 @@ class MetaTrainer:
         self.train_labels = [t.label for t in setup.train_tasks]
         self.val_labels = [t.label for t in setup.val_tasks]
         self.val_seeds = validation_seeds(self.exp.seed, len(setup.val_tasks))
+        if objective is None and executor is not None and self.strategy.kind == "gradient":
+            from blursim.meta.distributed import DaskObjective
+
+            # the runs' meta-gradients go to the cluster too (issue 25 item 4)
+            objective = DaskObjective(executor, setup, self.exp.execution.dtype)
         #: What makes the steps of this strategy's kind (:data:`STEPS`).
         self.steps = STEPS[self.strategy.kind](self, objective)
 
