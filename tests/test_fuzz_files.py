@@ -498,6 +498,29 @@ def test_checkpoint_inflated_size_is_bounded_from_headers(run_dir, tmp_path):
         read_checkpoint(d, setup)
 
 
+def test_checkpoint_arrays_with_an_extra_member_are_refused(run_dir, tmp_path):
+    """Every array of the strategy's state is there, plus one nobody reads (checksum updated):
+    refused in one line naming the file and the member, not silently ignored."""
+    import hashlib
+
+    from blursim.meta.io import RunDirError, read_checkpoint
+
+    src, setup = run_dir
+    d = _copy_run(src, tmp_path / "run")
+    ck = json.loads((d / "checkpoint.json").read_text())
+    f = d / ck["arrays"]["file"]
+    with np.load(f) as z:
+        arrays = {k: z[k] for k in z.files}
+    read_checkpoint(d, setup)  # the untouched copy resumes
+    raw = npz_bytes(**arrays, planted=np.zeros(3))
+    f.write_bytes(raw)
+    ck["arrays"]["sha256"] = hashlib.sha256(raw).hexdigest()
+    (d / "checkpoint.json").write_text(json.dumps(ck))
+    with pytest.raises(RunDirError, match=r"holds member\(s\) 'planted' that a \w+ checkpoint does not have") as e:
+        read_checkpoint(d, setup)
+    assert str(f) in str(e.value) and "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("kind", ["symlink", "hard link", "fifo", "directory"])
 @pytest.mark.parametrize("fresh", [False, True])
 def test_the_lock_never_writes_through_a_link(run_dir, tmp_path, capsys, kind, fresh):

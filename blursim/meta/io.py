@@ -471,4 +471,14 @@ def _strategy_state(setup: Any, doc: CheckpointDoc, arrays: dict[str, np.ndarray
             f"cannot resume: {jpath} is inconsistent: the strategy's state is after {told} "
             f"generation(s), the checkpoint says {doc.generation}"
         )
+    # the arrays file holds exactly what this state writes: a member nobody reads is not ignored
+    _, written = setup.strategy.state_to_data(sstate)
+    extra = sorted(set(arrays) - set(written))
+    if extra:
+        names = ", ".join(shorten(repr(k)) for k in extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise RunDirError(
+            f"cannot resume: {jpath.parent / doc.arrays.file} holds member(s) {names} that a "
+            f"{setup.strategy.name} checkpoint does not have; it was not written by blursim for this run "
+            "(start the run afresh in another directory)"
+        )
     return sstate
