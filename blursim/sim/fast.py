@@ -299,7 +299,7 @@ class FastKernels(KernelSet):
         if any(job.channels != "all" for job in jobs):
             for i in self.program.inputs:  # shared cache, filled before any job runs
                 self._tiled(run.inputs[i])
-        run.shared = self._shared_projections(jobs)
+        run.shared = self.shared_projections(jobs)
         work = []
         for job in jobs:
             if job.q in run.shared:  # W and V read the same G^d (_shared_hebbian)
@@ -311,7 +311,7 @@ class FastKernels(KernelSet):
             work.append((self._op(job).stored, needs, lambda job=job: fn(job)))
         self.sim.executor.run_jobs(work)
 
-    def _shared_projections(self, jobs) -> frozenset:
+    def shared_projections(self, jobs) -> frozenset:
         """Projections whose ``W`` and ``V`` Hebbian terms come from one product per state
         (:meth:`_shared_hebbian`): from an input, both updated by eq. (7) itself with one update
         per channel, both stored dense, on a real dtype whose backend transposes with BLAS."""
@@ -346,8 +346,9 @@ class FastKernels(KernelSet):
 
     def _shared_hebbian(self, run, job, E, keep) -> bool:
         """Eq. (7) for ``W`` or ``V`` of a projection from an input, through the products the two
-        share (``keep``: eq. (8)'s ``D``, applied to ``E`` already, else ``f~``): with ``x`` the input (its states above 0 are zero) and ``a`` the postsynaptic
-        states, ``P = nu~^T a_src`` and ``Q = mu~ a_dst`` give
+        share (``keep``: eq. (8)'s ``D``, applied to ``E`` already, else ``f~``). With ``x`` the
+        input (its states above 0 are zero) and ``a`` the postsynaptic states, ``P = nu~^T a_src``
+        and ``Q = mu~ a_dst`` give
 
             H_W^c = nu~[0, c] x^T (mu~ a)^c = sum_d nu~[0, c] mu~[c, d] G^d,   G^d = x^T a^d
             H_V^c = mu~[c, 0] (nu~^T a)^{cT} x = sum_d mu~[c, 0] nu~[d, c] G^{dT}
