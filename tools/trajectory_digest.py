@@ -36,6 +36,18 @@ release)::
     PYTHONPATH=/tmp/old python tools/trajectory_digest.py --out old.json
     PYTHONPATH=. python tools/trajectory_digest.py --out new.json
     python tools/trajectory_digest.py --compare old.json new.json
+
+A change that reorders sums cannot keep every bit; how far it moves a long
+run is measured instead: ``--long N`` trains the benchmark's ``paper-es``
+workload (196 -> 512 -> 10, k = 2, batch 128; ``S`` random genomes, 2
+replicas) for ``N`` steps in float64 and float32 and saves its synapses at
+steps 1, 10, 100, ... and ``N`` and the final query outputs; ``--drift``
+reports, per array and snapshot, ``max|a - b| / max|b|`` between two such
+files (the largest over species, replicas and entries)::
+
+    PYTHONPATH=/tmp/old python tools/trajectory_digest.py --long 400 --out old.npz
+    PYTHONPATH=. python tools/trajectory_digest.py --long 400 --out new.npz
+    python tools/trajectory_digest.py --drift old.npz new.npz
 """
 
 from __future__ import annotations
@@ -197,6 +209,92 @@ def collect(quick: bool = False, only: str | None = None, log=print, keep: dict 
     return {"cases": cases, "skipped": skipped}
 
 
+def long_run(steps: int, S: int = 4, R: int = 2, B: int = 128, fitness: int = 0,
+             repro: bool = False) -> dict[str, np.ndarray]:
+    """The ``paper-es`` workload trained ``steps`` steps (seeded batches, float64 and float32):
+    ``{"dtype|step|array": values}`` at steps 1, 10, 100, ... and ``steps``, and the query outputs;
+    with ``fitness``, also :func:`fitness_metrics` of that many genomes. ``repro``: the
+    reproduction genomes of ``docs/results`` with ``k = 2`` (species in name order) instead of
+    ``S`` of the benchmark's random ones."""
+    from blursim.genome import make_preset
+    from blursim.graph import compile_network
+    from blursim.sim import Simulator
+    from blursim.spec import load_network
+
+    from blursim.bench.workloads import PAPER_ES
+
+    spec = copy.deepcopy(PAPER_ES)
+    prog = compile_network(load_network(spec))
+    marks = {steps} | {10 ** i for i in range(len(str(steps))) if 10 ** i <= steps}
+    out: dict[str, np.ndarray] = {}
+    if repro:
+        from blursim.spec import load_genome
+
+        genomes = [g for g in map(load_genome, repro_genomes().values()) if g.k == prog.k]
+    else:
+        genomes = [make_preset("random", k=prog.k, groups=prog.groups, seed=s, lr=0.01) for s in range(S)]
+    for dtype in DTYPES:
+        sim = Simulator(prog, dtype=dtype)
+        genes = sim.prepare(genomes)
+        st = sim.init_synapses(genes, replicas=R, seed=0)
+        rng = np.random.default_rng(0)
+        for t in range(1, steps + 1):
+            sim.train_step(st, genes, rng.normal(size=(B, prog.n_features)), rng.integers(0, 10, B))
+            if t in marks:
+                for q in range(len(prog.projs)):
+                    for w in "WbV":
+                        a = st.get(q, w)
+                        if a is not None:
+                            out[f"{dtype}|{t}|{w}{q}"] = np.array(sim.backend.to_numpy(a))
+        outs = sim.forward(st, genes, rng.normal(size=(B, prog.n_features)))
+        out.update({f"{dtype}|{steps}|out{i}": np.array(sim.backend.to_numpy(o)) for i, o in enumerate(outs)})
+    if fitness:
+        out.update(fitness_metrics(fitness))
+    return out
+
+
+def fitness_metrics(S: int) -> dict[str, np.ndarray]:
+    """The benchmark's Sec. 4.4 fitness evaluation (``blursim.bench.workloads.fitness_workload``:
+    15 steps, 20 query batches of 128, float32) of its ``S`` genomes: every metric, ``(S, 1)``."""
+    from blursim.backend import get_backend
+    from blursim.bench.workloads import PAPER_ES, Workload, synthetic_dataset
+    from blursim.sim import train_and_evaluate
+
+    w = Workload(PAPER_ES, S, get_backend("numpy", "float32"))
+    res = train_and_evaluate(w.sim, w.genomes, synthetic_dataset(196, 10), steps=15, batch_size=128,
+                             eval_steps="end", n_query_batches=20, query_batch_size=128)
+    return {f"float32|fitness|{k}": np.asarray(v, dtype=np.float64) for k, v in res.metrics.items()}
+
+
+def drift(a_path: str, b_path: str) -> int:
+    """Per array and snapshot of two :func:`long_run` files: ``max|a - b| / max|b|`` over all
+    entries, and the same per species (genomes differ in how much a BLUR run amplifies rounding)."""
+    a, b = np.load(a_path), np.load(b_path)
+    if set(a.files) != set(b.files):
+        print(f"the two runs saved different arrays: {sorted(set(a.files) ^ set(b.files))[:5]}")
+        return 1
+    rel = lambda x, y: float(np.max(np.abs(x - y))) / max(float(np.max(np.abs(y))), 1e-30)  # noqa: E731
+    worst: dict[tuple, list] = {}
+    order = lambda k: (k.split("|")[0], int(k.split("|")[1]) if k.split("|")[1].isdigit() else 1 << 62, k)  # noqa: E731
+    for key in sorted(a.files, key=order):
+        x, y = a[key].astype(np.float64), b[key].astype(np.float64)
+        same = "  bit-identical" if np.array_equal(a[key], b[key]) else ""
+        if "|fitness|" in key:  # one value per genome: the largest absolute difference
+            print(f"{key:<32} max abs. difference {float(np.max(np.abs(x - y))):9.3g} over {x.shape[0]} genomes"
+                  f" (values {float(np.min(y)):.4g} .. {float(np.max(y)):.4g}){same}")
+            continue
+        per = [rel(x[s], y[s]) for s in range(x.shape[0])]
+        print(f"{key:<24} max rel. difference {rel(x, y):9.3g}   per species "
+              + " ".join(f"{r:9.3g}" for r in per) + same)
+        d, step = key.split("|")[:2]
+        w = worst.setdefault((d, int(step)), [0.0] * len(per))
+        worst[(d, int(step))] = [max(u, v) for u, v in zip(w, per)]
+    for (d, step), per in worst.items():
+        print(f"{d} after {step:>5} steps: largest relative difference per species "
+              + " ".join(f"{r:.3g}" for r in per))
+    return 0
+
+
 def compare(a_path: str, b_path: str) -> int:
     a, b = json.loads(Path(a_path).read_text()), json.loads(Path(b_path).read_text())
     ka, kb = set(a["cases"]), set(b["cases"])
@@ -229,9 +327,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="one shape only")
     p.add_argument("--only", help="only networks whose name contains this")
     p.add_argument("--arrays", metavar="FILE.npz", help="also save every array (to inspect a difference)")
+    p.add_argument("--long", type=int, metavar="N", help="instead: N steps of paper-es, arrays to --out FILE.npz")
+    p.add_argument("--species", type=int, default=4, help="genomes of the --long run (default 4)")
+    p.add_argument("--fitness", type=int, default=0, help="--long: also the benchmark's fitness of N genomes")
+    p.add_argument("--repro", action="store_true", help="--long: the reproduction genomes of docs/results")
+    p.add_argument("--drift", nargs=2, metavar=("A", "B"), help="relative differences of two --long files")
     args = p.parse_args(argv)
     if args.compare:
         return compare(*args.compare)
+    if args.drift:
+        return drift(*args.drift)
+    if args.long:
+        if not args.out:
+            p.error("give --out FILE.npz with --long")
+        t0 = time.perf_counter()
+        arrays = long_run(args.long, S=args.species, fitness=args.fitness, repro=args.repro)
+        with open(args.out, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        print(f"{args.long} steps, {len(arrays)} arrays, {time.perf_counter() - t0:.1f} s -> {args.out}")
+        return 0
     if not args.out:
         p.error("give --out FILE or --compare A B")
     t0 = time.perf_counter()

@@ -92,6 +92,15 @@ class CBlas:
             if fn is not None:
                 fn.restype = None
                 self.batch[np.dtype(dt)] = (fn, scal)
+        #: ``cblas_?omatcopy`` (OpenBLAS's extension: ``B = alpha op(A)``) per real dtype, for
+        #: :func:`call_transpose`.
+        self.omatcopy = {}
+        for dt, letter, scal in ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)):
+            fn = getattr(lib, f"{prefix}cblas_{letter}omatcopy{suffix}", None)
+            if fn is not None:
+                fn.argtypes = [E, E, int_t, int_t, scal, P, int_t, P, int_t]
+                fn.restype = None
+                self.omatcopy[np.dtype(dt)] = fn
         self._set = self._get = None
         for name in (f"{prefix}openblas_set_num_threads{suffix}", "openblas_set_num_threads"):
             if hasattr(lib, name):
@@ -364,6 +373,22 @@ _now = time.perf_counter
 #: whose table lookup crashes in DYNAMIC_ARCH builds (a segfault with NumPy's OpenBLAS 0.3.31, for
 #: 64 x 64 x 64); above it every matrix takes the ordinary level-3 driver. Only those are batched.
 BATCH_MIN_MNK = 100**3 + 1
+
+
+def call_transpose(cb: CBlas, X, out) -> bool:
+    """``out[..., j, i] = X[..., i, j]`` with ``cblas_?omatcopy``, one call per leading index
+    (a copy: the bits of ``X``); ``False`` (nothing written) without the symbol for this dtype or
+    unless both arrays are C-contiguous with the same leading shape."""
+    fn = cb.omatcopy.get(out.dtype)
+    if (fn is None or X.dtype != out.dtype or X.shape[:-2] != out.shape[:-2] or X.shape[-2:] != out.shape[:-3:-1]
+            or not (X.flags.c_contiguous and out.flags.c_contiguous)):
+        return False
+    m, n = X.shape[-2:]
+    step = m * n * X.itemsize
+    px, po = X.ctypes.data, out.ctypes.data
+    for i in range(int(np.prod(X.shape[:-2], dtype=np.int64))):
+        fn(ROW_MAJOR, TRANS, m, n, 1.0, px + i * step, n, po + i * step, m)
+    return True
 
 
 def call_gemm(cb: CBlas, A, B, C, alpha=1.0, beta=0.0, pool=None, workers: int = 1) -> bool:

@@ -91,6 +91,17 @@ class NumpyBackend(Backend):
         super().gemm(A, B, C, alpha, beta)
 
     @property
+    def fast_transpose(self) -> bool:
+        """Whether :meth:`transpose_into` is a BLAS copy (``?omatcopy`` of the direct binding)."""
+        return self._cblas is not None and np.dtype(self.dtype) in self._cblas.omatcopy
+
+    def transpose_into(self, X, out) -> None:
+        """``out[..., j, i] = X[..., i, j]`` (C-contiguous arrays): ``?omatcopy`` where
+        :attr:`fast_transpose`, else NumPy's strided copy (the same bits)."""
+        if not (self.fast_transpose and _cblas.call_transpose(self._cblas, X, out)):
+            out[...] = X.swapaxes(-1, -2)
+
+    @property
     def blas_splits_gemm(self) -> bool:
         """Whether :meth:`parallel_gemm` hands slices to BLAS's own threads (``?gemm_batch``)
         rather than to the caller's thread pool."""

@@ -108,8 +108,14 @@ class Workload:
 def products_only(w: Workload):
     """``(fn, None)``: only the matrix products of one training step of ``w``, scheduled as the simulator
     schedules them (the same operators, species chunks and threads, update jobs), on fixed random
-    states. What the step would cost if everything but its products were free: a ceiling."""
+    states. What the step would cost if everything but its products were free: a ceiling. A
+    projection whose ``W`` and ``V`` share their Hebbian products in the fast kernels
+    (:meth:`blursim.sim.fast.FastKernels.shared_projections`) makes those: ``G^d = x^T a^d``, its
+    transpose and one ``K = k`` product into each of ``W`` and ``V``."""
+    from blursim.sim.step import synapse_jobs
+
     sim, prog, be = w.sim, w.prog, w.backend
+    shared = getattr(sim.kernels, "shared_projections", lambda jobs: frozenset())(synapse_jobs(prog))
     _, st = w.fresh()
     S, B, k = w.S, w.B, sim.k
     rng = np.random.default_rng(2)
@@ -136,6 +142,10 @@ def products_only(w: Workload):
                     sim.vops[qi].apply(A[q.post], V[qi], Z[q.pre], 0.5, 1.0)
         jobs = []
         for qi, q in enumerate(prog.projs):  # Hebbian products, as independent jobs like the step's
+            if qi in shared:
+                jobs.append((2 * sim.ops[qi].stored, set(), lambda qi=qi, q=q: _shared_products(
+                    sim, A[q.pre], A[q.post], W[qi], V[qi])))
+                continue
             jobs.append((sim.ops[qi].stored, set(), lambda qi=qi, q=q: sim.ops[qi].hebbian_update(
                 A[q.pre], A[q.post], W[qi], 1e-3, 0.999)))
             if V[qi] is not None:
@@ -146,6 +156,21 @@ def products_only(w: Workload):
     def fn():
         sim.executor.run(S, 1, sim.genome_bytes(B), chunk)
     return fn, None
+
+
+def _shared_products(sim, x, a, W, V) -> None:
+    """The products of a shared input Hebbian update (:func:`products_only`): ``G = x^T a``, ``G^T``,
+    ``W <- 0.999 W + M G`` and ``V <- 0.999 V + M G^T`` over the states."""
+    be, ws = sim.backend, sim.executor.workspace()
+    c, R, k = W.shape[:3]
+    G = ws.get(("bench-xh",), W.shape)
+    GT = ws.get(("bench-hx",), V.shape)
+    be.gemm(x.swapaxes(-1, -2), a, G)
+    be.transpose_into(G, GT)
+    M = be.asarray(np.full((c, 1, k, k), 1e-3))
+    flat = (c, R, k, -1)
+    be.gemm(M, G.reshape(flat), W.reshape(flat), 1.0, 0.999)
+    be.gemm(M, GT.reshape(flat), V.reshape(flat), 1.0, 0.999)
 
 
 def synthetic_dataset(n_features: int = 196, n_classes: int = 10, seed: int = 1):

@@ -16,7 +16,12 @@ module says how, without changing it (docs/benchmarks.md):
   complex-step-safe functions);
 - mixed states ``M a_p`` are computed once per population and workspace
   (:class:`StepRun`), buffers come from the executor's per-thread workspaces,
-  and the synapse updates run as independent jobs on the executor's threads.
+  and the synapse updates run as independent jobs on the executor's threads;
+- a projection from an input whose ``W`` and ``V`` both learn by eq. (7)
+  shares one product per state: both Hebbian terms are mixtures of
+  ``G^d = x^T a_post^d`` (:meth:`FastKernels._shared_hebbian`), so a step
+  computes ``k`` products of ``x`` with the postsynaptic states instead of
+  ``2k`` (docs/benchmarks.md, "Larger products").
 
 A Hebbian kernel of a rule variant (:data:`blursim.sim.step.HEBBIAN_KERNELS`)
 without a fast kernel here runs as written, on this chunk's arrays viewed in
@@ -41,6 +46,10 @@ class FastKernels(KernelSet):
     name = "fast"
     #: Hebbian kernels this set computes itself; any other registered one runs as reference code.
     fast_hebbian = ("eq7",)
+    #: Whether a projection from an input computes its ``W`` and ``V`` Hebbian terms from shared
+    #: products (:meth:`_shared_hebbian`); ``False``: one product per update, as before (the
+    #: same sums, rounded differently; ``tools/shared_products_ab.py`` times both).
+    share_input_products = True
 
     def __init__(self, sim) -> None:
         self.sim = sim
@@ -53,6 +62,7 @@ class FastKernels(KernelSet):
         self._real = np.dtype(self.backend.dtype).kind != "c"
         self._is_input = [p.role == "input" for p in self.program.pops]
         self._fns: dict[tuple, list] = {}
+        self._shared_mats: dict[tuple, tuple] = {}
 
     def bind(self, sim) -> "FastKernels":
         """This set on ``sim``'s operators and executor, with the same replaced primitives."""
@@ -61,6 +71,7 @@ class FastKernels(KernelSet):
         new = FastKernels(sim)
         new.__dict__.update({n: v for n, v in self.__dict__.items() if n in PRIMITIVES})
         new.name = self.name
+        new.share_input_products = self.share_input_products
         return new
 
     # ------------------------------------------------------------ synapses
@@ -288,13 +299,73 @@ class FastKernels(KernelSet):
         if any(job.channels != "all" for job in jobs):
             for i in self.program.inputs:  # shared cache, filled before any job runs
                 self._tiled(run.inputs[i])
+        run.shared = self.shared_projections(jobs)
         work = []
         for job in jobs:
-            needs = {(job.dst, job.group, "mu_tilde")} if not self._is_input[job.dst] else set()
-            if not self._is_input[job.src]:
-                needs.add((job.src, job.group, "nu_tilde_t"))
+            if job.q in run.shared:  # W and V read the same G^d (_shared_hebbian)
+                needs = {(self.program.projs[job.q].post, "xh", job.q)}
+            else:
+                needs = {(job.dst, job.group, "mu_tilde")} if not self._is_input[job.dst] else set()
+                if not self._is_input[job.src]:
+                    needs.add((job.src, job.group, "nu_tilde_t"))
             work.append((self._op(job).stored, needs, lambda job=job: fn(job)))
         self.sim.executor.run_jobs(work)
+
+    def shared_projections(self, jobs) -> frozenset:
+        """Projections whose ``W`` and ``V`` Hebbian terms come from one product per state
+        (:meth:`_shared_hebbian`): from an input, both updated by eq. (7) itself with one update
+        per channel, both stored dense, on a real dtype whose backend transposes with BLAS."""
+        if not (self.share_input_products and self._real and getattr(self.backend, "fast_transpose", False)):
+            return frozenset()
+        seen: dict[int, set] = {}
+        for job in jobs:
+            if job.hebbian == "eq7" and job.channels == "all" and self._op(job).kind == "dense":
+                seen.setdefault(job.q, set()).add(job.which)
+        return frozenset(q for q, sides in seen.items()
+                         if sides == {"W", "V"} and self._is_input[self.program.projs[q].pre])
+
+    def _shared_mat(self, run, job):
+        """``(M, f)`` of :meth:`_shared_hebbian` (made once per chunk coefficients): the
+        ``(c, 1, k, k)`` matrix ``M``, ``rate^c mu~[c, d]`` for ``W`` (its rate holds ``nu~[0, c]``)
+        or ``rate^c nu~[d, c]`` for ``V`` (its rate holds ``mu~[c, 0]``), in float64 before the
+        cast; and ``f~`` as a scale against the product's leading axes ``(c, R)``."""
+        cf = run.cf
+        key = (id(cf), job.q, job.which)
+        hit = self._shared_mats.get(key)
+        if hit is not None and hit[0] is cf:
+            return hit[1]
+        if len(self._shared_mats) > 256:
+            self._shared_mats.clear()
+        g = cf.h[job.group]
+        mix = g["mu_tilde"] if job.which == "W" else np.swapaxes(g["nu_tilde"], 1, 2)
+        rate = self._side(cf, job).rate.host  # (c, 1, k)
+        M = self.backend.asarray(np.ascontiguousarray((rate[:, 0, :, None] * mix)[:, None]))
+        f = self.backend.scale(cf.proj(job.q).f_tilde.host[..., 0])  # (c, 1)
+        self._shared_mats[key] = (cf, (M, f))
+        return M, f
+
+    def _shared_hebbian(self, run, job, E, keep) -> bool:
+        """Eq. (7) for ``W`` or ``V`` of a projection from an input, through the products the two
+        share (``keep``: eq. (8)'s ``D``, applied to ``E`` already, else ``f~``). With ``x`` the
+        input (its states above 0 are zero) and ``a`` the postsynaptic states, ``P = nu~^T a_src``
+        and ``Q = mu~ a_dst`` give
+
+            H_W^c = nu~[0, c] x^T (mu~ a)^c = sum_d nu~[0, c] mu~[c, d] G^d,   G^d = x^T a^d
+            H_V^c = mu~[c, 0] (nu~^T a)^{cT} x = sum_d mu~[c, 0] nu~[d, c] G^{dT}
+
+        so ``E <- f~ E + sum_d M[c, d] G^d`` is one ``gemm`` over the states (``K = k``) after
+        ``k`` products ``G^d`` per genome and replica, shared by ``W`` and ``V`` (and ``G^T`` a
+        BLAS copy), instead of ``k`` products for each. The sums are the same; their rounding is
+        not (docs/benchmarks.md, "Larger products"). ``False`` (nothing done) if ``E`` cannot be
+        viewed as ``(c, R, kw, n_src n_dst)``."""
+        it = E.itemsize
+        if E.strides[-1] != it or E.strides[-2] != it * E.shape[-1]:
+            return False
+        G = run.shared_product(self.program.projs[job.q], job.which == "V")
+        sh = E.shape[:3] + (E.shape[3] * E.shape[4],)
+        M, f = self._shared_mat(run, job)
+        self.backend.gemm(M, G.reshape(sh), E.reshape(sh), 1.0, f if keep is None else 1)
+        return True
 
     def _tiled(self, inp: dict):
         """Input data repeated over the ``k`` channels along the batch: ``(1, 1, 1, k B, n)``."""
@@ -398,8 +469,9 @@ class FastKernels(KernelSet):
             E += op.from_dense(H)
         else:
             bsum = run.asum(q.post) if bq is not None else None  # rho_b a_post, for the bias row
-            P, Q = self._operands(run, job)
-            op.hebbian_update(P, Q, E, side.rate, proj.f_tilde if keep is None else 1)
+            if not (job.q in run.shared and self._shared_hebbian(run, job, E, keep)):
+                P, Q = self._operands(run, job)
+                op.hebbian_update(P, Q, E, side.rate, proj.f_tilde if keep is None else 1)
             if bq is None:
                 return
             Hb = self.xp.matmul(side.bias, bsum)
@@ -474,6 +546,8 @@ class StepRun:
         self.ws = sim.executor.workspace()
         self.c, self.R = ch.s1 - ch.s0, ch.r1 - ch.r0
         self.a: dict[int, Any] = {}
+        #: projections whose W and V share their Hebbian products (set by ``run_jobs``)
+        self.shared: frozenset = frozenset()
         self._mix: dict = {}
         self._asum: dict = {}
 
@@ -501,6 +575,24 @@ class StepRun:
             out = ws.get(("mix", p, g, name), sh)
             self.sim.backend.matmul_into(self.cf.mat(g, name), a.reshape(sh[:3] + (sh[3] * sh[4],)),
                                          out.reshape(sh[:3] + (sh[3] * sh[4],)))
+            self._mix[key] = out
+        return out
+
+    def shared_product(self, q, transposed: bool):
+        """``G^d = x^T a_post^d`` of projection ``q`` from an input: ``(c, R, k, n_pre, n_post)``,
+        or its transpose ``(c, R, k, n_post, n_pre)`` (cached like the mixes, per workspace)."""
+        ws = self.sim.executor.workspace()
+        key = (q.post, "xh", q.index, transposed, id(ws))
+        out = self._mix.get(key)
+        if out is None:
+            sh = (self.c, self.R, self.sim.k, q.n_pre, q.n_post)
+            if transposed:
+                G = self.shared_product(q, False)
+                out = ws.get(("hx", q.index), sh[:3] + sh[:2:-1])
+                self.sim.backend.transpose_into(G, out)
+            else:
+                out = ws.get(("xh", q.index), sh)
+                self.sim.backend.gemm(self.inputs[q.pre]["x"].swapaxes(-1, -2), self.state(q.post), out)
             self._mix[key] = out
         return out
 

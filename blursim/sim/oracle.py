@@ -91,7 +91,9 @@ def reference_draws(program, replicas: int, seed: int):
 
 
 def step_flops(program, B: int, train: bool = True, w_slots=None, v_slots=None) -> dict[str, float]:
-    """Minimal FLOPs of one step of one genome and replica (the benchmark's count).
+    """Minimal FLOPs of one step of one genome and replica, eq. (5)-(7) as written (the benchmark's
+    count; the fast kernels compute ``k`` products fewer per input projection whose ``W`` and ``V``
+    share them, :meth:`blursim.sim.fast.FastKernels._shared_hebbian`).
 
     Forward ``2 B n_src n_dst k`` per projection, backward only into populations the backward
     pass updates (through ``V``, or ``W^T`` when tied), Hebbian products for ``W`` and an untied
