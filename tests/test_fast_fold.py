@@ -25,6 +25,23 @@ from blursim.spec import load_network
 TOL = 1e-12
 
 
+@pytest.fixture(autouse=True)
+def shared_on(monkeypatch):
+    """The shared products are off by default (bit-identity with the results page's runs); every
+    test here turns them on, as ``BLURSIM_SHARED_PRODUCTS=1`` does."""
+    monkeypatch.setattr(FastKernels, "share_input_products", True)
+
+
+def test_off_by_default_and_the_variable_turns_them_on(monkeypatch):
+    from blursim.sim import fast
+
+    for value, on in (("1", True), ("on", True), ("0", False), ("", False)):
+        monkeypatch.setenv(fast.SHARED_PRODUCTS_ENV, value)
+        assert fast.shared_products_default() is on
+    monkeypatch.delenv(fast.SHARED_PRODUCTS_ENV)
+    assert fast.shared_products_default() is False
+
+
 def spec(k=2, bias=False, connectivity=None, **rules) -> dict:
     """input(5) -> hidden(7) -> out(3), the paper's default rules with ``rules`` on top."""
     q0 = {"from": "in", "to": "h", "bias": bias}

@@ -30,6 +30,7 @@ the reference layout (:meth:`FastKernels._reference_hebbian`).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,18 @@ from blursim.vocab import ACTIVATIONS
 from blursim.vocab.activations import INPLACE
 
 
+#: The environment variable that turns the shared input products on by default (``1``).
+SHARED_PRODUCTS_ENV = "BLURSIM_SHARED_PRODUCTS"
+
+
+def shared_products_default() -> bool:
+    """Whether :attr:`FastKernels.share_input_products` starts on: ``BLURSIM_SHARED_PRODUCTS=1``
+    (read at import). **Decision** (issue 25 item 5): off by default, so that the NumPy engine's
+    trajectories stay bit-identical to those every reproduction on docs/results.md was made with;
+    the shared products round differently (docs/benchmarks.md, "Larger products")."""
+    return os.environ.get(SHARED_PRODUCTS_ENV, "0").strip().lower() in ("1", "on", "true", "yes")
+
+
 class FastKernels(KernelSet):
     """The primitives on a :class:`~blursim.sim.Simulator`'s operators, backend and executor."""
 
@@ -47,9 +60,10 @@ class FastKernels(KernelSet):
     #: Hebbian kernels this set computes itself; any other registered one runs as reference code.
     fast_hebbian = ("eq7",)
     #: Whether a projection from an input computes its ``W`` and ``V`` Hebbian terms from shared
-    #: products (:meth:`_shared_hebbian`); ``False``: one product per update, as before (the
-    #: same sums, rounded differently; ``tools/shared_products_ab.py`` times both).
-    share_input_products = True
+    #: products (:meth:`_shared_hebbian`); ``False`` (the default, see
+    #: :func:`shared_products_default`): one product per update (the same sums, rounded
+    #: differently; ``tools/shared_products_ab.py`` times both).
+    share_input_products = shared_products_default()
 
     def __init__(self, sim) -> None:
         self.sim = sim
