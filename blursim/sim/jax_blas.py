@@ -1,0 +1,206 @@
+r"""The JAX engine's large products on the CPU's BLAS, with an exact derivative (issue 25 items 1-2).
+
+XLA runs the reference step's products (eq. 5's forward drive, eq. 6's
+backward drive, eq. 7's Hebbian outer product) as batched dots over
+species, replicas and channels in the reference's channel-last layout,
+which on a CPU costs it about 2x what the same products cost channel-first
+(docs/benchmarks.md, "Issue 25 targets"). This module hands those products
+to NumPy's ``matmul`` -- the OpenBLAS library NumPy loaded, the one the fast
+engine calls -- from inside the jitted step:
+
+- :func:`mm` is one product of the step, written on channel-last operands
+  ``A (..., a2, a3, c)``, ``B (..., b2, b3, c)``:
+  ``C[..., m, n, c] = Σ_k op(A)[m, k, c] op(B)[k, n, c]`` with ``op`` the
+  identity or the transpose of the two matrix axes (``ta``, ``tb``). Every
+  contraction of the reference step is one of them (:data:`CONTRACTIONS`).
+  The host side moves the channel axis in front of the matrix axes (channel
+  first: a stack of plain row-major matrices) and calls one batched
+  ``numpy.matmul``, i.e. one ``gemm`` per species, replica and channel;
+- its derivative is a ``jax.custom_vjp`` whose backward pass is again two
+  :func:`mm` (the transposed products): for ``C = op(A) op(B)``,
+  ``d op(A) = dC op(B)ᵀ`` and ``d op(B) = op(A)ᵀ dC``. So reverse mode
+  through ``lax.scan`` (and the unroll's ``jax.checkpoint``) stays exact: the
+  products are computed in the same dtype by the same BLAS, only the order
+  of the additions inside a dot differs from XLA's (float rounding);
+- :class:`BlasKernels` is the reference kernel set
+  (:class:`blursim.sim.reference.ReferenceKernels`) with its
+  :meth:`~blursim.sim.reference.ReferenceKernels.contract` routed to
+  :func:`mm`; every other primitive (mixing, activations, gates, Oja,
+  saturation) stays in XLA. ``JaxSimulator(program, products="blas")`` and
+  ``MetaObjective(..., products="blas")`` use it.
+
+Limits: :func:`mm` has a reverse-mode derivative only (``jax.custom_vjp``):
+``jax.jvp``/``jax.jacfwd`` through it are refused by JAX. It is a host
+callback, so on a GPU it would copy every operand to the host and back: the
+engine uses XLA's products there (:func:`resolve_products`). Under
+``jax.vmap`` the callback receives the mapped axis as a leading axis
+(``vmap_method="expand_dims"``), which ``numpy.matmul`` broadcasts.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from blursim.errors import SpecError
+from blursim.sim.reference import ReferenceKernels
+
+#: The engines' product routes: XLA's own dots, or NumPy's BLAS through a host callback.
+PRODUCTS = ("xla", "blas")
+
+#: ``einsum`` spec of the reference step -> ``(first operand, ta, tb)`` of :func:`mm` (``"ab"``: the
+#: spec's operands in order; ``"ba"``: swapped). Channel-last, species and replicas leading.
+CONTRACTIONS = {
+    "srijc,srbic->srbjc": ("ba", False, False),  # eq. 5:  z = (ν ā) W            (B, n_j)
+    "srijc,srbjc->srbic": ("ba", False, True),   # eq. 6, tied:   y = (μ a) Wᵀ     (B, n_i)
+    "srjic,srbjc->srbic": ("ba", False, False),  # eq. 6, untied: y = (μ a) V      (B, n_i)
+    "srbic,srbjc->srijc": ("ab", True, False),   # eq. 7:  H = Pᵀ Q                (n_i, n_j)
+}
+
+
+def resolve_products(products: str | None, path: str = "products") -> str:
+    """``products`` (default ``"xla"``) as the route the engine takes on JAX's default device:
+    ``"blas"`` only where that device is the CPU (elsewhere XLA's products, on the device)."""
+    products = products or "xla"
+    if products not in PRODUCTS:
+        raise SpecError("the JAX engine's products run on XLA or on NumPy's BLAS", value=products,
+                        choices=PRODUCTS, path=path)
+    if products == "blas":
+        import jax
+
+        if jax.devices()[0].platform != "cpu":
+            return "xla"
+    return products
+
+
+def _host_mm(A, B, ta: bool, tb: bool, dtype):
+    """The host side of :func:`mm`: channel first, one batched ``numpy.matmul``, channel last."""
+    A, B = (_unbytes(np.asarray(v), dtype) for v in (A, B))
+    A = np.moveaxis(A, -1, -3)  # (..., c, a2, a3)
+    B = np.moveaxis(B, -1, -3)
+    if ta:
+        A = A.swapaxes(-1, -2)
+    if tb:
+        B = B.swapaxes(-1, -2)
+    C = np.matmul(A, B)  # (..., c, m, n): one gemm per leading index and channel
+    C = np.ascontiguousarray(np.moveaxis(C, -3, -1), dtype=dtype)
+    return C.view(np.uint8).reshape(C.shape + (8,)) if _wide(dtype) else C
+
+
+def _wide(dtype) -> bool:
+    """64-bit operands and results cross the callback as bytes: XLA may run the callback on a
+    thread where JAX's (thread-local) 64-bit mode is off, and JAX would then cast float64
+    arrays to float32 on their way in and out."""
+    return np.dtype(dtype).itemsize == 8
+
+
+def _unbytes(a, dtype):
+    """An operand as :func:`_call` sent it: bytes ``(..., 8)`` back to ``dtype`` where it is wide."""
+    return a.view(dtype)[..., 0] if _wide(dtype) else a
+
+
+def _shape(A, B, ta: bool, tb: bool):
+    """``(..., m, n, c)`` of ``mm(A, B, ta, tb)``, with a one-line error for operands that do not fit."""
+    import jax.numpy as jnp
+
+    m, ka = (A.shape[-2], A.shape[-3]) if ta else (A.shape[-3], A.shape[-2])
+    kb, n = (B.shape[-2], B.shape[-3]) if tb else (B.shape[-3], B.shape[-2])
+    if ka != kb or A.shape[-1] != B.shape[-1]:
+        raise ValueError(f"mm: operands {A.shape} (ta={ta}) and {B.shape} (tb={tb}) do not contract")
+    lead = jnp.broadcast_shapes(A.shape[:-3], B.shape[:-3])
+    return lead + (m, n, A.shape[-1])
+
+
+def _call(A, B, ta: bool, tb: bool):
+    import jax
+    import jax.numpy as jnp
+
+    dtype = np.dtype(jnp.result_type(A, B))
+    shape = _shape(A, B, ta, tb)
+    A, B = A.astype(dtype), B.astype(dtype)
+    if not _wide(dtype):
+        out = jax.ShapeDtypeStruct(shape, dtype)
+        return jax.pure_callback(partial(_host_mm, ta=ta, tb=tb, dtype=dtype), out, A, B, vmap_method="expand_dims")
+    as_bytes = partial(jax.lax.bitcast_convert_type, new_dtype=jnp.uint8)  # (...) -> (..., 8)
+    out = jax.ShapeDtypeStruct(shape + (8,), np.uint8)
+    C = jax.pure_callback(partial(_host_mm, ta=ta, tb=tb, dtype=dtype), out, as_bytes(A), as_bytes(B),
+                          vmap_method="expand_dims")
+    return jax.lax.bitcast_convert_type(C, dtype)
+
+
+def _make_mm():
+    import jax
+
+    @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+    def mm(A, B, ta, tb):
+        return _call(A, B, ta, tb)
+
+    def fwd(A, B, ta, tb):
+        return _call(A, B, ta, tb), (A, B)
+
+    def bwd(ta, tb, res, dC):
+        A, B = res
+        # d op(A) = dC op(B)ᵀ and d op(B) = op(A)ᵀ dC, each transposed back where op transposed
+        dA = mm(B, dC, tb, True) if ta else mm(dC, B, False, not tb)
+        dB = mm(dC, A, True, ta) if tb else mm(A, dC, not ta, False)
+        return _sum_to(dA, A), _sum_to(dB, B)
+
+    mm.defvjp(fwd, bwd)
+    return mm
+
+
+def _sum_to(d, like):
+    """``d`` summed over the leading axes that broadcasting added to ``like`` (and cast to its dtype)."""
+    extra = d.ndim - like.ndim
+    if extra:
+        d = d.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, (n, m) in enumerate(zip(like.shape, d.shape)) if n == 1 and m != 1)
+    if axes:
+        d = d.sum(axis=axes, keepdims=True)
+    return d.astype(like.dtype)
+
+
+_MM = []
+
+
+def mm(A, B, ta: bool = False, tb: bool = False):
+    """``C[..., m, n, c] = Σ_k op(A)[m, k, c] op(B)[k, n, c]`` on channel-last operands, computed by
+    NumPy's BLAS (a ``jax.pure_callback``) with a ``jax.custom_vjp`` whose backward pass is two
+    more :func:`mm`; ``op`` transposes the two matrix axes (``-3``, ``-2``) where ``ta``/``tb``."""
+    if not _MM:
+        _MM.append(_make_mm())
+    return _MM[0](A, B, bool(ta), bool(tb))
+
+
+def contract(spec: str, a, b):
+    """The reference step's ``einsum(spec, a, b)`` for a spec of :data:`CONTRACTIONS`, by :func:`mm`."""
+    try:
+        order, ta, tb = CONTRACTIONS[spec]
+    except KeyError:
+        raise ValueError(f"no BLAS route for the contraction {spec!r}; routed: {', '.join(CONTRACTIONS)}") from None
+    return mm(a, b, ta, tb) if order == "ab" else mm(b, a, ta, tb)
+
+
+class BlasKernels(ReferenceKernels):
+    """The reference kernel set with the step's products (eq. 5, 6, 7) on NumPy's BLAS (:func:`mm`)."""
+
+    name = "reference+blas"
+
+    def contract(self, spec, a, b):
+        return contract(spec, a, b)
+
+
+#: The BLAS-product kernel set (stateless: one instance serves every step).
+BLAS_KERNELS = BlasKernels()
+
+
+def kernels_for(products: str):
+    """The reference kernel set of a product route (:data:`PRODUCTS`)."""
+    from blursim.sim.reference import KERNELS
+
+    return BLAS_KERNELS if products == "blas" else KERNELS
+
+
+__all__ = ["PRODUCTS", "CONTRACTIONS", "resolve_products", "mm", "contract", "BlasKernels", "BLAS_KERNELS",
+           "kernels_for"]
