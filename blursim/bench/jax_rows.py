@@ -76,13 +76,13 @@ class JaxWorkload:
     """A :class:`~blursim.bench.workloads.Workload`'s network, genomes and batch on the JAX engine:
     its training step and forward pass, compiled ahead of time."""
 
-    def __init__(self, w, dtype: str = "float32") -> None:
+    def __init__(self, w, dtype: str = "float32", products: str = "xla") -> None:
         import jax.numpy as jnp
 
         from blursim.sim.jax_engine import JaxSimulator, kept_states, precision
 
         self.w, self.dtype = w, dtype
-        self.sim = JaxSimulator(w.prog, dtype)
+        self.sim = JaxSimulator(w.prog, dtype, products=products)
         self.genes = self.sim.prepare(w.genomes)
         with precision(dtype):
             self.x, self.y = self.sim.device_data(w.x), self.sim.device_labels(w.y)
@@ -125,9 +125,11 @@ class JaxWorkload:
 class GradWorkload:
     """The meta-loss of ``spec`` through a ``T``-step unroll and its gradient in the core genome
     fields (one genome, one replica, batch ``B``, one query batch of ``B``), compiled ahead of
-    time: :attr:`forward` (the value) and :attr:`grad` (value and gradient)."""
+    time: :attr:`forward` (the value) and :attr:`grad` (value and gradient); ``products``: the
+    unroll's product route (:mod:`blursim.sim.jax_blas`)."""
 
-    def __init__(self, spec: dict, T: int, dtype: str = "float32", B: int = 128, dataset=None) -> None:
+    def __init__(self, spec: dict, T: int, dtype: str = "float32", B: int = 128, dataset=None,
+                 products: str = "xla") -> None:
         from blursim.genome import GenomeLayout, make_preset
         from blursim.graph import compile_network
         from blursim.meta.evaluate import Protocol
@@ -147,8 +149,8 @@ class GradWorkload:
         with precision(dtype):
             self.args = loss_arguments(prog, layout.matrix_to_batch(x[None], genome), x, data,
                                        unit_draws(prog, 1, 0), np.dtype(dtype), "cross_entropy", False)
-            self.forward = loss_function(prog, layout, "cross_entropy", False, False).lower(*self.args).compile()
-            self.grad = loss_function(prog, layout, "cross_entropy", True, False).lower(*self.args).compile()
+            self.forward = loss_function(prog, layout, "cross_entropy", False, False, products).lower(*self.args).compile()
+            self.grad = loss_function(prog, layout, "cross_entropy", True, False, products).lower(*self.args).compile()
 
     def fn(self, grad: bool):
         import jax
@@ -200,3 +202,19 @@ def grad_rows(best: dict, peaks: dict, pairs: dict, unrolls, fast_pairs: dict | 
                "fast_unroll_peak_bytes": {str(T): peaks.get(f"paper-es train unroll T={T}") for T in fast_pairs},
                "fields": list(CORE), "batch": 128, "query_batch": 128, "replicas": 1}
     return rows, summary
+
+
+def host_peak_bytes(fn) -> int:
+    """Peak bytes that NumPy allocated on the host during one call of ``fn`` (tracemalloc): what
+    the BLAS route's callbacks (:mod:`blursim.sim.jax_blas`) add to XLA's own buffers; about 0
+    for the XLA route."""
+    import tracemalloc
+
+    fn()  # compiled and warm: the peak of a call, not of the first
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        fn()
+        return int(tracemalloc.get_traced_memory()[1])
+    finally:
+        tracemalloc.stop()

@@ -74,17 +74,37 @@ def resolve_products(products: str | None, path: str = "products") -> str:
     return products
 
 
+_BACKENDS: dict = {}
+
+
+def _backend(dtype):
+    """The fast engine's NumPy backend for ``dtype`` (one per process and dtype): its ``gemm`` calls
+    NumPy's OpenBLAS directly (:mod:`blursim.backend._cblas`), else ``numpy.matmul``."""
+    be = _BACKENDS.get(dtype)
+    if be is None:
+        from blursim.backend import get_backend
+
+        be = _BACKENDS[dtype] = get_backend("numpy", np.dtype(dtype).name)
+    return be
+
+
 def _host_mm(A, B, ta: bool, tb: bool, dtype):
-    """The host side of :func:`mm`: channel first, one batched ``numpy.matmul``, channel last."""
-    A, B = (_unbytes(np.asarray(v), dtype) for v in (A, B))
-    A = np.moveaxis(A, -1, -3)  # (..., c, a2, a3)
-    B = np.moveaxis(B, -1, -3)
-    if ta:
+    """The host side of :func:`mm`: operands copied channel first (row-major matrices that BLAS
+    reads, transposed or not, by its ``trans`` flags), one batched ``gemm`` the way the fast
+    engine calls it (single-threaded BLAS per slice, the slices of a stack on BLAS's threads:
+    :meth:`NumpyBackend.parallel_gemm <blursim.backend.numpy_backend.NumpyBackend.parallel_gemm>`),
+    the result copied back channel last."""
+    A, B = (np.ascontiguousarray(np.moveaxis(_unbytes(np.asarray(v), dtype), -1, -3)) for v in (A, B))
+    if ta:  # (..., c, a2, a3): a view, BLAS reads it transposed
         A = A.swapaxes(-1, -2)
     if tb:
         B = B.swapaxes(-1, -2)
-    C = np.matmul(A, B)  # (..., c, m, n): one gemm per leading index and channel
-    C = np.ascontiguousarray(np.moveaxis(C, -3, -1), dtype=dtype)
+    lead = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    C = np.empty(lead + (A.shape[-2], B.shape[-1]), dtype=dtype)
+    be = _backend(dtype)
+    with be.blas_threads(1):
+        be.gemm(A, B, C)
+    C = np.ascontiguousarray(np.moveaxis(C, -3, -1))
     return C.view(np.uint8).reshape(C.shape + (8,)) if _wide(dtype) else C
 
 
