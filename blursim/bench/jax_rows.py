@@ -174,18 +174,21 @@ def fast_unroll(w, T: int):
     return fn, reset
 
 
-def grad_rows(best: dict, peaks: dict, pairs: dict, unrolls, fast_pairs: dict | None = None
-              ) -> tuple[list[dict], dict]:
+def grad_rows(best: dict, peaks: dict, pairs: dict, unrolls, fast_pairs: dict | None = None,
+              products: str = "xla") -> tuple[list[dict], dict]:
     """The meta-gradient rows and their summary from what :func:`blursim.bench.runner.run_benchmark`
     measured: ``best[key] = (times, roofline)``, ``pairs[T]`` the back-to-back time ratios
-    ``value_and_grad / forward`` and ``fast_pairs[T]`` those of ``value_and_grad / fast unroll``."""
+    ``value_and_grad / forward`` and ``fast_pairs[T]`` those of ``value_and_grad / fast unroll``.
+    ``products``: the product route of the rows (another than ``"xla"``: keys named after it,
+    and no fast-engine row of its own, which XLA's rows have)."""
     rows = []
     fast_pairs = fast_pairs or {}
+    name = "" if products == "xla" else f" {products}"
     for T in unrolls:
         for kind in ("forward", "value_and_grad", "fast"):
-            if kind == "fast" and T not in fast_pairs:
+            if kind == "fast" and (T not in fast_pairs or name):
                 continue
-            key = f"paper-es train unroll T={T}" if kind == "fast" else f"meta-gradient {kind} T={T}"
+            key = f"paper-es train unroll T={T}" if kind == "fast" else f"meta-gradient {kind}{name} T={T}"
             ts, roof = best[key]
             rows.append({"row": key, "S": 1, "median_s": statistics.median(ts), "best_s": min(ts),
                          "reps": len(ts), "unroll": T, "peak_bytes": peaks[key], "adjacent_roofline": roof,
@@ -194,14 +197,38 @@ def grad_rows(best: dict, peaks: dict, pairs: dict, unrolls, fast_pairs: dict | 
                             if kind == "fast" else {})})
     summary = {"time_ratio": {str(T): statistics.median(r) for T, r in pairs.items()},
                "pair_ratios": {str(T): r for T, r in pairs.items()},
-               "peak_bytes": {str(T): {"forward": peaks[f"meta-gradient forward T={T}"],
-                                       "value_and_grad": peaks[f"meta-gradient value_and_grad T={T}"]}
+               "peak_bytes": {str(T): {"forward": peaks[f"meta-gradient forward{name} T={T}"],
+                                       "value_and_grad": peaks[f"meta-gradient value_and_grad{name} T={T}"]}
                               for T in unrolls},
                "fast_unroll_ratio": {str(T): statistics.median(r) for T, r in fast_pairs.items()},
                "fast_pair_ratios": {str(T): r for T, r in fast_pairs.items()},
                "fast_unroll_peak_bytes": {str(T): peaks.get(f"paper-es train unroll T={T}") for T in fast_pairs},
-               "fields": list(CORE), "batch": 128, "query_batch": 128, "replicas": 1}
+               "fields": list(CORE), "batch": 128, "query_batch": 128, "replicas": 1, "products": products}
+    if name:
+        summary["note"] = ("fast_unroll_ratio: value_and_grad over the fast engine's T steps measured right before "
+                           "(XLA's meta-gradient rows' paper-es train unroll); peaks: XLA buffer assignment + host "
+                           "memory of the callbacks")
     return rows, summary
+
+
+def extra_products(products) -> list[str]:
+    """The product routes besides XLA's (always measured) that ``products`` asks for and JAX's
+    default device runs (:func:`blursim.sim.jax_blas.resolve_products`: ``"blas"`` on a CPU)."""
+    from blursim.sim.jax_blas import resolve_products
+
+    out = []
+    for p in products or ():
+        p = resolve_products(p, "jax_products")
+        if p != "xla" and p not in out:
+            out.append(p)
+    return out
+
+
+def route_bytes(compiled, fn) -> int | None:
+    """Peak memory of a product route's program: XLA's buffer assignment plus what its host
+    callbacks allocate during one call (:func:`host_peak_bytes`)."""
+    x = xla_bytes(compiled)
+    return None if x is None else x + host_peak_bytes(fn)
 
 
 def host_peak_bytes(fn) -> int:
