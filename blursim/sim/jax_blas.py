@@ -94,18 +94,38 @@ def _host_mm(A, B, ta: bool, tb: bool, dtype):
     engine calls it (single-threaded BLAS per slice, the slices of a stack on BLAS's threads:
     :meth:`NumpyBackend.parallel_gemm <blursim.backend.numpy_backend.NumpyBackend.parallel_gemm>`),
     the result copied back channel last."""
-    A, B = (np.ascontiguousarray(np.moveaxis(_unbytes(np.asarray(v), dtype), -1, -3)) for v in (A, B))
-    if ta:  # (..., c, a2, a3): a view, BLAS reads it transposed
-        A = A.swapaxes(-1, -2)
-    if tb:
-        B = B.swapaxes(-1, -2)
-    lead = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    A, B = _unbytes(np.asarray(A), dtype), _unbytes(np.asarray(B), dtype)
+    # (..., a2, a3, c) -> (..., c, a2, a3), or (..., c, a3, a2) where op transposes: BLAS reads that view
+    # of the channel-first copy transposed (no second copy)
+    A = np.ascontiguousarray(A.transpose(_perm(A.ndim, False))).transpose(_perm(A.ndim, ta, True))
+    B = np.ascontiguousarray(B.transpose(_perm(B.ndim, False))).transpose(_perm(B.ndim, tb, True))
+    lead = tuple(max(x, y) for x, y in zip(A.shape[:-2], B.shape[:-2]))  # same rank (vmap: 1 or the size)
     C = np.empty(lead + (A.shape[-2], B.shape[-1]), dtype=dtype)
     be = _backend(dtype)
     with be.blas_threads(1):
         be.gemm(A, B, C)
-    C = np.ascontiguousarray(np.moveaxis(C, -3, -1))
+    C = np.ascontiguousarray(C.transpose(_perm(C.ndim, False, back=True)))
     return C.view(np.uint8).reshape(C.shape + (8,)) if _wide(dtype) else C
+
+
+_PERMS: dict = {}
+
+
+def _perm(nd: int, t: bool, swap: bool = False, back: bool = False) -> tuple:
+    """Axis orders of :func:`_host_mm` (cached): channel first (``(..., c, a2, a3)``), the last two
+    swapped on top of a channel-first array (``swap``, where ``t``), or channel back last (``back``)."""
+    key = (nd, t, swap, back)
+    p = _PERMS.get(key)
+    if p is None:
+        lead = list(range(nd - 3))
+        if back:
+            p = lead + [nd - 2, nd - 1, nd - 3]
+        elif swap:
+            p = lead + ([nd - 3, nd - 1, nd - 2] if t else [nd - 3, nd - 2, nd - 1])
+        else:
+            p = lead + [nd - 1, nd - 3, nd - 2]
+        p = _PERMS[key] = tuple(p)
+    return p
 
 
 def _wide(dtype) -> bool:
