@@ -158,10 +158,21 @@ def test_meta_gradient_on_blas_products_passes_the_gradient_agreement_check():
     assert not res["trivial"] and res["mutant"] > TOL
 
 
-def test_unknown_product_route_is_a_one_line_error():
+def test_product_route_from_the_environment_and_bad_routes(monkeypatch):
     prog = compile_network(load_network(network(False)))
     with pytest.raises(SpecError, match="products") as e:
         JaxSimulator(prog, products="mkl")
     assert "\n" not in str(e.value)
-    assert resolve_products(None) == "xla"
-    assert resolve_products("blas") == ("blas" if jax.devices()[0].platform == "cpu" else "xla")
+    cpu = jax.devices()[0].platform == "cpu"
+    monkeypatch.delenv("BLURSIM_JAX_PRODUCTS", raising=False)
+    assert resolve_products(None) == "xla" and JaxSimulator(prog).products == "xla"
+    assert resolve_products("blas") == ("blas" if cpu else "xla")
+    monkeypatch.setenv("BLURSIM_JAX_PRODUCTS", "blas")  # what a gradient meta-training run reads
+    assert JaxSimulator(prog).products == ("blas" if cpu else "xla")
+    assert JaxSimulator(prog, products="xla").products == "xla"
+    from blursim.meta.gradient_step import default_objective
+
+    assert default_objective(prepare_experiment(EXPERIMENT)).products == ("blas" if cpu else "xla")
+    monkeypatch.setenv("BLURSIM_JAX_PRODUCTS", "gpu")
+    with pytest.raises(SpecError, match="BLURSIM_JAX_PRODUCTS"):
+        JaxSimulator(prog)

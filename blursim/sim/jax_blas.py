@@ -27,7 +27,8 @@ engine calls -- from inside the jitted step:
   :meth:`~blursim.sim.reference.ReferenceKernels.contract` routed to
   :func:`mm`; every other primitive (mixing, activations, gates, Oja,
   saturation) stays in XLA. ``JaxSimulator(program, products="blas")`` and
-  ``MetaObjective(..., products="blas")`` use it.
+  ``MetaObjective(..., products="blas")`` use it, and so does every JAX engine and gradient
+  meta-training run of a process with ``BLURSIM_JAX_PRODUCTS=blas`` in its environment.
 
 Limits: :func:`mm` has a reverse-mode derivative only (``jax.custom_vjp``):
 ``jax.jvp``/``jax.jacfwd`` through it are refused by JAX. It is a host
@@ -39,6 +40,7 @@ engine uses XLA's products there (:func:`resolve_products`). Under
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 import numpy as np
@@ -60,9 +62,11 @@ CONTRACTIONS = {
 
 
 def resolve_products(products: str | None, path: str = "products") -> str:
-    """``products`` (default ``"xla"``) as the route the engine takes on JAX's default device:
-    ``"blas"`` only where that device is the CPU (elsewhere XLA's products, on the device)."""
-    products = products or "xla"
+    """``products`` (default: ``$BLURSIM_JAX_PRODUCTS`` or ``"xla"``) as the route the engine takes
+    on JAX's default device: ``"blas"`` only where that device is the CPU (elsewhere XLA's
+    products, on the device)."""
+    if not products:
+        products, path = os.environ.get("BLURSIM_JAX_PRODUCTS") or "xla", "BLURSIM_JAX_PRODUCTS"
     if products not in PRODUCTS:
         raise SpecError("the JAX engine's products run on XLA or on NumPy's BLAS", value=products,
                         choices=PRODUCTS, path=path)
@@ -106,6 +110,12 @@ def _host_mm(A, B, ta: bool, tb: bool, dtype):
         be.gemm(A, B, C)
     C = np.ascontiguousarray(C.transpose(_perm(C.ndim, False, back=True)))
     return C.view(np.uint8).reshape(C.shape + (8,)) if _wide(dtype) else C
+
+
+def _host(A, B, ta: bool, tb: bool, dtype):
+    """What the callback calls: :func:`_host_mm`, looked up when called (not when traced), so that a
+    profiler can wrap it in a compiled program (``tools/jax_routes.py``'s ``host_share``)."""
+    return _host_mm(A, B, ta, tb, dtype)
 
 
 _PERMS: dict = {}
@@ -161,10 +171,10 @@ def _call(A, B, ta: bool, tb: bool):
     A, B = A.astype(dtype), B.astype(dtype)
     if not _wide(dtype):
         out = jax.ShapeDtypeStruct(shape, dtype)
-        return jax.pure_callback(partial(_host_mm, ta=ta, tb=tb, dtype=dtype), out, A, B, vmap_method="expand_dims")
+        return jax.pure_callback(partial(_host, ta=ta, tb=tb, dtype=dtype), out, A, B, vmap_method="expand_dims")
     as_bytes = partial(jax.lax.bitcast_convert_type, new_dtype=jnp.uint8)  # (...) -> (..., 8)
     out = jax.ShapeDtypeStruct(shape + (8,), np.uint8)
-    C = jax.pure_callback(partial(_host_mm, ta=ta, tb=tb, dtype=dtype), out, as_bytes(A), as_bytes(B),
+    C = jax.pure_callback(partial(_host, ta=ta, tb=tb, dtype=dtype), out, as_bytes(A), as_bytes(B),
                           vmap_method="expand_dims")
     return jax.lax.bitcast_convert_type(C, dtype)
 
