@@ -5,17 +5,18 @@ backward drive, eq. 7's Hebbian outer product) as batched dots over
 species, replicas and channels in the reference's channel-last layout,
 which on a CPU costs it about 2x what the same products cost channel-first
 (docs/benchmarks.md, "Issue 25 targets"). This module hands those products
-to NumPy's ``matmul`` -- the OpenBLAS library NumPy loaded, the one the fast
-engine calls -- from inside the jitted step:
+to the OpenBLAS library NumPy loaded, through the fast engine's ``gemm`` --
+from inside the jitted step:
 
 - :func:`mm` is one product of the step, written on channel-last operands
   ``A (..., a2, a3, c)``, ``B (..., b2, b3, c)``:
   ``C[..., m, n, c] = Σ_k op(A)[m, k, c] op(B)[k, n, c]`` with ``op`` the
   identity or the transpose of the two matrix axes (``ta``, ``tb``). Every
   contraction of the reference step is one of them (:data:`CONTRACTIONS`).
-  The host side moves the channel axis in front of the matrix axes (channel
-  first: a stack of plain row-major matrices) and calls one batched
-  ``numpy.matmul``, i.e. one ``gemm`` per species, replica and channel;
+  The host side copies the operands channel first (a stack of plain
+  row-major matrices) and calls the fast engine's ``gemm`` (NumPy's OpenBLAS
+  directly, :mod:`blursim.backend._cblas`), one per species, replica and
+  channel, then copies the result back channel last;
 - its derivative is a ``jax.custom_vjp`` whose backward pass is again two
   :func:`mm` (the transposed products): for ``C = op(A) op(B)``,
   ``d op(A) = dC op(B)ᵀ`` and ``d op(B) = op(A)ᵀ dC``. So reverse mode
@@ -35,7 +36,16 @@ Limits: :func:`mm` has a reverse-mode derivative only (``jax.custom_vjp``):
 callback, so on a GPU it would copy every operand to the host and back: the
 engine uses XLA's products there (:func:`resolve_products`). Under
 ``jax.vmap`` the callback receives the mapped axis as a leading axis
-(``vmap_method="expand_dims"``), which ``numpy.matmul`` broadcasts.
+(``vmap_method="expand_dims"``), which the ``gemm`` broadcasts. With the
+genomes sharded over several devices (:meth:`MetaObjective.value_and_grad_many
+<blursim.meta.objective.MetaObjective.value_and_grad_many>`) the results are
+those of one device (checked on 2 forced host devices: 3e-16), but XLA runs each
+callback on device 0, gathering its operands there: the devices do not
+compute the products in parallel.
+
+Measured (docs/benchmarks.md, "JAX products on the CPU's BLAS"): exact, but
+slower than XLA's products on the 2-vCPU CPU, mostly because every
+``jax.pure_callback`` has a fixed cost of 0.1-0.4 ms; XLA stays the default.
 """
 
 from __future__ import annotations
@@ -94,10 +104,11 @@ def _backend(dtype):
 
 def _host_mm(A, B, ta: bool, tb: bool, dtype):
     """The host side of :func:`mm`: operands copied channel first (row-major matrices that BLAS
-    reads, transposed or not, by its ``trans`` flags), one batched ``gemm`` the way the fast
-    engine calls it (single-threaded BLAS per slice, the slices of a stack on BLAS's threads:
-    :meth:`NumpyBackend.parallel_gemm <blursim.backend.numpy_backend.NumpyBackend.parallel_gemm>`),
-    the result copied back channel last."""
+    reads, transposed or not, by its ``trans`` flags), one ``gemm`` per species, replica and
+    channel through the fast engine's backend (:meth:`NumpyBackend.gemm
+    <blursim.backend.numpy_backend.NumpyBackend.gemm>`) with BLAS single-threaded (on the
+    loaded 2-vCPU machine, OpenBLAS's own threads made a paper-es product 6-25x slower, and
+    splitting a stack over them 4x slower), the result copied back channel last."""
     A, B = _unbytes(np.asarray(A), dtype), _unbytes(np.asarray(B), dtype)
     # (..., a2, a3, c) -> (..., c, a2, a3), or (..., c, a3, a2) where op transposes: BLAS reads that view
     # of the channel-first copy transposed (no second copy)
