@@ -21,6 +21,7 @@ from blursim.graph import compile_network  # noqa: E402
 from blursim.meta import prepare_experiment  # noqa: E402
 from blursim.meta.objective import MetaObjective  # noqa: E402
 from blursim.sim import Simulator  # noqa: E402
+from blursim.sim import jax_blas  # noqa: E402
 from blursim.sim.jax_blas import CONTRACTIONS, contract, resolve_products  # noqa: E402
 from blursim.sim.jax_engine import JaxSimulator, precision  # noqa: E402
 from blursim.spec import load_network  # noqa: E402
@@ -41,8 +42,19 @@ def rel(a, b) -> float:
     return float(np.abs(a - b).max()) / max(float(np.abs(b).max()), 1e-3)
 
 
+@pytest.fixture(params=["primitive", "pure_callback"])
+def callback(request, monkeypatch):
+    """Both ways a product reaches the host: the module's own primitive (XLA's host callback
+    directly) and the ``jax.pure_callback`` fallback (JAX without the internals it uses)."""
+    if request.param == "pure_callback":
+        monkeypatch.setattr(jax_blas, "_PRIM", [None])
+    else:
+        assert jax_blas._primitive() is not None  # JAX 0.10 has the internals
+    return request.param
+
+
 @pytest.mark.parametrize("spec", sorted(CONTRACTIONS))
-def test_each_product_and_its_derivative_equal_einsum(spec):
+def test_each_product_and_its_derivative_equal_einsum(spec, callback):
     rng = np.random.default_rng(len(spec))
     out = spec.split("->")[1]
     with precision("float64"):

@@ -39,13 +39,21 @@ engine uses XLA's products there (:func:`resolve_products`). Under
 (``vmap_method="expand_dims"``), which the ``gemm`` broadcasts. With the
 genomes sharded over several devices (:meth:`MetaObjective.value_and_grad_many
 <blursim.meta.objective.MetaObjective.value_and_grad_many>`) the results are
-those of one device (checked on 2 forced host devices: 3e-16), but XLA runs each
-callback on device 0, gathering its operands there: the devices do not
-compute the products in parallel.
+those of one device (checked on 2 forced host devices: <= 3e-16 apart; with
+``jax.pure_callback`` XLA gathered every callback's operands on device 0).
+
+The host callback is the module's own primitive (:func:`_primitive`) lowered
+straight to XLA's host callback through JAX's internal
+``emit_python_callback``, since ``jax.pure_callback`` costs more than the
+products (it puts every operand through ``jax.device_put``); without that
+internal, or with ``BLURSIM_JAX_BLAS_CALLBACK=pure``, ``jax.pure_callback``.
 
 Measured (docs/benchmarks.md, "JAX products on the CPU's BLAS"): exact, but
-slower than XLA's products on the 2-vCPU CPU, mostly because every
-``jax.pure_callback`` has a fixed cost of 0.1-0.4 ms; XLA stays the default.
+slower than XLA's products on the 2-vCPU CPU in every ratio of issue 25 --
+with ``jax.pure_callback`` (0.1-0.4 ms fixed cost per product) and with the
+primitive (27 us): the copies to and from the channel-last layout, one BLAS
+thread, and XLA's work around the products cost more than XLA's dots; XLA
+stays the default.
 """
 
 from __future__ import annotations
@@ -286,8 +294,9 @@ _MM = []
 
 def mm(A, B, ta: bool = False, tb: bool = False):
     """``C[..., m, n, c] = Σ_k op(A)[m, k, c] op(B)[k, n, c]`` on channel-last operands, computed by
-    NumPy's BLAS (a ``jax.pure_callback``) with a ``jax.custom_vjp`` whose backward pass is two
-    more :func:`mm`; ``op`` transposes the two matrix axes (``-3``, ``-2``) where ``ta``/``tb``."""
+    NumPy's BLAS in a host callback (:func:`_primitive`, else ``jax.pure_callback``) with a
+    ``jax.custom_vjp`` whose backward pass is two more :func:`mm`; ``op`` transposes the two matrix
+    axes (``-3``, ``-2``) where ``ta``/``tb``."""
     if not _MM:
         _MM.append(_make_mm())
     return _MM[0](A, B, bool(ta), bool(tb))
