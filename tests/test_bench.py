@@ -20,8 +20,17 @@ try:
     import jax  # noqa: F401
 
     HAVE_JAX = True
+    BLAS_ROUTE = jax.devices()[0].platform == "cpu"  # the JAX rows' BLAS product route (blursim.sim.jax_blas)
 except ImportError:
-    HAVE_JAX = False
+    HAVE_JAX = BLAS_ROUTE = False
+
+
+def blas_rows(species, unrolls=(2,)) -> set:
+    """The rows of the JAX engine's BLAS product route, where it runs (a CPU)."""
+    if not BLAS_ROUTE:
+        return set()
+    return ({f"paper-es train jax blas S={S}" for S in species}
+            | {f"meta-gradient {k} blas T={T}" for k in ("forward", "value_and_grad") for T in unrolls})
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +104,9 @@ def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys, backen
             for kind in ("train", "forward", "products only", "train empty monitor")
             + (("train no BLAS binding",) if bound else ())}
     want |= {"local-sparse train blocks S=8", "local-sparse train masked S=8", "fitness S=2"}
-    jax_rows = {"paper-es train jax S=1", "paper-es train jax S=2", "meta-gradient forward T=2",
-                "meta-gradient value_and_grad T=2", "paper-es train unroll T=2"} if HAVE_JAX else set()
+    jax_rows = ({"paper-es train jax S=1", "paper-es train jax S=2", "meta-gradient forward T=2",
+                 "meta-gradient value_and_grad T=2", "paper-es train unroll T=2"} | blas_rows((1, 2))
+                if HAVE_JAX else set())
     assert set(rows) == want | jax_rows
     check_jax_part(res, rows, (1, 2))
     for name, r in rows.items():
@@ -137,7 +147,7 @@ def test_quick_run_writes_every_row_and_a_complete_json(tmp_path, capsys, backen
     check_targets(res, table, jax_rows)
 
 
-def check_targets(res, table, jax_rows) -> None:
+def check_targets(res, table, jax_rows, blas: bool = BLAS_ROUTE) -> None:
     """The issue-25 targets: each one the run measured, with its value taken from the rows and
     ratios above, its verdict, and its line in the table."""
     t = {x["name"]: x for x in res["targets"]}
@@ -164,6 +174,17 @@ def check_targets(res, table, jax_rows) -> None:
         vg, unroll = rows["meta-gradient value_and_grad T=2"], rows["paper-es train unroll T=2"]
         assert unroll["unroll"] == 2 and len(mg["fast_pair_ratios"]["2"]) == 1
         assert fast["value"] == pytest.approx(vg["median_s"] / unroll["median_s"])  # one round: one pair
+        if blas:  # the same targets for the BLAS product route, its meta-gradient over the same unroll
+            bl = jx["products"]["blas"]
+            names = {"value_and_grad / forward unroll, T = 2 [blas products]",
+                     "meta-gradient / fast engine's 2 steps, T = 2 [blas products]"}
+            if bl["speed_ratio"] is not None:
+                names.add("JAX step / fast step speed, S = 1 [blas products]")
+                assert t["JAX step / fast step speed, S = 1 [blas products]"]["value"] == bl["speed_ratio"]["1"]
+            want |= names
+            vgb = rows["meta-gradient value_and_grad blas T=2"]
+            assert t["meta-gradient / fast engine's 2 steps, T = 2 [blas products]"]["value"] == pytest.approx(
+                vgb["median_s"] / unroll["median_s"])
     assert set(t) == want
     for x in t.values():
         assert x["met"] == (x["value"] <= x["target"] if x["op"] == "<=" else x["value"] >= x["target"])
@@ -171,7 +192,7 @@ def check_targets(res, table, jax_rows) -> None:
     assert ("targets (issue 25):" in table) == bool(want)
 
 
-def check_jax_part(res, rows, species) -> None:
+def check_jax_part(res, rows, species, blas: bool = BLAS_ROUTE) -> None:
     """The JAX rows: a step and a meta-gradient that cost time and memory, their ratios."""
     if not HAVE_JAX:
         assert res["jax"] is None
@@ -190,21 +211,31 @@ def check_jax_part(res, rows, species) -> None:
     if jx["speed_ratio"] is not None:
         for S in species:
             assert jx["speed_ratio"][str(S)] == pytest.approx(np.median(jx["pair_ratios"][str(S)]))
+    if blas:  # the BLAS product route: its own rows, ratios and peaks (XLA's buffers + the callbacks')
+        bl = jx["products"]["blas"]
+        for S in species:
+            r = rows[f"paper-es train jax blas S={S}"]
+            assert r["products"] == "blas" and r["median_s"] > 0 and r["peak_bytes"] > 0
+        assert bl["meta_gradient"]["time_ratio"]["2"] == pytest.approx(np.median(bl["meta_gradient"]["pair_ratios"]["2"]))
+        assert bl["meta_gradient"]["peak_bytes"]["2"]["value_and_grad"] > 0
 
 
 def test_jax_backend_runs_only_the_jax_rows(tmp_path, capsys):
     pytest.importorskip("jax")
     out = tmp_path / "bench.json"
-    assert bench.main(["--backend", "jax", "--quick", "--species", "1", "--json", str(out)]) == 0
+    # XLA's products only (the BLAS route's rows: the slow quick run above), to keep the suite short
+    assert bench.main(["--backend", "jax", "--quick", "--species", "1", "--jax-products", "xla",
+                       "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     rows = {r["row"]: r for r in res["rows"]}
     assert set(rows) == {"paper-es train jax S=1", "meta-gradient forward T=2", "meta-gradient value_and_grad T=2",
                          "paper-es train unroll T=2"}
+    assert "products" not in res["jax"]
     assert res["jax"]["speed_ratio"] is None and "local_sparse" not in res
-    check_jax_part(res, rows, (1,))
+    check_jax_part(res, rows, (1,), blas=False)
     table = capsys.readouterr().out
     assert "JAX engine on" in table
-    check_targets(res, table, rows)
+    check_targets(res, table, rows, blas=False)
 
 
 def test_jax_backend_without_the_extra_names_the_install_command(monkeypatch, capsys):
@@ -285,7 +316,9 @@ def test_targets_from_a_hand_made_run():
                     {"row": "paper-es train S=80", "S": 80, "pct_roofline": 49.0, "gflops": 49.0,
                      "adjacent_roofline": 100.0}],
            "jax": {"speed_ratio": {"1": 0.95, "8": 0.1, "80": 0.5},
-                   "meta_gradient": {"time_ratio": {"10": 4.5}, "fast_unroll_ratio": {"10": 2.5}}},
+                   "meta_gradient": {"time_ratio": {"10": 4.5}, "fast_unroll_ratio": {"10": 2.5}},
+                   "products": {"blas": {"speed_ratio": {"1": 0.8},
+                                         "meta_gradient": {"time_ratio": {"10": 3.5}, "fast_unroll_ratio": {"10": 3.5}}}}},
            "load": {"loaded": False}}
     t = {x["name"]: x for x in targets(res)}
     want = {"Sec. 4.4 run (400 generations x 80), estimated": (400 * 80 / 16 / 60, False),  # 33.3 min
@@ -293,11 +326,14 @@ def test_targets_from_a_hand_made_run():
             "JAX step / fast step speed, S = 1": (0.95, True),
             "JAX step / fast step speed, S = 80": (0.5, False),
             "value_and_grad / forward unroll, T = 10": (4.5, False),
-            "meta-gradient / fast engine's 10 steps, T = 10": (2.5, True)}
+            "meta-gradient / fast engine's 10 steps, T = 10": (2.5, True),
+            "JAX step / fast step speed, S = 1 [blas products]": (0.8, False),
+            "value_and_grad / forward unroll, T = 10 [blas products]": (3.5, True),
+            "meta-gradient / fast engine's 10 steps, T = 10 [blas products]": (3.5, False)}
     assert {n: (x["value"], x["met"]) for n, x in t.items()} == want
     assert "extrapolation" not in t["Sec. 4.4 run (400 generations x 80), estimated"]["note"]
     res["targets"] = list(t.values())
     text = "\n".join(format_targets(res))
-    assert text.count("NOT met") == 4 and text.count(": met") == 2 and "33.33 min" in text
+    assert text.count("NOT met") == 6 and text.count(": met") == 3 and "33.33 min" in text
     res["rows"][0].update(row="fitness S=2", S=2)  # another population: said to be an extrapolation
     assert "extrapolation" in targets(res)[0]["note"]

@@ -76,13 +76,13 @@ class JaxWorkload:
     """A :class:`~blursim.bench.workloads.Workload`'s network, genomes and batch on the JAX engine:
     its training step and forward pass, compiled ahead of time."""
 
-    def __init__(self, w, dtype: str = "float32") -> None:
+    def __init__(self, w, dtype: str = "float32", products: str = "xla") -> None:
         import jax.numpy as jnp
 
         from blursim.sim.jax_engine import JaxSimulator, kept_states, precision
 
         self.w, self.dtype = w, dtype
-        self.sim = JaxSimulator(w.prog, dtype)
+        self.sim = JaxSimulator(w.prog, dtype, products=products)
         self.genes = self.sim.prepare(w.genomes)
         with precision(dtype):
             self.x, self.y = self.sim.device_data(w.x), self.sim.device_labels(w.y)
@@ -125,9 +125,11 @@ class JaxWorkload:
 class GradWorkload:
     """The meta-loss of ``spec`` through a ``T``-step unroll and its gradient in the core genome
     fields (one genome, one replica, batch ``B``, one query batch of ``B``), compiled ahead of
-    time: :attr:`forward` (the value) and :attr:`grad` (value and gradient)."""
+    time: :attr:`forward` (the value) and :attr:`grad` (value and gradient); ``products``: the
+    unroll's product route (:mod:`blursim.sim.jax_blas`)."""
 
-    def __init__(self, spec: dict, T: int, dtype: str = "float32", B: int = 128, dataset=None) -> None:
+    def __init__(self, spec: dict, T: int, dtype: str = "float32", B: int = 128, dataset=None,
+                 products: str = "xla") -> None:
         from blursim.genome import GenomeLayout, make_preset
         from blursim.graph import compile_network
         from blursim.meta.evaluate import Protocol
@@ -147,8 +149,8 @@ class GradWorkload:
         with precision(dtype):
             self.args = loss_arguments(prog, layout.matrix_to_batch(x[None], genome), x, data,
                                        unit_draws(prog, 1, 0), np.dtype(dtype), "cross_entropy", False)
-            self.forward = loss_function(prog, layout, "cross_entropy", False, False).lower(*self.args).compile()
-            self.grad = loss_function(prog, layout, "cross_entropy", True, False).lower(*self.args).compile()
+            self.forward = loss_function(prog, layout, "cross_entropy", False, False, products).lower(*self.args).compile()
+            self.grad = loss_function(prog, layout, "cross_entropy", True, False, products).lower(*self.args).compile()
 
     def fn(self, grad: bool):
         import jax
@@ -172,18 +174,21 @@ def fast_unroll(w, T: int):
     return fn, reset
 
 
-def grad_rows(best: dict, peaks: dict, pairs: dict, unrolls, fast_pairs: dict | None = None
-              ) -> tuple[list[dict], dict]:
+def grad_rows(best: dict, peaks: dict, pairs: dict, unrolls, fast_pairs: dict | None = None,
+              products: str = "xla") -> tuple[list[dict], dict]:
     """The meta-gradient rows and their summary from what :func:`blursim.bench.runner.run_benchmark`
     measured: ``best[key] = (times, roofline)``, ``pairs[T]`` the back-to-back time ratios
-    ``value_and_grad / forward`` and ``fast_pairs[T]`` those of ``value_and_grad / fast unroll``."""
+    ``value_and_grad / forward`` and ``fast_pairs[T]`` those of ``value_and_grad / fast unroll``.
+    ``products``: the product route of the rows (another than ``"xla"``: keys named after it,
+    and no fast-engine row of its own, which XLA's rows have)."""
     rows = []
     fast_pairs = fast_pairs or {}
+    name = "" if products == "xla" else f" {products}"
     for T in unrolls:
         for kind in ("forward", "value_and_grad", "fast"):
-            if kind == "fast" and T not in fast_pairs:
+            if kind == "fast" and (T not in fast_pairs or name):
                 continue
-            key = f"paper-es train unroll T={T}" if kind == "fast" else f"meta-gradient {kind} T={T}"
+            key = f"paper-es train unroll T={T}" if kind == "fast" else f"meta-gradient {kind}{name} T={T}"
             ts, roof = best[key]
             rows.append({"row": key, "S": 1, "median_s": statistics.median(ts), "best_s": min(ts),
                          "reps": len(ts), "unroll": T, "peak_bytes": peaks[key], "adjacent_roofline": roof,
@@ -192,11 +197,51 @@ def grad_rows(best: dict, peaks: dict, pairs: dict, unrolls, fast_pairs: dict | 
                             if kind == "fast" else {})})
     summary = {"time_ratio": {str(T): statistics.median(r) for T, r in pairs.items()},
                "pair_ratios": {str(T): r for T, r in pairs.items()},
-               "peak_bytes": {str(T): {"forward": peaks[f"meta-gradient forward T={T}"],
-                                       "value_and_grad": peaks[f"meta-gradient value_and_grad T={T}"]}
+               "peak_bytes": {str(T): {"forward": peaks[f"meta-gradient forward{name} T={T}"],
+                                       "value_and_grad": peaks[f"meta-gradient value_and_grad{name} T={T}"]}
                               for T in unrolls},
                "fast_unroll_ratio": {str(T): statistics.median(r) for T, r in fast_pairs.items()},
                "fast_pair_ratios": {str(T): r for T, r in fast_pairs.items()},
                "fast_unroll_peak_bytes": {str(T): peaks.get(f"paper-es train unroll T={T}") for T in fast_pairs},
-               "fields": list(CORE), "batch": 128, "query_batch": 128, "replicas": 1}
+               "fields": list(CORE), "batch": 128, "query_batch": 128, "replicas": 1, "products": products}
+    if name:
+        summary["note"] = ("fast_unroll_ratio: value_and_grad over the fast engine's T steps measured right before "
+                           "(XLA's meta-gradient rows' paper-es train unroll); peaks: XLA buffer assignment + host "
+                           "memory of the callbacks")
     return rows, summary
+
+
+def extra_products(products) -> list[str]:
+    """The product routes besides XLA's (always measured) that ``products`` asks for and JAX's
+    default device runs (:func:`blursim.sim.jax_blas.resolve_products`: ``"blas"`` on a CPU)."""
+    from blursim.sim.jax_blas import resolve_products
+
+    out = []
+    for p in products or ():
+        p = resolve_products(p, "jax_products")
+        if p != "xla" and p not in out:
+            out.append(p)
+    return out
+
+
+def route_bytes(compiled, fn) -> int | None:
+    """Peak memory of a product route's program: XLA's buffer assignment plus what its host
+    callbacks allocate during one call (:func:`host_peak_bytes`)."""
+    x = xla_bytes(compiled)
+    return None if x is None else x + host_peak_bytes(fn)
+
+
+def host_peak_bytes(fn) -> int:
+    """Peak bytes that NumPy allocated on the host during one call of ``fn`` (tracemalloc): what
+    the BLAS route's callbacks (:mod:`blursim.sim.jax_blas`) add to XLA's own buffers; about 0
+    for the XLA route."""
+    import tracemalloc
+
+    fn()  # compiled and warm: the peak of a call, not of the first
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        fn()
+        return int(tracemalloc.get_traced_memory()[1])
+    finally:
+        tracemalloc.stop()

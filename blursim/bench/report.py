@@ -110,10 +110,20 @@ def format_lines(res: dict) -> list[str]:
     if not jx:
         return []
     lines = ["", f"JAX engine on {jx['device']['device']} (jax {jx['device']['jax']})"]
+    lines.extend(_route_lines(jx, res, ""))
+    for p, sub in (jx.get("products") or {}).items():
+        lines.append(f"  products={p!r} (blursim.sim.jax_blas), measured right after XLA's rows:")
+        lines.extend(_route_lines(sub, res, "  "))
+    return lines
+
+
+def _route_lines(jx: dict, res: dict, indent: str) -> list[str]:
+    """The JAX engine's three ratios on one product route."""
+    lines = []
     if jx.get("speed_ratio"):
         n = min(len(v) for v in jx["pair_ratios"].values())
         ratios = ", ".join(f"S = {S} {v:.2f}x" for S, v in jx["speed_ratio"].items())
-        lines.append(f"  training step, Simulator time / JAX time: {ratios} (median of {n} back-to-back pairs)")
+        lines.append(f"{indent}  training step, Simulator time / JAX time: {ratios} (median of {n} back-to-back pairs)")
     mg = jx.get("meta_gradient")
     if mg:
         for T, r in mg["time_ratio"].items():
@@ -121,11 +131,11 @@ def format_lines(res: dict) -> list[str]:
             mem = ("" if pk["value_and_grad"] is None else
                    f"; peak memory {pk['forward'] / 2**20:.1f} MiB forward, {pk['value_and_grad'] / 2**20:.1f} MiB "
                    "value_and_grad")
-            lines.append(f"  meta-gradient T = {T}: value_and_grad / forward unroll time {r:.2f}x "
+            lines.append(f"{indent}  meta-gradient T = {T}: value_and_grad / forward unroll time {r:.2f}x "
                          f"(target <= 4x: {verdict(r <= 4, res)}){mem}")
         for T, r in (mg.get("fast_unroll_ratio") or {}).items():
             pk = mg["fast_unroll_peak_bytes"].get(T)
             mem = "" if pk is None else f"; fast engine's peak {pk / 2**20:.1f} MiB"
-            lines.append(f"  meta-gradient T = {T}: value_and_grad / fast engine's {T} training steps "
+            lines.append(f"{indent}  meta-gradient T = {T}: value_and_grad / fast engine's {T} training steps "
                          f"{r:.2f}x (target <= 3x: {verdict(r <= 3, res)}){mem}")
     return lines

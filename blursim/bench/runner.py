@@ -29,7 +29,7 @@ def _row(name, S, sample, flops_per_genome, roof, peak, extra=None) -> dict:
 
 def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: int = 2,
                   min_time: float = 1.0, quick: bool = False, log=print, fitness_species: int = 80,
-                  jax: bool | None = None, unrolls=(10, 50)) -> dict:
+                  jax: bool | None = None, unrolls=(10, 50), jax_products=("xla", "blas")) -> dict:
     """Measure every row; returns ``{"machine": ..., "roofline_gflops": ..., "rows": [...]}``.
 
     Each timed row is bracketed by two short roofline measurements; its
@@ -40,7 +40,10 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     ``jax``: also measure the JAX engine's rows (:mod:`blursim.bench.jax_rows`; default: when
     the JAX extra is installed), with meta-gradient unrolls of ``unrolls`` steps (``--quick``:
     2). ``backend_name="jax"``: the JAX rows only (the roofline and the flop counts from the
-    NumPy backend).
+    NumPy backend). ``jax_products``: the JAX engine's product routes measured
+    (:mod:`blursim.sim.jax_blas`): XLA's (the rows above, always) and ``"blas"`` (NumPy's BLAS
+    through a host callback; CPU only), whose rows carry the route's name and follow XLA's in
+    every round (``res["jax"]["products"]``).
     """
     from blursim.backend import get_backend
     from blursim.sim.engines import engine_name
@@ -77,13 +80,18 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
         unbound = NumpyBackend("float32", blas_binding=False)
         for S in species:
             wl[("paper-es no binding", S)] = Workload(PAPER_ES, S, unbound)
-    jwl: dict = {}  # the JAX engine's workloads: paper-es by S, meta-gradients by T
+    jwl: dict = {}  # the JAX engine's workloads: paper-es by S, meta-gradients by T (other routes: by route too)
+    extra = jax_rows.extra_products(jax_products) if jax else []
     if jax:
         log(f"# JAX engine on {jax_rows.device_info()['device']}: compiling its rows")
         for S in species:
             jwl[S] = jax_rows.JaxWorkload(wl[("paper-es", S)])
+            for p in extra:
+                jwl[(S, p)] = jax_rows.JaxWorkload(wl[("paper-es", S)], products=p)
         for T in unrolls:
             jwl[("grad", T)] = jax_rows.GradWorkload(PAPER_ES, T)
+            for p in extra:
+                jwl[("grad", T, p)] = jax_rows.GradWorkload(PAPER_ES, T, products=p)
         # the fast engine's T training steps at S = 1, beside each meta-gradient
         wl_fast = wl[("paper-es", 1)] if 1 in species else Workload(PAPER_ES, 1, backend)
     S_loc = 8
@@ -110,11 +118,15 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     jax_pairs: dict[int, list[float]] = {S: [] for S in species}  # Simulator / JAX time, back to back
     grad_pairs: dict[int, list[float]] = {T: [] for T in unrolls}  # value_and_grad / forward time
     fast_pairs: dict[int, list[float]] = {T: [] for T in unrolls}  # value_and_grad / fast engine's T steps
+    # the same three ratios of every other product route, measured right after XLA's
+    xpairs = {p: ({S: [] for S in species}, {T: [] for T in unrolls}, {T: [] for T in unrolls}) for p in extra}
     for rnd in range(rounds):
         for S in species:
             w = wl[("paper-es", S)]
             if only_jax:
                 _jax_step(jwl[S], S, None, measure, peaks, min_time, jax_pairs, log, rnd)
+                for p in extra:
+                    _jax_step(jwl[(S, p)], S, None, measure, peaks, min_time, xpairs[p][0], log, rnd, p)
                 continue
             for train in (True, False):
                 key = f"paper-es {'train' if train else 'forward'} S={S}"
@@ -124,6 +136,8 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
                 log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.2f} ms/step")
                 if train and jax:  # the JAX engine's step, right after
                     _jax_step(jwl[S], S, ts, measure, peaks, min_time, jax_pairs, log, rnd)
+                    for p in extra:
+                        _jax_step(jwl[(S, p)], S, ts, measure, peaks, min_time, xpairs[p][0], log, rnd, p)
                 if train:  # the same step with a monitor that records nothing at it, right after
                     from blursim.sim import Monitor
 
@@ -160,6 +174,18 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
             ts = measure(key, *jax_rows.fast_unroll(wl_fast, T), min_time, min_reps=3, max_reps=50, reset_every=1)
             fast_pairs[T].append(med["value_and_grad"] / statistics.median(ts))
             log(f"#   round {rnd + 1}: {key}: {1e3 * statistics.median(ts):.1f} ms")
+            for p in extra:  # the other routes' meta-gradients, after the fast engine's T steps
+                g, mp = jwl[("grad", T, p)], {}
+                for kind in ("forward", "value_and_grad"):
+                    key_p = f"meta-gradient {kind} {p} T={T}"
+                    if key_p not in peaks:
+                        peaks[key_p] = jax_rows.route_bytes(g.grad if kind != "forward" else g.forward,
+                                                            g.fn(kind != "forward"))
+                    mp[kind] = statistics.median(measure(key_p, g.fn(kind != "forward"), None, min_time, min_reps=3,
+                                                         max_reps=50))
+                    log(f"#   round {rnd + 1}: {key_p}: {1e3 * mp[kind]:.1f} ms")
+                xpairs[p][1][T].append(mp["value_and_grad"] / mp["forward"])
+                xpairs[p][2][T].append(mp["value_and_grad"] / statistics.median(ts))
         if only_jax:
             continue
         for i in range(3):  # blocks and masked dense back to back, three pairs, alternating which goes first
@@ -192,15 +218,31 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
             w = wl[("paper-es", S)]
             key = f"paper-es train jax S={S}"
             fl = w.sim.flops(w.B, train=True)["total"]
-            jax_step_rows[S] = _row(key, S, best[key], fl, roof, peaks[key], {
+            jax_step_rows[S] = [_row(key, S, best[key], fl, roof, peaks[key], {
                 "flops_per_genome_step": fl, "device": dev["device"],
-                "note": "the JAX engine's jitted reference step, float32; peak: XLA buffer assignment"})
+                "note": "the JAX engine's jitted reference step, float32; peak: XLA buffer assignment"})]
+            for p in extra:
+                key = f"paper-es train jax {p} S={S}"
+                jax_step_rows[S].append(_row(key, S, best[key], fl, roof, peaks[key], {
+                    "flops_per_genome_step": fl, "device": dev["device"], "products": p,
+                    "note": f"the JAX step with products={p!r} (blursim.sim.jax_blas); peak: XLA buffer "
+                            "assignment + the host memory its callbacks allocate"}))
         grows, summary = jax_rows.grad_rows(best, peaks, grad_pairs, unrolls, fast_pairs)
         jax_res = {"device": dev, "meta_gradient": summary,
                    "speed_ratio": None if only_jax else {str(S): statistics.median(r) for S, r in jax_pairs.items()},
                    "pair_ratios": None if only_jax else {str(S): r for S, r in jax_pairs.items()}}
+        if extra:
+            jax_res["products"] = {}
+        for p in extra:
+            steps, gp, fp = xpairs[p]
+            prows, psummary = jax_rows.grad_rows(best, peaks, gp, unrolls, fp, products=p)
+            grows.extend(prows)
+            jax_res["products"][p] = {
+                "meta_gradient": psummary,
+                "speed_ratio": None if only_jax else {str(S): statistics.median(r) for S, r in steps.items()},
+                "pair_ratios": None if only_jax else {str(S): r for S, r in steps.items()}}
     if only_jax:
-        rows.extend(list(jax_step_rows.values()) + grows)
+        rows.extend([r for rs in jax_step_rows.values() for r in rs] + grows)
         res = {"machine": info, "roofline_gflops": roof, "roofline_samples": roofs, "load": load, "rows": rows,
                "jax": jax_res, "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
         res["targets"] = targets(res)
@@ -250,7 +292,7 @@ def _paper_es_rows(species, wl, best, peaks, roof, jax_step_rows, unbound: bool)
             fl = w.sim.flops(w.B, train=train)["total"]
             rows.append(_row(key, S, best[key], fl, roof, peaks[key], {"flops_per_genome_step": fl}))
             if train and S in jax_step_rows:
-                rows.append(jax_step_rows[S])
+                rows.extend(jax_step_rows[S])
             if train:
                 key = f"paper-es train empty monitor S={S}"
                 rows.append(_row(key, S, best[key], fl, roof, None, {
@@ -284,12 +326,13 @@ def _local_sparse_rows(wl, S_loc, best, peaks, roof) -> dict[str, dict]:
     return loc
 
 
-def _jax_step(jw, S, ts_sim, measure, peaks, min_time, pairs, log, rnd) -> None:
+def _jax_step(jw, S, ts_sim, measure, peaks, min_time, pairs, log, rnd, products: str = "xla") -> None:
     """The JAX engine's training step of ``paper-es`` at ``S`` (after the Simulator's, whose times
-    are ``ts_sim``: their ratio is one back-to-back pair)."""
-    key = f"paper-es train jax S={S}"
+    are ``ts_sim``: their ratio is one back-to-back pair), on the product route ``products``."""
+    key = f"paper-es train jax S={S}" if products == "xla" else f"paper-es train jax {products} S={S}"
     if key not in peaks:
-        peaks[key] = jw.memory(True)
+        peaks[key] = jw.memory(True) if products == "xla" else jax_rows.route_bytes(jw.compiled(True),
+                                                                                     jw.step_fn(True)[0])
     ts = measure(key, *jw.step_fn(True), min_time)
     if ts_sim is not None:
         pairs[S].append(statistics.median(ts_sim) / statistics.median(ts))

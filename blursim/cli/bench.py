@@ -57,6 +57,9 @@ def _arguments(p) -> None:
     p.add_argument("--unrolls", type=_species, default=(10, 50), metavar="T1,T2,...",
                    help="unroll lengths of the meta-gradient rows (default 10,50; --quick: 2)")
     p.add_argument("--no-jax", action="store_true", help="leave out the JAX engine's rows")
+    p.add_argument("--jax-products", default="xla,blas", metavar="R1,R2",
+                   help="the JAX engine's product routes measured (xla always; blas: NumPy's BLAS through a "
+                        "host callback, CPU only; default xla,blas)")
     p.add_argument("--quick", action="store_true", help="short run (smoke test; numbers are rough)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
 
@@ -70,7 +73,8 @@ def cmd_bench(args) -> int:
     res = run_benchmark(args.backend, species=args.species, rounds=args.rounds, min_time=args.min_time,
                         quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True),
                         fitness_species=args.fitness_species, jax=False if args.no_jax else None,
-                        unrolls=args.unrolls)
+                        unrolls=args.unrolls,
+                        jax_products=tuple(p.strip() for p in args.jax_products.split(",") if p.strip()))
     if args.json:
         from blursim.io import atomic_write_text
 

@@ -193,16 +193,19 @@ def default_objective(setup: Any) -> Any:
     """The meta-objective of ``setup``'s training tasks (JAX), or a clear error naming the
     install command when JAX or optax is missing.
 
-    Objectives are cached in this process by the experiment's hash and dtype (which determine
-    everything they compute), like the population evaluator's engines, so that a resumed or
-    repeated run reuses the compiled unroll instead of compiling it again.
+    Objectives are cached in this process by the experiment's hash, dtype and product route
+    (which determine everything they compute), like the population evaluator's engines, so that
+    a resumed or repeated run reuses the compiled unroll instead of compiling it again. The
+    product route is ``$BLURSIM_JAX_PRODUCTS`` (``xla``, the default, or ``blas``: the unroll's
+    products on NumPy's BLAS, CPU only; :mod:`blursim.sim.jax_blas`).
     """
     require_jax()
+    from blursim.sim.jax_blas import resolve_products
 
-    key = (setup.spec_hash, setup.experiment.execution.dtype)
+    key = (setup.spec_hash, setup.experiment.execution.dtype, resolve_products(None))
     obj = _OBJECTIVES.get(key)
     if obj is None:
-        obj = _OBJECTIVES[key] = MetaObjective(setup, "train", dtype=key[1])
+        obj = _OBJECTIVES[key] = MetaObjective(setup, "train", dtype=key[1], products=key[2])
         while len(_OBJECTIVES) > _MAX_OBJECTIVES:
             _OBJECTIVES.popitem(last=False)
     _OBJECTIVES.move_to_end(key)

@@ -72,11 +72,18 @@ class MetaObjective:
     ``setup``: a :class:`~blursim.meta.experiment.Setup`; ``which``: ``"train"`` (the training
     tasks) or ``"validation"``; ``dtype``: ``"float32"`` (default) or ``"float64"``;
     ``devices``: how many of this process's JAX devices :meth:`value_and_grad_many` uses
-    (default: all of them).
+    (default: all of them); ``products``: the unroll's products on XLA (``"xla"``, default) or
+    on NumPy's BLAS with an exact custom derivative (``"blas"``, CPU only:
+    :mod:`blursim.sim.jax_blas`).
     """
 
-    def __init__(self, setup, which: str = "train", *, dtype: str = "float32", devices: int | None = None) -> None:
+    def __init__(self, setup, which: str = "train", *, dtype: str = "float32", devices: int | None = None,
+                 products: str | None = None) -> None:
         jax = je.require_jax()
+        from blursim.sim.jax_blas import resolve_products
+
+        #: The unroll's product route, ``"xla"`` or ``"blas"`` (:func:`~blursim.sim.jax_blas.resolve_products`).
+        self.products = resolve_products(products)
         jax_cache.enable(jax)
         local = list(jax.local_devices())
         if devices is not None and not (isinstance(devices, int) and 1 <= devices <= len(local)):
@@ -176,7 +183,7 @@ class MetaObjective:
             prog = self.setup.programs[task.network]
             data = task_data(task.dataset, int(seed), proto)
             draws = self._unit_draws(task.network, seed, proto.replicas)
-            fn = loss_function(prog, self.layout, self.kind, grad, searched_scale)
+            fn = loss_function(prog, self.layout, self.kind, grad, searched_scale, self.products)
             with je.precision(self.dtype_name):
                 out = fn(*loss_arguments(prog, batch, x, data, draws, self.dtype, self.kind, searched_scale))
             if grad:
@@ -218,7 +225,7 @@ class MetaObjective:
         searched_scale = "init_scale" in self.layout.fields
         for i, task in enumerate(self.tasks):
             prog = self.setup.programs[task.network]
-            fn = sharded_loss_function(prog, self.layout, self.kind, searched_scale)
+            fn = sharded_loss_function(prog, self.layout, self.kind, searched_scale, self.products)
             with je.precision(self.dtype_name):
                 args = []
                 for x, s in zip(xs, seeds):
@@ -241,12 +248,13 @@ class MetaObjective:
         return [self._result(per[p], fin[p], total_grad[p]) for p in range(P)]
 
 
-def loss_function(program, layout, kind: str, grad: bool, searched_scale: bool):
+def loss_function(program, layout, kind: str, grad: bool, searched_scale: bool, products: str = "xla"):
     """The jitted loss of one task on ``program`` (:func:`loss_arguments` in, ``(loss, (accuracy,
     metric, finite))`` out, with ``d loss / d x`` when ``grad``), compiled once per process for
-    an equal network and layout (:func:`blursim.sim.jax_engine.compiled`)."""
-    key = ("meta", layout, kind, grad, searched_scale)
-    return je.compiled(program, key, lambda: _compiled_loss(program, layout, kind, grad, searched_scale))
+    an equal network and layout (:func:`blursim.sim.jax_engine.compiled`); ``products``: the
+    unroll's product route (:mod:`blursim.sim.jax_blas`)."""
+    key = ("meta", layout, kind, grad, searched_scale, products)
+    return je.compiled(program, key, lambda: _compiled_loss(program, layout, kind, grad, searched_scale, products))
 
 
 def loss_arguments(program, batch, x, data, draws: ref.BlurState, dtype, kind: str, searched_scale: bool) -> tuple:
@@ -296,35 +304,40 @@ def genome_of(layout, x, base: dict) -> dict:
     return G
 
 
-def sharded_loss_function(program, layout, kind: str, searched_scale: bool):
+def sharded_loss_function(program, layout, kind: str, searched_scale: bool, products: str = "xla"):
     """:func:`loss_function` with its gradient, over a leading genome axis of every argument
     (``jax.vmap``), jitted: the arguments' sharding over devices decides where each genome
     runs. Compiled once per process for an equal network and layout, and per number of
     genomes and devices."""
-    key = ("meta-many", layout, kind, searched_scale)
+    key = ("meta-many", layout, kind, searched_scale, products)
 
     def make():
         jax = je.require_jax()
-        return jax.jit(jax.vmap(jax.value_and_grad(_loss(program, layout, kind, searched_scale), has_aux=True)))
+        loss = _loss(program, layout, kind, searched_scale, products)
+        return jax.jit(jax.vmap(jax.value_and_grad(loss, has_aux=True)))
 
     return je.compiled(program, key, make)
 
 
-def _compiled_loss(program, layout, kind: str, grad: bool, searched_scale: bool):
+def _compiled_loss(program, layout, kind: str, grad: bool, searched_scale: bool, products: str = "xla"):
     """The jitted ``(x, base, s0, draws, xs, ys, xq, yq) -> (loss, (accuracy, metric, finite))``
     of one task on ``program`` (with its gradient in ``x`` when ``grad``)."""
     jax = je.require_jax()
-    loss_fn = _loss(program, layout, kind, searched_scale)
+    loss_fn = _loss(program, layout, kind, searched_scale, products)
     if grad:
         return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
     return jax.jit(loss_fn)
 
 
-def _loss(program, layout, kind: str, searched_scale: bool):
+def _loss(program, layout, kind: str, searched_scale: bool, products: str = "xla"):
     """The meta-loss of one task on ``program`` as a traceable function of
     ``(x, base, s0, draws, xs, ys, xq, yq)``, returning ``(loss, (accuracy, metric, finite))``."""
     jax = je.require_jax()
     import jax.numpy as jnp
+
+    from blursim.sim.jax_blas import kernels_for
+
+    K = kernels_for(products)
 
     def loss_fn(x, base, s0, draws, xs, ys, xq, yq):
         G = genome_of(layout, x, base)
@@ -337,8 +350,8 @@ def _loss(program, layout, kind: str, searched_scale: bool):
                 tuple(moved(w, d, q) for w, d, q in zip(s0.W, draws.W, program.projs)),
                 tuple(None if v is None else moved(v, d, q) for v, d, q in zip(s0.V, draws.V, program.projs)),
                 None)
-        s = je.unroll(program, G, s0, xs, ys)
-        losses, accs, ok = je.query_losses(program, G, s, xq, yq, kind)
+        s = je.unroll(program, G, s0, xs, ys, kernels=K)
+        losses, accs, ok = je.query_losses(program, G, s, xq, yq, kind, kernels=K)
         ok = ok.all() & je.synapses_finite(s).all()
         loss = jnp.mean(losses)
         return loss, (jnp.mean(accs), loss, ok)

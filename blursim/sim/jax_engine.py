@@ -172,16 +172,18 @@ def kept_states(program, state: ref.BlurState, B: int, xp) -> ref.BlurState:
 
 
 # --------------------------------------------------------------------- unrolls
-def unroll(program, genome, state: ref.BlurState, xs, ys, *, remat: bool = True) -> ref.BlurState:
+def unroll(program, genome, state: ref.BlurState, xs, ys, *, remat: bool = True,
+           kernels=ref.KERNELS) -> ref.BlurState:
     """``T`` reference training steps on the stacked batches ``xs (T, B, F)``, ``ys (T, B)``
     (or target vectors ``(T, B, n)``) as one ``lax.scan``; the step is wrapped in
     ``jax.checkpoint`` (``remat``) so that reverse mode stores one state per step. Traceable:
-    call it inside ``jax.jit``/``jax.grad``."""
+    call it inside ``jax.jit``/``jax.grad``. ``kernels``: the reference kernel set
+    (:func:`blursim.sim.jax_blas.kernels_for`: XLA's products or NumPy's BLAS)."""
     jax = require_jax()
     import jax.numpy as jnp
 
     def body(s, xy):
-        return ref.train_step(program, genome, s, xy[0], xy[1]), None
+        return ref.train_step(program, genome, s, xy[0], xy[1], kernels), None
 
     if remat:
         body = jax.checkpoint(body, prevent_cse=False)
@@ -190,7 +192,8 @@ def unroll(program, genome, state: ref.BlurState, xs, ys, *, remat: bool = True)
     return out
 
 
-def query_losses(program, genome, state: ref.BlurState, xq, yq, kind: str = "cross_entropy"):
+def query_losses(program, genome, state: ref.BlurState, xq, yq, kind: str = "cross_entropy",
+                 kernels=ref.KERNELS):
     """Per query batch and ``(S, R)``: ``(loss, accuracy, finite)`` of state 0 of the outputs
     after ``state`` (DESIGN §2 step 7, §4), averaged over the output populations.
 
@@ -198,6 +201,7 @@ def query_losses(program, genome, state: ref.BlurState, xq, yq, kind: str = "cro
     logits (one neuron: logits ``[0, a]``) for class labels ``yq (Q, B)`` -- or ``"mse"`` for
     target vectors ``yq (Q, B, n)`` (accuracy is then NaN). ``xq (Q, B, F)``. Arrays
     ``(Q, S, R)``; ``finite``: every logit finite. Traceable (``lax.map`` over the batches).
+    ``kernels`` as in :func:`unroll`.
     """
     jax = require_jax()
     import jax.numpy as jnp
@@ -207,7 +211,7 @@ def query_losses(program, genome, state: ref.BlurState, xq, yq, kind: str = "cro
     def one(xy):
         x, y = xy
         losses, accs, fin = [], [], []
-        for out in ref.evaluate(program, genome, state, x):
+        for out in ref.evaluate(program, genome, state, x, kernels):
             fin.append(jnp.isfinite(out).all(axis=(-1, -2)))
             if kind == "mse":
                 losses.append(((out - y) ** 2).mean(axis=(-1, -2)))
@@ -346,10 +350,19 @@ class JaxSimulator:
     ``threads`` are accepted for the common signature and change nothing (masks are dense
     multipliers; XLA picks its threads). A :class:`~blursim.sim.Monitor` records a run as on
     the NumPy simulator (:meth:`train_step`).
+
+    ``products``: ``"xla"`` (default) -- the step's products are XLA's dots -- or ``"blas"``
+    -- eq. 5-7's products go to NumPy's BLAS through a host callback with an exact
+    derivative (:mod:`blursim.sim.jax_blas`; on the CPU only: elsewhere it is ``"xla"``).
     """
 
-    def __init__(self, program, dtype: str | None = None, *, sparse: str = "auto", threads: int | None = None):
+    def __init__(self, program, dtype: str | None = None, *, sparse: str = "auto", threads: int | None = None,
+                 products: str | None = None):
         require_jax()
+        from blursim.sim.jax_blas import kernels_for, resolve_products
+
+        self.products = resolve_products(products)
+        self.kernels = kernels_for(self.products)
         self.program = program
         self.k = program.k
         self.rules = program.rules
@@ -364,14 +377,14 @@ class JaxSimulator:
         stacked batches), ``"forward"`` ``(genome, state, x) -> outputs`` or ``"finite"``; call
         them inside :func:`precision` with device arrays (:meth:`device_data`)."""
         jax = require_jax()
-        prog = self.program
+        prog, K = self.program, self.kernels
         make = {
-            "step": lambda: lambda G, s, x, y: ref.train_step(prog, G, s, x, y),
-            "steps": lambda: lambda G, s, xs, ys: unroll(prog, G, s, xs, ys, remat=False),
-            "forward": lambda: lambda G, s, x: ref.evaluate(prog, G, s, x),
+            "step": lambda: lambda G, s, x, y: ref.train_step(prog, G, s, x, y, K),
+            "steps": lambda: lambda G, s, xs, ys: unroll(prog, G, s, xs, ys, remat=False, kernels=K),
+            "forward": lambda: lambda G, s, x: ref.evaluate(prog, G, s, x, K),
             "finite": lambda: synapses_finite,
         }[name]
-        return compiled(prog, ("sim", name), lambda: jax.jit(make()))
+        return compiled(prog, ("sim", name, self.products), lambda: jax.jit(make()))
 
     def _call(self, name: str, *args):
         with precision(self.dtype_name):
@@ -451,10 +464,10 @@ class JaxSimulator:
         """The jitted step that also returns what a monitor records: the states after ``phases``
         and the Hebbian terms of ``hebbian`` (``(q, which)`` pairs)."""
         jax = require_jax()
-        prog = self.program
+        prog, K = self.program, self.kernels
         record = {"phases": phases, "hebbian": hebbian}
-        return compiled(prog, ("sim", "record", phases, hebbian), lambda: jax.jit(
-            lambda G, s, x, y: ref.train_step(prog, G, s, x, y, record=record)))
+        return compiled(prog, ("sim", "record", phases, hebbian, self.products), lambda: jax.jit(
+            lambda G, s, x, y: ref.train_step(prog, G, s, x, y, K, record=record)))
 
     def _feed(self, tap, rec) -> None:
         """Hand a recording step's arrays to a monitor's hooks in the simulator's layouts:

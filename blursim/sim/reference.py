@@ -255,31 +255,35 @@ def input_states(program, x, S: int, R: int, dtype) -> dict[int, Any]:
 
 
 # ------------------------------------------------------------ forward, eq. (5)
-def forward_drive(program, genome, W, a, j: int):
+def _einsum(spec, a, b):
+    """``einsum(spec, a, b)`` in the operands' namespace: the default ``contract`` of the products."""
+    return namespace(a, b).einsum(spec, a, b)
+
+
+def forward_drive(program, genome, W, a, j: int, contract=_einsum):
     """``z_j^c = Σ_{q: i→j} Σ_i W_q[i, j, c] (ν_q ā_i)^c`` (eq. 5; ``ā_i`` with the bias unit
-    when the projection has one, so the bias contributes ``W_q[bias, j, c] Σ_d ν_q[c, d]``)."""
-    xp = namespace(*W)
+    when the projection has one, so the bias contributes ``W_q[bias, j, c] Σ_d ν_q[c, d]``).
+    ``contract(spec, a, b)`` computes the product (``einsum``; the kernel set's :meth:`~ReferenceKernels.contract`)."""
     z = 0
     for qi in program.pops[j].incoming:
         q = program.projs[qi]
         pre = with_bias(a[q.pre]) if q.bias else a[q.pre]
-        z = z + xp.einsum("srijc,srbic->srbjc", W[qi], mix(genome[q.group]["nu"], pre))
+        z = z + contract("srijc,srbic->srbjc", W[qi], mix(genome[q.group]["nu"], pre))
     return z
 
 
 # ----------------------------------------------------------- backward, eq. (6)
-def backward_drive(program, genome, W, V, a, i: int):
+def backward_drive(program, genome, W, V, a, i: int, contract=_einsum):
     """``y_i^c = Σ_{q: i→j} Σ_j V_q[j, i, c] (μ_q a_j)^c`` (eq. 6), with ``V_q = W_q[:n_i]ᵀ``
-    (bias row dropped) when synapses are tied."""
-    xp = namespace(*W)
+    (bias row dropped) when synapses are tied; ``contract`` as in :func:`forward_drive`."""
     y = 0
     for qi in program.pops[i].outgoing:
         q = program.projs[qi]
         m = mix(genome[q.group]["mu"], a[q.post])
         if V[qi] is None:
-            y = y + xp.einsum("srijc,srbjc->srbic", W[qi][:, :, : q.n_pre], m)
+            y = y + contract("srijc,srbjc->srbic", W[qi][:, :, : q.n_pre], m)
         else:
-            y = y + xp.einsum("srjic,srbjc->srbic", V[qi], m)
+            y = y + contract("srjic,srbjc->srbic", V[qi], m)
     return y
 
 
@@ -311,9 +315,10 @@ def postsynaptic(mu_tilde, a):
     return mix(mu_tilde, a)
 
 
-def hebbian(P, Q, reduction: str):
-    """``H[i, j, c] = ρ_b P_b[i, c] Q_b[j, c]``, ``ρ`` the batch sum or mean (eq. 7)."""
-    H = namespace(P, Q).einsum("srbic,srbjc->srijc", P, Q)
+def hebbian(P, Q, reduction: str, contract=_einsum):
+    """``H[i, j, c] = ρ_b P_b[i, c] Q_b[j, c]``, ``ρ`` the batch sum or mean (eq. 7); ``contract`` as in
+    :func:`forward_drive`."""
+    H = contract("srbic,srbjc->srijc", P, Q)
     return H / P.shape[2] if reduction == "mean" else H
 
 
@@ -349,6 +354,11 @@ class ReferenceKernels(KernelSet):
 
     name = "reference"
 
+    def contract(self, spec, a, b):
+        """The products of eq. (5)-(7) (``einsum(spec, a, b)``); :class:`blursim.sim.jax_blas.BlasKernels`
+        routes them to NumPy's BLAS."""
+        return _einsum(spec, a, b)
+
     def synapses(self, run):
         return tuple(run.state.W), tuple(run.state.V)
 
@@ -382,9 +392,9 @@ class ReferenceKernels(KernelSet):
         W, V = syn
         g = run.genome[run.program.pops[p].group]
         if direction == "forward":
-            d = forward_drive(run.program, run.genome, W, run.a, p)
+            d = forward_drive(run.program, run.genome, W, run.a, p, self.contract)
         else:
-            d = backward_drive(run.program, run.genome, W, V, run.a, p)
+            d = backward_drive(run.program, run.genome, W, V, run.a, p, self.contract)
         x = _col(g[rate], 5) * d
         return x if keep is None else _col(g[keep], 5) * run.a[p] + x
 
@@ -453,7 +463,7 @@ class ReferenceKernels(KernelSet):
         fn = step.HEBBIAN_KERNELS[job.hebbian]
         if fn is None:
             return hebbian(presynaptic(g["nu_tilde"], src), postsynaptic(g["mu_tilde"], run.a[job.dst]),
-                           "mean" if job.batch_mean else "sum")
+                           "mean" if job.batch_mean else "sum", self.contract)
         H = fn(g, src, run.a[job.dst])
         return H / src.shape[2] if job.batch_mean else H
 
