@@ -13,7 +13,7 @@ genome (and each seed's initial genome) then trains fresh networks of 1..10 hidd
 the DAG for 10 steps (as in Fig. 10): test-split accuracy, ``--replicas`` initialisations,
 evaluation seed ``1000 + seed``; mean +- standard deviation over ``--seeds`` seeds.
 
-    python tools/repro_depth_gradient.py                 # 3 depths x 5 seeds x 250 steps (about 12 min on one core)
+    python tools/repro_depth_gradient.py                 # 3 depths x 5 seeds x 200 steps (about 12 min on one core)
     python tools/repro_depth_gradient.py --quick         # smoke run
 
 Writes docs/figures/repro_depth_gradient.png and docs/results/repro_depth_gradient.json.
@@ -39,7 +39,7 @@ QUICK_INNER = {"steps": 2, "batch_size": 8, "query_batches": 1, "query_batch_siz
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     rc.add_common_args(p, NAME)
-    rc.add_gradient_args(p, seeds=5, steps=250, learning_rate=0.03)
+    rc.add_gradient_args(p, seeds=5, steps=200, learning_rate=0.003)
     p.add_argument("--eval-steps", type=int, default=10, help="training steps of the evaluation (default 10)")
     return p.parse_args(argv)
 

@@ -13,7 +13,7 @@ cross-entropy (training split), clipping 10, unroll 10, the same ``--generations
 every k. Initial and final genomes then train fresh networks for 10 steps (test split,
 ``--replicas`` initialisations, evaluation seed ``1000 + seed``).
 
-    python tools/repro_states_gradient.py                # 3 cells x 5 seeds x 250 steps (about 15 min on one core)
+    python tools/repro_states_gradient.py                # 3 cells x 5 seeds x 200 steps (about 15 min on one core)
     python tools/repro_states_gradient.py --quick        # smoke run
 
 Writes docs/figures/repro_states_gradient.png and docs/results/repro_states_gradient.json.
@@ -35,7 +35,7 @@ QUICK_INNER = {"steps": 2, "batch_size": 8, "query_batches": 1, "query_batch_siz
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     rc.add_common_args(p, NAME)
-    rc.add_gradient_args(p, seeds=5, steps=250, learning_rate=0.03)
+    rc.add_gradient_args(p, seeds=5, steps=200, learning_rate=0.003)
     return p.parse_args(argv)
 
 
