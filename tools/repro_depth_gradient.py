@@ -13,7 +13,7 @@ genome (and each seed's initial genome) then trains fresh networks of 1..10 hidd
 the DAG for 10 steps (as in Fig. 10): test-split accuracy, ``--replicas`` initialisations,
 evaluation seed ``1000 + seed``; mean +- standard deviation over ``--seeds`` seeds.
 
-    python tools/repro_depth_gradient.py                 # 3 depths x 5 seeds x 200 steps (about 12 min on one core)
+    python tools/repro_depth_gradient.py                 # 3 depths x 5 seeds x 1000 steps (about 15 min on one core)
     python tools/repro_depth_gradient.py --quick         # smoke run
 
 Writes docs/figures/repro_depth_gradient.png and docs/results/repro_depth_gradient.json.
@@ -39,7 +39,7 @@ QUICK_INNER = {"steps": 2, "batch_size": 8, "query_batches": 1, "query_batch_siz
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     rc.add_common_args(p, NAME)
-    rc.add_gradient_args(p, seeds=5, steps=200, learning_rate=0.003)
+    rc.add_gradient_args(p, seeds=5, steps=1000, learning_rate=0.003)
     p.add_argument("--eval-steps", type=int, default=10, help="training steps of the evaluation (default 10)")
     return p.parse_args(argv)
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
         args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
         eval_depths, train_depths = [1, 10], [2, 3]
     seeds = [args.seed + i for i in range(args.seeds)]
-    per_step = 0.05 if args.quick else 0.12
+    per_step = 0.05
     rc.estimate(f"{len(train_depths)} depths x {len(seeds)} seeds x {args.generations} gradient steps",
                 len(train_depths) * ((2 if args.quick else 50) + len(seeds) * args.generations * per_step * 1.3) + 30)
 

@@ -163,28 +163,33 @@ def main(argv=None) -> int:
 def plot(results: dict, path: Path) -> Path:
     """One panel per Oja setting: test accuracy (mean over genomes) under the labels in force,
     solid: labels permuted at the switch, dashed: control with the original labels, dotted: the
-    switched run scored on the old labels; colour: synapse normalisation."""
+    permuted run scored on the old labels; colour: synapse normalisation (one legend below)."""
     plt = rc.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), sharey=True)
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.4), sharey=True)
     st = np.asarray(results["steps"], dtype=float)
+    after = st > results["switch"]
     norms = ["none", "activations", "stored"]
+    n = 0
     for lab, e in results["cells"].items():
         ax = axes[0 if e["oja"] == "none" else 1]
         c = f"C{norms.index(e['synapse_normalization'])}"
         n = len(e["seeds"])
-        ax.plot(st, np.mean(e["accuracy_switched"], axis=0), color=c, lw=1.6,
-                label=f"synapse norm {e['synapse_normalization']}: labels permuted ({n} genomes)")
-        ax.plot(st, np.mean(e["accuracy_control"], axis=0), color=c, lw=1, ls="--", label="  control: original labels")
-        after = st > results["switch"]
-        ax.plot(st[after], np.mean(e["accuracy_original_labels"], axis=0)[after], color=c, lw=0.8, ls=":",
-                label="  permuted run scored on the old labels")
+        ax.plot(st, np.mean(e["accuracy_switched"], axis=0), color=c, lw=1.6)
+        ax.plot(st, np.mean(e["accuracy_control"], axis=0), color=c, lw=1, ls="--")
+        ax.plot(st[after], np.mean(e["accuracy_original_labels"], axis=0)[after], color=c, lw=0.9, ls=":")
     for ax, title in zip(axes, ("no Oja term", "Oja's term searched by CMA-ES")):
         ax.axvline(results["switch"], color="gray", lw=0.8)
         ax.set(xlabel="training step", title=f"{title}: labels permuted at step {results['switch']}", ylim=(0, 1))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left", ncol=1)
-    axes[0].set_ylabel("digits test accuracy (labels in force; mean over genomes)")
-    fig.tight_layout()
+    axes[0].set_ylabel(f"digits test accuracy (mean over {n} genomes)")
+    handles = [Line2D([], [], color=f"C{i}", lw=2, label=f"synapse norm {m}") for i, m in enumerate(norms)]
+    handles += [Line2D([], [], color="k", lw=1.6, label="labels permuted, scored on the new labels"),
+                Line2D([], [], color="k", lw=1, ls="--", label="control: labels never permuted"),
+                Line2D([], [], color="k", lw=0.9, ls=":", label="permuted run scored on the old labels")]
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=10, frameon=False)
     return rc.save_figure(fig, path)
 
 

@@ -13,7 +13,7 @@ cross-entropy (training split), clipping 10, unroll 10, the same ``--generations
 every k. Initial and final genomes then train fresh networks for 10 steps (test split,
 ``--replicas`` initialisations, evaluation seed ``1000 + seed``).
 
-    python tools/repro_states_gradient.py                # 3 cells x 5 seeds x 200 steps (about 15 min on one core)
+    python tools/repro_states_gradient.py                # 3 cells x 5 seeds x 1000 steps (about 15 min on one core)
     python tools/repro_states_gradient.py --quick        # smoke run
 
 Writes docs/figures/repro_states_gradient.png and docs/results/repro_states_gradient.json.
@@ -35,7 +35,7 @@ QUICK_INNER = {"steps": 2, "batch_size": 8, "query_batches": 1, "query_batch_siz
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     rc.add_common_args(p, NAME)
-    rc.add_gradient_args(p, seeds=5, steps=200, learning_rate=0.003)
+    rc.add_gradient_args(p, seeds=5, steps=1000, learning_rate=0.003)
     return p.parse_args(argv)
 
 
@@ -56,9 +56,9 @@ def main(argv=None) -> int:
         ks = [2, 4]
     cells = {f"k={k}": k for k in ks}
     seeds = [args.seed + i for i in range(args.seeds)]
-    per_step = 0.05 if args.quick else 0.1
+    per_step = 0.05
     rc.estimate(f"{len(cells)} cells x {len(seeds)} seeds x {args.generations} gradient steps",
-                sum((2 if args.quick else 40) + len(seeds) * args.generations * per_step * (k / 2) for k in ks) + 30)
+                sum((2 if args.quick else 40) + len(seeds) * args.generations * per_step for k in ks) + 30)
     makers = {lab: (lambda s, k=k: experiment(k, s, args)) for lab, k in cells.items()}
     runs, table = rc.digits_cells(makers, seeds, args, "states")
     f1 = rc.plot_cells(runs, table, Path(args.fig_dir) / f"{NAME}.png", generations=args.generations,
