@@ -199,6 +199,16 @@ def test_repro_relabel_permutes_the_labels_mid_run(issue15):
         # after it, the permuted run trains on other labels: its numbers part from the control's
         assert not np.array_equal(old[:, i + 1:], ctl[:, i + 1:])
         assert e["at_switch"]["values"] == sw_acc[:, i].tolist()
+    # the script's own training loop against the library's (repro_oja's long runs: the same
+    # genomes, initialisations, batches and test split): the control run's numbers, step by step
+    oja = docs["repro_oja"]["results"]["cells"]
+    for lab, e in r["cells"].items():
+        o = oja[lab]
+        common = sorted(set(o["steps"]) & set(steps))
+        assert len(common) >= 3
+        ours = np.asarray(e["accuracy_control"])[:, [steps.index(t) for t in common]]
+        theirs = np.asarray(o["accuracy_per_seed"])[:, [o["steps"].index(t) for t in common]]
+        assert np.array_equal(ours, theirs)
 
 
 def test_repro_transfer(issue15):
@@ -352,11 +362,11 @@ def test_repro_depth_and_states_by_gradient(gradient_repros):
     _, docs = gradient_repros
     d = docs["repro_depth_gradient"]
     r = d["results"]
-    assert set(r["accuracy"]) == {"trained on 2", "trained on 3", "initial genome"}
+    assert set(r["accuracy"]) == {"trained on 1", "trained on 2", "initial genome"}
     assert d["scale"]["eval_architectures"] == ["1", "10", "dag_skip"]
     for runs in r["runs"].values():  # gradient runs: a meta-loss per step, one seed
         assert len(runs) == 1 and len(runs[0]["meta_loss"]) == len(runs[0]["curve"]) == d["scale"]["gradient_steps"]
-    assert set(r["compare"]) == {"trained on 3 vs trained on 2"}
+    assert set(r["compare"]) == {"trained on 2 vs trained on 1"}
     s = docs["repro_states_gradient"]["results"]
     assert set(s["cells"]) == {"k=2", "k=4"} and set(s["vs_k2"]) == {"k=4"}
     g = s["runs"]["k=4"][0]["genome"]["default"]

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.seeds, args.generations, args.replicas, args.width = 2, 2, 2, 8
         args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
-        eval_depths, train_depths = [1, 10], [2, 3]
+        eval_depths, train_depths = [1, 10], [1, 2]
     seeds = [args.seed + i for i in range(args.seeds)]
     per_step = 0.05
     rc.estimate(f"{len(train_depths)} depths x {len(seeds)} seeds x {args.generations} gradient steps",

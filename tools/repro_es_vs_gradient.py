@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     timer = rc.Timer()
     if args.quick:
-        args.runs, args.budget, args.hidden, args.popsize, args.unrolls, args.replicas = 2, 1.0, 8, 6, 4, 2
+        args.runs, args.budget, args.hidden, args.popsize, args.unrolls, args.replicas = 2, 0.3, 8, 6, 4, 2
         args.runs = rc.explicit(argv, "--runs", args.runs)  # a one-run smoke test stays one run
     seeds = [args.seed + i for i in range(args.runs)]
     rc.estimate(f"{args.runs} run(s) per arm x {args.budget:g} s, then the evaluations",
