@@ -542,9 +542,10 @@ def digits_cells(cells: dict[str, Any], seeds: list[int], args, desc: str, *, ev
 
 
 def plot_cells(runs: dict, table: dict, path: str | Path, *, title: str, generations: int,
-               ylabel: str = "digits test accuracy after 10 steps", order: list[str] | None = None) -> Path:
+               ylabel: str = "digits test accuracy after 10 steps", order: list[str] | None = None,
+               unit: str = "generations") -> Path:
     """Bars of the initial and final accuracy of every cell (final: mean +- std over seeds, one
-    dot per seed), in ``order`` (default: ranked)."""
+    dot per seed), in ``order`` (default: ranked); ``unit``: what ``generations`` counts."""
     plt = pyplot()
     order = order or table["ranking"]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(order) + 2), 4.2))
@@ -552,7 +553,7 @@ def plot_cells(runs: dict, table: dict, path: str | Path, *, title: str, generat
     ax.bar(xs - 0.2, [table["initial"][c]["mean"] for c in order], 0.4, color="lightgray", label="initial genome")
     n = len(next(iter(runs.values())))
     ax.bar(xs + 0.2, [table["stats"][c]["mean"] for c in order], 0.4, yerr=[table["stats"][c]["std"] for c in order],
-           color="tab:blue", capsize=2, label=f"after {generations} generations (mean ± std over {n} seeds)")
+           color="tab:blue", capsize=2, label=f"after {generations} {unit} (mean ± std over {n} seeds)")
     for x, c in zip(xs, order):
         ax.scatter(np.full(len(runs[c]), x + 0.2), [r["final_accuracy"] for r in runs[c]], s=6, color="k", zorder=3)
     ax.set_xticks(xs, order, rotation=60, ha="right", fontsize=7)

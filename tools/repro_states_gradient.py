@@ -61,9 +61,7 @@ def main(argv=None) -> int:
                 sum((2 if args.quick else 40) + len(seeds) * args.generations * per_step for k in ks) + 30)
     makers = {lab: (lambda s, k=k: experiment(k, s, args)) for lab, k in cells.items()}
     runs, table = rc.digits_cells(makers, seeds, args, "states")
-    f1 = rc.plot_cells(runs, table, Path(args.fig_dir) / f"{NAME}.png", generations=args.generations,
-                       order=list(cells), title=f"states per neuron k, meta-trained by gradient "
-                                                f"({args.generations} steps each; Fig. 13; dots: seeds)")
+    f1 = plot(runs, table, list(cells), args.generations, Path(args.fig_dir) / f"{NAME}.png")
     vs_k2 = {lab: rc.separation(table["stats"][lab]["values"], table["stats"]["k=2"]["values"])
              for lab, k in cells.items() if k != 2}
     vs_initial = {lab: rc.separation(table["stats"][lab]["values"], table["initial"][lab]["values"])
@@ -83,6 +81,19 @@ def main(argv=None) -> int:
         print(f"{c:6s} {st['mean']:.3f} ± {st['std']:.3f} (initial {ini['mean']:.3f})")
     print(f"wrote {args.out} ({timer.seconds:.0f} s)")
     return 0
+
+
+def plot(runs: dict, table: dict, order: list[str], steps: int, path: Path) -> Path:
+    """Initial and final accuracy of every cell (:func:`repro_common.plot_cells`)."""
+    return rc.plot_cells(runs, table, path, generations=steps, order=order, unit="gradient steps",
+                         title=f"states per neuron k, meta-trained by gradient ({steps} steps each; Fig. 13; "
+                               "dots: seeds)")
+
+
+def replot(doc: dict, fig_dir: Path) -> list[Path]:
+    """The figure again from the JSON (:func:`plot`), for ``make_results.py --figures``."""
+    r = doc["results"]
+    return [plot(r["runs"], r, list(r["cells"]), doc["scale"]["gradient_steps"], Path(fig_dir) / f"{NAME}.png")]
 
 
 if __name__ == "__main__":
