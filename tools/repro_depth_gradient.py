@@ -123,8 +123,10 @@ def plot(table: dict, runs: dict, names: list[str], rows: list[str], eval_steps:
         m = np.array([table[n][a]["mean"] for a in names])
         s = np.array([table[n][a]["std"] for a in names])
         off = (i - (len(rows) - 1) / 2) * 0.08
-        axes[0].errorbar(xs + off, m, yerr=s, color=c, marker="o", ms=4, capsize=2, lw=1.2,
+        chain = np.array([a.isdigit() for a in names])  # a line over the depths; the DAG on its own
+        axes[0].errorbar(xs[chain] + off, m[chain], yerr=s[chain], color=c, marker="o", ms=4, capsize=2, lw=1.2,
                          ls=":" if n == "initial genome" else "-", label=n)
+        axes[0].errorbar(xs[~chain] + off, m[~chain], yerr=s[~chain], color=c, marker="o", ms=4, capsize=2, ls="none")
         for j, a in enumerate(names):
             v = table[n][a]["values"]
             axes[0].scatter(np.full(len(v), j + off), v, s=5, color=c, alpha=0.5)
