@@ -178,8 +178,37 @@ def run_here(script: str, tmp: Path, *extra: str) -> dict:
 def issue15(tmp_path_factory):
     """Every new script's smoke run, in one directory (make_results renders them all)."""
     tmp = tmp_path_factory.mktemp("issue15")
-    return tmp, {s: run_here(s, tmp) for s in ("repro_transfer", "repro_ablation", "repro_depth", "repro_deep10",
-                                                "repro_oja", "repro_norm", "repro_nonlin", "repro_states")}
+    docs = {s: run_here(s, tmp) for s in ("repro_transfer", "repro_ablation", "repro_depth", "repro_deep10",
+                                           "repro_oja", "repro_norm", "repro_nonlin", "repro_states")}
+    docs["repro_relabel"] = run_here("repro_relabel", tmp, "--genomes", str(tmp / "repro_oja.json"))
+    return tmp, docs
+
+
+def test_repro_relabel_permutes_the_labels_mid_run(issue15):
+    _, docs = issue15
+    r = docs["repro_relabel"]["results"]
+    perm, steps, sw = np.array(r["permutation"]), r["steps"], r["switch"]
+    assert sorted(perm) == list(range(10)) and np.all(perm != np.arange(10))  # every class relabelled
+    i = steps.index(sw)
+    assert len(r["cells"]) == 2 and {e["oja"] for e in r["cells"].values()} == {"none", "weights"}
+    for e in r["cells"].values():
+        sw_acc, ctl, old = (np.asarray(e[k]) for k in ("accuracy_switched", "accuracy_control",
+                                                       "accuracy_original_labels"))
+        # up to the switch the permuted run *is* the control run (same genomes, synapses, batches)
+        assert np.array_equal(sw_acc[:, :i + 1], ctl[:, :i + 1]) and np.array_equal(old[:, :i + 1], ctl[:, :i + 1])
+        # after it, the permuted run trains on other labels: its numbers part from the control's
+        assert not np.array_equal(old[:, i + 1:], ctl[:, i + 1:])
+        assert e["at_switch"]["values"] == sw_acc[:, i].tolist()
+    # the script's own training loop against the library's (repro_oja's long runs: the same
+    # genomes, initialisations, batches and test split): the control run's numbers, step by step
+    oja = docs["repro_oja"]["results"]["cells"]
+    for lab, e in r["cells"].items():
+        o = oja[lab]
+        common = sorted(set(o["steps"]) & set(steps))
+        assert len(common) >= 3
+        ours = np.asarray(e["accuracy_control"])[:, [steps.index(t) for t in common]]
+        theirs = np.asarray(o["accuracy_per_seed"])[:, [o["steps"].index(t) for t in common]]
+        assert np.array_equal(ours, theirs)
 
 
 def test_repro_transfer(issue15):
@@ -274,8 +303,12 @@ def gradient_repros(tmp_path_factory):
     """The gradient reproductions' smoke runs, in one directory (JAX compiles their unrolls)."""
     pytest.importorskip("jax")
     tmp = tmp_path_factory.mktemp("gradient")
-    return tmp, {s: run_here(s, tmp) for s in ("repro_toy_gradient", "repro_es_vs_gradient",
-                                                "repro_curriculum_gradient")}
+    docs = {s: run_here(s, tmp) for s in ("repro_toy_gradient", "repro_es_vs_gradient", "repro_curriculum_gradient")}
+    # issue 23's gradient sweeps, each with one run / seed (the one-run path of every script)
+    docs["repro_es_vs_gradient_fair"] = run_here("repro_es_vs_gradient_fair", tmp, "--runs", "1")
+    for s in ("repro_depth_gradient", "repro_states_gradient"):
+        docs[s] = run_here(s, tmp, "--seeds", "1")
+    return tmp, docs
 
 
 def test_repro_toy_gradient(gradient_repros):
@@ -307,6 +340,38 @@ def test_repro_es_vs_gradient(gradient_repros):
     # run i of both arms starts from the same genome: the same initial training fitness
     for c, g in zip(r["arms"]["cma_es"]["runs"], r["arms"]["gradient"]["runs"]):
         assert c["trajectory"]["training_fitness"][0] == g["trajectory"]["training_fitness"][0]
+
+
+def test_repro_es_vs_gradient_fair_tunes_the_rate_on_training_fitness(gradient_repros):
+    _, docs = gradient_repros
+    doc = docs["repro_es_vs_gradient_fair"]
+    r, sc = doc["results"], doc["scale"]
+    tu = r["tuning"]
+    assert tu["lrs"] == sc["lr_grid"] and len(tu["train_accuracy_at_T"]) == len(tu["lrs"]) == 2
+    assert tu["selected_lr"] == tu["lrs"][int(np.argmax(tu["train_accuracy_at_T"]))] == sc["gradient_learning_rate"]
+    assert tu["seed"] not in doc["seeds"]["runs"]  # tuned on a run none of the compared runs is
+    for arm, per_step in (("cma_es", sc["cma_es_popsize"]), ("gradient", 1)):
+        runs = r["arms"][arm]["runs"]
+        assert len(runs) == 1 and r["arms"][arm]["best_run"] == 0
+        assert [x["genome_evaluations"] for x in runs] == [x["steps"] * per_step for x in runs]
+        assert r["arms"][arm]["genome_evaluations_per_run"]["values"] == [x["genome_evaluations"] for x in runs]
+    assert r["test_at_T_separation"]["welch_p"] is None  # one run per arm: no claim
+
+
+def test_repro_depth_and_states_by_gradient(gradient_repros):
+    _, docs = gradient_repros
+    d = docs["repro_depth_gradient"]
+    r = d["results"]
+    assert set(r["accuracy"]) == {"trained on 1", "trained on 2", "initial genome"}
+    assert d["scale"]["eval_architectures"] == ["1", "10", "dag_skip"]
+    for runs in r["runs"].values():  # gradient runs: a meta-loss per step, one seed
+        assert len(runs) == 1 and len(runs[0]["meta_loss"]) == len(runs[0]["curve"]) == d["scale"]["gradient_steps"]
+    assert set(r["compare"]) == {"trained on 2 vs trained on 1"}
+    s = docs["repro_states_gradient"]["results"]
+    assert set(s["cells"]) == {"k=2", "k=4"} and set(s["vs_k2"]) == {"k=4"}
+    g = s["runs"]["k=4"][0]["genome"]["default"]
+    assert len(g["nu"]) == 4 and len(g["mu_tilde"][0]) == 4
+    assert all(len(x["meta_loss"]) == 2 for rows in s["runs"].values() for x in rows)
 
 
 def test_repro_curriculum_gradient(gradient_repros):

@@ -454,6 +454,64 @@ def table_curriculum_gradient(doc: dict) -> str:
     return out + "\n\n" + table_curriculum(doc)
 
 
+def table_es_vs_gradient_fair(doc: dict) -> str:
+    """Fig. 7 at a fair scale: the tuning of the gradient arm's rate, the comparison
+    (:func:`table_es_vs_gradient`) and each arm's genome evaluations per run."""
+    r = doc["results"]
+    tu = r["tuning"]
+    tune = md_table(["Adam learning rate"] + [f"{lr:g}" for lr in tu["lrs"]],
+                    [[f"steps in {tu['budget_seconds']:g} s"] + tu["steps"],
+                     [f"train acc. after {r['unroll']} steps (selection)"]
+                     + [f"**{a:.3f}**" if lr == tu["selected_lr"] else f"{a:.3f}"
+                        for lr, a in zip(tu["lrs"], tu["train_accuracy_at_T"])]])
+    names = {"cma_es": "CMA-ES: generations x population accuracy evaluations",
+             "gradient": "gradient: forward + backward passes through the unroll (one per step)"}
+    evals = md_table(["arm", "genome evaluations per run (mean ± std)", "min..max"],
+                     [[names[arm], pm(a["genome_evaluations_per_run"], 0),
+                       f"{min(a['genome_evaluations_per_run']['values']):.0f}.."
+                       f"{max(a['genome_evaluations_per_run']['values']):.0f}"] for arm, a in r["arms"].items()])
+    return ("Tuning of the gradient arm (seed " + str(tu["seed"]) + ", training split only; bold: chosen):\n\n"
+            + tune + "\n\n" + table_es_vs_gradient(doc) + "\n\nEvaluations per run:\n\n" + evals)
+
+
+def table_depth_gradient(doc: dict) -> str:
+    """Fig. 10 by gradient: one row per evaluated architecture, one column per genome; then each
+    trained genome against the initial one and the depths against each other."""
+    r = doc["results"]
+    archs, genomes = doc["scale"]["eval_architectures"], list(r["accuracy"])
+    t = md_table(["evaluated on \\ genome"] + genomes,
+                 [[arch_name(a)] + [f"{r['accuracy'][g][a]:.3f} ± {r['std'][g][a]:.3f}" for g in genomes]
+                  for a in archs])
+    pairs = {**{f"{n} vs initial genome": v for n, v in r["vs_initial"].items()}, **r["compare"]}
+    comp = md_table(["evaluated on \\ difference"] + list(pairs),
+                    [[arch_name(a)] + [f"{v[a]['difference']:+.3f} {sep_mark(v[a])}" for v in pairs.values()]
+                     for a in archs])
+    return (t + "\n\nDifferences of the means over seeds, and whether each is larger than the spread (**yes**: "
+            "the intervals mean ± std do not overlap and Welch's p < 0.05):\n\n" + comp)
+
+
+def table_states_gradient(doc: dict) -> str:
+    r = doc["results"]
+    rows = [[c, f"{v['difference']:+.3f}", sep_mark(v)] for c, v in r["vs_initial"].items()]
+    return table_states(doc) + "\n\nEach cell's final genomes against its initial genomes:\n\n" + md_table(
+        ["cell", "final minus initial", "larger than the spread?"], rows)
+
+
+def table_relabel(doc: dict) -> str:
+    """Fig. 16's label randomisation: per cell, the accuracy before and after the switch."""
+    r = doc["results"]
+    sw, end = r["switch"], r["steps"][-1]
+    rows = [[lab, pm(e["at_switch"]), pm(e["just_after_switch"]), pm(e["final_new_labels"]),
+             pm(e["final_old_labels"]), pm(e["final_control"]), pm(e["relearned_fraction"], 2),
+             f"{e['new_minus_control_final']['difference']:+.3f} {sep_mark(e['new_minus_control_final'])}",
+             f"{sum(e['diverged_replicas']['switched'])} / {sum(e['diverged_replicas']['control'])}"]
+            for lab, e in r["cells"].items()]
+    return md_table(["cell", f"step {sw} (old labels)", f"step {r['steps'][r['steps'].index(sw) + 1]} (new labels)",
+                     f"step {end}: new labels", f"step {end}: scored on old labels",
+                     f"step {end}: control (labels never permuted)", f"step {end} new / step {sw} old",
+                     "permuted minus control at the end", "diverged replicas (permuted / control)"], rows)
+
+
 def table_datasets(doc: dict) -> str:
     s = doc["results"]["summary"]
     hs = [str(h) for h in doc["scale"]["horizons"]]
@@ -532,7 +590,9 @@ TABLES = {"repro_datasets": table_datasets, "repro_headline": table_headline,
           "repro_deep10": table_deep10, "repro_oja": table_oja, "repro_norm": table_norm,
           "repro_nonlin": table_cells, "repro_states": table_states,
           "repro_toy_gradient": table_toy_gradient, "repro_es_vs_gradient": table_es_vs_gradient,
-          "repro_curriculum_gradient": table_curriculum_gradient}
+          "repro_curriculum_gradient": table_curriculum_gradient,
+          "repro_es_vs_gradient_fair": table_es_vs_gradient_fair, "repro_depth_gradient": table_depth_gradient,
+          "repro_states_gradient": table_states_gradient, "repro_relabel": table_relabel}
 
 
 def render(template: str, docs: dict[str, dict]) -> str:

@@ -467,14 +467,44 @@ def run_cells(cells: dict[str, Any], seeds: list[int], args, evaluate, desc: str
     for label, make in cells.items():
         for s in seeds:
             res = run_meta(make(s), generations=args.generations, quiet=True)
+            # a gradient run (:func:`by_gradient`) measures its current genome only at validation
+            # steps: its curve is the training accuracy of each step's own forward pass
+            grad = res.records[-1].get("meta_loss") is not None
+            extra = {"meta_loss": [r["meta_loss"]["mean"] for r in res.records[1:]]} if grad else {}
             out.setdefault(label, []).append({
                 "seed": s, "final_training_fitness": res.records[-1]["mean"]["fitness"],
-                "curve": curve(res.records)["mean_genome_train"],
-                "genome": res.mean_genome.model_dump(mode="json")["groups"],
+                "curve": ([r["fitness"]["best"] for r in res.records[1:]] if grad
+                          else curve(res.records)["mean_genome_train"]),
+                "genome": res.mean_genome.model_dump(mode="json")["groups"], **extra,
                 **evaluate(label, res)})
             bar.update(1)
     bar.close()
     return out
+
+
+def add_gradient_args(p, *, seeds: int, steps: int, learning_rate: float, width: int = 32,
+                      replicas: int = 8) -> None:
+    """The options of the gradient sweeps (:func:`by_gradient`): ``--seeds``, ``--generations``
+    (gradient steps), ``--learning-rate``, ``--sync-runs``, ``--width``, ``--replicas``."""
+    p.add_argument("--seeds", type=int, default=seeds, help=f"meta-training seeds per cell (default {seeds})")
+    p.add_argument("--generations", type=int, default=steps, help=f"gradient steps per run (default {steps})")
+    p.add_argument("--learning-rate", type=float, default=learning_rate,
+                   help=f"Adam's meta learning rate (default {learning_rate})")
+    p.add_argument("--sync-runs", type=int, default=1, help="synchronised runs per meta-training run (default 1)")
+    p.add_argument("--width", type=int, default=width, help=f"hidden width (default {width})")
+    p.add_argument("--replicas", type=int, default=replicas, help=f"synapse initialisations (default {replicas})")
+    p.set_defaults(popsize=0)  # read by meta_experiment, replaced by by_gradient
+
+
+def by_gradient(doc: dict[str, Any], args) -> dict[str, Any]:
+    """A :func:`meta_experiment` document meta-trained by gradient (paper Sec. 3.3) instead of
+    CMA-ES: Adam at ``args.learning_rate`` on the exact meta-gradient of the query batches'
+    cross-entropy, clipping 10, ``args.sync_runs`` synchronised runs; the current genome is
+    measured on the training split at the last step (``validation.every = generations``)."""
+    doc["strategy"] = {"name": "gradient", "options": {"learning_rate": args.learning_rate,
+                                                       "runs": args.sync_runs}}
+    doc["validation"] = {"every": max(1, args.generations), "replicas": 2}
+    return doc
 
 
 def cell_table(runs: dict[str, list[dict]], key: str) -> dict[str, Any]:
@@ -512,9 +542,10 @@ def digits_cells(cells: dict[str, Any], seeds: list[int], args, desc: str, *, ev
 
 
 def plot_cells(runs: dict, table: dict, path: str | Path, *, title: str, generations: int,
-               ylabel: str = "digits test accuracy after 10 steps", order: list[str] | None = None) -> Path:
+               ylabel: str = "digits test accuracy after 10 steps", order: list[str] | None = None,
+               unit: str = "generations") -> Path:
     """Bars of the initial and final accuracy of every cell (final: mean +- std over seeds, one
-    dot per seed), in ``order`` (default: ranked)."""
+    dot per seed), in ``order`` (default: ranked); ``unit``: what ``generations`` counts."""
     plt = pyplot()
     order = order or table["ranking"]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(order) + 2), 4.2))
@@ -522,7 +553,7 @@ def plot_cells(runs: dict, table: dict, path: str | Path, *, title: str, generat
     ax.bar(xs - 0.2, [table["initial"][c]["mean"] for c in order], 0.4, color="lightgray", label="initial genome")
     n = len(next(iter(runs.values())))
     ax.bar(xs + 0.2, [table["stats"][c]["mean"] for c in order], 0.4, yerr=[table["stats"][c]["std"] for c in order],
-           color="tab:blue", capsize=2, label=f"after {generations} generations (mean ± std over {n} seeds)")
+           color="tab:blue", capsize=2, label=f"after {generations} {unit} (mean ± std over {n} seeds)")
     for x, c in zip(xs, order):
         ax.scatter(np.full(len(runs[c]), x + 0.2), [r["final_accuracy"] for r in runs[c]], s=6, color="k", zorder=3)
     ax.set_xticks(xs, order, rotation=60, ha="right", fontsize=7)

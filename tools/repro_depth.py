@@ -81,7 +81,7 @@ def main(argv=None) -> int:
 
     timer = rc.Timer()
     if args.quick:
-        args.generations, args.popsize, args.replicas, args.seeds = 2, 6, 2, 2
+        args.generations, args.popsize, args.replicas, args.seeds = 1, 4, 2, 2
         args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
     seeds = [args.seed + i for i in range(args.seeds)]
     est = sum(rc.seconds_per_generation(experiment(d, args), args.quick) for d in TRAIN_DEPTHS) * args.generations

@@ -100,16 +100,12 @@ def budget_run(doc: dict, budget: float) -> dict:
             "trajectory": {"seconds": [round(s, 2) for s in secs], "training_fitness": fit}}
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    timer = rc.Timer()
-    if args.quick:
-        args.runs, args.budget, args.hidden, args.popsize, args.unrolls, args.replicas = 2, 1.0, 8, 6, 4, 2
-        args.runs = rc.explicit(argv, "--runs", args.runs)  # a one-run smoke test stays one run
-    seeds = [args.seed + i for i in range(args.runs)]
-    rc.estimate(f"{args.runs} run(s) per arm x {args.budget:g} s, then the evaluations",
-                2 * args.runs * (args.budget + 5) + 30)
-
+def compare_arms(args, seeds: list[int]) -> dict:
+    """Both arms, run ``i`` of each from seed ``seeds[i]``, alternating on the same machine for
+    ``args.budget`` seconds each; then every final genome trained from fresh synapses: on the
+    training split for the selection (best of N), on the test split for the report. Returns
+    the ``results`` section of the JSON (per run: steps, seconds, accuracies, trajectory,
+    genome)."""
     runs: dict[str, list] = {a: [] for a in ARMS}
     bar = rc.progress(2 * args.runs, "runs", args.quiet, "run")
     for s in seeds:  # alternating arms: the same machine for both
@@ -134,6 +130,9 @@ def main(argv=None) -> int:
         for j, r in enumerate(runs[arm]):
             k = a_i * args.runs + j
             rows.append({"seed": seeds[j], "steps": r["steps"], "seconds": round(r["seconds"], 1),
+                         # CMA-ES: popsize accuracy evaluations per generation; gradient: one
+                         # forward + backward pass through the unroll per step (one run)
+                         "genome_evaluations": r["steps"] * (args.popsize if arm == "cma_es" else 1),
                          "train_accuracy_at_T": float(sel["mean"][k, -1]),
                          "test_accuracy_at_T": float(ev["mean"][k, steps.index(T)]),
                          "test_accuracy_final": float(ev["mean"][k, -1]), "test_curve": ev["mean"][k],
@@ -152,6 +151,22 @@ def main(argv=None) -> int:
                                   "test_curve": ev["mean"][init]},
                "test_at_T_separation": rc.separation([x["test_accuracy_at_T"] for x in out["gradient"]["runs"]],
                                                      [x["test_accuracy_at_T"] for x in out["cma_es"]["runs"]])}
+    return results
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    timer = rc.Timer()
+    if args.quick:
+        args.runs, args.budget, args.hidden, args.popsize, args.unrolls, args.replicas = 2, 0.3, 8, 6, 4, 2
+        args.runs = rc.explicit(argv, "--runs", args.runs)  # a one-run smoke test stays one run
+    seeds = [args.seed + i for i in range(args.runs)]
+    rc.estimate(f"{args.runs} run(s) per arm x {args.budget:g} s, then the evaluations",
+                2 * args.runs * (args.budget + 5) + 30)
+
+    results = compare_arms(args, seeds)
+    out = results["arms"]
+    T = results["unroll"]
 
     f1 = plot(results, args.budget, args.replicas, Path(args.fig_dir) / f"{NAME}.png")
 

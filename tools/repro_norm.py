@@ -74,7 +74,7 @@ def main(argv=None) -> int:
 
     timer = rc.Timer()
     if args.quick:
-        args.seeds, args.generations, args.popsize, args.replicas = 2, 2, 6, 2
+        args.seeds, args.generations, args.popsize, args.replicas = 2, 2, 4, 2
         args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
     seeds = [args.seed + i for i in range(args.seeds)]
     per_gen = sum(rc.seconds_per_generation(experiment(a, seeds[0], args), args.quick) for a in ARMS)

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
 
     timer = rc.Timer()
     if args.quick:
-        args.seeds, args.generations, args.popsize, args.long_steps, args.replicas = 1, 2, 6, 40, 2
+        args.seeds, args.generations, args.popsize, args.long_steps, args.replicas = 1, 2, 4, 40, 2
         args.seeds = rc.explicit(argv, "--seeds", args.seeds)  # a one-run smoke test stays one run
     seeds = [args.seed + i for i in range(args.seeds)]
     cfgs = list(itertools.product(OJA, SYN_NORMS))
