@@ -644,6 +644,9 @@ def compare_tuned(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_
                   validation_fraction: float = 0.2, quiet: bool = True) -> dict[str, Any]:
     """BLUR genomes against SGD / momentum / Adam tuned per horizon on a validation split.
 
+    The older engine (``--engine repro``), kept only to rerun the archived results made with it
+    (docs/results/archive): the results page's comparisons use :func:`compare_zoo`.
+
     ``methods``: label -> ``{"network": NetworkSpec (any in/out sizes), "genomes": [genome, ...]}``
     (e.g. one genome per meta-training seed). ``tasks``: label -> ``{"dataset", "options",
     "horizons" (optional, else ``horizons``)}``. Per task: networks resized to its inputs and
