@@ -281,7 +281,7 @@ def table_transfer(doc: dict) -> str:
             rows = []
             for m, at in row.items():
                 if "tuned" in m:
-                    cells = [f"{at[h]['mean']:.3f} (lr {at[h]['lr']:g})" for h in hs]
+                    cells = [f"{at[h]['mean']:.3f} (lr {at[h]['lr']:.3g})" for h in hs]
                 elif at[hs[0]]["n"] > 1:
                     cells = [pm(at[h]) for h in hs]
                 else:
