@@ -292,7 +292,10 @@ def table_transfer(doc: dict) -> str:
                        f"{e['majority_class']:.3f})\n\n" + md_table(["method"] + [f"step {h}" for h in hs], rows))
     wins = [[g, ds] + [f"{at[h]['margin']:+.3f}" for h in hs]
             for g, per in r["wins"].items() for ds, at in per.items()]
-    out.append("BLUR genome (mean over its seeds) minus the best of the three tuned optimizers at each horizon "
+    zoo = any(k.startswith(("backprop rule", "feedback alignment")) for per in r["summary"].values()
+              for row in per.values() for k in row)
+    rivals = "tuned optimizers and zoo rules" if zoo else "three tuned optimizers"
+    out.append(f"BLUR genome (mean over its seeds) minus the best of the {rivals} at each horizon "
                "(positive: the genome is ahead):\n\n" + md_table(["genome", "task"] + [f"step {h}" for h in hs], wins))
     return "\n\n".join(out)
 

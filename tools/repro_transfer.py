@@ -270,13 +270,12 @@ def main(argv=None) -> int:
                     h: {"mean": t["selected"][h]["test"], "std": t["selected"][h]["test_std"],
                         "lr": t["selected"][h]["lr"]} for h in map(str, horizons)}
             summary.setdefault(fam, {})[ds_label] = row
-    # where does each new genome beat every tuned optimizer? (mean over seeds vs the optimizer's mean)
+    # where does each new genome beat every tuned baseline? (mean over seeds vs baseline mean)
     wins = {}
     for ds_label, row in summary.get("blur64", {}).items():
         for g in [x for x in row if "(new)" in x or "shipped" in x]:
             for h in map(str, horizons):
-                best_name, best_base = max(((k, v[h]["mean"]) for k, v in row.items()
-                                            if "tuned" in k and k.split(" (")[0] in OPTIMIZERS),
+                best_name, best_base = max(((k, v[h]["mean"]) for k, v in row.items() if "tuned" in k),
                                            key=lambda kv: kv[1])
                 wins.setdefault(g, {}).setdefault(ds_label, {})[h] = {
                     "blur": row[g][h]["mean"], "best_tuned_baseline": best_base, "best": best_name,
