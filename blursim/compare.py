@@ -130,6 +130,7 @@ class _Setting:
     dataset: Any
     validation: Any
     horizons: list[int]
+    steps: list[int]  # the test runs' evaluation steps: the horizons and any curve steps
     seeds: list[int]
     replicas: int
     batch_size: int
@@ -149,9 +150,10 @@ def _common_init(setting: _Setting, seed: int) -> list[np.ndarray]:
     return setting.init[seed]
 
 
-def _blur_curves(setting: _Setting, spec: Any, genomes: list, data: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and cross-entropy ``(seeds, S, R, H)`` of BLUR ``genomes`` (species) on ``spec``,
-    trained on ``data``'s training split and scored on its test split at every horizon."""
+def _blur_curves(setting: _Setting, spec: Any, genomes: list, data: Any,
+                 steps: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and cross-entropy ``(seeds, S, R, E)`` of BLUR ``genomes`` (species) on ``spec``,
+    trained on ``data``'s training split and scored on its test split after each of ``steps``."""
     from blursim.graph import compile_network
     from blursim.sim import make_simulator
     from blursim.sim.run import evaluate_batches, query_batches, train_batch
@@ -159,17 +161,17 @@ def _blur_curves(setting: _Setting, spec: Any, genomes: list, data: Any) -> tupl
     prog = compile_network(spec)
     sim = make_simulator(prog, setting.backend, setting.dtype)
     genes = sim.prepare(genomes)
-    H = max(setting.horizons)
-    acc = np.zeros((len(setting.seeds), len(genomes), setting.replicas, len(setting.horizons)))
+    H = max(steps)
+    acc = np.zeros((len(setting.seeds), len(genomes), setting.replicas, len(steps)))
     ce = np.zeros_like(acc)
     for si, seed in enumerate(setting.seeds):
         st = sim.init_synapses(genes, replicas=setting.replicas, seed=seed)
         _adopt_init(sim, st, genes, _common_init(setting, seed))
         qb = query_batches(data.x_test, data.y_test, seed, None, None)
         for t in range(H + 1):
-            if t in setting.horizons:
+            if t in steps:
                 m = evaluate_batches(sim, st, genes, qb)
-                e = setting.horizons.index(t)
+                e = steps.index(t)
                 acc[si, :, :, e], ce[si, :, :, e] = m["accuracy"], m["cross_entropy"]
             if t < H:
                 x, y = train_batch(data.x_train, data.y_train, t, seed, setting.batch_size)
@@ -213,19 +215,20 @@ def _adopt_init(sim: Any, st: Any, genes: Any, common: list[np.ndarray]) -> None
             st.blur = blur._replace(W=tuple(jnp.asarray(w, dtype=blur.W[0].dtype) for w in newW))
 
 
-def _optimizer_curves(setting: _Setting, entry: Entry, lrs: list[float], data: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and cross-entropy ``(seeds, L, R, H)`` of an optimizer at each learning rate."""
+def _optimizer_curves(setting: _Setting, entry: Entry, lrs: list[float] | None, data: Any,
+                      steps: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and cross-entropy ``(seeds, L, R, E)`` of an optimizer at each learning rate after each of ``steps``."""
     from blursim.baselines import train_baseline
 
     hyper = {k: v for k, v in entry.options.items() if k != "lr"}
     lrs = [float(entry.options["lr"])] if lrs is None else lrs
-    acc = np.zeros((len(setting.seeds), len(lrs), setting.replicas, len(setting.horizons)))
+    acc = np.zeros((len(setting.seeds), len(lrs), setting.replicas, len(steps)))
     ce = np.zeros_like(acc)
     for si, seed in enumerate(setting.seeds):
         for li, lr in enumerate(lrs):
-            r = train_baseline(setting.prog, data, entry.name, lr, steps=max(setting.horizons),
+            r = train_baseline(setting.prog, data, entry.name, lr, steps=max(steps),
                                batch_size=setting.batch_size, replicas=setting.replicas, seed=seed,
-                               eval_steps=setting.horizons, dtype="float64",
+                               eval_steps=steps, dtype="float64",
                                optimizer_options=hyper)
             acc[si, li], ce[si, li] = r.accuracy, r.cross_entropy
     return acc, ce
@@ -261,14 +264,26 @@ def _tuned(entry: Entry) -> bool:
     return False
 
 
-def _curves(setting: _Setting, entry: Entry, lrs: list[float] | None, data: Any):
-    """``(seeds, L, R, H)`` accuracy and cross-entropy of ``entry`` (``L`` = 1 without ``lrs``)."""
+def _curves(setting: _Setting, entry: Entry, lrs: list[float] | None, data: Any, steps: list[int]):
+    """``(seeds, L, R, E)`` accuracy and cross-entropy of ``entry`` after each of ``steps``
+    (``L`` = 1 without ``lrs``)."""
     if entry.kind == "optimizer":
-        return _optimizer_curves(setting, entry, lrs, data)
+        return _optimizer_curves(setting, entry, lrs, data, steps)
     if entry.kind == "preset":
         spec, _ = _preset_spec(setting, entry)
-        return _blur_curves(setting, spec, _preset_genomes(setting, entry, spec, lrs), data)
-    return _blur_curves(setting, setting.spec, [entry.genome], data)
+        return _blur_curves(setting, spec, _preset_genomes(setting, entry, spec, lrs), data, steps)
+    return _blur_curves(setting, setting.spec, [entry.genome], data, steps)
+
+
+def _curve_record(steps: list[int], lrs: list[float | None], acc: np.ndarray, ce: np.ndarray) -> dict[str, Any]:
+    """The test curves of one entry (``acc``, ``ce`` ``(seeds, L, R, E)``) as :attr:`CompareResult.curves`
+    holds them: per learning rate, the per-seed mean over replicas, the sd over every
+    initialisation (seeds x replicas) and the diverged initialisations (a diverged replica scores 0)."""
+    a = np.nan_to_num(acc, nan=0.0)
+    flat = np.moveaxis(a, 1, 0).reshape(a.shape[1], -1, a.shape[3])  # (L, seeds * R, E)
+    return {"steps": list(steps), "lrs": list(lrs), "per_seed": np.moveaxis(a.mean(axis=2), 1, 0).tolist(),
+            "mean": flat.mean(axis=1).tolist(), "sd_over_inits": flat.std(axis=1).tolist(),
+            "diverged": (~np.isfinite(np.moveaxis(ce, 1, 0))).any(axis=-1).sum(axis=(1, 2)).tolist()}
 
 
 def _summary(values: np.ndarray) -> dict[str, Any]:
@@ -292,13 +307,18 @@ def _summary(values: np.ndarray) -> dict[str, Any]:
 class CompareResult:
     """Rows ``{task, entry, kind, horizon, lr, per_seed, mean, sd, ci95, n_seeds, diverged}``
     (``per_seed``: mean test accuracy over replicas, one per seed), the tuning of every tuned
-    entry, the spec changes applied for presets, and the settings."""
+    entry, the spec changes applied for presets, the settings, and ``curves``: per
+    ``"task/entry"``, the test curves ``{steps, lrs, per_seed (L, seeds, E), mean (L, E),
+    sd_over_inits (L, E), diverged (L,)}`` at the rates chosen for some horizon (``lrs``:
+    ascending; ``[None]`` for an untuned entry without a rate) -- or at every rate tried on
+    the validation split with ``sweep=True``, for display only: nothing is chosen on them."""
 
     rows: list[dict[str, Any]]
     tuning: dict[str, Any]
     spec_changes: dict[str, list[str]]
     settings: dict[str, Any]
     seconds: float
+    curves: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         from blursim.io import json_ready
@@ -306,7 +326,7 @@ class CompareResult:
         return json_ready({
             "format": "blursim.compare/1", "statistics": STATISTICS, "settings": self.settings,
             "rows": self.rows, "tuning": self.tuning, "spec_changes": self.spec_changes,
-            "seconds": self.seconds,
+            "curves": self.curves, "seconds": self.seconds,
         })
 
     def table(self) -> str:
@@ -389,6 +409,8 @@ def compare(
     val_seed: int = 0,
     backend: str | None = None,
     dtype: str = "float64",
+    curve_steps: Sequence[int] = (),
+    sweep: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> CompareResult:
     """Compare ``entries`` on ``tasks`` at every horizon (training steps) on network ``spec``.
@@ -399,7 +421,12 @@ def compare(
     objects (a dataset name with options, or a loaded dataset) or dataset names. ``seeds``: a list, or a count (seeds ``0..n-1``). ``grid``: the
     initial learning rates of tuned entries (default half decades 1e-3 .. 1; extended at an
     edge by :func:`~blursim.baselines.train.tune_lr`). ``val_fraction``/``val_seed``: the
-    validation split carved from each task's training split. ``log``: progress lines.
+    validation split carved from each task's training split. ``curve_steps``: further
+    training steps (besides the horizons) at which the test runs are scored, for
+    :attr:`CompareResult.curves` only (rates are tuned at the horizons alone). ``sweep``: also
+    train every rate a tuned entry tried on the validation split on the whole training split and
+    keep its test curve (a display of the sweep; it changes no choice and no row). ``log``:
+    progress lines.
     """
     from blursim.baselines.train import half_decade_grid, tune_lr, validation_split
     from blursim.graph import check_dataset_fit, compile_network
@@ -418,6 +445,9 @@ def compare(
     horizons = sorted({int(h) for h in horizons})
     if not horizons or horizons[0] < 1:
         raise SpecError("horizons must be training step counts >= 1", value=horizons, path="horizons")
+    if any(int(s) < 0 for s in curve_steps):
+        raise SpecError("curve steps must be training step counts >= 0", value=list(curve_steps), path="curve_steps")
+    steps = sorted(set(horizons) | {int(s) for s in curve_steps})
     seeds = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if not seeds or int(replicas) < 1 or int(batch_size) < 1:
         raise SpecError("compare needs >= 1 seed, replica and batch row",
@@ -434,6 +464,7 @@ def compare(
     rows: list[dict[str, Any]] = []
     tuning: dict[str, Any] = {}
     changes: dict[str, list[str]] = {}
+    curves: dict[str, Any] = {}
     for task in tasks:
         tspec = load_network(spec[task.name] if isinstance(spec, Mapping) and task.name in spec else spec)
         data = task.load()
@@ -441,7 +472,7 @@ def compare(
             raise SpecError(f"compare scores accuracy; task {task.name!r} has real-valued targets", path="tasks")
         check_dataset_fit(tspec, data, task.name)
         setting = _Setting(tspec, compile_network(tspec), data, validation_split(data, val_fraction, val_seed),
-                           horizons, seeds, int(replicas), int(batch_size), backend, dtype, {})
+                           horizons, steps, seeds, int(replicas), int(batch_size), backend, dtype, {})
         for e in entries:
             if e.kind == "preset":
                 changes[f"{task.title}/{e.title}"] = [str(c) for c in _preset_spec(setting, e)[1]]
@@ -449,27 +480,30 @@ def compare(
                 say(f"{task.title}: tuning {e.title} on the validation split")
                 tune = tune_lr(lambda lrs, e=e: _validation_score(setting, e, lrs), grid, horizons)
                 tuning[f"{task.title}/{e.title}"] = tune.to_dict()
-                chosen = sorted(set(tune.chosen.values()))
+                chosen = sorted(tune.lrs) if sweep else sorted(set(tune.chosen.values()))
                 say(f"{task.title}: {e.title} on the test split, lr {', '.join(f'{v:.3g}' for v in chosen)}")
-                acc, ce = _curves(setting, e, chosen, setting.dataset)
-                for hi, h in enumerate(horizons):
-                    li = chosen.index(tune.chosen[h])
+                acc, ce = _curves(setting, e, chosen, setting.dataset, steps)
+                for h in horizons:
+                    li, hi = chosen.index(tune.chosen[h]), steps.index(h)
                     rows.append(_row(task, e, h, tune.chosen[h], acc[:, li, :, hi], ce[:, li, :, hi]))
             else:
                 say(f"{task.title}: {e.title} on the test split")
-                acc, ce = _curves(setting, e, None, setting.dataset)
+                acc, ce = _curves(setting, e, None, setting.dataset, steps)
                 lr = e.options.get("lr") if e.kind != "genome" else None
-                for hi, h in enumerate(horizons):
+                chosen = [lr]
+                for h in horizons:
+                    hi = steps.index(h)
                     rows.append(_row(task, e, h, lr, acc[:, 0, :, hi], ce[:, 0, :, hi]))
+            curves[f"{task.title}/{e.title}"] = _curve_record(steps, chosen, acc, ce)
     settings = {"spec": None if isinstance(spec, Mapping) and not hasattr(spec, "model_dump") else _spec_name(spec),
                 "entries": [{"label": e.title, "kind": e.kind, "name": e.name, "options": dict(e.options)}
                             for e in entries],
                 "tasks": [{"name": t.name, "options": dict(t.options), "given": t.dataset is not None}
                           for t in tasks],
-                "horizons": horizons, "seeds": seeds, "replicas": int(replicas), "batch_size": int(batch_size),
+                "horizons": horizons, "curve_steps": steps, "sweep": bool(sweep), "seeds": seeds, "replicas": int(replicas), "batch_size": int(batch_size),
                 "grid": grid, "val_fraction": float(val_fraction), "val_seed": int(val_seed),
                 "backend": backend or "numpy", "dtype": dtype}
-    return CompareResult(rows, tuning, changes, settings, time.perf_counter() - t0)
+    return CompareResult(rows, tuning, changes, settings, time.perf_counter() - t0, curves)
 
 
 def _spec_name(spec: Any) -> str:
@@ -480,7 +514,7 @@ def _spec_name(spec: Any) -> str:
 
 def _validation_score(setting: _Setting, entry: Entry, lrs: list[float]) -> tuple[np.ndarray, np.ndarray]:
     """Mean validation accuracy and cross-entropy ``(L, H)`` over seeds and replicas."""
-    acc, ce = _curves(setting, entry, lrs, setting.validation)
+    acc, ce = _curves(setting, entry, lrs, setting.validation, setting.horizons)
     with np.errstate(all="ignore"):
         return acc.mean(axis=(0, 2)), np.nan_to_num(ce, nan=np.inf).mean(axis=(0, 2))
 

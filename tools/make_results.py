@@ -166,26 +166,34 @@ def table_curriculum(doc: dict) -> str:
     r = doc["results"]
     out = []
     rep = r["report_steps"]
+    chosen = r.get("selected_lrs", {})  # per-horizon rates (blursim compare); older runs: one rate in the label
+
+    def cell(task, k, s):
+        v, lr = r["summary"][task][k][str(s)], chosen.get(task, {}).get(k, {}).get(str(s))
+        return v if lr is None else f"{fmt(v)} (lr {lr:.3g})"
+
     for task, row in r["summary"].items():
         keys = ["blur", "blur_initial"] + [k for k in row if k not in ("blur", "blur_initial") and "sweep max" not in k]
         keys += [k for k in row if "sweep max" in k]
         names = {"blur": "**BLUR meta-learned genome**", "blur_initial": "BLUR initial random genome"}
-        rows = [[names.get(k, k)] + [row[k][str(s)] for s in rep] for k in keys]
+        rows = [[names.get(k, k)] + [cell(task, k, s) for s in rep] for k in keys]
         first = next(iter(r["per_task"][task]["baselines"]["standard_mlp"].values()))
         on = "a validation split carved from the training split" if "selection" in first else "the training split"
-        out.append(f"**{task}** (test split; optimizer rows: lr selected on {on}; "
+        per = ", separately for each step" if chosen else ""
+        out.append(f"**{task}** (test split; optimizer rows: lr selected on {on}{per}; "
                    f"'sweep max' rows: best of all the learning rates at each step, on the test split, "
                    f"shown only as an upper reference)\n\n" + md_table(["method"] + [f"step {s}" for s in rep], rows))
     # the whole sweep: final accuracy per lr
+    curves = [(task, net, t) for task, e in r["per_task"].items() for net, tabs in e["baselines"].items()
+              for t in tabs.values()]
+    lrs = sorted({x for _, _, t in curves for x in t.get("curve_lrs", t["lrs"])})
     sweep_rows = []
-    for task, e in r["per_task"].items():
-        for net, tabs in e["baselines"].items():
-            for opt, t in tabs.items():
-                sweep_rows.append([task, net, t["label"]] + [m[-1] for m in t["test_mean"]])
-    lrs = next(iter(next(iter(r["per_task"].values()))["baselines"]["standard_mlp"].values()))["lrs"]
+    for task, net, t in curves:
+        at = dict(zip(t.get("curve_lrs", t["lrs"]), (m[-1] for m in t["test_mean"])))
+        sweep_rows.append([task, net, t["label"]] + [at.get(x, "-") for x in lrs])
     steps = r["per_task"][next(iter(r["per_task"]))]["steps"]
     out.append(f"The whole sweep: test accuracy after {steps[-1]} steps for every learning rate\n\n"
-               + md_table(["task", "network", "optimizer"] + [f"lr {x:g}" for x in lrs], sweep_rows))
+               + md_table(["task", "network", "optimizer"] + [f"lr {x:.3g}" for x in lrs], sweep_rows))
     return "\n\n".join(out)
 
 
@@ -273,7 +281,7 @@ def table_transfer(doc: dict) -> str:
             rows = []
             for m, at in row.items():
                 if "tuned" in m:
-                    cells = [f"{at[h]['mean']:.3f} (lr {at[h]['lr']:g})" for h in hs]
+                    cells = [f"{at[h]['mean']:.3f} (lr {at[h]['lr']:.3g})" for h in hs]
                 elif at[hs[0]]["n"] > 1:
                     cells = [pm(at[h]) for h in hs]
                 else:
@@ -284,7 +292,10 @@ def table_transfer(doc: dict) -> str:
                        f"{e['majority_class']:.3f})\n\n" + md_table(["method"] + [f"step {h}" for h in hs], rows))
     wins = [[g, ds] + [f"{at[h]['margin']:+.3f}" for h in hs]
             for g, per in r["wins"].items() for ds, at in per.items()]
-    out.append("BLUR genome (mean over its seeds) minus the best of the three tuned optimizers at each horizon "
+    zoo = any(k.startswith(("backprop rule", "feedback alignment")) for per in r["summary"].values()
+              for row in per.values() for k in row)
+    rivals = "tuned optimizers and zoo rules" if zoo else "three tuned optimizers"
+    out.append(f"BLUR genome (mean over its seeds) minus the best of the {rivals} at each horizon "
                "(positive: the genome is ahead):\n\n" + md_table(["genome", "task"] + [f"step {h}" for h in hs], wins))
     return "\n\n".join(out)
 

@@ -596,51 +596,6 @@ def separation(a, b) -> dict[str, Any]:
     return {"difference": d, "separated": bool(apart and p < 0.05), "welch_p": p}
 
 
-# ---------------------------------------------------------------- baselines
-def tuned_baselines(spec, data, *, optimizers, lrs, horizons: list[int], steps: int, replicas: int,
-                    seed: int, batch_size: int, test_steps: Any = "all",
-                    validation_fraction: float = 0.2) -> dict[str, Any]:
-    """SGD / momentum / Adam on the plain network of ``spec`` (its state-0 path), the batches and
-    initial weights of a BLUR run with the same ``seed``, with the learning rate chosen separately
-    for each horizon in ``horizons`` on a **validation split** carved from the training split
-    (:func:`validation_split`, :func:`tune_on_validation`: trained on the rest, the half-decade
-    grid ``lrs`` grown upward while the best rate is its top). The test curves of every rate
-    (trained on the whole training split, like the BLUR runs beside them; at ``test_steps``, which
-    must include the horizons) are kept, so the whole sweep can be shown; none chooses anything.
-
-    Returns ``{opt: {"label", "lrs", "validation" (L, H), "test_mean" (L, E), "test_std",
-    "steps" (E,), "diverged" (L,), "selection", "selected": {h: {"lr", "validation", "test",
-    "test_std"}}}}``.
-    """
-    from blursim.baselines import lr_sweep
-    from blursim.graph import compile_network
-
-    prog = compile_network(spec)
-    tune, _ = validation_split(data, validation_fraction, seed)
-    out = {}
-    for opt in optimizers:
-        tv = tune_on_validation(prog, tune, optimizer=opt, lrs=lrs, horizons=horizons, batch_size=batch_size,
-                                replicas=replicas, seed=seed)
-        rates = tv["lrs"]
-        tab = lr_sweep(prog, data, optimizers=[opt], lrs=rates, steps=steps, batch_size=batch_size,
-                       replicas=replicas, seed=seed, eval_steps=test_steps, split="test")
-        acc = np.nan_to_num(tab.accuracy[0], nan=0.0)  # (L, R, E)
-        mean, std = acc.mean(axis=1), acc.std(axis=1)
-        test_steps = [int(s) for s in tab.steps]
-        chosen = {}
-        for j, h in enumerate(horizons):
-            i = rates.index(tv["selected"][h])
-            e = test_steps.index(h)
-            chosen[str(h)] = {"lr": float(rates[i]), "validation": float(tv["validation"][i, j]),
-                              "test": float(mean[i, e]), "test_std": float(std[i, e])}
-        out[opt] = {"label": tab.optimizers[0], "lrs": [float(x) for x in rates], "validation": tv["validation"],
-                    "test_mean": mean, "test_std": std, "steps": test_steps,
-                    "diverged": tab.diverged[0].sum(axis=1), "selected": chosen,
-                    "selection": f"validation split ({validation_fraction:.0%} of the training split), per horizon",
-                    "grid_extended": tv["extended"], "top_reached": tv["top_reached"]}
-    return out
-
-
 # ------------------------------------------------- tuned comparison (validation split)
 #: Half-decade learning-rate grid 1e-4 .. 10**0.5; :func:`tune_on_validation` extends it upward
 #: while a horizon's best rate is the grid's top.
@@ -719,6 +674,9 @@ def compare_tuned(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_
                   lrs=HALF_DECADE, horizons: list[int], replicas: int, seed: int, batch_size: int = 32,
                   validation_fraction: float = 0.2, quiet: bool = True) -> dict[str, Any]:
     """BLUR genomes against SGD / momentum / Adam tuned per horizon on a validation split.
+
+    The older engine (``--engine repro``), kept only to rerun the archived results made with it
+    (docs/results/archive): the results page's comparisons use :func:`compare_zoo`.
 
     ``methods``: label -> ``{"network": NetworkSpec (any in/out sizes), "genomes": [genome, ...]}``
     (e.g. one genome per meta-training seed). ``tasks``: label -> ``{"dataset", "options",
@@ -805,24 +763,34 @@ ZOO_EVAL_SEEDS = 2
 
 
 def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_network, optimizers,
-                lrs=HALF_DECADE, horizons: list[int], replicas: int, seed: int, batch_size: int = 32,
-                validation_fraction: float = 0.2, eval_seeds: int = ZOO_EVAL_SEEDS, quiet: bool = True) -> dict[str, Any]:
-    """:func:`compare_tuned`'s result made by the rule zoo's ``blursim.compare.compare`` (issue 21)
-    instead: the same arguments and output shape, so a script swaps one call for the other.
+                presets=(), lrs=HALF_DECADE, horizons: list[int], replicas: int, seed: int, batch_size: int = 32,
+                validation_fraction: float = 0.2, eval_seeds: int = ZOO_EVAL_SEEDS, curve_steps=(),
+                sweep: bool = False, quiet: bool = True) -> dict[str, Any]:
+    """BLUR genomes against tuned optimizers and rules of the zoo, made by the rule zoo's
+    ``blursim.compare.compare`` (issue 21); :func:`compare_tuned`'s arguments and result shape,
+    so a script swaps one call for the other.
 
-    Differences of protocol, all the zoo's: a horizon's rate is the one of highest validation
-    accuracy, ties broken by the lowest validation cross-entropy (``"validation_cross_entropy"``);
-    the chosen rate (and every genome) then trains on the *whole* training split, in float64; the
-    unit of its statistics is an evaluation seed (``eval_seeds`` of them, seeds ``seed ..``, each
-    ``max(1, replicas // eval_seeds)`` initialisations), so
-    ``"test"`` holds per-evaluation-seed means and ``"over_inits"`` is over evaluation seeds.
-    Each genome is its own entry (one per meta-training seed); ``"over_seeds"`` stays the
-    t-interval over genomes."""
+    ``methods``: label -> ``{"network": NetworkSpec, "genomes": [genome, ...]}`` (e.g. one genome
+    per meta-training seed; each genome is its own entry). ``optimizers`` (SGD, momentum, Adam, ...)
+    run on ``baseline_network``'s plain net, ``presets`` (rules of the zoo, e.g.
+    ``feedback_alignment``) on ``baseline_network`` itself with the preset's rules applied; both
+    are ``"baselines"`` (keyed by their name), their rate tuned separately for each horizon on a
+    validation split carved from the training split (``validation_fraction``, carve seed
+    ``seed``; highest validation accuracy, ties by the lowest validation cross-entropy, grid
+    ``lrs`` extended at an edge), then trained on the *whole* training split and scored on the
+    test split, in float64, like every genome. The unit of the statistics is an evaluation seed
+    (``eval_seeds`` of them, seeds ``seed ..``, each ``max(1, replicas // eval_seeds)``
+    initialisations): ``"test"`` holds per-evaluation-seed means (methods ``(G, seeds, H)``,
+    baselines ``(seeds, H)``), ``"over_inits"`` is over evaluation seeds, ``"over_seeds"`` the
+    t-interval over genomes. ``curve_steps``/``sweep``: test curves
+    (:attr:`blursim.compare.CompareResult.curves`) under ``"curves"`` of every method (one per
+    genome) and baseline."""
     from blursim.compare import Entry, Task, compare
     from blursim.data import load_dataset
 
     seeds = [seed + i for i in range(eval_seeds)]
     reps = max(1, replicas // eval_seeds)
+    bar = progress(len(tasks) * (len(methods) + 1), "comparison", quiet, "run")
     out = {}
     for tname, t in tasks.items():
         hs = sorted(t.get("horizons", horizons))
@@ -830,7 +798,7 @@ def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_ne
         data = load_dataset(t["dataset"], dict(t.get("options", {})))
         tune, final = validation_split(data, validation_fraction, seed)
         common = dict(horizons=hs, seeds=seeds, replicas=reps, batch_size=batch_size, grid=list(lrs),
-                      val_fraction=validation_fraction, val_seed=seed)
+                      val_fraction=validation_fraction, val_seed=seed, curve_steps=list(curve_steps), sweep=sweep)
         entry: dict[str, Any] = {"dataset": t["dataset"], "options": dict(task.options), "horizons": hs,
                                  "n_fit": data.n_train, "n_validation": tune.n_test, "n_test": data.n_test,
                                  "n_classes": data.n_classes, "methods": {}, "baselines": {}, "differences": {},
@@ -847,18 +815,23 @@ def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_ne
             test = np.stack([cells(res, e.title)[1] for e in ents])  # (G, seeds, H)
             entry["methods"][label] = {"test": test, "per_seed": test.mean(axis=1),
                                        "diverged": [sum(cells(res, e.title)[0][h]["diverged"] for h in hs)
-                                                    for e in ents]}
+                                                    for e in ents],
+                                       "curves": [res.curves[f"{task.title}/{e.title}"] for e in ents]}
+            bar.update(1)
         spec = resized_network(baseline_network, data.n_features, data.n_classes)
-        res = compare(spec, [Entry("optimizer", o) for o in optimizers], [task], **common)
-        for o in optimizers:
-            rows, test = cells(res, o)
-            tuning = res.tuning[f"{task.title}/{o}"]
-            entry["baselines"][o] = {"lrs": tuning["lrs"], "validation": np.asarray(tuning["validation_accuracy"]),
-                                     "validation_cross_entropy": tuning["validation_cross_entropy"],
-                                     "selected": {str(h): rows[h]["lr"] for h in hs},
-                                     "extended": bool(tuning["extended"]), "test": test,
-                                     "top_reached": any(rows[h]["lr"] == tuning["lrs"][-1] for h in hs),
-                                     "test_mean": test.mean(axis=0)}
+        ents = [Entry("optimizer", o) for o in optimizers] + [Entry("preset", p, label=p) for p in presets]
+        res = compare(spec, ents, [task], **common)
+        for e in ents:
+            rows, test = cells(res, e.title)
+            tuning = res.tuning[f"{task.title}/{e.title}"]
+            entry["baselines"][e.name] = {
+                "kind": e.kind, "lrs": tuning["lrs"], "validation": np.asarray(tuning["validation_accuracy"]),
+                "validation_cross_entropy": tuning["validation_cross_entropy"],
+                "selected": {str(h): rows[h]["lr"] for h in hs}, "extended": bool(tuning["extended"]),
+                "test": test, "top_reached": any(rows[h]["lr"] == tuning["lrs"][-1] for h in hs),
+                "test_mean": test.mean(axis=0), "curves": res.curves[f"{task.title}/{e.title}"],
+                "spec_changes": res.spec_changes.get(f"{task.title}/{e.title}", [])}
+        bar.update(1)
         for label, mres in entry["methods"].items():
             acc = mres["test"]
             entry["differences"][label] = {
@@ -867,7 +840,33 @@ def compare_zoo(methods: dict[str, dict], tasks: dict[str, dict], *, baseline_ne
                     for j, h in enumerate(hs)}
                 for o, b in entry["baselines"].items()}
         out[tname] = entry
+    bar.close()
     return out
+
+
+def script_main(main, argv=None) -> int:
+    """Run a script's ``main``; bad input (a :class:`blursim.errors.BlursimError`) is one line on
+    stderr and exit status 2, never a traceback."""
+    from blursim.errors import BlursimError
+
+    try:
+        return main(argv)
+    except BlursimError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def zoo_selection(validation_fraction: float = 0.2) -> str:
+    """How :func:`compare_zoo` chose each rate, in one line (the ``selection`` field of the JSONs)."""
+    return (f"blursim.compare: validation split ({validation_fraction:.0%} of the training split, the rest "
+            "trains), highest validation accuracy per horizon (ties: lowest validation cross-entropy), "
+            "half-decade grid extended at an edge; then trained on the whole training split")
+
+
+def cell_at(curve: dict, lr: float | None, step: int, key: str = "mean") -> float:
+    """One value of a :attr:`blursim.compare.CompareResult.curves` record: ``key`` (``mean`` or
+    ``sd_over_inits``) at learning rate ``lr`` after ``step`` training steps."""
+    return float(curve[key][curve["lrs"].index(lr)][curve["steps"].index(step)])
 
 
 #: ``--engine``: the comparison behind a script's baselines (same arguments, same result shape).

@@ -21,17 +21,22 @@ the genome unchanged): ``digits`` (the meta-training images), ``digits_resized``
 16x16 (the same images at other resolutions), and three tasks that share **no** data with
 the digits: ``mnist1d`` (1-D signals, 40 features, 10 classes), ``breast_cancer`` (30
 tabular features, 2 classes) and ``xor`` (the paper's Fig. 5 out-of-domain Boolean task, 2
-inputs). Each genome trains fresh networks for ``--steps`` (100) steps, ``--replicas``
-initialisations. Baselines: SGD, momentum 0.9 and Adam on the *same* network (its state-0
-path), the same batches and the same initial weights, learning rates over a half-decade grid from 1e-4 that grows above the best
-rate; for each horizon 5, 10, 20 and 100 steps the rate is chosen separately by accuracy after
-that many steps on a **validation split** (20 % of the training split, the rest trains;
-:func:`repro_common.tuned_baselines`), then trained on the whole training split like the
-genomes, and its test accuracy is reported. (Runs made before this protocol chose on the
-training split of the scored runs themselves; their JSON has no ``selection`` field.)
+inputs). The comparison is ``blursim compare`` (:func:`blursim.compare.compare` through
+:func:`repro_common.compare_zoo`, float64): each genome trains fresh networks for ``--steps``
+(100) steps from ``--replicas`` initialisations (2 evaluation seeds x 4; the unit of the
+statistics is an evaluation seed); SGD, momentum 0.9 and Adam on the *same* network (its
+state-0 path) and, on the 64-hidden network, the zoo's ``backprop`` and ``feedback_alignment``
+rules (the network's rules replaced by the preset's), all with the same batches and initial
+forward synapses. Every rate is chosen separately for each horizon 5, 10, 20 and 100 steps by
+validation accuracy (ties: validation cross-entropy) on a **validation split** (20 % of the
+training split; the rest trains), over a half-decade grid from 1e-4 extended at an edge; the
+chosen rate then trains on the whole training split like the genomes and its test accuracy
+is reported. ``--genomes docs/results/repro_transfer.json`` reuses the new genomes of that
+earlier run (its ``results.meta_training``) and reruns the comparison only.
 
     python tools/repro_transfer.py                   # 2 x 3 meta-training runs + evaluation (about 25 min on 2 shared cores)
     python tools/repro_transfer.py --seeds 5 --generations 300
+    python tools/repro_transfer.py --genomes docs/results/repro_transfer.json   # the comparison only
     python tools/repro_transfer.py --quick
 
 Writes docs/figures/repro_transfer.png (bars at 5/10/20/100 steps),
@@ -51,6 +56,9 @@ NAME = "repro_transfer"
 HORIZONS = [5, 10, 20, 100]
 CURVE_STEPS = [0, 1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100]
 OPTIMIZERS = ["sgd", "momentum", "adam"]
+#: rules of the zoo compared on the same network (its rules replaced by the preset's), per family
+PRESETS = {"blur64": ("backprop", "feedback_alignment")}
+TITLES = {"backprop": "backprop rule", "feedback_alignment": "feedback alignment"}
 LRS = rc.HALF_DECADE
 
 #: label -> (dataset, options, relation to the digits)
@@ -82,7 +90,11 @@ def parse_args(argv=None):
     p.add_argument("--generations", type=int, default=200, help="generations per run (default 200)")
     p.add_argument("--popsize", type=int, default=24, help="CMA-ES population (default 24)")
     p.add_argument("--steps", type=int, default=100, help="training steps of the comparison (default 100)")
-    p.add_argument("--replicas", type=int, default=8, help="synapse initialisations (default 8)")
+    p.add_argument("--replicas", type=int, default=8,
+                   help="synapse initialisations (default 8: 2 evaluation seeds x 4)")
+    p.add_argument("--genomes", metavar="JSON",
+                   help="reuse the new genomes of an earlier run (its docs/results/repro_transfer.json) instead "
+                        "of meta-training them: reruns the comparison only")
     return p.parse_args(argv)
 
 
@@ -118,9 +130,34 @@ def meta_doc(source: str, seed: int, args) -> dict:
         validation={"every": max(1, args.generations // 10), "replicas": 2})
 
 
+def load_meta_training(path: str | Path, labels: list[str]) -> tuple[dict[str, list], dict[str, list], dict]:
+    """The new genomes of an earlier run (``results.meta_training`` of its JSON): ``(genomes,
+    curves, header)``, so the comparison reruns without CMA-ES. One line, naming the file and
+    field, when the file lacks them."""
+    import json
+
+    from blursim.errors import SpecError
+    from blursim.spec import GenomeSpec
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+        runs = doc["results"]["meta_training"]
+        genomes = {k: [GenomeSpec.model_validate(r["genome"]) for r in runs[k]] for k in labels}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SpecError(f"no meta-trained genomes to reuse ({type(e).__name__}: {e})", path=str(path),
+                        hint="give the JSON of an earlier repro_transfer.py run (field results.meta_training), "
+                             "or drop --genomes to meta-train") from None
+    header = {"file": str(path), "command": doc.get("command"), "started": doc.get("started"),
+              "commit": doc.get("machine", {}).get("commit"), "wall_seconds": doc.get("wall_seconds"),
+              "scale": {k: doc.get("scale", {}).get(k) for k in ("seeds_per_new_genome", "generations", "popsize")}}
+    return genomes, {k: runs[k] for k in labels}, header
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from blursim.data import load_dataset
+    from blursim.meta import prepare_experiment
     from blursim.spec import load_genome
 
     timer = rc.Timer()
@@ -134,32 +171,39 @@ def main(argv=None) -> int:
         families = {"blur64": [families["blur64"][0], 32, list(eval_sets)],
                     "toy20": [families["toy20"][0], 32, ["digits"]]}
     curve_steps = sorted({s for s in CURVE_STEPS if s <= args.steps} | set(horizons) | {args.steps})
-    seeds = [args.seed + i for i in range(args.seeds)]
+    new_labels = [f"{src}3 (new)" for src in ("digits", "mnist1d")]
+    reused = None
+    if args.genomes:
+        genomes, meta_curves, reused = load_meta_training(args.genomes, new_labels)
+        seeds = [r["seed"] for r in meta_curves[new_labels[0]]]
+        args.seeds = len(seeds)
+        args.generations = reused["scale"]["generations"] or args.generations  # the run that made them
+        args.popsize = reused["scale"]["popsize"] or args.popsize
+    else:
+        seeds = [args.seed + i for i in range(args.seeds)]
     docs = {src: [meta_doc(src, s, args) for s in seeds] for src in ("digits", "mnist1d")}
-    per_gen = sum(rc.seconds_per_generation(docs[src][0], args.quick) for src in docs)
-    n_base = sum(len(f[2]) for f in families.values()) * len(OPTIMIZERS) * len(lrs) * 2
-    rc.estimate(f"2 x {args.seeds} meta-training run(s) x {args.generations} generations + {n_base} baseline runs",
-                per_gen * 2.0 * args.generations * args.seeds + n_base * 0.004 * args.steps * args.replicas + 60)
+    per_gen = 0.0 if reused else sum(rc.seconds_per_generation(docs[src][0], args.quick) for src in docs)
+    n_base = sum(len(f[2]) for f in families.values()) * (len(OPTIMIZERS) + 2) * (len(lrs) + 3) * 2
+    rc.estimate(f"{0 if reused else 2 * args.seeds} meta-training run(s) x {args.generations} generations "
+                f"+ about {n_base} comparison runs",
+                per_gen * 2.0 * args.generations * args.seeds + n_base * 0.01 * args.steps * args.replicas + 60)
 
-    # ------------------------------------------------------------- meta-training
-    genomes: dict[str, list] = {}  # label -> list of genomes (one per seed)
+    # ------------------------------------------------------------- meta-training (or its genomes, reused)
     origin: dict[str, dict] = {}
-    meta_curves = {}
-    initial = None
-    for src in ("digits", "mnist1d"):
-        label = f"{src}3 (new)"
-        genomes[label], meta_curves[label] = [], []
-        for doc in docs[src]:
-            res = rc.run_meta(doc, generations=args.generations, quiet=args.quiet)
-            genomes[label].append(res.mean_genome)
-            c = rc.curve(res.records)
-            meta_curves[label].append({"seed": doc["seed"],
-                                       "final_training_fitness": res.records[-1]["mean"]["fitness"],
-                                       "final_unroll": res.records[-1]["unroll"], "curve": c,
-                                       "genome": res.mean_genome.model_dump(mode="json")})
-            if initial is None:
-                initial = res.setup.base_genome
+    if not reused:
+        genomes, meta_curves = {}, {}  # label -> list of genomes (one per seed)
+        for src, label in zip(("digits", "mnist1d"), new_labels):
+            genomes[label], meta_curves[label] = [], []
+            for doc in docs[src]:
+                res = rc.run_meta(doc, generations=args.generations, quiet=args.quiet)
+                genomes[label].append(res.mean_genome)
+                meta_curves[label].append({"seed": doc["seed"],
+                                           "final_training_fitness": res.records[-1]["mean"]["fitness"],
+                                           "final_unroll": res.records[-1]["unroll"], "curve": rc.curve(res.records),
+                                           "genome": res.mean_genome.model_dump(mode="json")})
+    for src, label in zip(("digits", "mnist1d"), new_labels):
         origin[label] = {"family": "blur64", "trained_on": f"{src}, {src} 0-4, {src} 5-9 (training split)"}
+    initial = prepare_experiment(docs["digits"][0]).base_genome  # the random genome run 0 started from
     for label, (fam, file, trained) in SHIPPED.items():
         if fam in families:
             genomes[label] = [load_genome(rc.RESULTS / file)]
@@ -167,46 +211,52 @@ def main(argv=None) -> int:
     genomes[f"initial random (seed {seeds[0]})"] = [initial]
     origin[f"initial random (seed {seeds[0]})"] = {"family": "blur64", "trained_on": "nothing (reference)"}
 
-    # ------------------------------------------------------------- evaluation
+    # ------------------------------------------------------------- evaluation (blursim.compare)
     seed = 1000 + args.seed
     results: dict[str, dict] = {}
-    n_jobs = sum(len(f[2]) for f in families.values())
-    bar = rc.progress(n_jobs, "evaluate", args.quiet, "task")
     for fam, (net_file, batch, sets) in families.items():
         base = rc.load_spec(rc.SPECS / net_file)
         labels = [g for g in genomes if origin[g]["family"] == fam]
-        flat = [(g, i) for g in labels for i in range(len(genomes[g]))]
-        for ds_label in sets:
-            ds_name, ds_opts, _ = eval_sets[ds_label]
-            ds_opts = task_options(ds_name, ds_opts, args.quick)
-            data = load_dataset(ds_name, ds_opts)
-            spec = rc.resized_network(base, n_in=data.n_features, n_out=data.n_classes)
-            ev = rc.evaluate_genome(spec, [genomes[g][i] for g, i in flat], ds_name, steps=args.steps,
-                                    replicas=args.replicas, seed=seed, batch_size=batch, backend=args.backend,
-                                    options=ds_opts, eval_steps=curve_steps)
-            steps = [int(s) for s in ev["steps"]]
+        tasks = {ds: {"dataset": eval_sets[ds][0], "options": task_options(eval_sets[ds][0], eval_sets[ds][1],
+                                                                             args.quick)} for ds in sets}
+        zoo = rc.compare_zoo({g: {"network": base, "genomes": genomes[g]} for g in labels}, tasks,
+                             baseline_network=base, optimizers=OPTIMIZERS, presets=PRESETS.get(fam, ()), lrs=lrs,
+                             horizons=horizons, replicas=args.replicas, seed=seed, batch_size=batch,
+                             curve_steps=curve_steps, quiet=args.quiet)
+        for ds, z in zoo.items():
+            data = load_dataset(z["dataset"], z["options"])
             blur = {}
             for g in labels:
-                rows = [k for k, (gg, _) in enumerate(flat) if gg == g]
-                m = np.asarray(ev["mean"])[rows]  # (seeds, E): each seed's mean over replicas
-                at = {str(h): rc.spread(m[:, steps.index(h)]) for h in horizons}
-                if len(rows) == 1:  # one genome: the spread over initialisations instead
+                m = z["methods"][g]
+                per_genome = np.asarray(m["test"]).mean(axis=1)  # (G, H): each genome's mean over its inits
+                at = {str(h): rc.spread(per_genome[:, j]) for j, h in enumerate(horizons)}
+                if len(m["curves"]) == 1:  # one genome: the spread over initialisations instead
                     for h in horizons:
-                        at[str(h)]["std"] = float(np.asarray(ev["std"])[rows[0], steps.index(h)])
+                        at[str(h)]["std"] = rc.cell_at(m["curves"][0], None, h, "sd_over_inits")
                         at[str(h)]["std_over"] = "initialisations"
-                blur[g] = {"curve_mean": m.mean(axis=0), "curve_std_over_seeds": m.std(axis=0),
-                           "n_genomes": len(rows), "at": at,
-                           "diverged_replicas": [int(ev["diverged"][r]) for r in rows]}
-            base_res = rc.tuned_baselines(spec, data, optimizers=OPTIMIZERS, lrs=lrs, horizons=horizons,
-                                          steps=args.steps, replicas=args.replicas, seed=seed, batch_size=batch,
-                                          test_steps=curve_steps)
-            results.setdefault(fam, {})[ds_label] = {
-                "dataset": ds_name, "options": ds_opts, "relation": eval_sets[ds_label][2],
+                cm = np.array([c["mean"][0] for c in m["curves"]])  # (G, E)
+                blur[g] = {"curve_mean": cm.mean(axis=0), "curve_std_over_seeds": cm.std(axis=0),
+                           "n_genomes": len(m["curves"]), "at": at, "diverged_replicas": m["diverged"]}
+            base_res = {}
+            for name, b in z["baselines"].items():
+                c = b["curves"]
+                base_res[name] = {
+                    "label": name, "kind": b["kind"], "lrs": b["lrs"], "validation": b["validation"],
+                    "validation_cross_entropy": b["validation_cross_entropy"], "curve_lrs": c["lrs"],
+                    "test_mean": c["mean"], "test_std": c["sd_over_inits"], "steps": c["steps"],
+                    "diverged": c["diverged"], "spec_changes": b["spec_changes"],
+                    "selected": {str(h): {"lr": b["selected"][str(h)],
+                                          "validation": float(b["validation"][b["lrs"].index(b["selected"][str(h)]), j]),
+                                          "test": rc.cell_at(c, b["selected"][str(h)], h),
+                                          "test_std": rc.cell_at(c, b["selected"][str(h)], h, "sd_over_inits")}
+                                 for j, h in enumerate(horizons)},
+                    "selection": rc.zoo_selection(), "grid_extended": b["extended"], "top_reached": b["top_reached"]}
+            results.setdefault(fam, {})[ds] = {
+                "dataset": z["dataset"], "options": z["options"], "relation": eval_sets[ds][2],
                 "n_features": data.n_features, "n_classes": data.n_classes, "n_test": int(data.y_test.size),
+                "n_fit": z["n_fit"], "n_validation": z["n_validation"],
                 "majority_class": float(np.bincount(data.y_test).max() / data.y_test.size),
-                "steps": steps, "blur": blur, "baselines": base_res}
-            bar.update(1)
-    bar.close()
+                "steps": curve_steps, "blur": blur, "baselines": base_res, "differences": z["differences"]}
 
     # ------------------------------------------------------------- summary
     summary = {}
@@ -215,8 +265,8 @@ def main(argv=None) -> int:
             row = {}
             for g, b in e["blur"].items():
                 row[g] = {h: b["at"][h] for h in map(str, horizons)}
-            for opt, t in e["baselines"].items():
-                row[f"{t['label']} (lr tuned on validation)"] = {
+            for name, t in e["baselines"].items():
+                row[f"{TITLES.get(name, name)} (lr tuned on validation)"] = {
                     h: {"mean": t["selected"][h]["test"], "std": t["selected"][h]["test_std"],
                         "lr": t["selected"][h]["lr"]} for h in map(str, horizons)}
             summary.setdefault(fam, {})[ds_label] = row
@@ -225,22 +275,30 @@ def main(argv=None) -> int:
     for ds_label, row in summary.get("blur64", {}).items():
         for g in [x for x in row if "(new)" in x or "shipped" in x]:
             for h in map(str, horizons):
-                best_base = max(v[h]["mean"] for k, v in row.items() if "tuned" in k)
+                best_name, best_base = max(((k, v[h]["mean"]) for k, v in row.items() if "tuned" in k),
+                                           key=lambda kv: kv[1])
                 wins.setdefault(g, {}).setdefault(ds_label, {})[h] = {
-                    "blur": row[g][h]["mean"], "best_tuned_baseline": best_base,
+                    "blur": row[g][h]["mean"], "best_tuned_baseline": best_base, "best": best_name,
                     "margin": row[g][h]["mean"] - best_base}
 
     figs = plot(results, horizons, args.fig_dir)
     scale = {"seeds_per_new_genome": args.seeds, "generations": args.generations, "popsize": args.popsize,
              "unroll": "10 -> 30 (+5 every generations/5)", "inner": docs["digits"][0]["inner"],
-             "comparison_steps": args.steps, "replicas": args.replicas, "learning_rates": lrs,
-             "horizons": horizons, "networks": {f: v[0] for f, v in families.items()},
+             "comparison_steps": args.steps, "replicas": args.replicas,
+             "evaluation_seeds": rc.ZOO_EVAL_SEEDS, "replicas_per_evaluation_seed": max(1, args.replicas // rc.ZOO_EVAL_SEEDS),
+             "learning_rates": lrs, "horizons": horizons, "networks": {f: v[0] for f, v in families.items()},
+             "presets": {f: list(PRESETS.get(f, ())) for f in families},
+             "comparison": "blursim.compare through repro_common.compare_zoo, float64; " + rc.zoo_selection(),
+             "meta_training": ("reused from " + reused["file"] + f" (commit {reused['commit']}, "
+                               f"started {reused['started']})") if reused else "this run",
              "paper": "MNIST 10x10 meta-training (gradient, curriculum to unroll 50); evaluation on 28x28 MNIST, "
                       "EMNIST, Fashion-MNIST and a Boolean task; SGD lrs over 4 decades (Fig. 5/6)"}
-    rc.write_json(args.out, rc.envelope(NAME, args, timer, {"meta_training": seeds, "evaluation": seed}, scale,
+    rc.write_json(args.out, rc.envelope(NAME, args, timer, {"meta_training": seeds,
+                                                            "evaluation": rc.engine_seeds("zoo", seed),
+                                                            "validation_split": seed}, scale,
                                         {"summary": summary, "wins": wins, "per_family": results,
                                          "genomes": origin, "meta_training": meta_curves,
-                                         "horizons": horizons}, figs))
+                                         "meta_training_reused": reused, "horizons": horizons}, figs))
     for ds_label, row in summary.get("blur64", {}).items():
         g = "digits3 (new)"
         if g in row:
@@ -250,7 +308,8 @@ def main(argv=None) -> int:
     return 0
 
 
-COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "adam": "tab:green"}
+COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "adam": "tab:green", "backprop": "tab:cyan",
+          "feedback_alignment": "tab:olive"}
 BLUR_COLORS = ["black", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:gray"]
 
 
@@ -296,8 +355,8 @@ def plot(results, horizons, fig_dir) -> list:
                 x = xs + (len(methods) + j - n_m / 2 + 0.5) * w
                 handles[opt] = ax.bar(x, [t["selected"][str(h)]["test"] for h in horizons], w,
                                       yerr=[t["selected"][str(h)]["test_std"] for h in horizons], capsize=2,
-                                      color=COLORS[opt], hatch="//", edgecolor="white",
-                                      label=f"{t['label']}, rate chosen on the {chosen_on(t)} per horizon "
+                                      color=COLORS.get(opt, "tab:gray"), hatch="//", edgecolor="white",
+                                      label=f"{TITLES.get(opt, t['label'])}, rate chosen on the {chosen_on(t)} per horizon "
                                             "(bar: sd over initialisations)")
             handles["majority"] = ax.axhline(e["majority_class"], color="gray", lw=1, ls=":",
                                              label="majority class")
@@ -331,9 +390,10 @@ def plot(results, horizons, fig_dir) -> list:
                                  color=c, label=g + (f" (mean of {b['n_genomes']} seeds)" if b["n_genomes"] > 1
                                                      else ""))[0]
         for opt, t in e["baselines"].items():
-            i = t["lrs"].index(t["selected"][str(horizons[-1])]["lr"])
-            handles[opt] = ax.plot(t["steps"], np.asarray(t["test_mean"])[i], color=COLORS[opt], lw=1.2, ls="--",
-                                   label=f"{t['label']} at the rate chosen for {horizons[-1]} steps")[0]
+            i = t.get("curve_lrs", t["lrs"]).index(t["selected"][str(horizons[-1])]["lr"])
+            handles[opt] = ax.plot(t["steps"], np.asarray(t["test_mean"])[i], color=COLORS.get(opt, "tab:gray"),
+                                   lw=1.2, ls="--",
+                                   label=f"{TITLES.get(opt, t['label'])} at the rate chosen for {horizons[-1]} steps")[0]
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlim(0, max(st))
         ax.set(xlabel="training step", ylim=(0, 1))
@@ -357,4 +417,4 @@ def replot(doc: dict, fig_dir: Path) -> list[Path]:
     return plot(doc["results"]["per_family"], doc["results"]["horizons"], fig_dir)
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(rc.script_main(main))
