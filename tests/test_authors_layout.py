@@ -90,7 +90,7 @@ def _synapse_error(c, prog, st, d, key):
     got = synapses_to_authors(prog, st)
     errs = [_rel(got[i][blk], d[f"{key}/{i}"][blk])
             for i in range(len(got)) for blk in _blocks(c, i, c["symmetric_in_out_synapses"])]
-    return max(errs)
+    return float(np.max(errs))  # propagates a NaN, which max() could skip
 
 
 # ------------------------------------------------------------------ the step
