@@ -86,3 +86,31 @@ def test_gradient_meta_training_on_dask_equals_local(executor, tmp_path):
     # both workers computed meta-gradients: each built the experiment's objective once
     built = executor.client.run(lambda: list(__import__("blursim.meta.distributed").meta.distributed._WORKER_OBJECTIVES))
     assert sorted(len(v) for v in built.values()) == [1, 1]
+
+
+def test_workers_take_the_clients_product_route(monkeypatch):
+    """A gradient job carries the client's BLURSIM_JAX_PRODUCTS (a worker's own environment does not
+    decide); the worker's objective takes that route, and its numbers equal XLA's (float64)."""
+    pytest.importorskip("jax")
+    from test_gradient_training import gradient_experiment
+
+    from blursim.errors import BlursimError
+    from blursim.meta import distributed
+    from blursim.meta.objective import MetaObjective
+    from blursim.meta.seeds import gradient_seeds
+
+    setup = prepare_experiment(gradient_experiment(validation_tasks=[]))
+    monkeypatch.setenv("BLURSIM_JAX_PRODUCTS", "blas")
+    job = distributed.gradient_job(setup, "float64")
+    assert job.products == "blas" and job.key != distributed.gradient_job(setup, "float64", "xla").key
+    monkeypatch.setenv("BLURSIM_JAX_PRODUCTS", "xla")  # the worker's environment says otherwise
+    seeds = gradient_seeds(7, 0, 0, 0, 2)
+    (loss, grad, _), = distributed.gradient_chunk(job, [setup.x0], [seeds], setup.train_protocol(0))
+    assert distributed._WORKER_OBJECTIVES[job.key].products == "blas"
+    want_loss, want_grad, _ = MetaObjective(setup, "train", dtype="float64", products="xla").value_and_grad(
+        setup.x0, seeds, setup.train_protocol(0))
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-12)
+    monkeypatch.setenv("BLURSIM_JAX_PRODUCTS", "gpu")
+    with pytest.raises(BlursimError, match="BLURSIM_JAX_PRODUCTS must be one of xla, blas"):
+        distributed.gradient_job(setup, "float64")

@@ -171,17 +171,30 @@ def make_executor(dask_spec: Any = None, *, scheduler: str | None = None,
 @dataclasses.dataclass(frozen=True)
 class GradientJob:
     """What a worker needs to compute meta-gradients: the prepared experiment (without its
-    strategy object, which the workers do not use and which does not pickle) and the dtype.
-    ``key`` names it: a worker builds one :class:`~blursim.meta.objective.MetaObjective` per key."""
+    strategy object, which the workers do not use and which does not pickle), the dtype and the
+    product route the client asked for (``"xla"`` or ``"blas"``: :mod:`blursim.sim.jax_blas`; each
+    worker resolves it for its own device). ``key`` names it: a worker builds one
+    :class:`~blursim.meta.objective.MetaObjective` per key."""
 
     setup: Any
     dtype: str
     key: str
+    products: str = "xla"
 
 
-def gradient_job(setup: Any, dtype: str) -> GradientJob:
-    """The :class:`GradientJob` of a :class:`~blursim.meta.experiment.Setup` in ``dtype``."""
-    return GradientJob(dataclasses.replace(setup, strategy=None, memory=None), dtype, f"{setup.spec_hash}:{dtype}")
+def gradient_job(setup: Any, dtype: str, products: str | None = None) -> GradientJob:
+    """The :class:`GradientJob` of a :class:`~blursim.meta.experiment.Setup` in ``dtype``;
+    ``products`` defaults to this (the client's) process's ``$BLURSIM_JAX_PRODUCTS``, so that the
+    workers take the route the client was told to, whatever their own environment says."""
+    import os
+
+    from blursim.sim.jax_blas import PRODUCTS
+
+    products = products or os.environ.get("BLURSIM_JAX_PRODUCTS") or "xla"
+    if products not in PRODUCTS:
+        raise BlursimError(f"BLURSIM_JAX_PRODUCTS must be one of {', '.join(PRODUCTS)} (got {shorten(repr(products))})")
+    return GradientJob(dataclasses.replace(setup, strategy=None, memory=None), dtype,
+                       f"{setup.spec_hash}:{dtype}:{products}", products)
 
 
 _WORKER_OBJECTIVES: OrderedDict[str, Any] = OrderedDict()
@@ -195,7 +208,8 @@ def gradient_chunk(job: GradientJob, xs: Sequence[np.ndarray], seeds: Sequence[S
 
     obj = _WORKER_OBJECTIVES.get(job.key)
     if obj is None:
-        obj = _WORKER_OBJECTIVES[job.key] = MetaObjective(job.setup, "train", dtype=job.dtype, devices=1)
+        obj = _WORKER_OBJECTIVES[job.key] = MetaObjective(job.setup, "train", dtype=job.dtype, devices=1,
+                                                          products=job.products)
         while len(_WORKER_OBJECTIVES) > 2:
             _WORKER_OBJECTIVES.popitem(last=False)
     return [obj.value_and_grad(x, s, proto) for x, s in zip(xs, seeds, strict=True)]
