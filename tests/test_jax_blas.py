@@ -14,6 +14,7 @@ import pytest
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
+import test_meta_gradient  # noqa: E402  (its EXPERIMENT)
 
 from blursim.errors import SpecError  # noqa: E402
 from blursim.genome import random_genome  # noqa: E402
@@ -117,25 +118,10 @@ def test_step_on_blas_products_equals_the_simulator_and_the_xla_route(tied):
 
 
 #: The tiny experiment of tests/test_meta_gradient.py (Oja, saturation, init_scale, two groups,
-#: a one-neuron output): untied synapses, every product of the step in the unroll.
-EXPERIMENT = {
-    "network": {"k": 2, "populations": [
-        {"name": "in", "size": 2, "role": "input"},
-        {"name": "h", "size": 3, "role": "hidden", "forward_activation": "tanh", "normalization": "forward"},
-        {"name": "out", "size": 2, "role": "output", "forward_activation": "tanh"},
-        {"name": "logit", "size": 1, "role": "output", "genome": "g1"}],
-        "projections": [{"from": "in", "to": "h"}, {"from": "h", "to": "out", "genome": "g1"},
-                        {"from": "h", "to": "logit", "genome": "g1"}],
-        "rules": {"oja": "weights", "saturation": True}},
-    "training_tasks": [{"name": "xor", "options": {"n_train": 64, "n_test": 64}}],
-    "inner": {"steps": 3, "batch_size": 4, "query_batches": 2, "replicas": 2},
-    "genome": {"init": {"kind": "random", "seed": 3},
-               "set": {"oja_alpha": 0.3, "saturation": -2.0, "init_scale": 0.8},
-               "fields": ["eta_tilde", "f_tilde", "nu_tilde", "mu_tilde", "oja_alpha", "saturation", "init_scale"]},
-    "strategy": {"name": "cma_es", "sigma0": 0.1, "popsize": 4},
-    "generations": 1,
-    "execution": {"dtype": "float64"},
-}
+#: a one-neuron output): untied synapses, every product of the step in the unroll; one training
+#: task here (one compiled unroll).
+EXPERIMENT = {**test_meta_gradient.EXPERIMENT,
+              "training_tasks": [{"name": "xor", "options": {"n_train": 64, "n_test": 64}}]}
 
 
 def test_meta_gradient_on_blas_products_is_exact():
