@@ -61,7 +61,11 @@ def check(res, drawn: bool = False) -> None:
     if drawn:
         note(str(res))
     assert res["jax_vs_cs"] <= TOL, f"JAX vs complex step: {res['jax_vs_cs']:.3g}"
-    assert res["jax_vs_fd"] <= TOL, f"JAX vs central differences: {res['jax_vs_fd']:.3g}"
+    # central differences carry their own truncation error (a drawn kink, e.g. relu_tanh, gave 8.3e-7
+    # against the complex step while JAX matched the complex step to 9e-16): JAX may be no farther
+    # from them than the exact complex step is, plus TOL
+    assert res["jax_vs_fd"] <= TOL + res["fd_vs_cs"], (
+        f"JAX vs central differences: {res['jax_vs_fd']:.3g} (complex step vs them: {res['fd_vs_cs']:.3g})")
     assert abs(res["loss"] - res["loss_sim"]) <= 1e-12 * max(1.0, abs(res["loss_sim"]))
     if not res["trivial"]:
         assert res["mutant"] > TOL, (
