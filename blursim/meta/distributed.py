@@ -95,11 +95,14 @@ class DaskExecutor:
     def n_workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
-    def _job(self, job: EvalJob) -> Any:
+    def _job(self, job: "EvalJob | GradientJob") -> Any:
+        """The job scattered to every worker once. The last two are kept: a gradient run alternates
+        its :class:`GradientJob` with the validation's :class:`EvalJob`, each scattered once."""
         fut = self._scattered.get(job.key)
         if fut is None:
-            fut = self.client.scatter(job, broadcast=True, hash=False)
-            self._scattered = {job.key: fut}
+            fut = self._scattered[job.key] = self.client.scatter(job, broadcast=True, hash=False)
+            while len(self._scattered) > 2:
+                self._scattered.pop(next(iter(self._scattered)))
         return fut
 
     def map(self, job: EvalJob, chunks: list[np.ndarray], which: str, seeds: Sequence[int],
@@ -115,10 +118,7 @@ class DaskExecutor:
                       proto: Protocol) -> list[tuple[float, np.ndarray, dict]]:
         """``(loss, gradient, metrics)`` of every pair ``(xs[p], seeds[p])``, in order: one
         contiguous chunk of pairs per worker (:func:`gradient_chunk`)."""
-        fut = self._scattered.get(job.key)
-        if fut is None:
-            fut = self.client.scatter(job, broadcast=True, hash=False)
-            self._scattered = {job.key: fut}
+        fut = self._job(job)
         n = len(xs)
         parts = min(self.n_workers, n)
         bounds = [round(i * n / parts) for i in range(parts + 1)]
