@@ -180,9 +180,10 @@ class GradientJob:
     dtype: str
     key: str
     products: str = "xla"
+    engine: str = "auto"
 
 
-def gradient_job(setup: Any, dtype: str, products: str | None = None) -> GradientJob:
+def gradient_job(setup: Any, dtype: str, products: str | None = None, engine: str | None = None) -> GradientJob:
     """The :class:`GradientJob` of a :class:`~blursim.meta.experiment.Setup` in ``dtype``;
     ``products`` defaults to this (the client's) process's ``$BLURSIM_JAX_PRODUCTS``, so that the
     workers take the route the client was told to, whatever their own environment says."""
@@ -190,11 +191,16 @@ def gradient_job(setup: Any, dtype: str, products: str | None = None) -> Gradien
 
     from blursim.sim.jax_blas import PRODUCTS
 
+    from blursim.meta.objective import ENGINES
+
     products = products or os.environ.get("BLURSIM_JAX_PRODUCTS") or "xla"
     if products not in PRODUCTS:
         raise BlursimError(f"BLURSIM_JAX_PRODUCTS must be one of {', '.join(PRODUCTS)} (got {shorten(repr(products))})")
+    engine = engine or os.environ.get("BLURSIM_META_ENGINE") or "auto"
+    if engine not in ENGINES:
+        raise BlursimError(f"BLURSIM_META_ENGINE must be one of {', '.join(ENGINES)} (got {shorten(repr(engine))})")
     return GradientJob(dataclasses.replace(setup, strategy=None, memory=None), dtype,
-                       f"{setup.spec_hash}:{dtype}:{products}", products)
+                       f"{setup.spec_hash}:{dtype}:{products}:{engine}", products, engine)
 
 
 _WORKER_OBJECTIVES: OrderedDict[str, Any] = OrderedDict()
@@ -209,7 +215,7 @@ def gradient_chunk(job: GradientJob, xs: Sequence[np.ndarray], seeds: Sequence[S
     obj = _WORKER_OBJECTIVES.get(job.key)
     if obj is None:
         obj = _WORKER_OBJECTIVES[job.key] = MetaObjective(job.setup, "train", dtype=job.dtype, devices=1,
-                                                          products=job.products)
+                                                          products=job.products, engine=job.engine)
         while len(_WORKER_OBJECTIVES) > 2:
             _WORKER_OBJECTIVES.popitem(last=False)
     return [obj.value_and_grad(x, s, proto) for x, s in zip(xs, seeds, strict=True)]

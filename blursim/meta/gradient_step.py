@@ -199,13 +199,13 @@ def default_objective(setup: Any) -> Any:
     product route is ``$BLURSIM_JAX_PRODUCTS`` (``xla``, the default, or ``blas``: the unroll's
     products on NumPy's BLAS, CPU only; :mod:`blursim.sim.jax_blas`).
     """
-    require_jax()
-    from blursim.sim.jax_blas import resolve_products
+    import os
 
-    key = (setup.spec_hash, setup.experiment.execution.dtype, resolve_products(None))
+    key = (setup.spec_hash, setup.experiment.execution.dtype, os.environ.get("BLURSIM_JAX_PRODUCTS") or "xla",
+           os.environ.get("BLURSIM_META_ENGINE") or "auto")
     obj = _OBJECTIVES.get(key)
     if obj is None:
-        obj = _OBJECTIVES[key] = MetaObjective(setup, "train", dtype=key[1], products=key[2])
+        obj = _OBJECTIVES[key] = MetaObjective(setup, "train", dtype=key[1])
         while len(_OBJECTIVES) > _MAX_OBJECTIVES:
             _OBJECTIVES.popitem(last=False)
     _OBJECTIVES.move_to_end(key)

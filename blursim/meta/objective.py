@@ -78,27 +78,34 @@ class MetaObjective:
     """
 
     def __init__(self, setup, which: str = "train", *, dtype: str = "float32", devices: int | None = None,
-                 products: str | None = None) -> None:
-        jax = je.require_jax()
-        from blursim.sim.jax_blas import resolve_products
-
-        #: The unroll's product route, ``"xla"`` or ``"blas"`` (:func:`~blursim.sim.jax_blas.resolve_products`).
-        self.products = resolve_products(products)
-        jax_cache.enable(jax)
-        local = list(jax.local_devices())
-        if devices is not None and not (isinstance(devices, int) and 1 <= devices <= len(local)):
-            raise SpecError(f"devices: between 1 and the {len(local)} JAX device(s) of this process",
-                            value=devices, path="devices")
-        #: The JAX devices :meth:`value_and_grad_many` shares its genomes over.
-        self.devices = local[:devices] if devices else local
+                 products: str | None = None, engine: str | None = None) -> None:
         if which not in ("train", "validation"):
             raise SpecError("which tasks: 'train' or 'validation'", value=which, choices=("train", "validation"))
         self.setup = setup
         self.which = which
+        self.tasks = list(setup.train_tasks if which == "train" else setup.val_tasks)
+        #: ``"numpy"`` (:mod:`blursim.sim.adjoint`: the reverse pass on NumPy's BLAS) or ``"jax"``
+        #: (the reference step under ``jax.jit``); :attr:`engine_note` says why (:func:`resolve_engine`).
+        self.engine, self.engine_note = resolve_engine(engine, [setup.programs[t.network] for t in self.tasks],
+                                                       devices=devices, products=products)
+        self.products = None
+        self.devices = []
+        if self.engine == "jax":
+            jax = je.require_jax()
+            from blursim.sim.jax_blas import resolve_products
+
+            #: The unroll's product route, ``"xla"`` or ``"blas"`` (:func:`~blursim.sim.jax_blas.resolve_products`).
+            self.products = resolve_products(products)
+            jax_cache.enable(jax)
+            local = list(jax.local_devices())
+            if devices is not None and not (isinstance(devices, int) and 1 <= devices <= len(local)):
+                raise SpecError(f"devices: between 1 and the {len(local)} JAX device(s) of this process",
+                                value=devices, path="devices")
+            #: The JAX devices :meth:`value_and_grad_many` shares its genomes over.
+            self.devices = local[:devices] if devices else local
         self.dtype_name = je.check_dtype(dtype)
         self.dtype = np.dtype(self.dtype_name)
         self.layout = setup.layout
-        self.tasks = list(setup.train_tasks if which == "train" else setup.val_tasks)
         self.kind = meta_loss_kind(setup)
         #: The genome that supplies every entry the layout does not search (the experiment's base).
         self.base_genome = setup.base_genome
@@ -139,7 +146,7 @@ class MetaObjective:
         if len(xs) != len(seeds):
             raise SpecError(f"expected one list of task seeds per genome ({len(xs)})", value=len(seeds),
                             path="seeds")
-        if len(self.devices) < 2 or len(xs) < 2:
+        if self.engine == "numpy" or len(self.devices) < 2 or len(xs) < 2:
             return [self.value_and_grad(x, s, proto) for x, s in zip(xs, seeds)]
         return self._run_sharded(xs, [list(s) for s in seeds], proto)
 
@@ -173,6 +180,8 @@ class MetaObjective:
         if len(seeds) != len(self.tasks):
             raise SpecError(f"expected one seed per {self.which} task ({len(self.tasks)})", value=len(seeds),
                             path="seeds")
+        if self.engine == "numpy":
+            return self._run_numpy(x, seeds, proto, grad)
         n = len(self.tasks)
         per = {key: np.full(n, np.nan) for key in ("loss", "accuracy", "cross_entropy", "mse")}
         fin = np.zeros(n, dtype=bool)
@@ -197,6 +206,54 @@ class MetaObjective:
             per["mse" if self.kind == "mse" else "cross_entropy"][i] = float(metric)
             fin[i] = bool(ok) and np.isfinite(float(loss))
         return self._result(per, fin, total_grad)
+
+    def _run_numpy(self, x, seeds, proto, grad: bool):
+        """:meth:`_run` on :mod:`blursim.sim.adjoint` (the same loss and gradient, no JAX)."""
+        from blursim.sim.adjoint import meta_loss_and_grad
+
+        n = len(self.tasks)
+        per = {key: np.full(n, np.nan) for key in ("loss", "accuracy", "cross_entropy", "mse")}
+        fin = np.zeros(n, dtype=bool)
+        total_grad = np.zeros(self.dim)
+        batch = self.layout.matrix_to_batch(x[None, :], self.base_genome)
+        searched_scale = "init_scale" in self.layout.fields
+        for i, (task, seed) in enumerate(zip(self.tasks, seeds)):
+            prog = self.setup.programs[task.network]
+            xs, ys, xq, yq = task_data(task.dataset, int(seed), proto)
+            je.check_labels(prog, ys)
+            je.check_labels(prog, yq)
+            draws = self._unit_draws(task.network, seed, proto.replicas)
+            s0 = je.scale_draws(prog, draws, {g: batch.arrays[g]["init_scale"] for g in prog.groups}, self.dtype)
+            genome = {g: {f: np.asarray(v[0]) for f, v in batch.arrays[g].items()} for g in prog.groups}
+            if self.kind == "mse":
+                ys, yq = np.asarray(ys, dtype=self.dtype), np.asarray(yq, dtype=self.dtype)
+            with np.errstate(all="ignore"):
+                loss, grads, (acc, metric, ok) = meta_loss_and_grad(
+                    prog, genome, s0, np.asarray(xs, dtype=self.dtype), ys, np.asarray(xq, dtype=self.dtype), yq,
+                    kind=self.kind, dtype=self.dtype, draws=draws if searched_scale else None, grad=grad)
+            if grad:
+                total_grad += self.layout_vector(grads, prog)
+            per["loss"][i] = loss
+            per["accuracy"][i] = acc
+            per["mse" if self.kind == "mse" else "cross_entropy"][i] = metric
+            fin[i] = bool(ok) and np.isfinite(loss)
+        return self._result(per, fin, total_grad)
+
+    def layout_vector(self, grads: dict, program) -> np.ndarray:
+        """The per-field gradients ``{group: {field: array}}`` of one task as a vector in the
+        layout's order (:func:`genome_of`'s: group, field, row-major entries; zeros for a group
+        the task's network lacks)."""
+        from blursim.spec.genome import field_shape
+
+        out = np.zeros(self.dim)
+        col = 0
+        for g in self.layout.groups:
+            for f in self.layout.fields:
+                size = int(np.prod(field_shape(f, self.layout.k)))
+                if g in grads:
+                    out[col: col + size] = np.asarray(grads[g][f], dtype=np.float64).reshape(-1)
+                col += size
+        return out
 
     def _result(self, per: dict, fin: np.ndarray, total_grad: np.ndarray) -> tuple[float, np.ndarray, dict]:
         """``(loss, gradient, metrics)`` of one genome from its per-task numbers."""
@@ -246,6 +303,58 @@ class MetaObjective:
                 per[p]["mse" if self.kind == "mse" else "cross_entropy"][i] = float(metric[p])
                 fin[p, i] = bool(ok[p]) and np.isfinite(float(loss[p]))
         return [self._result(per[p], fin[p], total_grad[p]) for p in range(P)]
+
+
+#: The meta-gradient engines: the NumPy reverse pass (:mod:`blursim.sim.adjoint`), JAX, or the
+#: first where it applies.
+ENGINES = ("auto", "numpy", "jax")
+
+
+def resolve_engine(engine: str | None, programs, *, devices: int | None = None,
+                   products: str | None = None) -> tuple[str, str]:
+    """``(engine, note)``: which engine computes the meta-gradient, and why.
+
+    ``engine``: ``"numpy"``, ``"jax"`` or ``"auto"`` (default: ``$BLURSIM_META_ENGINE``, else
+    ``"auto"``). ``auto`` takes the NumPy reverse pass (:mod:`blursim.sim.adjoint`, on the fast
+    engine's BLAS: 2.5-3x faster than XLA on a CPU, docs/benchmarks.md) when it differentiates
+    every network of the tasks and JAX would run on one CPU device -- and JAX otherwise: on a GPU,
+    with several JAX devices to share genomes over (``devices`` > 1, or all of several), with
+    the BLAS product route (``products``, or ``$BLURSIM_JAX_PRODUCTS``, ``"blas"``), or for rule variants, activations or feedback kinds the reverse pass
+    has no derivative for (:func:`blursim.sim.adjoint.unsupported`). ``numpy`` where the reverse
+    pass cannot is an error naming the reason.
+    """
+    import os
+
+    from blursim.sim.adjoint import unsupported
+
+    path = "engine"
+    if not engine:
+        engine, path = os.environ.get("BLURSIM_META_ENGINE") or "auto", "BLURSIM_META_ENGINE"
+    if engine not in ENGINES:
+        raise SpecError("the meta-gradient engine", value=engine, choices=ENGINES, path=path)
+    reasons = [r for r in (unsupported(p) for p in programs) if r]
+    if engine == "numpy":
+        if reasons:
+            raise SpecError(f"the NumPy meta-gradient cannot differentiate this network: {reasons[0]}; "
+                            "use the JAX engine (engine='jax' or BLURSIM_META_ENGINE=jax)", value=engine, path=path)
+        return "numpy", f"{path}=numpy"
+    if engine == "jax":
+        return "jax", f"{path}=jax"
+    if reasons:
+        return "jax", f"auto: JAX, since {reasons[0]}"
+    if (products or os.environ.get("BLURSIM_JAX_PRODUCTS")) == "blas":
+        return "jax", "auto: JAX, since its BLAS product route was asked for"
+    try:
+        import jax
+    except ImportError:
+        return "numpy", "auto: NumPy (JAX is not installed)"
+    local = jax.local_devices()
+    if local[0].platform != "cpu":
+        return "jax", f"auto: JAX on {local[0].platform}"
+    n = len(local) if devices is None else devices
+    if n > 1:
+        return "jax", f"auto: JAX, sharing genomes over {n} devices"
+    return "numpy", "auto: NumPy (one CPU device)"
 
 
 def loss_function(program, layout, kind: str, grad: bool, searched_scale: bool, products: str = "xla"):
