@@ -174,6 +174,14 @@ def check_targets(res, table, jax_rows, blas: bool = BLAS_ROUTE) -> None:
         vg, unroll = rows["meta-gradient value_and_grad T=2"], rows["paper-es train unroll T=2"]
         assert unroll["unroll"] == 2 and len(mg["fast_pair_ratios"]["2"]) == 1
         assert fast["value"] == pytest.approx(vg["median_s"] / unroll["median_s"])  # one round: one pair
+        # the NumPy meta-gradient engine (blursim.sim.adjoint): the same two targets, its own pairs
+        ng = jx["engines"]["numpy"]["meta_gradient"]
+        want |= {"value_and_grad / forward unroll, T = 2 [numpy engine]",
+                 "meta-gradient / fast engine's 2 steps, T = 2 [numpy engine]"}
+        nfast = t["meta-gradient / fast engine's 2 steps, T = 2 [numpy engine]"]
+        assert len(ng["fast_pair_ratios"]["2"]) == 1 and nfast["value"] == pytest.approx(ng["fast_pair_ratios"]["2"][0])
+        assert t["value_and_grad / forward unroll, T = 2 [numpy engine]"]["value"] == pytest.approx(
+            rows["meta-gradient value_and_grad numpy T=2"]["median_s"] / rows["meta-gradient forward numpy T=2"]["median_s"])
         if blas:  # the same targets for the BLAS product route, its meta-gradient over the same unroll
             bl = jx["products"]["blas"]
             names = {"value_and_grad / forward unroll, T = 2 [blas products]",
@@ -211,6 +219,9 @@ def check_jax_part(res, rows, species, blas: bool = BLAS_ROUTE) -> None:
     if jx["speed_ratio"] is not None:
         for S in species:
             assert jx["speed_ratio"][str(S)] == pytest.approx(np.median(jx["pair_ratios"][str(S)]))
+    ng = jx["engines"]["numpy"]["meta_gradient"]  # the NumPy engine: its tape holds every step
+    assert ng["peak_bytes"]["2"]["value_and_grad"] > 0 and ng["peak_bytes"]["2"]["forward"] > 0
+    assert rows["meta-gradient value_and_grad numpy T=2"]["median_s"] > 0
     if blas:  # the BLAS product route: its own rows, ratios and peaks (XLA's buffers + the callbacks')
         bl = jx["products"]["blas"]
         for S in species:
@@ -229,7 +240,8 @@ def test_jax_backend_runs_only_the_jax_rows(tmp_path, capsys):
     res = json.loads(out.read_text())
     rows = {r["row"]: r for r in res["rows"]}
     assert set(rows) == {"paper-es train jax S=1", "meta-gradient forward T=2", "meta-gradient value_and_grad T=2",
-                         "paper-es train unroll T=2"}
+                         "paper-es train unroll T=2", "meta-gradient forward numpy T=2",
+                         "meta-gradient value_and_grad numpy T=2"}
     assert "products" not in res["jax"]
     assert res["jax"]["speed_ratio"] is None and "local_sparse" not in res
     check_jax_part(res, rows, (1,), blas=False)

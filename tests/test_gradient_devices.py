@@ -88,8 +88,9 @@ def test_a_second_process_loads_the_unroll_from_the_cache(tmp_path):
     doc, cache = tmp_path / "small.json", tmp_path / "cache"
     doc.write_text(json.dumps(exp))
     doc = str(doc)
-    first = run_python(ONE_GRADIENT, doc, BLURSIM_JAX_CACHE=str(cache))
-    second = run_python(ONE_GRADIENT, doc, BLURSIM_JAX_CACHE=str(cache))
+    # the JAX engine (on one CPU device the default engine is the NumPy reverse pass, which compiles nothing)
+    first = run_python(ONE_GRADIENT, doc, BLURSIM_JAX_CACHE=str(cache), BLURSIM_META_ENGINE="jax")
+    second = run_python(ONE_GRADIENT, doc, BLURSIM_JAX_CACHE=str(cache), BLURSIM_META_ENGINE="jax")
     assert first["misses"] > 0 and first["hits"] == 0
     assert second["misses"] == 0 and second["hits"] == first["misses"]  # nothing compiled again
     assert any(cache.iterdir())

@@ -162,6 +162,48 @@ class GradWorkload:
         return run
 
 
+class AdjointWorkload:
+    """:class:`GradWorkload`'s meta-loss and gradient (the same network, genome, fields, data and
+    initial synapses) on the NumPy reverse pass (:mod:`blursim.sim.adjoint`, the meta-gradient
+    engine ``"numpy"``): :meth:`fn` as :meth:`GradWorkload.fn`, :meth:`peak` its host memory."""
+
+    def __init__(self, spec: dict, T: int, dtype: str = "float32", B: int = 128, dataset=None) -> None:
+        from blursim.genome import GenomeLayout, make_preset
+        from blursim.graph import compile_network
+        from blursim.meta.evaluate import Protocol
+        from blursim.meta.objective import task_data
+        from blursim.bench.workloads import synthetic_dataset
+        from blursim.sim.jax_engine import scale_draws, unit_draws
+        from blursim.spec import load_network
+
+        self.prog = prog = compile_network(load_network(spec))
+        layout = GenomeLayout(prog.k, tuple(prog.groups), CORE)
+        genome = make_preset("random", k=prog.k, groups=prog.groups, seed=0, lr=0.01)
+        x = layout.to_vector(genome)
+        batch = layout.matrix_to_batch(x[None], genome)
+        proto = Protocol(T, B, 1, B, 1, "train")
+        ds = dataset if dataset is not None else synthetic_dataset(prog.n_features)
+        xs, ys, xq, yq = task_data(ds, 0, proto)
+        dt = np.dtype(dtype)
+        self.T, self.dtype = T, dtype
+        self.genome = {g: {f: np.asarray(v[0]) for f, v in batch.arrays[g].items()} for g in prog.groups}
+        self.s0 = scale_draws(prog, unit_draws(prog, 1, 0), {g: batch.arrays[g]["init_scale"] for g in prog.groups}, dt)
+        self.data = (xs.astype(dt), ys, xq.astype(dt), yq)
+
+    def fn(self, grad: bool):
+        from blursim.sim.adjoint import meta_loss_and_grad
+
+        prog, genome, s0, (xs, ys, xq, yq), dt = self.prog, self.genome, self.s0, self.data, self.dtype
+
+        def run():
+            meta_loss_and_grad(prog, genome, s0, xs, ys, xq, yq, dtype=dt, grad=grad)
+        return run
+
+    def peak(self, grad: bool) -> int:
+        """Peak bytes NumPy allocated during one call (tracemalloc; the tape of every step)."""
+        return host_peak_bytes(self.fn(grad))
+
+
 def fast_unroll(w, T: int):
     """``(fn, reset)``: ``T`` training steps of the fast engine on the workload ``w`` (from the
     initial synapses: ``reset``, untimed, before every call), what a meta-gradient through ``T``
@@ -183,7 +225,7 @@ def grad_rows(best: dict, peaks: dict, pairs: dict, unrolls, fast_pairs: dict | 
     and no fast-engine row of its own, which XLA's rows have)."""
     rows = []
     fast_pairs = fast_pairs or {}
-    name = "" if products == "xla" else f" {products}"
+    name = "" if products == "xla" else f" {products}"  # a product route's, or the "numpy" engine's
     for T in unrolls:
         for kind in ("forward", "value_and_grad", "fast"):
             if kind == "fast" and (T not in fast_pairs or name):

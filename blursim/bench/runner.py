@@ -92,6 +92,7 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
             jwl[("grad", T)] = jax_rows.GradWorkload(PAPER_ES, T)
             for p in extra:
                 jwl[("grad", T, p)] = jax_rows.GradWorkload(PAPER_ES, T, products=p)
+            jwl[("grad", T, "numpy")] = jax_rows.AdjointWorkload(PAPER_ES, T)
         # the fast engine's T training steps at S = 1, beside each meta-gradient
         wl_fast = wl[("paper-es", 1)] if 1 in species else Workload(PAPER_ES, 1, backend)
     S_loc = 8
@@ -120,6 +121,8 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
     fast_pairs: dict[int, list[float]] = {T: [] for T in unrolls}  # value_and_grad / fast engine's T steps
     # the same three ratios of every other product route, measured right after XLA's
     xpairs = {p: ({S: [] for S in species}, {T: [] for T in unrolls}, {T: [] for T in unrolls}) for p in extra}
+    # the NumPy meta-gradient engine (blursim.sim.adjoint): value_and_grad / forward, / fast engine's T steps
+    npairs: tuple[dict, dict] = ({T: [] for T in unrolls}, {T: [] for T in unrolls})
     for rnd in range(rounds):
         for S in species:
             w = wl[("paper-es", S)]
@@ -186,6 +189,18 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
                     log(f"#   round {rnd + 1}: {key_p}: {1e3 * mp[kind]:.1f} ms")
                 xpairs[p][1][T].append(mp["value_and_grad"] / mp["forward"])
                 xpairs[p][2][T].append(mp["value_and_grad"] / statistics.median(ts))
+            g, mp = jwl[("grad", T, "numpy")], {}  # the NumPy engine's meta-gradient, the fast steps between
+            for kind in ("forward", "value_and_grad"):
+                key_n = f"meta-gradient {kind} numpy T={T}"
+                if key_n not in peaks:
+                    peaks[key_n] = g.peak(kind != "forward")
+                mp[kind] = statistics.median(measure(key_n, g.fn(kind != "forward"), None, min_time, min_reps=3,
+                                                     max_reps=50))
+                log(f"#   round {rnd + 1}: {key_n}: {1e3 * mp[kind]:.1f} ms")
+            ts2 = measure(key, *jax_rows.fast_unroll(wl_fast, T), min_time, min_reps=3, max_reps=50, reset_every=1)
+            npairs[0][T].append(mp["value_and_grad"] / mp["forward"])
+            # against the fast engine's steps timed right before and right after it
+            npairs[1][T].append(mp["value_and_grad"] / statistics.median(ts + ts2))
         if only_jax:
             continue
         for i in range(3):  # blocks and masked dense back to back, three pairs, alternating which goes first
@@ -231,6 +246,11 @@ def run_benchmark(backend_name: str | None = None, species=(1, 8, 80), rounds: i
         jax_res = {"device": dev, "meta_gradient": summary,
                    "speed_ratio": None if only_jax else {str(S): statistics.median(r) for S, r in jax_pairs.items()},
                    "pair_ratios": None if only_jax else {str(S): r for S, r in jax_pairs.items()}}
+        nrows, nsummary = jax_rows.grad_rows(best, peaks, npairs[0], unrolls, npairs[1], products="numpy")
+        grows.extend(nrows)
+        nsummary["note"] = ("the NumPy meta-gradient engine (blursim.sim.adjoint): fast_unroll_ratio against the fast "
+                            "engine's T steps timed right before and after it; peaks: tracemalloc of one call")
+        jax_res["engines"] = {"numpy": {"meta_gradient": nsummary}}
         if extra:
             jax_res["products"] = {}
         for p in extra:

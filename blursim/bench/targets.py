@@ -5,7 +5,8 @@
 - the ``paper-es`` training step at S = 80 at >= 50 % of the roofline measured around it;
 - the JAX engine's training step at >= 0.9x the fast engine's speed at S = 1, >= 0.7x at S = 80;
 - the meta-gradient (``value_and_grad`` of the Sec. 3.3 meta-loss) at most 4x its forward
-  unroll, and at most 3x the fast engine's ``T`` training steps (S = 1, float32).
+  unroll, and at most 3x the fast engine's ``T`` training steps (S = 1, float32): for the JAX
+  engine (each product route) and for the NumPy engine (:mod:`blursim.sim.adjoint`, ``[numpy engine]``).
 
 Each is reported only where the run measured it (``--species``, ``--unrolls``, ``--no-jax``).
 """
@@ -49,6 +50,8 @@ def targets(res: dict) -> list[dict]:
     out.extend(_jax_targets(jx, ""))
     for p, sub in (jx.get("products") or {}).items():  # the JAX engine's other product routes
         out.extend(_jax_targets(sub, f" [{p} products]"))
+    for e, sub in (jx.get("engines") or {}).items():  # the NumPy meta-gradient engine
+        out.extend(_jax_targets(sub, f" [{e} engine]"))
     return out
 
 

@@ -50,7 +50,6 @@ import numpy as np
 
 from blursim.sim import step
 from blursim.sim.kernels import KernelSet
-from blursim.vocab.feedback import FEEDBACK
 
 __all__ = ["AdjointKernels", "Var", "unsupported", "meta_loss_and_grad", "ACTIVATION_DERIVATIVES"]
 
@@ -145,14 +144,13 @@ ACTIVATION_DERIVATIVES = {
 _FROM_Y = frozenset({"identity", "one", "zero", "tanh", "sigmoid", "relu", "relu_derivative", "relu_tanh",
                      "softplus_derivative"})
 
-_FEEDBACK_KINDS = ("target", "error_mse", "error_softmax")
 
 
 def unsupported(program) -> str | None:
     """Why this module cannot differentiate ``program``'s step (``None``: it can)."""
-    rules = program.rules
-    if rules.feedback not in _FEEDBACK_KINDS or FEEDBACK.get(rules.feedback) is not _BUILTIN_FEEDBACK[rules.feedback]:
-        return f"feedback kind {rules.feedback!r} has no hand-written derivative here"
+    kind = step.feedback_kind(program)
+    if _builtin_feedback(kind) is None:
+        return f"feedback kind {getattr(kind, '__name__', kind)!r} has no hand-written derivative here"
     for p in program.pops:
         for name in list(p.fwd_names) + list(p.bwd_names):
             if name not in ACTIVATION_DERIVATIVES or not _builtin_activation(name):
@@ -172,6 +170,11 @@ def _builtin_activation(name: str) -> bool:
 from blursim.vocab import feedback as _fb  # noqa: E402
 
 _BUILTIN_FEEDBACK = {"target": _fb.target, "error_mse": _fb.error_mse, "error_softmax": _fb.error_softmax}
+
+
+def _builtin_feedback(kind) -> str | None:
+    """The name of the built-in feedback kind ``kind`` (the function itself), or ``None``."""
+    return next((n for n, fn in _BUILTIN_FEEDBACK.items() if fn is kind), None)
 
 
 # ------------------------------------------------------------------- the run
@@ -570,7 +573,7 @@ class AdjointKernels(KernelSet):
         program = run.program
         a = run.a[o]
         coded, onehot = step.targets(program, run.y, program.pops[o], np, a.dtype)
-        name = program.rules.feedback
+        name = _builtin_feedback(kind)
         av = a.val
         new = av.copy()
         s = None
@@ -816,10 +819,10 @@ class AdjointKernels(KernelSet):
 
     @staticmethod
     def _mask(run, job, dtype):
-        from blursim.sim.reference import _forward_mask
+        from blursim.sim.reference import forward_mask
 
         q = run.program.projs[job.q]
-        mask = _forward_mask(q) if job.which == "W" else (None if q.mask is None else q.mask.T)
+        mask = forward_mask(q) if job.which == "W" else (None if q.mask is None else q.mask.T)
         return None if mask is None else mask.astype(dtype)
 
     def saturate(self, run, job, syn):

@@ -112,7 +112,7 @@ from blursim.sim.synapses import SynapseState
 from blursim.vocab.activations import ACTIVATIONS
 
 __all__ = [
-    "BlurState", "namespace", "genome_arrays", "from_simulator", "to_simulator", "zero_neurons",
+    "BlurState", "namespace", "forward_mask", "genome_arrays", "from_simulator", "to_simulator", "zero_neurons",
     "mix", "with_bias", "normalize", "activate", "forward_drive", "forward_pass", "feedback",
     "backward_drive", "backward_pass", "presynaptic", "postsynaptic", "hebbian", "saturate",
     "synapse_normalize", "input_states", "train_step", "evaluate", "ReferenceKernels", "KERNELS", "Run",
@@ -322,7 +322,7 @@ def hebbian(P, Q, reduction: str, contract=_einsum):
     return H / P.shape[2] if reduction == "mean" else H
 
 
-def _forward_mask(q):
+def forward_mask(q):
     """``M̄``: the mask with a row of ones for the bias (``None`` for all-to-all)."""
     if q.mask is None:
         return None
@@ -490,7 +490,7 @@ class ReferenceKernels(KernelSet):
     def _masked(run, job, E):
         """``M ⊙ E`` with the job's mask (``W``'s with the bias row's ones, ``V``'s transposed)."""
         q = run.program.projs[job.q]
-        mask = _forward_mask(q) if job.which == "W" else (None if q.mask is None else q.mask.T)
+        mask = forward_mask(q) if job.which == "W" else (None if q.mask is None else q.mask.T)
         return E if mask is None else E * namespace(E).asarray(mask, dtype=E.dtype)[..., None]
 
     def saturate(self, run, job, syn):

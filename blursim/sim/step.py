@@ -52,7 +52,7 @@ from blursim.sim.targets import check_targets, coded_targets, target_tables
 from blursim.vocab.feedback import FEEDBACK
 
 __all__ = ["SynapseJob", "HEBBIAN_KERNELS", "hebbian_kernel", "train_step", "evaluate", "forward_pass",
-           "backward_pass", "apply_feedback", "learns_backward", "hebbian_form", "update_synapses", "synapse_update", "synapse_jobs", "tied",
+           "backward_pass", "apply_feedback", "learns_backward", "feedback_kind", "hebbian_form", "update_synapses", "synapse_update", "synapse_jobs", "tied",
            "keeps_states", "normalizes_for_evaluation", "targets", "target_codes", "check_labels"]
 
 
@@ -78,6 +78,11 @@ def targets(program, y, pop, xp, dtype):
     rules = program.rules
     return coded_targets(y, pop.size, rules.target_coding, population=pop.name, feedback=rules.feedback,
                          xp=xp, dtype=dtype)
+
+
+def feedback_kind(program):
+    """The feedback function of ``rules.feedback`` (:data:`blursim.vocab.feedback.FEEDBACK`)."""
+    return FEEDBACK.get(program.rules.feedback)
 
 
 def check_labels(program, y, pop) -> None:
@@ -251,7 +256,7 @@ def forward_pass(K, run, program, syn) -> None:
 
 def apply_feedback(K, run, program) -> None:
     """Sec. 3.3: the targets into every output population (``rules.feedback``)."""
-    kind = FEEDBACK.get(program.rules.feedback)
+    kind = feedback_kind(program)
     for o in program.outputs:
         K.feedback(run, o, kind)
 
