@@ -230,6 +230,8 @@ class DaskObjective:
         self.executor = executor
         self.job = gradient_job(setup, dtype)
         self.dim = setup.layout.size
+        #: The engine the workers were asked for (``auto`` resolves on each worker).
+        self.engine = self.job.engine
 
     def value_and_grad_many(self, xs: Sequence[np.ndarray], seeds: Sequence[Sequence[int]],
                             proto: Protocol) -> list[tuple[float, np.ndarray, dict]]:

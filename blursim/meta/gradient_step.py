@@ -160,6 +160,7 @@ class GradientStep:
             "best": best,
             "mean": current,
             "seeds": {"train": mseeds, "gradient": seeds},
+            "engine": getattr(self.objective, "engine", None),
             "time": tr._time(t0, evaluation=eval_s),
         }
         error = None
