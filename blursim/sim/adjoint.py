@@ -943,8 +943,57 @@ def _channel_major(a, dtype) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(np.asarray(a)[0], -1, 1), dtype=dtype)
 
 
+def _copy_inputs(W, V, kept):
+    """Fresh values equal to a step's inputs (the recomputation's leaves)."""
+    W = [Var(w.val) for w in W]
+    V = [None if v is None else Var(v.val) for v in V]
+    if kept is not None:
+        kept = [None if (a is None or not a.tracked) else Var(a.val) for a in kept]
+    return W, V, kept
+
+
+def _reverse_steps(program, G, saved, outputs, xs, ys, R, dt):
+    """The reverse pass with recomputation: step ``t`` again from its saved inputs on a tape of its
+    own, its outputs seeded with the adjoints of step ``t + 1``'s inputs (``outputs``: the last
+    step's, their adjoints set by the query batches); returns step 0's input synapses ``(W, V)``
+    with their adjoints."""
+    outW, outV, outKept = outputs
+    for t in range(len(saved) - 1, -1, -1):
+        W, V, kept = _copy_inputs(*saved[t])
+        tape: list = []
+        run = Run(program, G, W, V, kept, np.asarray(xs[t]), ys[t], tape, R, dt)
+        newW, newV = step.train_step(KERNELS, run, program)
+        for new, out in zip(list(newW) + list(newV), list(outW) + list(outV)):
+            if new is not None and out is not None and out.grad is not None:
+                _acc(new, out.grad, shared=True)
+        if outKept is not None:
+            for new, out in zip(run.a, outKept):
+                if new is not None and out is not None and out.grad is not None:
+                    _acc(new, out.grad, shared=True)
+        while tape:
+            tape.pop()()
+        outW, outV, outKept = W, V, kept
+    return outW, outV
+
+
+#: Above this estimate of the tape's memory (every step's arrays kept for the reverse pass),
+#: :func:`meta_loss_and_grad` keeps only each step's input states and recomputes the step's tape
+#: during the reverse pass (one more forward pass; the same numbers).
+REMAT_BYTES = 1 << 30
+
+
+def tape_bytes(program, R: int, B: int, T: int, dtype) -> int:
+    """An estimate of the tape's memory through ``T`` steps: four times the step's states (synapses
+    and neuron states) per step -- the paper-es workload measured 3.0x (6.5 MiB per step,
+    tracemalloc, float32)."""
+    k, it = int(program.k), np.dtype(dtype).itemsize
+    syn = sum((q.n_pre + int(q.bias)) * q.n_post * 2 for q in program.projs)
+    neurons = sum(p.size for p in program.pops if p.role != "input") * B
+    return int(4 * T * R * k * it * (syn + neurons))
+
+
 def meta_loss_and_grad(program, genome: dict, s0, xs, ys, xq, yq, *, kind: str = "cross_entropy",
-                       dtype="float32", draws=None, grad: bool = True):
+                       dtype="float32", draws=None, grad: bool = True, remat: bool | None = None):
     """The meta-loss of one task, and its gradient, on NumPy (see the module docstring).
 
     ``genome``: ``{group: {field: array of the field's shape}}`` (one genome); ``s0``: the
@@ -952,7 +1001,8 @@ def meta_loss_and_grad(program, genome: dict, s0, xs, ys, xq, yq, *, kind: str =
     layout: ``draws x init_scale`` as stored); ``xs (T, B, F)``, ``ys``: the training batches;
     ``xq (Q, B_q, F)``, ``yq``: the query batches (labels, or target vectors for
     ``kind = "mse"``); ``draws``: the unit draws when ``init_scale`` is differentiated (its
-    adjoint is ``sum <dL/dW0, draws>``).
+    adjoint is ``sum <dL/dW0, draws>``); ``remat``: keep only each step's inputs and recompute
+    its tape in the reverse pass (default: when :func:`tape_bytes` exceeds :data:`REMAT_BYTES`).
 
     Returns ``(loss, grads, (accuracy, metric, finite))``: ``grads`` is ``{group: {field:
     float64 array}}`` (``None`` without ``grad``), ``metric`` the cross-entropy (or MSE) --
@@ -970,14 +1020,23 @@ def meta_loss_and_grad(program, genome: dict, s0, xs, ys, xq, yq, *, kind: str =
     W = [Var(_channel_major(w, dt)) for w in s0.W]
     V = [None if v is None else Var(_channel_major(v, dt)) for v in s0.V]
     W0, V0 = list(W), list(V)
-    tape: list = []
+    T = len(xs)
+    if remat is None:
+        remat = bool(grad and T and tape_bytes(program, R, np.shape(xs)[1], T, dt) > REMAT_BYTES)
+    tape = [] if grad and not remat else _NO_TAPE
     K = KERNELS
+    keeps = step.keeps_states(program)
     kept = None
-    for t in range(len(xs)):
+    saved = []  # remat: each step's inputs
+    for t in range(T):
+        if remat:
+            saved.append((W, V, kept))
         run = Run(program, G, W, V, kept, np.asarray(xs[t]), ys[t], tape, R, dt)
         newW, newV = step.train_step(K, run, program)
         W, V = list(newW), list(newV)
-        kept = run.a if step.keeps_states(program) else None
+        kept = run.a if keeps else None
+    if grad and remat:
+        tape = []  # the query batches' tape
     n_q, n_out = len(xq), len(program.outputs)
     total, acc = 0.0, 0.0
     finite = all(np.isfinite(w.val).all() for w in W) and all(np.isfinite(v.val).all() for v in V if v is not None)
@@ -1018,6 +1077,8 @@ def meta_loss_and_grad(program, genome: dict, s0, xs, ys, xq, yq, *, kind: str =
     if grad:
         while tape:  # each closure is dropped once run: its arrays are freed as the pass goes back
             tape.pop()()
+        if remat:
+            W0, V0 = _reverse_steps(program, G, saved, (W, V, kept), xs, ys, R, dt)
         grads = {g: {f: (np.zeros(v.shape) if v.grad is None else np.asarray(v.grad, dtype=np.float64).reshape(v.shape))
                      for f, v in fields.items()} for g, fields in G.items()}
         if draws is not None:  # W0 = draws x init_scale: d init_scale = sum <dL/dW0, draws>
