@@ -272,16 +272,16 @@ class AdjointKernels(KernelSet):
         """``C = A @ B`` (``B^T`` with ``tB``) over the stacked ``(R, k)`` axes; ``B`` a Var or a
         view function's result (see :meth:`drive`)."""
         Bv = B.val.swapaxes(-1, -2) if tB else B.val
-        out = Var(np.matmul(A.val, Bv))
+        out = Var(_mm(A.val, Bv))
 
         def back():
             if out.grad is None:
                 return
             dC = out.grad
             if A.tracked:
-                _acc(A, np.matmul(dC, Bv.swapaxes(-1, -2)))
+                _acc(A, _mm(dC, Bv.swapaxes(-1, -2)))
             if B.tracked:
-                dB = np.matmul(A.val.swapaxes(-1, -2), dC)
+                dB = _mm(A.val.swapaxes(-1, -2), dC)
                 _acc(B, dB.swapaxes(-1, -2) if tB else dB)
         run.tape.append(back)
         return out
@@ -414,7 +414,7 @@ class AdjointKernels(KernelSet):
         if a.x is not None:  # input: z^c = nu[c, 0] (x @ E^c)
             xv = a.x
             nu0 = nu.val[:, 0].astype(Ev.dtype)[None, :, None, None]
-            base = np.matmul(xv, Ev[:, :, :n])  # (R, k, B, n_post): kept, <base, dz> is d nu[c, 0]
+            base = _mm(xv, Ev[:, :, :n])  # (R, k, B, n_post): kept, <base, dz> is d nu[c, 0]
             z = base * nu0
             if q.bias:
                 z += nb[None, :, None, None] * Ev[:, :, n][:, :, None, :]
@@ -774,7 +774,7 @@ class AdjointKernels(KernelSet):
             if src.zero:
                 dQ = None if dQ is None else np.broadcast_to(dQ, Qv.shape).copy()
             elif src.x is not None:
-                G = np.matmul(src.x, dHn)  # (R, k, B, n_dst): x dE^c
+                G = _mm(src.x, dHn)  # (R, k, B, n_dst): x dE^c
                 for c in range(k):
                     t = scale * _dot(Qv[:, c], G[:, c])
                     d_eta += float(nt.val[0, c]) * t
@@ -784,14 +784,16 @@ class AdjointKernels(KernelSet):
                     G += dQ
                 dQ = G
             else:
-                Pd = np.matmul(P.val, dHn)  # (R, k, B, n_dst): P dE^c
+                Pd = _mm(P.val, dHn)  # (R, k, B, n_dst): P dE^c
                 d_eta += scale * _dot(Qv, Pd)
                 Pd *= etv * scale
                 if dQ is not None:
                     Pd += dQ
                 dQ = Pd
                 if P.tracked:
-                    _acc(P, np.matmul(Qv, dHn.swapaxes(-1, -2)) * (etv * scale))
+                    dP = _mm(Qv, dHn.swapaxes(-1, -2))
+                    dP *= etv * scale
+                    _acc(P, dP)
             _gacc(et, d_eta)
             _gacc(nt, g)
             if dQ is not None:
@@ -901,14 +903,42 @@ def tune_malloc() -> bool:
 _BACKEND: list = []
 
 
-def _gemm(A, B, C, alpha: float, beta: float) -> None:
-    """``C <- alpha A @ B + beta C`` (stacked): BLAS ``gemm`` through the fast engine's binding
-    (:mod:`blursim.backend._cblas`; NumPy's ``matmul`` without it)."""
+def _mm(A, B):
+    """``A @ B`` (stacked, leading axes broadcast) as a new array, through :func:`_gemm`."""
+    lead = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    C = np.empty(lead + (A.shape[-2], B.shape[-1]), dtype=np.result_type(A, B))
+    _gemm(A, B, C, 1.0, 0.0)
+    return C
+
+
+def _backend():
+    """The fast engine's NumPy backend (one per process): its ``gemm`` and its thread policy."""
     if not _BACKEND:
         from blursim.backend.numpy_backend import NumpyBackend
 
         _BACKEND.append(NumpyBackend("float64"))
-    _BACKEND[0].gemm(A, B, C, alpha, beta)
+    return _BACKEND[0]
+
+
+#: Below this many multiply-adds a product is not worth the binding's planning (NumPy's ``matmul``).
+SMALL_GEMM = 32**3
+
+
+def _gemm(A, B, C, alpha: float, beta: float) -> None:
+    """``C <- alpha A @ B + beta C`` (stacked): BLAS ``gemm`` through the fast engine's binding
+    (:mod:`blursim.backend._cblas`), or NumPy's ``matmul`` for small products and without it."""
+    if C.shape[-2] * C.shape[-1] * A.shape[-1] < SMALL_GEMM:
+        P = np.matmul(A, B)
+        if alpha != 1.0:
+            P *= alpha
+        if beta == 0.0:
+            C[...] = P
+        else:
+            if beta != 1.0:
+                C *= beta
+            C += P
+        return
+    _backend().gemm(A, B, C, alpha, beta)
 
 
 class _NoTape:
@@ -994,6 +1024,20 @@ def tape_bytes(program, R: int, B: int, T: int, dtype) -> int:
 
 def meta_loss_and_grad(program, genome: dict, s0, xs, ys, xq, yq, *, kind: str = "cross_entropy",
                        dtype="float32", draws=None, grad: bool = True, remat: bool | None = None):
+    """The meta-loss of one task, and its gradient, on NumPy: :func:`_meta_loss_and_grad` with the
+    fast engine's thread policy -- BLAS single-threaded, a large product's slices (channels and
+    replicas) split over BLAS's own threads while that is faster than one thread
+    (:meth:`blursim.backend.numpy_backend.NumpyBackend.parallel_gemm`). Multi-threaded BLAS calls
+    were 20-40x slower than single-threaded ones on the project's 2-vCPU machine while another
+    process ran (paper-es, T = 10: 0.98-2.3 s against 57 ms)."""
+    be = _backend()
+    with be.parallel_gemm(None, be.workers), np.errstate(all="ignore"):
+        return _meta_loss_and_grad(program, genome, s0, xs, ys, xq, yq, kind=kind, dtype=dtype, draws=draws,
+                                   grad=grad, remat=remat)
+
+
+def _meta_loss_and_grad(program, genome: dict, s0, xs, ys, xq, yq, *, kind: str = "cross_entropy",
+                        dtype="float32", draws=None, grad: bool = True, remat: bool | None = None):
     """The meta-loss of one task, and its gradient, on NumPy (see the module docstring).
 
     ``genome``: ``{group: {field: array of the field's shape}}`` (one genome); ``s0``: the
