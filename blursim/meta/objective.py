@@ -86,8 +86,10 @@ class MetaObjective:
         self.tasks = list(setup.train_tasks if which == "train" else setup.val_tasks)
         #: ``"numpy"`` (:mod:`blursim.sim.adjoint`: the reverse pass on NumPy's BLAS) or ``"jax"``
         #: (the reference step under ``jax.jit``); :attr:`engine_note` says why (:func:`resolve_engine`).
+        inner = setup.experiment.inner
         self.engine, self.engine_note = resolve_engine(engine, [setup.programs[t.network] for t in self.tasks],
-                                                       devices=devices, products=products)
+                                                       devices=devices, products=products,
+                                                       batch=inner.batch_size, replicas=inner.replicas)
         self.products = None
         self.devices = []
         if self.engine == "jax":
@@ -311,13 +313,16 @@ ENGINES = ("auto", "numpy", "jax")
 
 
 def resolve_engine(engine: str | None, programs, *, devices: int | None = None,
-                   products: str | None = None) -> tuple[str, str]:
+                   products: str | None = None, batch: int | None = None, replicas: int = 1) -> tuple[str, str]:
     """``(engine, note)``: which engine computes the meta-gradient, and why.
 
     ``engine``: ``"numpy"``, ``"jax"`` or ``"auto"`` (default: ``$BLURSIM_META_ENGINE``, else
     ``"auto"``). ``auto`` takes the NumPy reverse pass (:mod:`blursim.sim.adjoint`, on the fast
-    engine's BLAS: 2.5-3x faster than XLA on a CPU, docs/benchmarks.md) when it differentiates
-    every network of the tasks and JAX would run on one CPU device -- and JAX otherwise: on a GPU,
+    engine's BLAS: 2.5-3.4x faster than XLA on a CPU for paper-es-sized steps, docs/benchmarks.md)
+    when it differentiates every network of the tasks, a training step's forward products
+    (``batch`` examples, ``replicas``) reach :data:`~blursim.sim.adjoint.AUTO_MIN_FLOPS` (below,
+    its Python overhead per primitive makes it the slower one) and JAX would run on one CPU
+    device -- and JAX otherwise: on small steps, on a GPU,
     with several JAX devices to share genomes over (``devices`` > 1, or all of several), with
     the BLAS product route (``products``, or ``$BLURSIM_JAX_PRODUCTS``, ``"blas"``), or for rule variants, activations or feedback kinds the reverse pass
     has no derivative for (:func:`blursim.sim.adjoint.unsupported`). ``numpy`` where the reverse
@@ -325,7 +330,7 @@ def resolve_engine(engine: str | None, programs, *, devices: int | None = None,
     """
     import os
 
-    from blursim.sim.adjoint import unsupported
+    from blursim.sim.adjoint import AUTO_MIN_FLOPS, step_flops, unsupported
 
     path = "engine"
     if not engine:
@@ -342,6 +347,10 @@ def resolve_engine(engine: str | None, programs, *, devices: int | None = None,
         return "jax", f"{path}=jax"
     if reasons:
         return "jax", f"auto: JAX, since {reasons[0]}"
+    if batch is not None:
+        flops = max((step_flops(p, batch, replicas) for p in programs), default=0.0)
+        if flops < AUTO_MIN_FLOPS:
+            return "jax", f"auto: JAX, since a step's products are small ({flops / 1e6:.2g} MFLOP < {AUTO_MIN_FLOPS / 1e6:g})"
     if (products or os.environ.get("BLURSIM_JAX_PRODUCTS")) == "blas":
         return "jax", "auto: JAX, since its BLAS product route was asked for"
     try:

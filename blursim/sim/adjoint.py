@@ -146,6 +146,21 @@ _FROM_Y = frozenset({"identity", "one", "zero", "tanh", "sigmoid", "relu", "relu
 
 
 
+#: Below this many multiply-adds per training step in the forward products (eq. 5, all
+#: replicas) the reverse pass's Python overhead per primitive outweighs its faster products, and
+#: ``engine="auto"`` takes JAX. Measured on the project's 2-vCPU machine (T = 10, one replica,
+#: docs/benchmarks.md "The meta-gradient on NumPy"): JAX/NumPy time 0.18-0.83x at 0.01-0.6 M,
+#: 1.5x at 2.5 M, 2.5x at 14 M, 3.4x at 54 M (paper-es).
+AUTO_MIN_FLOPS = 1e6
+
+
+def step_flops(program, batch: int, replicas: int = 1) -> float:
+    """Multiply-adds (x2) of one training step's forward products: ``2 B R k (n_pre + bias) n_post``
+    summed over the projections (the measure :data:`AUTO_MIN_FLOPS` is stated in)."""
+    k = int(program.k)
+    return float(sum(2 * batch * replicas * k * (q.n_pre + int(q.bias)) * q.n_post for q in program.projs))
+
+
 def unsupported(program) -> str | None:
     """Why this module cannot differentiate ``program``'s step (``None``: it can)."""
     kind = step.feedback_kind(program)
