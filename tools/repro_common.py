@@ -9,6 +9,7 @@ commit; :mod:`blursim.machine`), and writes its files atomically
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 import sys
@@ -75,6 +76,9 @@ def machine() -> dict[str, Any]:
         "blas": blas_info(),
         **git_commit(),
         "tools_modified": tools_modified(),
+        # the settings that choose engines and routes (e.g. BLURSIM_META_ENGINE: which engine computed
+        # the meta-gradients), as the command's environment gave them
+        "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith("BLURSIM_")},
     }
 
 
