@@ -51,7 +51,7 @@ import numpy as np
 from blursim.sim import step
 from blursim.sim.kernels import KernelSet
 
-__all__ = ["AdjointKernels", "Var", "unsupported", "meta_loss_and_grad", "ACTIVATION_DERIVATIVES"]
+__all__ = ["AdjointKernels", "Var", "unsupported", "meta_loss_and_grad", "ACTIVATION_DERIVATIVES", "IN_PLACE_DERIVATIVES"]
 
 
 # ---------------------------------------------------------------- values and the tape
@@ -158,7 +158,7 @@ def _d_relu_tanh_in_place(y, d):
 #: Derivatives computed straight into the adjoint's new array (``fn(y, d) -> d sigma'``), for the
 #: activations of the common hidden and output populations; the same values as
 #: :data:`ACTIVATION_DERIVATIVES` times ``d``, with fewer passes over the states.
-_IN_PLACE_DERIVATIVE = {"tanh": _d_tanh_in_place, "relu_tanh": _d_relu_tanh_in_place}
+IN_PLACE_DERIVATIVES = {"tanh": _d_tanh_in_place, "relu_tanh": _d_relu_tanh_in_place}
 
 #: Activations whose derivative is a function of ``y = sigma(x)`` alone (``x`` is then not kept).
 _FROM_Y = frozenset({"identity", "one", "zero", "tanh", "sigmoid", "relu", "relu_derivative", "relu_tanh",
@@ -592,8 +592,8 @@ class AdjointKernels(KernelSet):
             if out.grad is None or not x.tracked:
                 return
             d = out.grad
-            if all(n == names[0] for n in names) and names[0] in _IN_PLACE_DERIVATIVE:
-                dx = _IN_PLACE_DERIVATIVE[names[0]](yv, d)
+            if all(n == names[0] for n in names) and names[0] in IN_PLACE_DERIVATIVES:
+                dx = IN_PLACE_DERIVATIVES[names[0]](yv, d)
             elif all(n == names[0] for n in names):
                 der = ACTIVATION_DERIVATIVES[names[0]](xv, yv)
                 dx = d if der is None else d * der
