@@ -122,9 +122,12 @@ def test_gpu_check_jax_path_on_the_cpu_stand_in(monkeypatch, tmp_path, capsys):
     # the gradient path: value_and_grad through 5 steps on JAX's default device (here its CPU)
     # against the CPU in float64, in both precisions, timed
     g = doc["gradient"]
-    assert [(r["spec"], r["dtype"], r["unroll"]) for r in g] == [("mlp_2d", "float64", 5), ("mlp_2d", "float32", 5)]
+    assert [(r["spec"], r["dtype"], r["unroll"]) for r in g] == [("mlp_2d", "float64", 5), ("mlp_2d", "float32", 5)] * 2
     assert all(r["ok"] and r["seconds_per_value_and_grad"] > 0 and r["grad_dim"] > 0 for r in g)
     assert g[0]["grad_max_rel_err"] <= 1e-12 and 0 < g[1]["grad_max_rel_err"] <= 1e-2  # float32 rounds
+    # the NumPy engine (blursim.sim.adjoint): an independent derivative against the same reference
+    assert [r["device"].startswith("numpy") for r in g] == [False, False, True, True]
+    assert g[2]["grad_max_rel_err"] <= 1e-12 and 0 < g[3]["grad_max_rel_err"] <= 1e-2
     assert "meta-gradient value_and_grad on" in text
 
     from blursim.sim.jax_engine import JaxSimulator

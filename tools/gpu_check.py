@@ -28,6 +28,9 @@ against the CPU's, then the benchmark.
    unroll and its reverse pass), and the median time of one call on each device. On a GPU
    whose float32 products run in TF32 (JAX's default precision there), a float32 failure
    that passes with ``JAX_DEFAULT_MATMUL_PRECISION=highest`` is that rounding, not a bug.
+   The same meta-gradient on the NumPy engine (``blursim.sim.adjoint``, the host's CPUs; the
+   default engine on one CPU device) in float64 and float32 joins the table: an independent
+   implementation of the derivative against the same reference, and its time.
 4. The benchmark, one round: ``blursim bench --backend cupy`` with the JAX
    engine's rows (step vs Simulator, meta-gradient vs forward unroll) when JAX
    is on the GPU too, or ``blursim bench --backend jax`` (JAX rows only) when
@@ -175,15 +178,52 @@ def gradient(log, name: str, spec: dict, T: int, B: int, reps: int = 5) -> list[
         log(f"# gradient {name} T={T} {dtype} on {dev}: {err:.2e} against CPU float64 (tol "
             f"{GRAD_TOL[dtype]:.0e}) {'ok' if ok else 'FAIL'}; {1e3 * dev_s:.1f} ms per value_and_grad "
             f"(CPU float64 {1e3 * cpu_s:.1f} ms)")
+    rows.extend(numpy_engine(log, name, spec, T, B, ref_grad, cpu_s, reps))
+    return rows
+
+
+def numpy_engine(log, name: str, spec: dict, T: int, B: int, ref_grad: np.ndarray, cpu_s: float,
+                 reps: int = 5) -> list[dict]:
+    """The NumPy meta-gradient engine (``blursim.sim.adjoint``, the host's CPUs) on the same
+    meta-loss, float64 and float32, against JAX's CPU float64 gradient ``ref_grad``: a second,
+    independent implementation of the same derivative, and its time beside JAX's."""
+    import statistics
+
+    from blursim.bench.jax_rows import AdjointWorkload
+    from blursim.bench.workloads import synthetic_dataset
+    from blursim.graph import compile_network
+    from blursim.spec import load_network
+
+    prog = compile_network(load_network(spec))
+    ds = synthetic_dataset(prog.n_features, prog.pops[prog.outputs[0]].size)
+    scale = max(1e-30, float(np.abs(ref_grad).max()))
+    rows = []
+    for dtype in ("float64", "float32"):
+        aw = AdjointWorkload(spec, T, dtype, B=B, dataset=ds)
+        loss, grad = aw.value_and_grad()
+        fn, ts = aw.fn(True), []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        sec = statistics.median(ts)
+        err = float(np.abs(grad - ref_grad).max()) / scale if np.isfinite(grad).all() else float("inf")
+        ok = bool(err <= GRAD_TOL[dtype])
+        rows.append({"spec": name, "dtype": dtype, "unroll": T, "batch": B, "device": "numpy engine (host CPUs)",
+                     "loss": loss, "grad_max_rel_err": err, "tol": GRAD_TOL[dtype], "ok": ok,
+                     "seconds_per_value_and_grad": sec, "cpu_float64_seconds": cpu_s, "grad_dim": int(grad.size)})
+        log(f"# gradient {name} T={T} {dtype} on the NumPy engine: {err:.2e} against JAX CPU float64 (tol "
+            f"{GRAD_TOL[dtype]:.0e}) {'ok' if ok else 'FAIL'}; {1e3 * sec:.1f} ms per value_and_grad")
     return rows
 
 
 def _grad_table(rows: list[dict]) -> list[str]:
-    lines = [f"meta-gradient value_and_grad on {rows[0]['device']} vs JAX CPU float64 ({rows[0]['spec']}, "
-             f"T = {rows[0]['unroll']}, batch {rows[0]['batch']}, {rows[0]['grad_dim']} meta-parameters)",
-             f"{'dtype':<8} {'max rel err':>11} {'tol':>7} {'ms/call':>9} {'CPU f64 ms':>10}  result"]
+    lines = [f"meta-gradient value_and_grad on {rows[0]['device']} and on the NumPy engine vs JAX CPU float64 "
+             f"({rows[0]['spec']}, T = {rows[0]['unroll']}, batch {rows[0]['batch']}, {rows[0]['grad_dim']} meta-parameters)",
+             f"{'engine':<7} {'dtype':<8} {'max rel err':>11} {'tol':>7} {'ms/call':>9} {'CPU f64 ms':>10}  result"]
     for r in rows:
-        lines.append(f"{r['dtype']:<8} {r['grad_max_rel_err']:>11.1e} {r['tol']:>7.0e} "
+        eng = "numpy" if r["device"].startswith("numpy") else "jax"
+        lines.append(f"{eng:<7} {r['dtype']:<8} {r['grad_max_rel_err']:>11.1e} {r['tol']:>7.0e} "
                      f"{1e3 * r['seconds_per_value_and_grad']:>9.1f} {1e3 * r['cpu_float64_seconds']:>10.1f}  "
                      f"{'ok' if r['ok'] else 'FAIL'}")
     return lines

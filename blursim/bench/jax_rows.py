@@ -185,7 +185,7 @@ class AdjointWorkload:
         ds = dataset if dataset is not None else synthetic_dataset(prog.n_features)
         xs, ys, xq, yq = task_data(ds, 0, proto)
         dt = np.dtype(dtype)
-        self.T, self.dtype = T, dtype
+        self.T, self.dtype, self.layout = T, dtype, layout
         self.genome = {g: {f: np.asarray(v[0]) for f, v in batch.arrays[g].items()} for g in prog.groups}
         self.s0 = scale_draws(prog, unit_draws(prog, 1, 0), {g: batch.arrays[g]["init_scale"] for g in prog.groups}, dt)
         self.data = (xs.astype(dt), ys, xq.astype(dt), yq)
@@ -198,6 +198,20 @@ class AdjointWorkload:
         def run():
             meta_loss_and_grad(prog, genome, s0, xs, ys, xq, yq, dtype=dt, grad=grad)
         return run
+
+    def value_and_grad(self) -> tuple[float, np.ndarray]:
+        """``(loss, gradient)``, the gradient in :class:`GradWorkload`'s order (the layout's)."""
+        from blursim.sim.adjoint import meta_loss_and_grad
+        from blursim.spec.genome import field_shape
+
+        xs, ys, xq, yq = self.data
+        loss, grads, _ = meta_loss_and_grad(self.prog, self.genome, self.s0, xs, ys, xq, yq, dtype=self.dtype)
+        parts = []
+        for g in self.layout.groups:
+            for f in self.layout.fields:
+                n = int(np.prod(field_shape(f, self.layout.k)))
+                parts.append(np.asarray(grads[g][f], dtype=np.float64).reshape(-1) if g in grads else np.zeros(n))
+        return float(loss), np.concatenate(parts)
 
     def peak(self, grad: bool) -> int:
         """Peak bytes NumPy allocated during one call (tracemalloc; the tape of every step)."""
