@@ -199,6 +199,12 @@ def gradient_job(setup: Any, dtype: str, products: str | None = None, engine: st
     engine = engine or os.environ.get("BLURSIM_META_ENGINE") or "auto"
     if engine not in ENGINES:
         raise BlursimError(f"BLURSIM_META_ENGINE must be one of {', '.join(ENGINES)} (got {shorten(repr(engine))})")
+    # resolved here, for one device per worker, so that every worker takes the same engine
+    from blursim.meta.objective import resolve_engine
+
+    engine = resolve_engine(engine, [setup.programs[t.network] for t in setup.train_tasks], devices=1,
+                            products=products, batch=setup.experiment.inner.batch_size,
+                            replicas=setup.experiment.inner.replicas)[0]
     return GradientJob(dataclasses.replace(setup, strategy=None, memory=None), dtype,
                        f"{setup.spec_hash}:{dtype}:{products}:{engine}", products, engine)
 
@@ -230,7 +236,7 @@ class DaskObjective:
         self.executor = executor
         self.job = gradient_job(setup, dtype)
         self.dim = setup.layout.size
-        #: The engine the workers were asked for (``auto`` resolves on each worker).
+        #: The engine every worker computes with (resolved on the client, :func:`gradient_job`).
         self.engine = self.job.engine
 
     def value_and_grad_many(self, xs: Sequence[np.ndarray], seeds: Sequence[Sequence[int]],
