@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -420,3 +421,25 @@ def test_gradient_meta_training_is_the_same_on_both_engines(monkeypatch):
         la, lb = np.asarray(ra["meta_loss"]["runs"]), np.asarray(rb["meta_loss"]["runs"])
         assert la.size and np.all(np.isfinite(la)) and np.allclose(la, lb, rtol=1e-9, atol=0), (la, lb)
         assert np.allclose(ra["grad_norm"]["runs"], rb["grad_norm"]["runs"], rtol=1e-9, atol=0)
+
+
+# ------------------------------------------------------------------ MetaLoss(engine=...)
+def test_meta_loss_on_the_numpy_engine_equals_jax():
+    """blursim.meta.loss.MetaLoss (a network, a vector, arrays) computes the same loss and gradient
+    on both engines (float64), on the example spec mlp_2d with two replicas."""
+    pytest.importorskip("jax")
+    from blursim.meta.loss import MetaLoss
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for engine in ("numpy", "jax"):
+        ml = MetaLoss(Path(__file__).resolve().parent.parent / "specs" / "mlp_2d.json", dtype="float64",
+                      engine=engine)
+        F = ml.program.n_features
+        xs, xq = rng.standard_normal((3, 8, F)), rng.standard_normal((2, 8, F))
+        ys, yq = rng.integers(0, 2, (3, 8)), rng.integers(0, 2, (2, 8))
+        rng = np.random.default_rng(0)  # the same arrays for the second engine
+        out[engine] = ml.value_and_grad(ml.x0 + 0.01, xs, ys, xq, yq, ml.initial_synapses(0, replicas=2))
+    (ln, gn, mn), (lj, gj, mj) = out["numpy"], out["jax"]
+    assert abs(ln - lj) <= TOL64 * abs(lj) and mn == mj
+    assert rel(gn, gj) <= TOL64 and np.abs(gj).max() > 1e-3

@@ -201,17 +201,12 @@ class AdjointWorkload:
 
     def value_and_grad(self) -> tuple[float, np.ndarray]:
         """``(loss, gradient)``, the gradient in :class:`GradWorkload`'s order (the layout's)."""
+        from blursim.meta.objective import layout_vector
         from blursim.sim.adjoint import meta_loss_and_grad
-        from blursim.spec.genome import field_shape
 
         xs, ys, xq, yq = self.data
         loss, grads, _ = meta_loss_and_grad(self.prog, self.genome, self.s0, xs, ys, xq, yq, dtype=self.dtype)
-        parts = []
-        for g in self.layout.groups:
-            for f in self.layout.fields:
-                n = int(np.prod(field_shape(f, self.layout.k)))
-                parts.append(np.asarray(grads[g][f], dtype=np.float64).reshape(-1) if g in grads else np.zeros(n))
-        return float(loss), np.concatenate(parts)
+        return float(loss), layout_vector(self.layout, grads)
 
     def peak(self, grad: bool) -> int:
         """Peak bytes NumPy allocated during one call (tracemalloc; the tape of every step)."""

@@ -36,6 +36,8 @@ Needs the ``jax`` extra (``pip install -e ".[jax]"``).
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,19 +59,20 @@ class MetaLoss:
     genome group of the network); ``base``: the genome that supplies every other entry and
     :attr:`x0` (a :class:`~blursim.spec.GenomeSpec` or a path; default: the ``backprop``
     preset); ``kind``: ``"cross_entropy"`` (class labels) or ``"mse"`` (target vectors);
-    ``dtype``: ``"float32"`` or ``"float64"``.
+    ``dtype``: ``"float32"`` or ``"float64"``; ``engine``: the meta-gradient engine, ``"numpy"``
+    (:mod:`blursim.sim.adjoint`), ``"jax"`` or ``"auto"`` (default ``$BLURSIM_META_ENGINE`` or
+    ``auto``: :func:`blursim.meta.objective.resolve_engine`, sized by the first batch it is given).
     """
 
     def __init__(self, network: Any, *, fields: Sequence[str] = TABLE1_FIELDS,
                  groups: Sequence[str] | None = None, base: Any = None, kind: str = "cross_entropy",
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", engine: str | None = None) -> None:
         from blursim.genome import GenomeLayout, make_preset
         from blursim.graph import compile_network
         from blursim.sim import jax_engine as je
         from blursim.spec import GenomeSpec, load_genome, load_network
         from blursim.spec.genome import ALL_FIELDS
 
-        je.require_jax()
         if kind not in ("cross_entropy", "mse"):
             raise SpecError("the meta-loss is 'cross_entropy' (class labels) or 'mse' (target vectors)",
                             value=kind, path="kind", choices=("cross_entropy", "mse"))
@@ -98,6 +101,15 @@ class MetaLoss:
         self.base = base
         self.layout = GenomeLayout(k, groups, tuple(fields))
         self._batch = None  # the base genome as arrays, built on first use
+        from blursim.meta.objective import resolve_engine
+
+        #: The requested engine (``auto`` is resolved on the first call, by its batch size).
+        self.engine = engine
+        resolve_engine(engine, [self.program])  # checks the name; "numpy" on a network it cannot do
+        self._engine = None if (engine or os.environ.get("BLURSIM_META_ENGINE") or "auto") == "auto" else \
+            resolve_engine(engine, [self.program])[0]
+        if self._engine == "jax":
+            je.require_jax()
 
     # ------------------------------------------------------------------ genomes
     @property
@@ -191,9 +203,6 @@ class MetaLoss:
         return ref.BlurState(tuple(W), tuple(V), None)
 
     def _run(self, x, xs, ys, xq, yq, synapses, grad: bool):
-        import jax.numpy as jnp
-
-        from blursim.meta.objective import loss_function, to_device
         from blursim.sim import jax_engine as je
 
         x = self._x(x)
@@ -203,6 +212,19 @@ class MetaLoss:
                             value=(xs.shape, xq.shape), path="xs")
         je.check_labels(self.program, ys)
         je.check_labels(self.program, yq)
+        engine = self._engine
+        if engine is None:  # auto: sized by this batch and these replicas
+            from blursim.meta.objective import resolve_engine
+
+            R = np.asarray(synapses[0][0] if isinstance(synapses[0], tuple) else synapses[0]).shape[0]
+            engine = resolve_engine("auto", [self.program], batch=int(xs.shape[1]), replicas=int(R))[0]
+        if engine == "numpy":
+            return self._run_numpy(x, xs, ys, xq, yq, synapses, grad)
+        import jax.numpy as jnp
+
+        from blursim.meta.objective import loss_function, to_device
+
+        je.require_jax()
         cast = lambda a: np.asarray(a, dtype=self.dtype)  # noqa: E731
         target = cast if self.kind == "mse" else je.label_array
         base = {g: {f: cast(v) for f, v in self._base_batch().arrays[g].items()} for g in self.program.groups}
@@ -217,6 +239,24 @@ class MetaLoss:
             (loss, aux), g = out, None
         acc, _, ok = (np.asarray(a) for a in aux)
         metrics = {"accuracy": float(acc), "finite": bool(ok) and bool(np.isfinite(float(loss)))}
+        return float(loss), g, metrics
+
+    def _run_numpy(self, x, xs, ys, xq, yq, synapses, grad: bool):
+        """:meth:`_run` on the NumPy engine (:mod:`blursim.sim.adjoint`)."""
+        from blursim.meta.objective import genome_of, layout_vector
+        from blursim.sim.adjoint import meta_loss_and_grad
+
+        base = {g: {f: np.asarray(v, dtype=np.float64) for f, v in self._base_batch().arrays[g].items()}
+                for g in self.program.groups}
+        genome = {g: {f: np.asarray(v)[0] for f, v in fields.items()}
+                  for g, fields in genome_of(self.layout, x, base).items()}
+        if self.kind == "mse":
+            ys, yq = np.asarray(ys, dtype=self.dtype), np.asarray(yq, dtype=self.dtype)
+        loss, grads, (acc, _, ok) = meta_loss_and_grad(
+            self.program, genome, self._state(synapses), np.asarray(xs, dtype=self.dtype), ys,
+            np.asarray(xq, dtype=self.dtype), yq, kind=self.kind, dtype=self.dtype, grad=grad)
+        g = layout_vector(self.layout, grads) if grad else None
+        metrics = {"accuracy": float(acc), "finite": bool(ok) and bool(np.isfinite(loss))}
         return float(loss), g, metrics
 
 

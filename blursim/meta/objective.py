@@ -234,28 +234,12 @@ class MetaObjective:
                     prog, genome, s0, np.asarray(xs, dtype=self.dtype), ys, np.asarray(xq, dtype=self.dtype), yq,
                     kind=self.kind, dtype=self.dtype, draws=draws if searched_scale else None, grad=grad)
             if grad:
-                total_grad += self.layout_vector(grads, prog)
+                total_grad += layout_vector(self.layout, grads)
             per["loss"][i] = loss
             per["accuracy"][i] = acc
             per["mse" if self.kind == "mse" else "cross_entropy"][i] = metric
             fin[i] = bool(ok) and np.isfinite(loss)
         return self._result(per, fin, total_grad)
-
-    def layout_vector(self, grads: dict, program) -> np.ndarray:
-        """The per-field gradients ``{group: {field: array}}`` of one task as a vector in the
-        layout's order (:func:`genome_of`'s: group, field, row-major entries; zeros for a group
-        the task's network lacks)."""
-        from blursim.spec.genome import field_shape
-
-        out = np.zeros(self.dim)
-        col = 0
-        for g in self.layout.groups:
-            for f in self.layout.fields:
-                size = int(np.prod(field_shape(f, self.layout.k)))
-                if g in grads:
-                    out[col: col + size] = np.asarray(grads[g][f], dtype=np.float64).reshape(-1)
-                col += size
-        return out
 
     def _result(self, per: dict, fin: np.ndarray, total_grad: np.ndarray) -> tuple[float, np.ndarray, dict]:
         """``(loss, gradient, metrics)`` of one genome from its per-task numbers."""
@@ -403,6 +387,22 @@ def to_device(a, jnp):
     if isinstance(a, ref.BlurState):
         return ref.BlurState(*(None if part is None else tuple(to_device(v, jnp) for v in part) for part in a))
     return jnp.asarray(a)
+
+
+def layout_vector(layout, grads: dict) -> np.ndarray:
+    """Per-field gradients ``{group: {field: array}}`` as a vector in ``layout``'s order
+    (:func:`genome_of`'s: group, field, row-major entries; zeros for a group ``grads`` lacks)."""
+    from blursim.spec.genome import field_shape
+
+    out = np.zeros(layout.size)
+    col = 0
+    for g in layout.groups:
+        for f in layout.fields:
+            size = int(np.prod(field_shape(f, layout.k)))
+            if g in grads:
+                out[col: col + size] = np.asarray(grads[g][f], dtype=np.float64).reshape(-1)
+            col += size
+    return out
 
 
 def genome_of(layout, x, base: dict) -> dict:
