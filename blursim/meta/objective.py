@@ -182,64 +182,57 @@ class MetaObjective:
         if len(seeds) != len(self.tasks):
             raise SpecError(f"expected one seed per {self.which} task ({len(self.tasks)})", value=len(seeds),
                             path="seeds")
-        if self.engine == "numpy":
-            return self._run_numpy(x, seeds, proto, grad)
         n = len(self.tasks)
         per = {key: np.full(n, np.nan) for key in ("loss", "accuracy", "cross_entropy", "mse")}
         fin = np.zeros(n, dtype=bool)
         total_grad = np.zeros(self.dim)
         batch = self.layout.matrix_to_batch(x[None, :], self.base_genome)
         searched_scale = "init_scale" in self.layout.fields
+        one = self._task_numpy if self.engine == "numpy" else self._task_jax
         for i, (task, seed) in enumerate(zip(self.tasks, seeds)):
-            prog = self.setup.programs[task.network]
-            data = task_data(task.dataset, int(seed), proto)
-            draws = self._unit_draws(task.network, seed, proto.replicas)
-            fn = loss_function(prog, self.layout, self.kind, grad, searched_scale, self.products)
-            with je.precision(self.dtype_name):
-                out = fn(*loss_arguments(prog, batch, x, data, draws, self.dtype, self.kind, searched_scale))
-            if grad:
-                (loss, aux), g = out
-                total_grad += np.asarray(g, dtype=np.float64)
-            else:
-                loss, aux = out
-            acc, metric, ok = (np.asarray(a) for a in aux)
-            per["loss"][i] = float(loss)
-            per["accuracy"][i] = float(acc)
-            per["mse" if self.kind == "mse" else "cross_entropy"][i] = float(metric)
-            fin[i] = bool(ok) and np.isfinite(float(loss))
-        return self._result(per, fin, total_grad)
-
-    def _run_numpy(self, x, seeds, proto, grad: bool):
-        """:meth:`_run` on :mod:`blursim.sim.adjoint` (the same loss and gradient, no JAX)."""
-        from blursim.sim.adjoint import meta_loss_and_grad
-
-        n = len(self.tasks)
-        per = {key: np.full(n, np.nan) for key in ("loss", "accuracy", "cross_entropy", "mse")}
-        fin = np.zeros(n, dtype=bool)
-        total_grad = np.zeros(self.dim)
-        batch = self.layout.matrix_to_batch(x[None, :], self.base_genome)
-        searched_scale = "init_scale" in self.layout.fields
-        for i, (task, seed) in enumerate(zip(self.tasks, seeds)):
-            prog = self.setup.programs[task.network]
-            xs, ys, xq, yq = task_data(task.dataset, int(seed), proto)
-            je.check_labels(prog, ys)
-            je.check_labels(prog, yq)
-            draws = self._unit_draws(task.network, seed, proto.replicas)
-            s0 = je.scale_draws(prog, draws, {g: batch.arrays[g]["init_scale"] for g in prog.groups}, self.dtype)
-            genome = {g: {f: np.asarray(v[0]) for f, v in batch.arrays[g].items()} for g in prog.groups}
-            if self.kind == "mse":
-                ys, yq = np.asarray(ys, dtype=self.dtype), np.asarray(yq, dtype=self.dtype)
-            with np.errstate(all="ignore"):
-                loss, grads, (acc, metric, ok) = meta_loss_and_grad(
-                    prog, genome, s0, np.asarray(xs, dtype=self.dtype), ys, np.asarray(xq, dtype=self.dtype), yq,
-                    kind=self.kind, dtype=self.dtype, draws=draws if searched_scale else None, grad=grad)
-            if grad:
-                total_grad += layout_vector(self.layout, grads)
+            loss, g, acc, metric, ok = one(task, int(seed), proto, x, batch, searched_scale, grad)
+            if g is not None:
+                total_grad += g
             per["loss"][i] = loss
             per["accuracy"][i] = acc
             per["mse" if self.kind == "mse" else "cross_entropy"][i] = metric
             fin[i] = bool(ok) and np.isfinite(loss)
         return self._result(per, fin, total_grad)
+
+    def _task_jax(self, task, seed: int, proto, x, batch, searched_scale: bool, grad: bool):
+        """``(loss, gradient or None, accuracy, metric, finite)`` of one task on the JAX engine."""
+        prog = self.setup.programs[task.network]
+        data = task_data(task.dataset, seed, proto)
+        draws = self._unit_draws(task.network, seed, proto.replicas)
+        fn = loss_function(prog, self.layout, self.kind, grad, searched_scale, self.products)
+        with je.precision(self.dtype_name):
+            out = fn(*loss_arguments(prog, batch, x, data, draws, self.dtype, self.kind, searched_scale))
+        g = None
+        if grad:
+            (loss, aux), g = out
+            g = np.asarray(g, dtype=np.float64)
+        else:
+            loss, aux = out
+        acc, metric, ok = (np.asarray(a) for a in aux)
+        return float(loss), g, float(acc), float(metric), bool(ok)
+
+    def _task_numpy(self, task, seed: int, proto, x, batch, searched_scale: bool, grad: bool):
+        """:meth:`_task_jax` on :mod:`blursim.sim.adjoint` (the same loss and gradient, no JAX)."""
+        from blursim.sim.adjoint import meta_loss_and_grad
+
+        prog = self.setup.programs[task.network]
+        xs, ys, xq, yq = task_data(task.dataset, seed, proto)
+        je.check_labels(prog, ys)
+        je.check_labels(prog, yq)
+        draws = self._unit_draws(task.network, seed, proto.replicas)
+        s0 = je.scale_draws(prog, draws, {g: batch.arrays[g]["init_scale"] for g in prog.groups}, self.dtype)
+        genome = {g: {f: np.asarray(v[0]) for f, v in batch.arrays[g].items()} for g in prog.groups}
+        if self.kind == "mse":
+            ys, yq = np.asarray(ys, dtype=self.dtype), np.asarray(yq, dtype=self.dtype)
+        loss, grads, (acc, metric, ok) = meta_loss_and_grad(
+            prog, genome, s0, np.asarray(xs, dtype=self.dtype), ys, np.asarray(xq, dtype=self.dtype), yq,
+            kind=self.kind, dtype=self.dtype, draws=draws if searched_scale else None, grad=grad)
+        return float(loss), (layout_vector(self.layout, grads) if grad else None), float(acc), float(metric), bool(ok)
 
     def _result(self, per: dict, fin: np.ndarray, total_grad: np.ndarray) -> tuple[float, np.ndarray, dict]:
         """``(loss, gradient, metrics)`` of one genome from its per-task numbers."""
