@@ -224,6 +224,9 @@ class Run:
         self.x, self.y, self.tape, self.R, self.dtype = x, y, tape, R, np.dtype(dtype)
         self.a: list | None = None
         self.newW, self.newV = list(W), list(V)
+        #: Mixes made in this step, by (matrix, states, transposed): eq. (7)'s ``mu~ a_j`` and
+        #: ``nu~^T a_j`` of a population serve two synapse jobs (its incoming W, its outgoing V).
+        self.mixes: dict = {}
 
 
 # --------------------------------------------------------------- the primitives
@@ -267,7 +270,19 @@ class AdjointKernels(KernelSet):
         return out
 
     def _mix(self, run, M: Var, a: Var, transpose: bool = False) -> Var:
-        """``m^c = sum_d M[c, d] a^d`` (``transpose``: ``sum_e M[e, c] a^e``, eq. 7's ``P``)."""
+        """``m^c = sum_d M[c, d] a^d`` (``transpose``: ``sum_e M[e, c] a^e``, eq. 7's ``P``); made once
+        per step for the same matrix and states (:attr:`Run.mixes`; its adjoint sums every use)."""
+        if run.tape is _NO_TAPE:  # a dead job's mix records no derivative: never shared with a live one
+            return self._mix_new(run, M, a, transpose)
+        key = (id(M), id(a), transpose)
+        hit = run.mixes.get(key)
+        if hit is not None and hit[0] is M and hit[1] is a:
+            return hit[2]
+        out = self._mix_new(run, M, a, transpose)
+        run.mixes[key] = (M, a, out)
+        return out
+
+    def _mix_new(self, run, M: Var, a: Var, transpose: bool) -> Var:
         Mv = M.val.T if transpose else M.val
         k = Mv.shape[0]
         if a.zero:
