@@ -174,6 +174,9 @@ CHAIN_RULES = {
     "synchronous_2_sweeps": {"schedule": "synchronous", "sweeps": 2},
     "tied_oja_saturation_stored": {"tied": True, "oja": "weights", "saturation": True,
                                    "synapse_normalization": "stored", "reset_neurons": False},
+    "mirror": {"backward_synapses": "mirror"},
+    "mirror_oja_saturation_mean": {"backward_synapses": "mirror", "oja": "weights", "saturation": True,
+                                   "batch_reduction": "mean"},
 }
 #: Population changes on the chain: the normalisation N on both passes, per-state activation lists.
 CHAIN_POPS = {
@@ -357,33 +360,51 @@ def test_value_and_grad_many_is_each_value_and_grad(setup):
 
 
 # ------------------------------------------------------------------ 5. engine resolution
-def mirror_setup(experiment):
+def _user_activation(x, xp):
+    """A user's activation: the reverse pass has no derivative of it."""
+    return xp.tanh(x) * 0.5
+
+
+@pytest.fixture
+def user_activation(monkeypatch):
+    """``my_act`` registered for the test only (the registry's own dict, restored afterwards)."""
+    from blursim.vocab.activations import ACTIVATIONS
+
+    monkeypatch.setitem(ACTIVATIONS._items, "my_act", _user_activation)
+    monkeypatch.setitem(ACTIVATIONS._docs, "my_act", "a test's activation")
+    return "my_act"
+
+
+def user_setup(experiment, name):
     from blursim.meta import prepare_experiment
 
     exp = copy.deepcopy(experiment.EXPERIMENT)
-    exp["network"]["rules"]["backward_synapses"] = "mirror"
+    exp["network"]["populations"][1]["forward_activation"] = name
     return prepare_experiment(exp)
 
 
-def test_engine_resolution(experiment, setup, monkeypatch):
+def test_engine_resolution(experiment, setup, monkeypatch, user_activation):
     from blursim.meta.objective import MetaObjective
 
     monkeypatch.delenv("BLURSIM_META_ENGINE", raising=False)
-    mirror = mirror_setup(experiment)
-    with pytest.raises(SpecError, match="mirror"):
-        MetaObjective(mirror, dtype="float64", engine="numpy")
-    auto = MetaObjective(mirror, dtype="float64", engine="auto")
-    assert auto.engine == "jax" and "mirror" in auto.engine_note
-    assert MetaObjective(mirror, dtype="float64").engine == "jax"  # the default is auto
+    mine = user_setup(experiment, user_activation)
+    with pytest.raises(SpecError, match="my_act"):
+        MetaObjective(mine, dtype="float64", engine="numpy")
+    auto = MetaObjective(mine, dtype="float64", engine="auto")
+    assert auto.engine == "jax" and "my_act" in auto.engine_note
+    assert MetaObjective(mine, dtype="float64").engine == "jax"  # the default is auto
     assert MetaObjective(setup, dtype="float64", engine="jax").engine == "jax"
+    # auto on the tiny experiment: JAX, since its steps are below the size where NumPy is faster
+    small = MetaObjective(setup, dtype="float64")
+    assert small.engine == "jax" and "small" in small.engine_note
     for bad in ("numba", "NumPy"):
         with pytest.raises(SpecError, match="engine"):
             MetaObjective(setup, dtype="float64", engine=bad)
     # the environment, when no engine is given
     monkeypatch.setenv("BLURSIM_META_ENGINE", "numpy")
     assert MetaObjective(setup, dtype="float64").engine == "numpy"
-    with pytest.raises(SpecError, match="mirror"):
-        MetaObjective(mirror, dtype="float64")
+    with pytest.raises(SpecError, match="my_act"):
+        MetaObjective(mine, dtype="float64")
     monkeypatch.setenv("BLURSIM_META_ENGINE", "jax")
     assert MetaObjective(setup, dtype="float64").engine == "jax"
     assert MetaObjective(setup, dtype="float64", engine="numpy").engine == "numpy"  # the argument wins
@@ -392,10 +413,13 @@ def test_engine_resolution(experiment, setup, monkeypatch):
         MetaObjective(setup, dtype="float64")
 
 
-def test_unsupported_names_the_reason():
+def test_unsupported_names_the_reason(user_activation):
     assert adjoint.unsupported(compile_network(load_network(chain(**CHAIN)))) is None
-    reason = adjoint.unsupported(compile_network(load_network(chain({"backward_synapses": "mirror"}, **CHAIN))))
-    assert reason is not None and "mirror" in reason
+    # Kolen-Pollack's mirrored update has its derivative (checked against JAX above)
+    assert adjoint.unsupported(compile_network(load_network(chain({"backward_synapses": "mirror"}, **CHAIN)))) is None
+    reason = adjoint.unsupported(compile_network(load_network(chain(hidden={"forward_activation": user_activation},
+                                                                      **CHAIN))))
+    assert reason is not None and user_activation in reason
 
 
 # ------------------------------------------------------------------ 7. gradient meta-training

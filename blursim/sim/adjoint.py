@@ -31,10 +31,11 @@ Two things make the reverse pass cheaper than differentiating the reference step
 What it covers (:func:`unsupported` says why not, and callers fall back to JAX): every
 topology, both schedules, the three backward updates, tied, untied, frozen and shared
 synapses, masks, biases, both Oja forms, saturation, both synapse normalisations,
-persistent states, the normalisation N, the built-in activations and feedback kinds, and
-eq. (7)'s own Hebbian term. Rule variants registered in
-:data:`blursim.sim.step.HEBBIAN_KERNELS` (e.g. ``mirror``), activations and feedback kinds
-registered by a user have no hand-written derivative here: use the JAX route for them.
+persistent states, the normalisation N, the built-in activations and feedback kinds,
+eq. (7)'s own Hebbian term and Kolen-Pollack's mirrored one (``backward_synapses:
+"mirror"``: the same fused update with the two mixing matrices' roles swapped). Other rule
+variants registered in :data:`blursim.sim.step.HEBBIAN_KERNELS`, and activations and feedback
+kinds registered by a user, have no hand-written derivative here: use the JAX route for them.
 
 Exactness: ``tests/test_adjoint.py`` checks the loss against the reference step (float64, to
 rounding), the gradient against JAX's and against the complex step and central differences of
@@ -191,8 +192,8 @@ def unsupported(program) -> str | None:
             if name not in ACTIVATION_DERIVATIVES or not _builtin_activation(name):
                 return f"activation {name!r} (population {p.name!r}) has no hand-written derivative here"
     for job in step.synapse_jobs(program):
-        if job.hebbian != "eq7":
-            return f"the Hebbian kernel {job.hebbian!r} (rules.backward_synapses) has no hand-written derivative here"
+        if job.hebbian not in ("eq7", "mirror"):
+            return f"the Hebbian kernel {job.hebbian!r} has no hand-written derivative here"
     return None
 
 
@@ -754,7 +755,8 @@ class AdjointKernels(KernelSet):
         ft, et = self._g(run, g, "f_tilde"), self._g(run, g, "eta_tilde")
         nt, mt = self._g(run, g, "nu_tilde"), self._g(run, g, "mu_tilde")
         src = run.a[job.src]
-        Q = self._mix(run, mt, run.a[job.dst])
+        mirror = job.hebbian == "mirror"  # Kolen-Pollack: P = mu~ a_src, Q = nu~^T a_dst (W's term, transposed)
+        Q = self._mix(run, nt, run.a[job.dst], transpose=True) if mirror else self._mix(run, mt, run.a[job.dst])
         Ev = E.val
         R, k, rows, n_dst = Ev.shape
         n_src = rows - (1 if job.bias else 0)
@@ -785,11 +787,11 @@ class AdjointKernels(KernelSet):
                     top *= Dv
                 else:
                     top[...] = 0
-            elif src.x is not None:  # input: P^c = nu~[0, c] x, the genome's factor folded into x
+            elif src.x is not None and not mirror:  # input: P^c = nu~[0, c] x, the genome's factor folded into x
                 xs = src.x[None] * (etv * scale * nt.val[0]).astype(Ev.dtype)[:, None, None]  # (k, B, n_src)
                 _gemm(xs.swapaxes(-1, -2)[None], Qv, top, 1.0, beta)
             else:
-                P = self._mix(run, nt, src, transpose=True)
+                P = self._mix(run, mt, src) if mirror else self._mix(run, nt, src, transpose=True)
                 _gemm(P.val.swapaxes(-1, -2), Qv, top, float(etv * scale), beta)
         elif scalar_d:
             new *= Dv
@@ -829,7 +831,7 @@ class AdjointKernels(KernelSet):
                 dQ = ((etv * pb)[None, :, None] * db)[:, :, None, :]  # broadcast over the batch
             if src.zero:
                 dQ = None if dQ is None else np.broadcast_to(dQ, Qv.shape).copy()
-            elif src.x is not None:
+            elif src.x is not None and not mirror:
                 G = _mm(src.x, dHn)  # (R, k, B, n_dst): x dE^c
                 for c in range(k):
                     t = scale * _dot(Qv[:, c], G[:, c])
