@@ -177,3 +177,37 @@ def test_experiment_on_jax_without_the_extra_is_refused_before_any_compute(monke
     with pytest.raises(SpecError, match=r"execution.backend 'jax' needs the optional JAX extra") as err:
         prepare_experiment(exp)
     assert err.value.path == "$.execution.backend" and 'pip install -e ".[jax]"' in str(err.value)
+
+
+def test_jax_simulator_takes_a_reference_kernel_set(tiny):
+    """``JaxSimulator(kernels=...)``: a replaced primitive is traced and jitted like the rest. The
+    reference kernels themselves give the default bits; a halved activation changes the outputs
+    and equals the same kernel set run eagerly by NumPy (blursim.sim.reference.train_step); the
+    fast engine's kernel set is refused with a one-line error."""
+    from blursim.sim import reference as ref
+
+    prog, gens, batches, (xq, _) = tiny
+    half = ref.KERNELS.replace(activate=lambda run, x, names: 0.5 * ref.activate(names, x))
+    outs, blurs = {}, {}
+    for name, K in (("default", None), ("reference", ref.KERNELS), ("half", half)):
+        js = JaxSimulator(prog, "float64", kernels=K)
+        g = js.prepare(gens)
+        st = js.init_synapses(g, 2, 5)
+        for x, y in batches:
+            js.train_step(st, g, x, y)
+        outs[name] = [np.asarray(o) for o in js.forward(st, g, xq)]
+        blurs[name] = st.blur
+    assert all(np.array_equal(a, b) for a, b in zip(outs["default"], outs["reference"]))
+    assert all(rel(a, b) > 1e-3 for a, b in zip(outs["half"], outs["default"]))
+    # the same kernel set on NumPy, eagerly, from the same initial synapses and genomes
+    js = JaxSimulator(prog, "float64")
+    genome = ref.genome_arrays(gens, prog)
+    st0 = js.init_synapses(js.prepare(gens), 2, 5).blur
+    state = ref.BlurState(tuple(np.asarray(w) for w in st0.W),
+                          tuple(None if v is None else np.asarray(v) for v in st0.V), None)
+    for x, y in batches:
+        state = ref.train_step(prog, genome, state, np.asarray(x, dtype=np.float64), y, half)
+    for a, b in zip(blurs["half"].W, state.W):
+        assert rel(np.asarray(a), b) <= 1e-12
+    with pytest.raises(SpecError, match="reference kernel set"):
+        JaxSimulator(prog, "float64", kernels=Simulator(prog, backend="numpy", dtype="float64").kernels)

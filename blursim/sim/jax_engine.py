@@ -354,15 +354,26 @@ class JaxSimulator:
     ``products``: ``"xla"`` (default) -- the step's products are XLA's dots -- or ``"blas"``
     -- eq. 5-7's products go to NumPy's BLAS through a host callback with an exact
     derivative (:mod:`blursim.sim.jax_blas`; on the CPU only: elsewhere it is ``"xla"``).
+
+    ``kernels``: the reference kernel set the step runs on (default: the product route's), e.g.
+    ``blursim.sim.reference.KERNELS.replace(activate=my_activate)`` -- a primitive of your own,
+    traced and jitted like the rest, as :class:`~blursim.sim.Simulator`'s ``kernels=`` on NumPy
+    (``docs/rule_variants.md``). It must be a reference kernel set (pure array functions); the
+    fast engine's is refused.
     """
 
     def __init__(self, program, dtype: str | None = None, *, sparse: str = "auto", threads: int | None = None,
-                 products: str | None = None):
+                 products: str | None = None, kernels=None):
         require_jax()
         from blursim.sim.jax_blas import kernels_for, resolve_products
 
         self.products = resolve_products(products)
-        self.kernels = kernels_for(self.products)
+        if kernels is not None and not isinstance(kernels, ref.ReferenceKernels):
+            raise SpecError("the JAX engine runs a reference kernel set: blursim.sim.reference.KERNELS or "
+                            "its .replace(...), not the fast engine's", value=type(kernels).__name__, path="kernels")
+        #: The kernel set the step runs on; ``None`` in the compile key for the route's own.
+        self.kernels = kernels if kernels is not None else kernels_for(self.products)
+        self._kernels_key = kernels
         self.program = program
         self.k = program.k
         self.rules = program.rules
@@ -384,7 +395,7 @@ class JaxSimulator:
             "forward": lambda: lambda G, s, x: ref.evaluate(prog, G, s, x, K),
             "finite": lambda: synapses_finite,
         }[name]
-        return compiled(prog, ("sim", name, self.products), lambda: jax.jit(make()))
+        return compiled(prog, ("sim", name, self.products, self._kernels_key), lambda: jax.jit(make()))
 
     def _call(self, name: str, *args):
         with precision(self.dtype_name):
@@ -466,7 +477,7 @@ class JaxSimulator:
         jax = require_jax()
         prog, K = self.program, self.kernels
         record = {"phases": phases, "hebbian": hebbian}
-        return compiled(prog, ("sim", "record", phases, hebbian, self.products), lambda: jax.jit(
+        return compiled(prog, ("sim", "record", phases, hebbian, self.products, self._kernels_key), lambda: jax.jit(
             lambda G, s, x, y: ref.train_step(prog, G, s, x, y, K, record=record)))
 
     def _feed(self, tap, rec) -> None:
