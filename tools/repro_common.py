@@ -504,11 +504,19 @@ def by_gradient(doc: dict[str, Any], args) -> dict[str, Any]:
     """A :func:`meta_experiment` document meta-trained by gradient (paper Sec. 3.3) instead of
     CMA-ES: Adam at ``args.learning_rate`` on the exact meta-gradient of the query batches'
     cross-entropy, clipping 10, ``args.sync_runs`` synchronised runs; the current genome is
-    measured on the training split at the last step (``validation.every = generations``)."""
+    measured on the training split at the last step (``validation.every = generations``). With
+    ``args.quick``, a short unroll (:data:`QUICK_GRADIENT_INNER`: it compiles in seconds)."""
     doc["strategy"] = {"name": "gradient", "options": {"learning_rate": args.learning_rate,
                                                        "runs": args.sync_runs}}
     doc["validation"] = {"every": max(1, args.generations), "replicas": 2}
+    if getattr(args, "quick", False):
+        doc["inner"] = dict(QUICK_GRADIENT_INNER)
     return doc
+
+
+#: The inner loop of :func:`by_gradient`'s ``--quick`` runs (repro_es_vs_gradient.py's quick one: with 8 hidden
+#: neurons its compiled program is shared through the JAX cache).
+QUICK_GRADIENT_INNER = {"steps": 3, "batch_size": 32, "query_batches": 2, "replicas": 1}
 
 
 def cell_table(runs: dict[str, list[dict]], key: str) -> dict[str, Any]:

@@ -33,8 +33,6 @@ import repro_depth
 NAME = "repro_depth_gradient"
 TRAIN_DEPTHS = [2, 3, 4]
 EVAL_DEPTHS = list(range(1, 11))
-# the quick inner loop of repro_es_vs_gradient.py: with 8 hidden its compiled program is shared (JAX cache)
-QUICK_INNER = {"steps": 3, "batch_size": 32, "query_batches": 2, "replicas": 1}
 
 
 def parse_args(argv=None):
@@ -46,10 +44,7 @@ def parse_args(argv=None):
 
 
 def experiment(depth: int, seed: int, args) -> dict:
-    doc = rc.by_gradient(repro_depth.experiment(depth, rc.with_seed(args, seed)), args)
-    if args.quick:  # a short unroll compiles in seconds
-        doc["inner"] = QUICK_INNER
-    return doc
+    return rc.by_gradient(repro_depth.experiment(depth, rc.with_seed(args, seed)), args)
 
 
 def main(argv=None) -> int:

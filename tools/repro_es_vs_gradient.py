@@ -154,12 +154,17 @@ def compare_arms(args, seeds: list[int]) -> dict:
     return results
 
 
+def quick(args, argv) -> None:
+    """The ``--quick`` smoke settings (this script's and repro_es_vs_gradient_fair.py's)."""
+    args.runs, args.budget, args.hidden, args.popsize, args.unrolls, args.replicas = 2, 0.3, 8, 6, 4, 2
+    args.runs = rc.explicit(argv, "--runs", args.runs)  # a one-run smoke test stays one run
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     timer = rc.Timer()
     if args.quick:
-        args.runs, args.budget, args.hidden, args.popsize, args.unrolls, args.replicas = 2, 0.3, 8, 6, 4, 2
-        args.runs = rc.explicit(argv, "--runs", args.runs)  # a one-run smoke test stays one run
+        quick(args, argv)
     seeds = [args.seed + i for i in range(args.runs)]
     rc.estimate(f"{args.runs} run(s) per arm x {args.budget:g} s, then the evaluations",
                 2 * args.runs * (args.budget + 5) + 30)

@@ -83,8 +83,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     timer = rc.Timer()
     if args.quick:
-        args.runs, args.budget, args.hidden, args.popsize, args.unrolls, args.replicas = 2, 0.3, 8, 6, 4, 2
-        args.runs = rc.explicit(argv, "--runs", args.runs)  # a one-run smoke test stays one run
+        esg.quick(args, argv)
         args.lr_grid, args.tune_budget = args.lr_grid[1:3], 0.2
     seeds = [args.seed + i for i in range(args.runs)]
     rc.estimate(f"{len(args.lr_grid)} tuning runs x {args.tune_budget:g} s, {args.runs} run(s) per arm x "

@@ -29,8 +29,6 @@ import repro_states
 
 NAME = "repro_states_gradient"
 KS = [2, 4, 8]
-# the quick inner loop of repro_es_vs_gradient.py: with 8 hidden its compiled program is shared (JAX cache)
-QUICK_INNER = {"steps": 3, "batch_size": 32, "query_batches": 2, "replicas": 1}
 
 
 def parse_args(argv=None):
@@ -41,10 +39,7 @@ def parse_args(argv=None):
 
 
 def experiment(k: int, seed: int, args) -> dict:
-    doc = rc.by_gradient(repro_states.experiment(k, "relu_tanh", seed, args), args)
-    if args.quick:  # a short unroll compiles in seconds
-        doc["inner"] = QUICK_INNER
-    return doc
+    return rc.by_gradient(repro_states.experiment(k, "relu_tanh", seed, args), args)
 
 
 def main(argv=None) -> int:

@@ -61,7 +61,7 @@ class MetaLoss:
     preset); ``kind``: ``"cross_entropy"`` (class labels) or ``"mse"`` (target vectors);
     ``dtype``: ``"float32"`` or ``"float64"``; ``engine``: the meta-gradient engine, ``"numpy"``
     (:mod:`blursim.sim.adjoint`), ``"jax"`` or ``"auto"`` (default ``$BLURSIM_META_ENGINE`` or
-    ``auto``: :func:`blursim.meta.objective.resolve_engine`, sized by the first batch it is given).
+    ``auto``: :func:`blursim.meta.objective.resolve_engine`, sized by each call's batch and replicas).
     """
 
     def __init__(self, network: Any, *, fields: Sequence[str] = TABLE1_FIELDS,
@@ -103,11 +103,10 @@ class MetaLoss:
         self._batch = None  # the base genome as arrays, built on first use
         from blursim.meta.objective import resolve_engine
 
-        #: The requested engine (``auto`` is resolved on the first call, by its batch size).
+        #: The requested engine (``auto`` is resolved on each call, by that call's batch and replicas).
         self.engine = engine
-        resolve_engine(engine, [self.program])  # checks the name; "numpy" on a network it cannot do
-        self._engine = None if (engine or os.environ.get("BLURSIM_META_ENGINE") or "auto") == "auto" else \
-            resolve_engine(engine, [self.program])[0]
+        resolved = resolve_engine(engine, [self.program])[0]  # checks the name; "numpy" where it cannot
+        self._engine = None if (engine or os.environ.get("BLURSIM_META_ENGINE") or "auto") == "auto" else resolved
         if self._engine == "jax":
             je.require_jax()
 

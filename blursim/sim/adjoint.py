@@ -51,6 +51,7 @@ import numpy as np
 
 from blursim.sim import step
 from blursim.sim.kernels import KernelSet
+from blursim.vocab import feedback as _fb
 
 __all__ = ["AdjointKernels", "Var", "unsupported", "meta_loss_and_grad", "ACTIVATION_DERIVATIVES", "IN_PLACE_DERIVATIVES"]
 
@@ -202,8 +203,6 @@ def _builtin_activation(name: str) -> bool:
 
     return getattr(acts, name, None) is acts.ACTIVATIONS.get(name)
 
-
-from blursim.vocab import feedback as _fb  # noqa: E402
 
 _BUILTIN_FEEDBACK = {"target": _fb.target, "error_mse": _fb.error_mse, "error_softmax": _fb.error_softmax}
 
@@ -391,7 +390,7 @@ class AdjointKernels(KernelSet):
     def start(self, run, keep):
         """Reset states (zeros, not tracked) or the kept ones where their shape fits; the inputs
         in state 0."""
-        program, R, k = run.program, run.R, program_k(run.program)
+        program, R, k = run.program, run.R, int(run.program.k)
         B = run.x.shape[0]
         a = []
         for p in program.pops:
@@ -463,8 +462,7 @@ class AdjointKernels(KernelSet):
         Ev = E.val
         k = nu.shape[0]
         if a.zero and not q.bias:
-            return a if a.shape[-1] == Ev.shape[-1] else Var(None, tracked=False, zero=True,
-                                                               shape=a.shape[:3] + (Ev.shape[-1],), dtype=a.dtype)
+            return Var(None, tracked=False, zero=True, shape=a.shape[:3] + (Ev.shape[-1],), dtype=a.dtype)
         nb = nu.val.sum(axis=1)  # (nu 1)^c: the bias unit's mixed states
         if a.x is not None:  # input: z^c = nu[c, 0] (x @ E^c)
             xv = a.x
@@ -542,7 +540,6 @@ class AdjointKernels(KernelSet):
         """``[keep a^0 .. a^{first-1}, a^first y^first, ...]``."""
         a = run.a[p]
         av, yv = a.val, y.val
-        k = av.shape[1]
         kv = self._g(run, run.program.pops[p].group, keep).val if first else None
         out_v = av * yv
         if first:
@@ -561,7 +558,6 @@ class AdjointKernels(KernelSet):
                 _gacc(self._g(run, run.program.pops[p].group, keep), _dot(d[:, :first], av[:, :first]))
             _acc(a, da)
             _acc(y, dy)
-        del k
         run.tape.append(back)
         return out
 
@@ -1027,10 +1023,6 @@ def dead_job(program, job) -> bool:
     projection leaving an input population (eq. 6 runs on no input population, and nothing else
     reads ``V``)."""
     return job.which == "V" and program.pops[job.dst].role == "input"
-
-
-def program_k(program) -> int:
-    return int(program.k)
 
 
 KERNELS = AdjointKernels()
